@@ -1,0 +1,70 @@
+"""Assemble the FastAPI application of one node."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from trailkeep import __version__
+from trailkeep.api import errors, events, reads, system
+from trailkeep.api.services import Services
+from trailkeep.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The Trailkeep HTTP app; its lifespan opens the database and starts the writer."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        svc = Services.build(settings)
+        app.state.services = svc
+        await svc.start()
+        try:
+            yield
+        finally:
+            await svc.stop()
+
+    app = FastAPI(
+        title="Trailkeep",
+        version=__version__,
+        summary="A verifiable, append-only audit log for your apps.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.include_router(events.router)
+    app.include_router(reads.router)
+    app.include_router(system.router)
+
+    app.add_middleware(RequestMetrics)
+    return app
+
+
+class RequestMetrics:
+    """Count answered requests by route and status (pure ASGI: no body buffering)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            svc: Services | None = getattr(scope["app"].state, "services", None)
+            if svc is not None:
+                route = getattr(scope.get("route"), "path", "unmatched")
+                svc.metrics.requests.labels(scope["method"], route, str(status)).inc()

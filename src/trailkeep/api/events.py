@@ -1,0 +1,126 @@
+"""Writes: append one entry or a batch; read one entry back. No route updates or deletes."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path
+from starlette.requests import Request
+from starlette.responses import Response
+
+from trailkeep.api.context import (
+    BATCH_BODY_MAX,
+    SINGLE_BODY_MAX,
+    admit_write,
+    authenticate,
+    idempotency_of,
+    origin_of,
+    read_body,
+)
+from trailkeep.api.errors import Problem
+from trailkeep.api.schemas import WRITE_PROBLEMS, BatchOut, EntryOut
+from trailkeep.api.services import Services, services
+from trailkeep.ingest import IdempotencyConflict
+from trailkeep.model import (
+    BatchWrite,
+    EntryError,
+    EventWrite,
+    parse_body,
+    prepare,
+    validate_batch,
+    validate_write,
+)
+
+router = APIRouter(prefix="/v1/apps/{app_id}", tags=["events"])
+
+AppId = Annotated[str, Path(description="The app's id (`app_...`).", max_length=64)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="A retry with the same key and body returns the original; another body: 409.",
+        max_length=255,
+    ),
+]
+
+
+def _body_schema(model: type[EventWrite] | type[BatchWrite]) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": model.model_json_schema()}},
+        }
+    }
+
+
+async def _append(
+    svc: Services, request: Request, app_id: str, limit: int, batch: bool
+) -> tuple[list[bytes], bool]:
+    await admit_write(svc, request)
+    principal = await authenticate(svc, app_id, request)
+    if not principal.can_write():
+        raise Problem("forbidden", "this credential may not write: it needs `events:write`")
+    raw = await read_body(request, limit)
+    origin = origin_of(svc, request, principal)
+    idempotency = idempotency_of(request, principal, raw)
+    try:
+        body = parse_body(raw)
+        writes = (
+            validate_batch(body, svc.settings.max_batch_entries) if batch else [validate_write(body)]
+        )
+        max_bytes = svc.settings.metadata_max_bytes
+        pending = [prepare(app_id, w, principal.actor, origin, max_bytes) for w in writes]
+    except EntryError as exc:
+        raise Problem(exc.code, exc.detail) from None
+    try:
+        appended = await svc.ingest.append(app_id, pending, idempotency)
+    except IdempotencyConflict:
+        raise Problem(
+            "idempotency_conflict",
+            "this Idempotency-Key was already used with a different request",
+        ) from None
+    return appended.entries, appended.replayed
+
+
+def _headers(request: Request, replayed: bool) -> dict[str, str]:
+    headers: dict[str, str] = dict(getattr(request.state, "extra_headers", {}))
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return headers
+
+
+@router.post(
+    "/events",
+    status_code=201,
+    summary="Append one entry",
+    response_model=EntryOut,
+    responses=WRITE_PROBLEMS,
+    openapi_extra=_body_schema(EventWrite),
+)
+async def append_event(
+    request: Request, app_id: AppId, idempotency_key: IdempotencyKey = None
+) -> Response:
+    """Append one entry; the actor, time, IP and user agent are the server's to set."""
+    svc = services(request)
+    entries, replayed = await _append(svc, request, app_id, SINGLE_BODY_MAX, batch=False)
+    return Response(
+        entries[0], 201, headers=_headers(request, replayed), media_type="application/json"
+    )
+
+
+@router.post(
+    "/events/batch",
+    status_code=201,
+    summary="Append up to 1,000 entries, all or none",
+    response_model=BatchOut,
+    responses=WRITE_PROBLEMS,
+    openapi_extra=_body_schema(BatchWrite),
+)
+async def append_batch(
+    request: Request, app_id: AppId, idempotency_key: IdempotencyKey = None
+) -> Response:
+    """Append a batch in one transaction: every entry or none of them."""
+    svc = services(request)
+    entries, replayed = await _append(svc, request, app_id, BATCH_BODY_MAX, batch=True)
+    body = b'{"events":[' + b",".join(entries) + b"]}"
+    return Response(body, 201, headers=_headers(request, replayed), media_type="application/json")

@@ -1,0 +1,84 @@
+"""Response shapes, for the OpenAPI document (handlers return the stored bytes as they are)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class ActorOut(BaseModel):
+    """Who acted: a session's user, or an API key."""
+
+    type: Literal["user", "api_key"]
+    id: str
+    name: str | None = None
+    role: str | None = None
+
+
+class TargetOut(BaseModel):
+    """The affected user or resource."""
+
+    type: str
+    id: str
+
+
+class ContextOut(BaseModel):
+    """Where the action came from."""
+
+    ip: str | None
+    user_agent: str | None
+    project: str | None = None
+    server: str | None = None
+    request_id: str | None = None
+    forwarded_by: str | None = Field(default=None, description="Key that forwarded ip/agent.")
+
+
+class EntryOut(BaseModel):
+    """One entry of the log, exactly as stored and hashed (plus its leaf hash)."""
+
+    id: str
+    app_id: str
+    seq: int = Field(ge=0, description="Index in the app's log: 0-based, gapless.")
+    time: str = Field(description="Receive time, RFC 3339 UTC with microseconds.")
+    action: str
+    kind: Literal["admin", "user"]
+    actor: ActorOut
+    target: TargetOut | None
+    metadata: dict[str, Any]
+    context: ContextOut
+    leaf_hash: str = Field(description="hex SHA-256(0x00 || JCS(entry without leaf_hash))")
+
+
+class BatchOut(BaseModel):
+    """The entries a batch appended, in seq order."""
+
+    events: list[EntryOut]
+
+
+class ProblemOut(BaseModel):
+    """An RFC 9457 problem document with Trailkeep's stable ``code``."""
+
+    type: str
+    title: str
+    status: int
+    code: str
+    detail: str
+    instance: str
+
+
+PROBLEMS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ProblemOut, "description": text}
+    for status, text in {
+        400: "invalid_request or actor_not_allowed",
+        401: "unauthenticated",
+        403: "forbidden",
+        404: "not_found",
+    }.items()
+}
+WRITE_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    **PROBLEMS,
+    409: {"model": ProblemOut, "description": "idempotency_conflict"},
+    413: {"model": ProblemOut, "description": "payload_too_large"},
+    429: {"model": ProblemOut, "description": "rate_limited"},
+}

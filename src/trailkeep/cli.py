@@ -1,0 +1,223 @@
+"""The ``trailkeep`` command: serve, manage apps and keys, mint sessions."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from trailkeep import provision
+from trailkeep.auth import SCOPES, mint_session
+from trailkeep.settings import Settings
+from trailkeep.store import Store
+
+app = typer.Typer(
+    help="Trailkeep: a verifiable, append-only audit log for your apps.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+apps_cli = typer.Typer(help="Create and list apps (tenants).", no_args_is_help=True)
+keys_cli = typer.Typer(help="Create and revoke API keys.", no_args_is_help=True)
+sessions_cli = typer.Typer(help="Mint end-user session tokens.", no_args_is_help=True)
+app.add_typer(apps_cli, name="apps")
+app.add_typer(keys_cli, name="keys")
+app.add_typer(sessions_cli, name="sessions")
+
+out = Console()
+err = Console(stderr=True)
+
+DataDir = Annotated[
+    Path | None, typer.Option("--data-dir", help="Data directory [env TRAILKEEP_DATA_DIR].")
+]
+DatabaseUrl = Annotated[
+    str | None, typer.Option("--database-url", help="Database URL [env TRAILKEEP_DATABASE_URL].")
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+AppOpt = Annotated[str, typer.Option("--app", help="The app id.")]
+
+
+class CliError(Exception):
+    """An error the user can act on: printed as one line, exit status 1."""
+
+
+def settings_from(**overrides: Any) -> Settings:
+    """Environment settings, overridden by the options that were given."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def open_store(data_dir: Path | None, database_url: str | None) -> Store:
+    """Open and migrate the configured database."""
+    store = Store(settings_from(data_dir=data_dir, database_url=database_url).resolved_database_url)
+    store.migrate()
+    return store
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2) + "\n")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+    rate_limit: Annotated[str | None, typer.Option(help="Writes per client IP.")] = None,
+    redis_url: Annotated[str | None, typer.Option(help="Redis URL for shared limits.")] = None,
+    demo: Annotated[bool, typer.Option(help="Create and print a demo app on first start.")] = False,
+    workers: Annotated[int, typer.Option(help="Processes (PostgreSQL only).")] = 1,
+    access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
+) -> None:
+    """Serve the HTTP API."""
+    import uvicorn
+
+    from trailkeep.api import create_app
+
+    settings = settings_from(
+        data_dir=data_dir, database_url=database_url, rate_limit=rate_limit, redis_url=redis_url
+    )
+    if workers != 1:
+        raise CliError("--workers is not supported yet: run several `serve` processes instead")
+    if demo:
+        store = Store(settings.resolved_database_url)
+        store.migrate()
+        made = provision.demo_app(store, settings.data_dir)
+        store.close()
+        _print_demo(made, host, port)
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        # Trailkeep decides itself which proxies to believe (TRAILKEEP_TRUSTED_PROXIES).
+        proxy_headers=False,
+        server_header=False,
+        access_log=access_log,
+        log_level="info",
+    )
+
+
+def _print_demo(made: provision.NewApp, host: str, port: int) -> None:
+    base = f"http://{host}:{port}"
+    body = '{"action":"demo.hello","target_type":"doc","target_id":"doc_1","metadata":{"n":1}}'
+    out.print(f"[bold]Trailkeep demo app[/bold] (credentials in the data dir's demo file)")
+    out.print(f"  app id:         {made.app_id}")
+    out.print(f"  key (all scopes): {made.key}", soft_wrap=True)
+    out.print(f"  session secret: {made.session_secret}", soft_wrap=True)
+    out.print(f"  API docs:       {base}/docs")
+    out.print("  record an entry:")
+    out.print(
+        f"    curl -sS -X POST {base}/v1/apps/{made.app_id}/events "
+        f"-H 'Authorization: Bearer {made.key}' -H 'Content-Type: application/json' "
+        f"-d '{body}'",
+        soft_wrap=True,
+        highlight=False,
+    )
+
+
+@apps_cli.command("create")
+def apps_create(
+    name: str, as_json: AsJson = False, data_dir: DataDir = None, database_url: DatabaseUrl = None
+) -> None:
+    """Create an app; prints its id, a key with every scope and its session secret."""
+    made = provision.create_app(open_store(data_dir, database_url), name)
+    if as_json:
+        _print_json({"app_id": made.app_id, "key": made.key, "key_id": made.key_id,
+                     "session_secret": made.session_secret, "name": made.name})  # fmt: skip
+        return
+    out.print(f"app id:         {made.app_id}\nkey:            {made.key}", soft_wrap=True)
+    out.print(f"session secret: {made.session_secret}", soft_wrap=True)
+    out.print("The key and the secret are shown once: keep them now.")
+
+
+@apps_cli.command("list")
+def apps_list(
+    as_json: AsJson = False, data_dir: DataDir = None, database_url: DatabaseUrl = None
+) -> None:
+    """List apps."""
+    store = open_store(data_dir, database_url)
+    apps = store.list_apps()
+    if as_json:
+        _print_json([
+            {"app_id": a.id, "name": a.name, "created_at": a.created_at.isoformat(),
+             "entries": store.log_size(a.id), "allowed_origins": list(a.allowed_origins)}
+            for a in apps
+        ])  # fmt: skip
+        return
+    table = Table("app id", "name", "created", "entries")
+    for a in apps:
+        table.add_row(a.id, a.name, a.created_at.strftime("%Y-%m-%d %H:%M"), str(store.log_size(a.id)))
+    out.print(table)
+
+
+@keys_cli.command("create")
+def keys_create(
+    app_id: AppOpt,
+    scope: Annotated[list[str], typer.Option("--scope", help=f"One of {', '.join(SCOPES)}.")],
+    name: Annotated[str | None, typer.Option(help="A label for the key.")] = None,
+    as_json: AsJson = False,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Create an API key with the given scopes (shown once)."""
+    made = provision.create_key(open_store(data_dir, database_url), app_id, scope, name)
+    if as_json:
+        _print_json(asdict(made))
+        return
+    out.print(f"key id: {made.key_id}\nkey:    {made.key}\nscopes: {' '.join(made.scopes)}")
+
+
+@keys_cli.command("list")
+def keys_list(app_id: AppOpt, data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
+    """List an app's keys (never their secrets)."""
+    table = Table("key id", "scopes", "name", "created", "revoked")
+    for key in open_store(data_dir, database_url).list_keys(app_id):
+        revoked = key.revoked_at.strftime("%Y-%m-%d %H:%M") if key.revoked_at else ""
+        created = key.created_at.strftime("%Y-%m-%d %H:%M")
+        table.add_row(key.id, " ".join(sorted(key.scopes)), key.name or "", created, revoked)
+    out.print(table)
+
+
+@keys_cli.command("revoke")
+def keys_revoke(key_id: str, data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
+    """Revoke a key; servers stop accepting it within seconds."""
+    if not open_store(data_dir, database_url).revoke_key(key_id):
+        raise CliError(f"no active key {key_id!r}")
+    out.print(f"revoked {key_id}")
+
+
+@sessions_cli.command("mint")
+def sessions_mint(
+    app_id: AppOpt,
+    sub: Annotated[str, typer.Option(help="The end user's id (the actor id).")],
+    role: Annotated[str | None, typer.Option(help="owner, admin, or any other role.")] = None,
+    name: Annotated[str | None, typer.Option(help="The user's display name.")] = None,
+    ttl: Annotated[int, typer.Option(help="Seconds until it expires.", min=1)] = 3600,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Mint an HS256 session token with the app's session secret."""
+    found = open_store(data_dir, database_url).get_app(app_id)
+    if found is None:
+        raise CliError(f"no app {app_id!r}")
+    sys.stdout.write(
+        mint_session(app_id, found.session_secret, sub, role=role, name=name, ttl=ttl) + "\n"
+    )
+
+
+def main() -> None:
+    """Entry point: run the CLI; user errors are one line on stderr and exit status 1."""
+    try:
+        app()
+    except (CliError, LookupError, ValueError, OSError) as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(1)
+    except Exception as exc:  # one line, never a traceback, for anything else too
+        err.print(f"[red]error:[/red] {type(exc).__name__}: {exc}", highlight=False)
+        sys.exit(1)

@@ -1,0 +1,258 @@
+"""The group-commit writer: concurrent appends share one transaction, so one fsync each batch.
+
+Requests queue up while a commit is on disk; the next commit takes everything that queued. Under
+no load a request is committed alone at once; under load, batches grow by themselves, and the
+cost of durability is paid once per batch rather than once per entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from trailkeep import merkle
+from trailkeep.model import PendingEntry, format_time, with_leaf_hash
+from trailkeep.store import AppendTx, IdempotencyRecord, Store
+
+log = logging.getLogger(__name__)
+
+
+class IdempotencyConflict(Exception):
+    """The idempotency key was used before with a different request."""
+
+
+@dataclass(frozen=True, slots=True)
+class Idempotency:
+    """A write's idempotency key and the fingerprint of what it asked for."""
+
+    key: str
+    fingerprint: bytes
+
+    @staticmethod
+    def of(key: str, *parts: bytes) -> Idempotency:
+        """Fingerprint a request from its parts (who asked, where, and the body)."""
+        digest = hashlib.sha256()
+        for part in parts:
+            digest.update(len(part).to_bytes(8, "big"))
+            digest.update(part)
+        return Idempotency(key, digest.digest())
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """What an append produced: the stored entries, and whether this was a replay."""
+
+    entries: list[bytes]
+    first_seq: int
+    replayed: bool = False
+
+
+@dataclass(slots=True)
+class _Request:
+    app_id: str
+    entries: Sequence[PendingEntry]
+    idempotency: Idempotency | None
+    future: asyncio.Future[Appended]
+    result: Appended | BaseException | None = field(default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestStats:
+    """Hooks for metrics: called after every commit with the batch size and its latency."""
+
+    on_commit: Callable[[int, float], None] = lambda size, seconds: None
+
+
+class Ingest:
+    """Queue appends and commit them in batches, one transaction per batch."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        max_batch_entries: int = 5_000,
+        idempotency_ttl: timedelta = timedelta(hours=24),
+        stats: IngestStats | None = None,
+        on_appended: Callable[[set[str]], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._max = max_batch_entries
+        self._ttl = idempotency_ttl
+        self._stats = stats or IngestStats()
+        self._on_appended = on_appended
+        self._queue: list[_Request] = []
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    async def start(self) -> None:
+        """Start the writer task."""
+        self._task = asyncio.create_task(self._run(), name="trailkeep-ingest")
+
+    async def stop(self) -> None:
+        """Commit what is queued, then stop."""
+        self._closing = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+
+    async def append(
+        self, app_id: str, entries: Sequence[PendingEntry], idempotency: Idempotency | None = None
+    ) -> Appended:
+        """Append entries (all or none) and return them once they are durably committed."""
+        if self._closing:
+            raise RuntimeError("the writer is shutting down")
+        future: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Request(app_id, entries, idempotency, future))
+        self._wakeup.set()
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue:
+                batch = self._take()
+                started = time.perf_counter()
+                try:
+                    await asyncio.to_thread(self._commit_batch, batch)
+                except BaseException as exc:  # pragma: no cover - the thread itself failed
+                    for request in batch:
+                        request.result = exc
+                self._stats.on_commit(
+                    sum(len(r.entries) for r in batch), time.perf_counter() - started
+                )
+                for request in batch:
+                    if not request.future.done():
+                        if isinstance(request.result, BaseException):
+                            request.future.set_exception(request.result)
+                        elif request.result is not None:
+                            request.future.set_result(request.result)
+                if self._on_appended is not None:
+                    self._on_appended({r.app_id for r in batch})
+            if self._closing:
+                return
+
+    def _take(self) -> list[_Request]:
+        taken, total = [], 0
+        while self._queue and (not taken or total + len(self._queue[0].entries) <= self._max):
+            request = self._queue.pop(0)
+            taken.append(request)
+            total += len(request.entries)
+        return taken
+
+    def _commit_batch(self, batch: list[_Request]) -> None:
+        try:
+            self._commit(batch)
+        except Exception as exc:
+            if len(batch) == 1:
+                log.warning("append failed: %s", exc)
+                batch[0].result = exc
+                return
+            # One request spoiled the shared transaction: commit each alone, so only it fails.
+            log.info("batch of %d failed (%s); committing one by one", len(batch), exc)
+            for request in batch:
+                self._commit_batch([request])
+
+    def _commit(self, batch: list[_Request]) -> None:
+        by_app: dict[str, list[_Request]] = {}
+        for request in batch:
+            by_app.setdefault(request.app_id, []).append(request)
+        replays: list[tuple[_Request, IdempotencyRecord]] = []
+        with self._store.append_tx() as tx:
+            now = datetime.now(UTC)
+            # A fixed order of row locks keeps two nodes' transactions from deadlocking.
+            for app_id in sorted(by_app):
+                replays += self._append_app(tx, app_id, by_app[app_id], now)
+            for request, record in replays:
+                request.result = Appended(
+                    tx.entries(request.app_id, record.seq, record.count), record.seq, True
+                )
+
+    def _append_app(
+        self, tx: AppendTx, app_id: str, requests: list[_Request], now: datetime
+    ) -> list[tuple[_Request, IdempotencyRecord]]:
+        fresh: list[_Request] = []
+        # A replay points at the stored record, or at a request earlier in this same batch.
+        replays: list[tuple[_Request, IdempotencyRecord | _Request]] = []
+        claimed: dict[str, _Request] = {}
+        for request in requests:
+            key = request.idempotency
+            if key is None:
+                fresh.append(request)
+                continue
+            original: IdempotencyRecord | _Request | None = claimed.get(key.key) or tx.idempotency(
+                app_id, key.key, self._ttl
+            )
+            if original is None:
+                claimed[key.key] = request
+                fresh.append(request)
+            elif _fingerprint(original) != key.fingerprint:
+                request.result = IdempotencyConflict(key.key)
+            else:
+                replays.append((request, original))
+        if fresh:
+            self._append_fresh(tx, app_id, fresh, now)
+        return [(request, _record(original)) for request, original in replays]
+
+    def _append_fresh(
+        self, tx: AppendTx, app_id: str, fresh: list[_Request], now: datetime
+    ) -> None:
+        total = sum(len(r.entries) for r in fresh)
+        start, moment = tx.reserve(app_id, total, now)
+        stamp = format_time(moment)
+        frontier_ids = merkle.frontier(start)
+        known = tx.nodes(app_id, frontier_ids)
+        frontier = [known[node] for node in frontier_ids]
+        rows: list[dict[str, Any]] = []
+        leaves: list[bytes] = []
+        seq = start
+        for request in fresh:
+            first = seq
+            stored: list[bytes] = []
+            for pending in request.entries:
+                document = pending.canonical(seq, stamp)
+                leaf = merkle.hash_leaf(document)
+                entry = with_leaf_hash(document, leaf)
+                leaves.append(leaf)
+                stored.append(entry)
+                rows.append({
+                    "app_id": app_id, "seq": seq, "id": pending.id, "time": moment,
+                    "action": pending.action, "kind": pending.kind, "actor_id": pending.actor_id,
+                    "target_type": pending.target_type, "target_id": pending.target_id,
+                    "entry": entry,
+                })  # fmt: skip
+                seq += 1
+            request.result = Appended(stored, first)
+            if request.idempotency is not None:
+                tx.remember(
+                    app_id,
+                    request.idempotency.key,
+                    IdempotencyRecord(request.idempotency.fingerprint, first, len(stored)),
+                )
+        written, _ = merkle.append_leaves(start, frontier, leaves)
+        tx.insert(
+            rows,
+            [{"app_id": app_id, "level": lvl, "idx": idx, "hash": h} for (lvl, idx), h in written],
+        )
+
+
+def _fingerprint(original: IdempotencyRecord | _Request) -> bytes:
+    if isinstance(original, IdempotencyRecord):
+        return original.fingerprint
+    assert original.idempotency is not None
+    return original.idempotency.fingerprint
+
+
+def _record(original: IdempotencyRecord | _Request) -> IdempotencyRecord:
+    if isinstance(original, IdempotencyRecord):
+        return original
+    result = original.result
+    assert isinstance(result, Appended)
+    return IdempotencyRecord(_fingerprint(original), result.first_seq, len(result.entries))

@@ -1,0 +1,58 @@
+"""The one settings object, read from ``TRAILKEEP_*`` environment variables."""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Settings(BaseSettings):
+    """Every knob of a Trailkeep node; CLI options override the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="TRAILKEEP_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("./data"), description="Where SQLite and keys live.")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default sqlite:///<data_dir>/trailkeep.db."
+    )
+    redis_url: str | None = Field(
+        default=None, description="Redis for rate limits and idempotency keys across nodes."
+    )
+    rate_limit: str = Field(default="200/minute", description="Write requests per client IP.")
+    metadata_max_bytes: int = Field(default=10_240, ge=2, description="Canonical metadata size.")
+    trusted_proxies: Annotated[list[IPNetwork], NoDecode] = Field(
+        default_factory=list, description="CIDRs whose X-Forwarded-For is believed."
+    )
+    origin: str = Field(default="trailkeep.local", description="Checkpoint origin prefix.")
+    signing_key_file: Path | None = Field(
+        default=None, description="Ed25519 note signer key; default <data_dir>/signing.key."
+    )
+    idempotency_ttl_seconds: int = Field(default=86_400, ge=60)
+    max_batch_entries: int = Field(default=1_000, ge=1)
+    demo_app: bool = Field(default=False, description="Create a demo app on first start.")
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_cidrs(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file in the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'trailkeep.db').resolve()}"
+
+    @cached_property
+    def resolved_signing_key_file(self) -> Path:
+        """Where the checkpoint signing key is kept (outside the database)."""
+        return self.signing_key_file or self.data_dir / "signing.key"

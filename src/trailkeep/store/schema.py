@@ -1,0 +1,108 @@
+"""The tables, as SQLAlchemy Core sees them (Alembic's migrations create them)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+apps = Table(
+    "apps",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("session_secret", String(128), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("retention_days", Integer, nullable=True),
+    # Entries with seq below the horizon may have their content deleted; only retention raises it.
+    Column("purge_horizon", BigInteger, nullable=False, server_default="0"),
+    Column("allowed_origins", Text, nullable=False, server_default="[]"),
+)
+
+# The per-app counter row: taken under lock in every appending transaction, so seqs are gapless.
+log_heads = Table(
+    "log_heads",
+    metadata,
+    Column("app_id", String(64), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("last_time", DateTime(timezone=True), nullable=True),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("app_id", String(64), nullable=False, index=True),
+    Column("secret_hash", LargeBinary(32), nullable=False),
+    Column("scopes", String(200), nullable=False),
+    Column("name", String(200), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("app_id", String(64), primary_key=True),
+    Column("seq", BigInteger, primary_key=True),
+    Column("id", String(64), nullable=False),
+    Column("time", DateTime(timezone=True), nullable=False),
+    Column("action", String(128), nullable=False),
+    Column("kind", String(8), nullable=False),
+    Column("actor_id", String(256), nullable=False),
+    Column("target_type", String(64), nullable=True),
+    Column("target_id", String(256), nullable=True),
+    # The exact JSON every read returns: the canonical entry plus its leaf_hash.
+    Column("entry", LargeBinary, nullable=False),
+)
+Index("events_by_id", events.c.app_id, events.c.id, unique=True)
+Index("events_by_action", events.c.app_id, events.c.action, events.c.seq)
+Index("events_by_actor", events.c.app_id, events.c.actor_id, events.c.seq)
+Index("events_by_target", events.c.app_id, events.c.target_type, events.c.target_id, events.c.seq)
+Index("events_by_kind", events.c.app_id, events.c.kind, events.c.seq)
+Index("events_by_time", events.c.app_id, events.c.time)
+
+# Every complete subtree's hash (level 0: the leaf hashes), kept apart from the entries' content
+# so that content can be erased while every root and proof stays intact.
+tree_nodes = Table(
+    "tree_nodes",
+    metadata,
+    Column("app_id", String(64), primary_key=True),
+    Column("level", SmallInteger, primary_key=True),
+    Column("idx", BigInteger, primary_key=True),
+    Column("hash", LargeBinary(32), nullable=False),
+)
+
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("app_id", String(64), primary_key=True),
+    Column("size", BigInteger, primary_key=True),
+    Column("root", LargeBinary(32), nullable=False),
+    Column("note", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("app_id", String(64), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("fingerprint", LargeBinary(32), nullable=False),
+    # The entries it appended: seqs [seq, seq + count), read back on a retry.
+    Column("seq", BigInteger, nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+)

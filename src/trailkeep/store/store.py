@@ -1,0 +1,313 @@
+"""The storage port: every SQL statement Trailkeep runs, on SQLite or PostgreSQL alike."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, case, func, insert, select, tuple_, update
+from sqlalchemy.exc import IntegrityError
+
+from trailkeep.store import schema
+from trailkeep.store.engine import create_engines, migrate
+from trailkeep.store.records import AppRecord, CheckpointRecord, IdempotencyRecord, KeyRecord
+
+NodeId = tuple[int, int]
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; everything Trailkeep stores is UTC.
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment
+
+
+class AppendTx:
+    """One appending transaction: the writer's view of the database while it holds the lock."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._c = connection
+
+    def reserve(self, app_id: str, count: int, now: datetime) -> tuple[int, datetime]:
+        """Lock the app's counter row and take ``count`` seqs; return (first seq, entry time).
+
+        Entry time never goes backwards within an app, so a time range is also a seq range.
+        """
+        heads = schema.log_heads
+        later = case(
+            (heads.c.last_time.is_(None), now), (heads.c.last_time < now, now),
+            else_=heads.c.last_time,
+        )  # fmt: skip
+        row = self._c.execute(
+            update(heads)
+            .where(heads.c.app_id == app_id)
+            .values(size=heads.c.size + count, last_time=later)
+            .returning(heads.c.size, heads.c.last_time)
+        ).one_or_none()
+        if row is None:
+            raise LookupError(f"no such app: {app_id}")
+        moment = _utc(row.last_time)
+        assert moment is not None
+        return row.size - count, moment
+
+    def nodes(self, app_id: str, ids: Sequence[NodeId]) -> dict[NodeId, bytes]:
+        """Tree node hashes by (level, index), read inside the transaction."""
+        return _read_nodes(self._c, app_id, ids)
+
+    def insert(self, entries: list[dict[str, Any]], nodes: list[dict[str, Any]]) -> None:
+        """Insert entry rows and the tree nodes they complete."""
+        self._c.execute(insert(schema.events), entries)
+        self._c.execute(insert(schema.tree_nodes), nodes)
+
+    def idempotency(self, app_id: str, key: str, ttl: timedelta) -> IdempotencyRecord | None:
+        """The unexpired record of an earlier write with this idempotency key, if any."""
+        table = schema.idempotency_keys
+        row = self._c.execute(
+            select(table.c.fingerprint, table.c.seq, table.c.count, table.c.created_at).where(
+                table.c.app_id == app_id, table.c.key == key
+            )
+        ).one_or_none()
+        if row is None:
+            return None
+        created = _utc(row.created_at)
+        if created is not None and created < datetime.now(UTC) - ttl:
+            self._c.execute(
+                table.delete().where(table.c.app_id == app_id, table.c.key == key)
+            )
+            return None
+        return IdempotencyRecord(bytes(row.fingerprint), row.seq, row.count)
+
+    def remember(self, app_id: str, key: str, record: IdempotencyRecord) -> None:
+        """Record what a write with an idempotency key appended, in the same transaction."""
+        self._c.execute(
+            insert(schema.idempotency_keys).values(
+                app_id=app_id, key=key, fingerprint=record.fingerprint, seq=record.seq,
+                count=record.count, created_at=datetime.now(UTC),
+            )
+        )  # fmt: skip
+
+    def entries(self, app_id: str, seq: int, count: int) -> list[bytes]:
+        """Entries [seq, seq + count) as stored, read inside the transaction."""
+        return _read_range(self._c, app_id, seq, count)
+
+
+def _read_nodes(c: Connection, app_id: str, ids: Sequence[NodeId]) -> dict[NodeId, bytes]:
+    if not ids:
+        return {}
+    nodes = schema.tree_nodes
+    rows = c.execute(
+        select(nodes.c.level, nodes.c.idx, nodes.c.hash).where(
+            nodes.c.app_id == app_id, tuple_(nodes.c.level, nodes.c.idx).in_(list(set(ids)))
+        )
+    )
+    return {(row.level, row.idx): bytes(row.hash) for row in rows}
+
+
+def _read_range(c: Connection, app_id: str, seq: int, count: int) -> list[bytes]:
+    events = schema.events
+    rows = c.execute(
+        select(events.c.entry)
+        .where(events.c.app_id == app_id, events.c.seq >= seq, events.c.seq < seq + count)
+        .order_by(events.c.seq)
+    )
+    return [bytes(row.entry) for row in rows]
+
+
+def _app(row: Any) -> AppRecord:
+    return AppRecord(
+        id=row.id, name=row.name, session_secret=row.session_secret,
+        created_at=_utc(row.created_at) or datetime.now(UTC), retention_days=row.retention_days,
+        purge_horizon=row.purge_horizon, allowed_origins=tuple(json.loads(row.allowed_origins)),
+    )  # fmt: skip
+
+
+class Store:
+    """Apps, keys, entries, the tree and checkpoints, behind one small synchronous API.
+
+    Methods block; the async server calls them from worker threads.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.writer_engine: Engine
+        self.reader_engine: Engine
+        self.writer_engine, self.reader_engine = create_engines(url)
+        self.dialect = self.writer_engine.dialect.name
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema."""
+        migrate(self.writer_engine)
+
+    def close(self) -> None:
+        """Release every pooled connection."""
+        self.writer_engine.dispose()
+        self.reader_engine.dispose()
+
+    @contextmanager
+    def append_tx(self) -> Iterator[AppendTx]:
+        """One appending transaction; committed (durably) when the block exits cleanly."""
+        with self.writer_engine.begin() as connection:
+            yield AppendTx(connection)
+
+    # -- apps and keys -------------------------------------------------------------------
+
+    def create_app(self, app_id: str, name: str, session_secret: str) -> AppRecord:
+        """Create an app and its empty log."""
+        now = datetime.now(UTC)
+        with self.writer_engine.begin() as c:
+            c.execute(
+                insert(schema.apps).values(
+                    id=app_id, name=name, session_secret=session_secret, created_at=now
+                )
+            )
+            c.execute(insert(schema.log_heads).values(app_id=app_id, size=0, last_time=None))
+        app = self.get_app(app_id)
+        assert app is not None
+        return app
+
+    def get_app(self, app_id: str) -> AppRecord | None:
+        """One app, or None."""
+        with self.reader_engine.connect() as c:
+            row = c.execute(select(schema.apps).where(schema.apps.c.id == app_id)).one_or_none()
+        return None if row is None else _app(row)
+
+    def list_apps(self) -> list[AppRecord]:
+        """Every app, oldest first."""
+        with self.reader_engine.connect() as c:
+            rows = c.execute(select(schema.apps).order_by(schema.apps.c.created_at))
+            return [_app(row) for row in rows]
+
+    def set_allowed_origins(self, app_id: str, origins: Sequence[str]) -> bool:
+        """Replace the app's CORS origins; False if there is no such app."""
+        with self.writer_engine.begin() as c:
+            result = c.execute(
+                update(schema.apps)
+                .where(schema.apps.c.id == app_id)
+                .values(allowed_origins=json.dumps(list(origins)))
+            )
+        return result.rowcount == 1
+
+    def create_key(
+        self, key_id: str, app_id: str, secret_hash: bytes, scopes: Sequence[str], name: str | None
+    ) -> None:
+        """Store a new key's hash and scopes."""
+        with self.writer_engine.begin() as c:
+            c.execute(
+                insert(schema.api_keys).values(
+                    id=key_id, app_id=app_id, secret_hash=secret_hash,
+                    scopes=" ".join(sorted(scopes)), name=name, created_at=datetime.now(UTC),
+                )
+            )  # fmt: skip
+
+    def get_key(self, key_id: str) -> KeyRecord | None:
+        """A key by id, revoked or not."""
+        keys = schema.api_keys
+        with self.reader_engine.connect() as c:
+            row = c.execute(select(keys).where(keys.c.id == key_id)).one_or_none()
+        if row is None:
+            return None
+        return KeyRecord(
+            id=row.id, app_id=row.app_id, secret_hash=bytes(row.secret_hash),
+            scopes=frozenset(row.scopes.split()), name=row.name,
+            created_at=_utc(row.created_at) or datetime.now(UTC), revoked_at=_utc(row.revoked_at),
+        )  # fmt: skip
+
+    def list_keys(self, app_id: str) -> list[KeyRecord]:
+        """Every key of an app, revoked ones included."""
+        keys = schema.api_keys
+        with self.reader_engine.connect() as c:
+            ids = c.execute(select(keys.c.id).where(keys.c.app_id == app_id)).scalars().all()
+        return [key for key in map(self.get_key, ids) if key is not None]
+
+    def revoke_key(self, key_id: str) -> bool:
+        """Revoke a key; False if it does not exist or was already revoked."""
+        keys = schema.api_keys
+        with self.writer_engine.begin() as c:
+            result = c.execute(
+                update(keys)
+                .where(keys.c.id == key_id, keys.c.revoked_at.is_(None))
+                .values(revoked_at=datetime.now(UTC))
+            )
+        return result.rowcount == 1
+
+    # -- entries and the tree --------------------------------------------------------------
+
+    def log_size(self, app_id: str) -> int:
+        """How many entries the app's log holds."""
+        heads = schema.log_heads
+        with self.reader_engine.connect() as c:
+            size = c.execute(select(heads.c.size).where(heads.c.app_id == app_id)).scalar()
+        return int(size or 0)
+
+    def get_entry(self, app_id: str, entry_id: str) -> bytes | None:
+        """One stored entry by id."""
+        events = schema.events
+        with self.reader_engine.connect() as c:
+            entry = c.execute(
+                select(events.c.entry).where(events.c.app_id == app_id, events.c.id == entry_id)
+            ).scalar()
+        return None if entry is None else bytes(entry)
+
+    def entries(self, app_id: str, seq: int, count: int) -> list[bytes]:
+        """Entries [seq, seq + count) in seq order (erased ones are missing)."""
+        with self.reader_engine.connect() as c:
+            return _read_range(c, app_id, seq, count)
+
+    def nodes(self, app_id: str, ids: Sequence[NodeId]) -> dict[NodeId, bytes]:
+        """Tree node hashes by (level, index)."""
+        with self.reader_engine.connect() as c:
+            return _read_nodes(c, app_id, ids)
+
+    def leaf_hashes(self, app_id: str, start: int, end: int) -> Iterator[tuple[int, bytes]]:
+        """Stream (seq, leaf hash) for seqs in [start, end)."""
+        nodes = schema.tree_nodes
+        with self.reader_engine.connect() as c:
+            rows = c.execution_options(yield_per=10_000).execute(
+                select(nodes.c.idx, nodes.c.hash)
+                .where(nodes.c.app_id == app_id, nodes.c.level == 0)
+                .where(nodes.c.idx >= start, nodes.c.idx < end)
+                .order_by(nodes.c.idx)
+            )
+            for row in rows:
+                yield row.idx, bytes(row.hash)
+
+    def count_entries(self, app_id: str) -> int:
+        """Rows actually present in ``events`` for the app (a check against the counter)."""
+        events = schema.events
+        with self.reader_engine.connect() as c:
+            total = c.execute(
+                select(func.count()).select_from(events).where(events.c.app_id == app_id)
+            ).scalar()
+        return int(total or 0)
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def latest_checkpoint(self, app_id: str) -> CheckpointRecord | None:
+        """The largest stored checkpoint of the app."""
+        cps = schema.checkpoints
+        with self.reader_engine.connect() as c:
+            row = c.execute(
+                select(cps).where(cps.c.app_id == app_id).order_by(cps.c.size.desc()).limit(1)
+            ).one_or_none()
+        if row is None:
+            return None
+        return CheckpointRecord(
+            row.app_id, row.size, bytes(row.root), row.note, _utc(row.created_at) or datetime.now(UTC)
+        )
+
+    def put_checkpoint(self, record: CheckpointRecord) -> bool:
+        """Store a checkpoint before it is published; False if one of that size exists."""
+        try:
+            with self.writer_engine.begin() as c:
+                c.execute(
+                    insert(schema.checkpoints).values(
+                        app_id=record.app_id, size=record.size, root=record.root,
+                        note=record.note, created_at=record.created_at,
+                    )
+                )  # fmt: skip
+        except IntegrityError:
+            return False
+        return True
