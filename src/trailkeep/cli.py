@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import asdict
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from trailkeep import provision
 from trailkeep.auth import SCOPES, mint_session
-from trailkeep.settings import Settings
+from trailkeep.cli_common import (
+    AppOpt,
+    AsJson,
+    CliError,
+    DatabaseUrl,
+    DataDir,
+    err,
+    open_store,
+    out,
+    print_json,
+    settings_from,
+)
+from trailkeep.cli_events import events_cli
+from trailkeep.cli_verify import verify
 from trailkeep.store import Store
 
 app = typer.Typer(
@@ -29,38 +39,8 @@ sessions_cli = typer.Typer(help="Mint end-user session tokens.", no_args_is_help
 app.add_typer(apps_cli, name="apps")
 app.add_typer(keys_cli, name="keys")
 app.add_typer(sessions_cli, name="sessions")
-
-out = Console()
-err = Console(stderr=True)
-
-DataDir = Annotated[
-    Path | None, typer.Option("--data-dir", help="Data directory [env TRAILKEEP_DATA_DIR].")
-]
-DatabaseUrl = Annotated[
-    str | None, typer.Option("--database-url", help="Database URL [env TRAILKEEP_DATABASE_URL].")
-]
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-AppOpt = Annotated[str, typer.Option("--app", help="The app id.")]
-
-
-class CliError(Exception):
-    """An error the user can act on: printed as one line, exit status 1."""
-
-
-def settings_from(**overrides: Any) -> Settings:
-    """Environment settings, overridden by the options that were given."""
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
-
-
-def open_store(data_dir: Path | None, database_url: str | None) -> Store:
-    """Open and migrate the configured database."""
-    store = Store(settings_from(data_dir=data_dir, database_url=database_url).resolved_database_url)
-    store.migrate()
-    return store
-
-
-def _print_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, indent=2) + "\n")
+app.add_typer(events_cli, name="events")
+app.command()(verify)
 
 
 @app.command()
@@ -106,7 +86,7 @@ def serve(
 def _print_demo(made: provision.NewApp, host: str, port: int) -> None:
     base = f"http://{host}:{port}"
     body = '{"action":"demo.hello","target_type":"doc","target_id":"doc_1","metadata":{"n":1}}'
-    out.print(f"[bold]Trailkeep demo app[/bold] (credentials in the data dir's demo file)")
+    out.print("[bold]Trailkeep demo app[/bold] (credentials in the data dir's demo file)")
     out.print(f"  app id:         {made.app_id}")
     out.print(f"  key (all scopes): {made.key}", soft_wrap=True)
     out.print(f"  session secret: {made.session_secret}", soft_wrap=True)
@@ -128,7 +108,7 @@ def apps_create(
     """Create an app; prints its id, a key with every scope and its session secret."""
     made = provision.create_app(open_store(data_dir, database_url), name)
     if as_json:
-        _print_json({"app_id": made.app_id, "key": made.key, "key_id": made.key_id,
+        print_json({"app_id": made.app_id, "key": made.key, "key_id": made.key_id,
                      "session_secret": made.session_secret, "name": made.name})  # fmt: skip
         return
     out.print(f"app id:         {made.app_id}\nkey:            {made.key}", soft_wrap=True)
@@ -144,7 +124,7 @@ def apps_list(
     store = open_store(data_dir, database_url)
     apps = store.list_apps()
     if as_json:
-        _print_json([
+        print_json([
             {"app_id": a.id, "name": a.name, "created_at": a.created_at.isoformat(),
              "entries": store.log_size(a.id), "allowed_origins": list(a.allowed_origins)}
             for a in apps
@@ -152,7 +132,9 @@ def apps_list(
         return
     table = Table("app id", "name", "created", "entries")
     for a in apps:
-        table.add_row(a.id, a.name, a.created_at.strftime("%Y-%m-%d %H:%M"), str(store.log_size(a.id)))
+        table.add_row(
+            a.id, a.name, a.created_at.strftime("%Y-%m-%d %H:%M"), str(store.log_size(a.id))
+        )
     out.print(table)
 
 
@@ -168,7 +150,7 @@ def keys_create(
     """Create an API key with the given scopes (shown once)."""
     made = provision.create_key(open_store(data_dir, database_url), app_id, scope, name)
     if as_json:
-        _print_json(asdict(made))
+        print_json(asdict(made))
         return
     out.print(f"key id: {made.key_id}\nkey:    {made.key}\nscopes: {' '.join(made.scopes)}")
 

@@ -140,7 +140,8 @@ class Ingest:
                 return
 
     def _take(self) -> list[_Request]:
-        taken, total = [], 0
+        taken: list[_Request] = []
+        total = 0
         while self._queue and (not taken or total + len(self._queue[0].entries) <= self._max):
             request = self._queue.pop(0)
             taken.append(request)

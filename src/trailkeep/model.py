@@ -17,8 +17,9 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 
 import orjson
-import rfc8785
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from trailkeep import jcs
 
 ACTION_PATTERN: Final = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
 ACTION_MAX: Final = 128
@@ -31,8 +32,19 @@ ADMIN_ROLES: Final = frozenset({"owner", "admin"})
 # Fields the server sets. A body that carries one is refused rather than silently ignored, so
 # that a caller who believes it can set them learns otherwise.
 SERVER_OWNED: Final = frozenset(
-    {"actor", "time", "kind", "seq", "id", "leaf_hash", "app_id", "context", "ip", "user_agent",
-     "forwarded_by"}
+    {
+        "actor",
+        "time",
+        "kind",
+        "seq",
+        "id",
+        "leaf_hash",
+        "app_id",
+        "context",
+        "ip",
+        "user_agent",
+        "forwarded_by",
+    }
 )
 
 _ACTION_RE: Final = re.compile(ACTION_PATTERN)
@@ -140,10 +152,10 @@ class PendingEntry:
 
 
 def canonical(value: Any) -> bytes:
-    """RFC 8785 canonical JSON of a JSON value."""
+    """RFC 8785 canonical JSON of a JSON value (``EntryError`` for what JCS cannot encode)."""
     try:
-        return rfc8785.dumps(value)  # type: ignore[no-any-return]
-    except rfc8785.CanonicalizationError as exc:
+        return jcs.canonical(value)
+    except jcs.CanonicalizationError as exc:
         raise EntryError(f"metadata: {exc}") from exc
 
 
@@ -159,9 +171,13 @@ def format_time(moment: datetime) -> str:
 
 def parse_time(text: str) -> datetime:
     """Parse an RFC 3339 timestamp with an explicit offset; naive times are refused."""
-    if not isinstance(text, str) or "T" not in text.upper():
-        raise ValueError("expected an RFC 3339 timestamp such as 2026-11-23T08:15:30Z")
-    moment = datetime.fromisoformat(text.replace("z", "Z"))
+    expected = "expected an RFC 3339 timestamp such as 2026-11-23T08:15:30Z"
+    if not isinstance(text, str) or len(text) < 20 or text[10] not in "Tt":
+        raise ValueError(expected)
+    try:
+        moment = datetime.fromisoformat(text.upper())
+    except ValueError:
+        raise ValueError(expected) from None
     if moment.tzinfo is None:
         raise ValueError("timestamp needs a timezone offset or Z")
     return moment.astimezone(UTC)
@@ -257,7 +273,9 @@ def prepare(
         if value is not None:
             context[name] = value
     target = (
-        {"type": event.target_type, "id": event.target_id} if event.target_type is not None else None
+        {"type": event.target_type, "id": event.target_id}
+        if event.target_type is not None
+        else None
     )
     kind = actor.kind
     # JCS orders keys by UTF-16 code units; these top-level keys are ASCII and listed sorted.

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from trailkeep import __version__
-from trailkeep.api import errors, events, reads, system
+from trailkeep.api import errors, events, integrity, reads, system
 from trailkeep.api.services import Services
 from trailkeep.settings import Settings
 
@@ -37,6 +37,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(events.router)
     app.include_router(reads.router)
+    app.include_router(integrity.router)
+    app.include_router(integrity.app_router)
     app.include_router(system.router)
 
     app.add_middleware(RequestMetrics)

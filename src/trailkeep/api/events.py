@@ -66,7 +66,9 @@ async def _append(
     try:
         body = parse_body(raw)
         writes = (
-            validate_batch(body, svc.settings.max_batch_entries) if batch else [validate_write(body)]
+            validate_batch(body, svc.settings.max_batch_entries)
+            if batch
+            else [validate_write(body)]
         )
         max_bytes = svc.settings.metadata_max_bytes
         pending = [prepare(app_id, w, principal.actor, origin, max_bytes) for w in writes]

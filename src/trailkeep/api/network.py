@@ -16,7 +16,9 @@ def _trusted(address: str, proxies: Sequence[IPNetwork]) -> bool:
     return any(ip in network for network in proxies)
 
 
-def client_ip(peer: str | None, forwarded_for: str | None, proxies: Sequence[IPNetwork]) -> str | None:
+def client_ip(
+    peer: str | None, forwarded_for: str | None, proxies: Sequence[IPNetwork]
+) -> str | None:
     """The client's address: walk X-Forwarded-For from the right past trusted proxies only."""
     if peer is None or not proxies or not forwarded_for or not _trusted(peer, proxies):
         return peer

@@ -7,8 +7,8 @@ import time
 from dataclasses import dataclass
 
 from limits import parse
-from limits.storage import storage_from_string
 from limits.aio.strategies import MovingWindowRateLimiter
+from limits.storage import storage_from_string
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class ActorOut(BaseModel):
@@ -54,6 +54,54 @@ class BatchOut(BaseModel):
     """The entries a batch appended, in seq order."""
 
     events: list[EntryOut]
+
+
+class PageOut(BaseModel):
+    """One page of a list, newest first."""
+
+    data: list[EntryOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at end.")
+
+
+class GroupOut(BaseModel):
+    """One group's count."""
+
+    key: str | None
+    count: int
+
+
+class StatsOut(BaseModel):
+    """Counts per group."""
+
+    group_by: str
+    groups: list[GroupOut]
+
+
+class InclusionOut(BaseModel):
+    """RFC 9162 §2.1.3 inclusion proof."""
+
+    seq: int
+    tree_size: int
+    leaf_hash: str
+    path: list[str] = Field(description="Hex hashes, leaf to root.")
+
+
+class ConsistencyOut(BaseModel):
+    """RFC 9162 §2.1.4 consistency proof."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_size: int = Field(alias="from")
+    to_size: int = Field(alias="to")
+    path: list[str] = Field(description="Hex hashes.")
+
+
+class ProvenEntryOut(BaseModel):
+    """An entry with its inclusion proof and the signed checkpoint it verifies against."""
+
+    entry: EntryOut
+    proof: InclusionOut
+    checkpoint: str = Field(description="The signed note (C2SP tlog-checkpoint).")
 
 
 class ProblemOut(BaseModel):

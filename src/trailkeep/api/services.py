@@ -10,6 +10,7 @@ from starlette.requests import Request
 from trailkeep.api.metrics import Metrics
 from trailkeep.api.ratelimit import WriteLimiter
 from trailkeep.auth import Authenticator
+from trailkeep.checkpointer import Checkpointer, load_signer
 from trailkeep.ingest import Ingest, IngestStats
 from trailkeep.settings import Settings
 from trailkeep.store import Store
@@ -25,6 +26,7 @@ class Services:
     auth: Authenticator
     limiter: WriteLimiter
     metrics: Metrics
+    checkpointer: Checkpointer
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -32,10 +34,13 @@ class Services:
         store = Store(settings.resolved_database_url)
         store.migrate()
         metrics = Metrics()
+        signer = load_signer(settings.resolved_signing_key_file, settings.origin)
+        checkpointer = Checkpointer(store, signer, settings.origin)
         ingest = Ingest(
             store,
             idempotency_ttl=timedelta(seconds=settings.idempotency_ttl_seconds),
             stats=IngestStats(on_commit=metrics.on_commit),
+            on_appended=checkpointer.mark,
         )
         return cls(
             settings=settings,
@@ -44,15 +49,18 @@ class Services:
             auth=Authenticator(store),
             limiter=WriteLimiter(settings.rate_limit, settings.redis_url),
             metrics=metrics,
+            checkpointer=checkpointer,
         )
 
     async def start(self) -> None:
         """Start the background tasks."""
         await self.ingest.start()
+        await self.checkpointer.start()
 
     async def stop(self) -> None:
         """Drain the writer and close the database."""
         await self.ingest.stop()
+        await self.checkpointer.stop()
         self.store.close()
 
 

@@ -55,7 +55,9 @@ def create_engines(url: str) -> tuple[Engine, Engine]:
     if url.startswith("sqlite"):
         return _sqlite_engine(url, immediate=True), _sqlite_engine(url, immediate=False)
     if url.startswith(("postgresql", "postgres")):
-        engine = create_engine(_postgres_url(url), pool_size=10, max_overflow=10, pool_pre_ping=True)
+        engine = create_engine(
+            _postgres_url(url), pool_size=10, max_overflow=10, pool_pre_ping=True
+        )
         return engine, engine
     raise ValueError(f"unsupported database URL {url!r}: use sqlite:/// or postgresql://")
 

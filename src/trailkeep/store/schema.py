@@ -72,7 +72,7 @@ Index("events_by_action", events.c.app_id, events.c.action, events.c.seq)
 Index("events_by_actor", events.c.app_id, events.c.actor_id, events.c.seq)
 Index("events_by_target", events.c.app_id, events.c.target_type, events.c.target_id, events.c.seq)
 Index("events_by_kind", events.c.app_id, events.c.kind, events.c.seq)
-Index("events_by_time", events.c.app_id, events.c.time)
+Index("events_by_time", events.c.app_id, events.c.time, events.c.seq)
 
 # Every complete subtree's hash (level 0: the leaf hashes), kept apart from the entries' content
 # so that content can be erased while every root and proof stays intact.

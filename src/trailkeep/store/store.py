@@ -11,7 +11,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, case, func, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
-from trailkeep.store import schema
+from trailkeep.query import Filters, GroupBy
+from trailkeep.store import reads, schema
 from trailkeep.store.engine import create_engines, migrate
 from trailkeep.store.records import AppRecord, CheckpointRecord, IdempotencyRecord, KeyRecord
 
@@ -74,11 +75,9 @@ class AppendTx:
             return None
         created = _utc(row.created_at)
         if created is not None and created < datetime.now(UTC) - ttl:
-            self._c.execute(
-                table.delete().where(table.c.app_id == app_id, table.c.key == key)
-            )
+            self._c.execute(table.delete().where(table.c.app_id == app_id, table.c.key == key))
             return None
-        return IdempotencyRecord(bytes(row.fingerprint), row.seq, row.count)
+        return IdempotencyRecord(bytes(row.fingerprint), int(row.seq), int(row[2]))
 
     def remember(self, app_id: str, key: str, record: IdempotencyRecord) -> None:
         """Record what a write with an idempotency key appended, in the same transaction."""
@@ -274,6 +273,32 @@ class Store:
             for row in rows:
                 yield row.idx, bytes(row.hash)
 
+    def leaves_with_entries(
+        self, app_id: str, chunk: int = 20_000
+    ) -> Iterator[tuple[int, bytes, bytes | None]]:
+        """Stream (seq, tree leaf hash, stored entry or None) for every leaf, in seq order."""
+        nodes, events = schema.tree_nodes, schema.events
+        after = -1
+        while True:
+            query = (
+                select(nodes.c.idx, nodes.c.hash, events.c.entry)
+                .select_from(
+                    nodes.outerjoin(
+                        events, (events.c.app_id == nodes.c.app_id) & (events.c.seq == nodes.c.idx)
+                    )
+                )
+                .where(nodes.c.app_id == app_id, nodes.c.level == 0, nodes.c.idx > after)
+                .order_by(nodes.c.idx)
+                .limit(chunk)
+            )
+            with self.reader_engine.connect() as c:
+                rows = c.execute(query).all()
+            if not rows:
+                return
+            for row in rows:
+                yield row.idx, bytes(row.hash), None if row.entry is None else bytes(row.entry)
+            after = rows[-1].idx
+
     def count_entries(self, app_id: str) -> int:
         """Rows actually present in ``events`` for the app (a check against the counter)."""
         events = schema.events
@@ -282,6 +307,20 @@ class Store:
                 select(func.count()).select_from(events).where(events.c.app_id == app_id)
             ).scalar()
         return int(total or 0)
+
+    def page(
+        self, app_id: str, filters: Filters, before: int | None, limit: int, newest_first: bool
+    ) -> list[tuple[int, bytes]]:
+        """A page of matching (seq, entry) pairs after the keyset position ``before``."""
+        with self.reader_engine.connect() as c:
+            return reads.page(c, app_id, filters, before, limit, newest_first)
+
+    def stats(
+        self, app_id: str, filters: Filters, group_by: GroupBy
+    ) -> list[tuple[str | None, int]]:
+        """Counts of matching entries per group."""
+        with self.reader_engine.connect() as c:
+            return reads.stats(c, app_id, filters, group_by)
 
     # -- checkpoints -------------------------------------------------------------------------
 
@@ -295,7 +334,11 @@ class Store:
         if row is None:
             return None
         return CheckpointRecord(
-            row.app_id, row.size, bytes(row.root), row.note, _utc(row.created_at) or datetime.now(UTC)
+            row.app_id,
+            row.size,
+            bytes(row.root),
+            row.note,
+            _utc(row.created_at) or datetime.now(UTC),
         )
 
     def put_checkpoint(self, record: CheckpointRecord) -> bool:

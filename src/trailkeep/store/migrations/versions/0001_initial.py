@@ -128,7 +128,7 @@ def upgrade() -> None:
     op.create_index("events_by_actor", "events", ["app_id", "actor_id", "seq"])
     op.create_index("events_by_target", "events", ["app_id", "target_type", "target_id", "seq"])
     op.create_index("events_by_kind", "events", ["app_id", "kind", "seq"])
-    op.create_index("events_by_time", "events", ["app_id", "time"])
+    op.create_index("events_by_time", "events", ["app_id", "time", "seq"])
     op.create_table(
         "tree_nodes",
         sa.Column("app_id", sa.String(64), primary_key=True),

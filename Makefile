@@ -1,0 +1,44 @@
+# Trailkeep: `make run` serves the demo on SQLite; `make test` installs what the tests need and runs them.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint typecheck test-unit test-integration bench bench-smoke lock system-deps clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.13.8
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	touch $(STAMP)
+
+run: install
+	$(BIN)/trailkeep serve --demo --host 127.0.0.1 --port 8000 --data-dir ./data
+
+system-deps:
+	bash scripts/install-system-deps.sh
+
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: install
+	$(BIN)/mypy
+
+test: install system-deps lint typecheck
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+bench: install system-deps
+	$(BIN)/python -m bench
+
+bench-smoke: install
+	$(BIN)/python -m bench --smoke
+
+lock:
+	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 -o requirements.lock
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,174 @@
+"""Offline verification: entries against their leaf hashes, roots against signed checkpoints.
+
+Nothing here trusts the server: each entry's leaf hash is recomputed from its content, seqs
+must run 0, 1, 2, … with no gap, the tree head is rebuilt from the leaves, and the checkpoint's
+signature is checked with a key the user holds. The first problem found is reported with the
+seq it concerns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from trailkeep import jcs, merkle
+from trailkeep.notes import Checkpoint, NoteError, NoteVerifier, open_checkpoint
+
+
+class VerifyError(Exception):
+    """Verification failed; ``seq`` is the first entry concerned, when there is one."""
+
+    def __init__(self, message: str, seq: int | None = None) -> None:
+        super().__init__(message if seq is None else f"seq {seq}: {message}")
+        self.seq = seq
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A clean verification: how many entries, how many erased, and the verified root."""
+
+    size: int
+    root: bytes
+    erased: int
+    checkpoint: Checkpoint | None
+    beyond_checkpoint: int = 0
+
+
+def _leaf_of(seq: int, line: bytes | str, app_id: str | None) -> tuple[bytes, bool]:
+    """The leaf hash an exported line commits to, recomputed; (hash, was it an erased stub)."""
+    try:
+        entry: Any = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise VerifyError(f"not a JSON entry ({exc})", seq) from None
+    if not isinstance(entry, dict):
+        raise VerifyError("not a JSON object", seq)
+    found = entry.get("seq")
+    if found != seq:
+        if isinstance(found, int) and found > seq:
+            raise VerifyError(f"missing: the next entry present is seq {found}", seq)
+        raise VerifyError(f"out of order: found seq {found!r} where {seq} belongs", seq)
+    recorded = entry.pop("leaf_hash", None)
+    try:
+        leaf = bytes.fromhex(recorded) if isinstance(recorded, str) else b""
+    except ValueError:
+        leaf = b""
+    if len(leaf) != merkle.HASH_SIZE:
+        raise VerifyError("leaf_hash is missing or not 32 bytes of hex", seq)
+    if entry.get("erased") is True:
+        if set(entry) != {"seq", "erased"}:
+            raise VerifyError("an erased stub may hold only seq, erased and leaf_hash", seq)
+        return leaf, True
+    if app_id is not None and entry.get("app_id") != app_id:
+        raise VerifyError(f"belongs to app {entry.get('app_id')!r}, not {app_id!r}", seq)
+    try:
+        computed = merkle.hash_leaf(jcs.canonical(entry))
+    except jcs.CanonicalizationError as exc:
+        raise VerifyError(f"content cannot be canonicalised: {exc}", seq) from None
+    if computed != leaf:
+        raise VerifyError(
+            f"content does not match its leaf_hash (recorded {leaf.hex()}, "
+            f"content hashes to {computed.hex()})",
+            seq,
+        )
+    return leaf, False
+
+
+def verify_entries(
+    lines: Iterable[bytes | str],
+    checkpoint: Checkpoint | None,
+    *,
+    app_id: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Report:
+    """Check exported entries (one JSON per line, seq order) and their root at the checkpoint."""
+    tree = merkle.TreeBuilder()
+    erased = 0
+    root_at_checkpoint: bytes | None = (
+        merkle.EMPTY_ROOT if checkpoint and not checkpoint.size else None
+    )
+    for seq, line in enumerate(lines):
+        if not line.strip():
+            raise VerifyError("blank line in the export", seq)
+        leaf, stub = _leaf_of(seq, line, app_id)
+        erased += stub
+        tree.append(leaf)
+        if checkpoint is not None and tree.size == checkpoint.size:
+            root_at_checkpoint = tree.root()
+        if progress is not None and seq % 4096 == 4095:
+            progress(4096)
+    if progress is not None:
+        progress(tree.size % 4096)
+    if checkpoint is None:
+        return Report(tree.size, tree.root(), erased, None)
+    if tree.size < checkpoint.size:
+        raise VerifyError(
+            f"the export ends after {tree.size} entries, but the checkpoint covers "
+            f"{checkpoint.size}: entries {tree.size}..{checkpoint.size - 1} are missing",
+            tree.size,
+        )
+    assert root_at_checkpoint is not None
+    if root_at_checkpoint != checkpoint.root:
+        raise VerifyError(
+            f"the root of entries 0..{checkpoint.size - 1} is {root_at_checkpoint.hex()}, but the "
+            f"signed checkpoint says {checkpoint.root.hex()}: the log was rewritten"
+        )
+    return Report(checkpoint.size, checkpoint.root, erased, checkpoint, tree.size - checkpoint.size)
+
+
+def open_signed(note: str, verifier: NoteVerifier, what: str) -> Checkpoint:
+    """Check a signed checkpoint's signature and parse it; ``VerifyError`` naming ``what``."""
+    try:
+        return open_checkpoint(note, verifier)
+    except NoteError as exc:
+        raise VerifyError(f"{what}: {exc}") from None
+
+
+def app_of(checkpoint: Checkpoint) -> str:
+    """The app id at the end of a checkpoint's origin line (``<origin>/<app_id>``)."""
+    return checkpoint.origin.rsplit("/", 1)[-1]
+
+
+def verify_consistency(old: Checkpoint, new: Checkpoint, proof: list[bytes]) -> None:
+    """Check that the older checkpoint's tree is a prefix of the newer one's."""
+    if old.origin != new.origin:
+        raise VerifyError(f"the checkpoints are of different logs: {old.origin} vs {new.origin}")
+    if old.size > new.size:
+        raise VerifyError(f"the old checkpoint ({old.size}) is larger than the new ({new.size})")
+    if old.size == 0:
+        return
+    try:
+        merkle.verify_consistency(old.size, new.size, old.root, new.root, proof)
+    except merkle.ProofError as exc:
+        raise VerifyError(
+            f"checkpoint {old.size} is not consistent with checkpoint {new.size}: {exc}"
+        ) from None
+
+
+def local_lines(
+    rows: Iterable[tuple[int, bytes, bytes | None]], purge_horizon: int
+) -> Iterable[bytes]:
+    """Entries of a local database as export lines, cross-checked against the stored tree.
+
+    ``rows`` are (seq, the tree's leaf hash, the stored entry or None) in seq order.
+    """
+    expected = 0
+    for seq, leaf, entry in rows:
+        if seq != expected:
+            raise VerifyError(f"missing: the tree has no leaf {expected} (next is {seq})", expected)
+        expected += 1
+        if entry is None:
+            if seq >= purge_horizon:
+                raise VerifyError("missing: the entry was deleted but was never purged", seq)
+            yield orjson.dumps({"seq": seq, "erased": True, "leaf_hash": leaf.hex()})
+            continue
+        recorded = entry[-66:-2]
+        if recorded != leaf.hex().encode():
+            raise VerifyError(
+                f"the entry's leaf_hash {recorded.decode(errors='replace')} differs from the "
+                f"tree's leaf {leaf.hex()}",
+                seq,
+            )
+        yield entry

@@ -1,0 +1,125 @@
+"""Real servers for the tests: `trailkeep serve` processes on free loopback ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+BIN = Path(sys.executable).with_name("trailkeep")
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_cli(*args: str, env: Mapping[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run the real `trailkeep` command."""
+    result = subprocess.run(
+        [str(BIN), *args], capture_output=True, text=True, env={**os.environ, **(env or {})},
+        timeout=120,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"trailkeep {' '.join(args)} failed: {result.stderr}{result.stdout}")
+    return result
+
+
+@dataclass
+class Tenant:
+    """An app with a key that has every scope, and its session secret."""
+
+    app_id: str
+    key: str
+    key_id: str
+    session_secret: str
+
+
+class Server:
+    """One `trailkeep serve` process, its data directory and environment."""
+
+    def __init__(self, data_dir: Path, env: Mapping[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "TRAILKEEP_DATA_DIR": str(data_dir),
+            "TRAILKEEP_RATE_LIMIT": "1000000/minute",
+            **(env or {}),
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = data_dir / f"server-{self.port}.log"
+
+    def start(self) -> Server:
+        """Start and wait until /healthz answers."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [str(BIN), "serve", "--port", str(self.port)],
+                env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log.read_text()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.05)
+        raise RuntimeError(f"server did not start: {self.log.read_text()}")
+
+    def stop(self) -> None:
+        """Stop gracefully (SIGTERM), killing it if it lingers."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def kill(self) -> None:
+        """`kill -9`: no chance to flush anything."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run the CLI against this server's database."""
+        return run_cli(*args, env=self.env, check=check)
+
+    def tenant(self, name: str = "test app") -> Tenant:
+        """Create an app through the CLI."""
+        made = json.loads(self.cli("apps", "create", name, "--json").stdout)
+        return Tenant(made["app_id"], made["key"], made["key_id"], made["session_secret"])
+
+    def key(self, app_id: str, *scopes: str) -> str:
+        """Create a key with the given scopes."""
+        args = [arg for scope in scopes for arg in ("--scope", scope)]
+        return str(json.loads(self.cli("keys", "create", "--app", app_id, *args, "--json").stdout)["key"])
+
+    def session(self, tenant: Tenant, sub: str, role: str | None = None, **claims: Any) -> str:
+        """Mint a session token for a user of the tenant."""
+        from trailkeep.auth import mint_session
+
+        return mint_session(tenant.app_id, tenant.session_secret, sub, role=role, **claims)
+
+    def client(self, token: str | None = None, **headers: str) -> httpx.Client:
+        """An HTTP client for this server, with a bearer credential if given."""
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)

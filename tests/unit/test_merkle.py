@@ -1,0 +1,808 @@
+"""Tests for trailkeep.merkle: RFC 9162 trees and proofs, checkpoints and signed notes."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
+
+from trailkeep.merkle import (
+    EMPTY_ROOT,
+    HASH_SIZE,
+    Checkpoint,
+    NodeId,
+    NoteError,
+    NoteSigner,
+    NoteVerifier,
+    ProofError,
+    TreeBuilder,
+    append_leaves,
+    consistency_proof,
+    consistency_proof_nodes,
+    frontier,
+    hash_children,
+    hash_leaf,
+    inclusion_proof,
+    inclusion_proof_nodes,
+    open_checkpoint,
+    range_nodes,
+    root_from_frontier,
+    root_of,
+    verify_consistency,
+    verify_inclusion,
+)
+
+VECTORS = (
+    Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "merkle" / "rfc6962.json"
+)
+FAST = settings(deadline=None, max_examples=150)
+
+# --- A naive RFC 9162 implementation, straight from §2.1.1-2.1.4 ---------------------------
+
+N = 300
+DATA = [b"entry %d" % i for i in range(N)]
+
+
+def _sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def _k(n: int) -> int:
+    """The largest power of two smaller than n (n > 1)."""
+    k = 1
+    while k * 2 < n:
+        k *= 2
+    return k
+
+
+@functools.cache
+def naive_mth(lo: int, hi: int) -> bytes:
+    """MTH(D[lo:hi]) over DATA."""
+    n = hi - lo
+    if n == 0:
+        return _sha256(b"")
+    if n == 1:
+        return _sha256(b"\x00" + DATA[lo])
+    k = _k(n)
+    return _sha256(b"\x01" + naive_mth(lo, lo + k) + naive_mth(lo + k, hi))
+
+
+def naive_path(m: int, lo: int, hi: int) -> list[bytes]:
+    """PATH(m, D[lo:hi])."""
+    n = hi - lo
+    if n == 1:
+        return []
+    k = _k(n)
+    if m < k:
+        return [*naive_path(m, lo, lo + k), naive_mth(lo + k, hi)]
+    return [*naive_path(m - k, lo + k, hi), naive_mth(lo, lo + k)]
+
+
+def naive_subproof(m: int, lo: int, hi: int, b: bool) -> list[bytes]:
+    """SUBPROOF(m, D[lo:hi], b)."""
+    n = hi - lo
+    if m == n:
+        return [] if b else [naive_mth(lo, hi)]
+    k = _k(n)
+    if m <= k:
+        return [*naive_subproof(m, lo, lo + k, b), naive_mth(lo + k, hi)]
+    return [*naive_subproof(m - k, lo + k, hi, False), naive_mth(lo, lo + k)]
+
+
+def naive_root_of_hashes(leaves: list[bytes]) -> bytes:
+    """MTH over leaves that are already hashed."""
+    if not leaves:
+        return _sha256(b"")
+    if len(leaves) == 1:
+        return leaves[0]
+    k = _k(len(leaves))
+    return _sha256(b"\x01" + naive_root_of_hashes(leaves[:k]) + naive_root_of_hashes(leaves[k:]))
+
+
+def path_shape(m: int, n: int) -> tuple[str, ...]:
+    """Which side each PATH(m, D[n]) entry sits on: all a verifier's computation depends on."""
+    if n == 1:
+        return ()
+    k = _k(n)
+    return (*path_shape(m, k), "R") if m < k else (*path_shape(m - k, n - k), "L")
+
+
+def subproof_shape(m: int, n: int, b: bool = True) -> tuple[str, ...]:
+    """Same for SUBPROOF(m, D[n], b): a seed, left siblings (in both trees), right siblings."""
+    if m == n:
+        return () if b else ("seed",)
+    k = _k(n)
+    if m <= k:
+        return (*subproof_shape(m, k, b), "R")
+    return (*subproof_shape(m - k, n - k, False), "L")
+
+
+def _complete(node: NodeId, size: int) -> bool:
+    level, index = node
+    return (index + 1) << level <= size
+
+
+LEAF_HASHES = [naive_mth(i, i + 1) for i in range(N)]
+NODES: dict[NodeId, bytes] = {
+    (level, index): naive_mth(index << level, (index + 1) << level)
+    for level in range(N.bit_length())
+    for index in range(N >> level)
+}
+
+
+def _flip(data: bytes, position: int, mask: int) -> bytes:
+    out = bytearray(data)
+    out[position % len(out)] ^= mask
+    return bytes(out)
+
+
+# --- Hashing, roots, frontier, appends -----------------------------------------------------
+
+
+def test_hashing_primitives() -> None:
+    assert HASH_SIZE == 32
+    assert _sha256(b"") == EMPTY_ROOT
+    assert hash_leaf(DATA[7]) == LEAF_HASHES[7]
+    assert hash_children(LEAF_HASHES[0], LEAF_HASHES[1]) == naive_mth(0, 2)
+    assert root_of([]) == EMPTY_ROOT
+    assert root_from_frontier([]) == EMPTY_ROOT
+    assert frontier(0) == []
+
+
+def test_roots_frontiers_and_builder_match_naive_for_every_size() -> None:
+    builder = TreeBuilder()
+    for size in range(N + 1):
+        want = naive_mth(0, size)
+        assert builder.size == size
+        assert builder.root() == want
+        assert root_of(LEAF_HASHES[:size]) == want
+        ids = frontier(size)
+        assert ids == range_nodes(0, size)
+        assert [level for level, _ in ids] == sorted((lv for lv, _ in ids), reverse=True)
+        assert sum(1 << level for level, _ in ids) == size
+        assert root_from_frontier([NODES[n] for n in ids]) == want
+        if size < N:
+            builder.append(LEAF_HASHES[size])
+
+
+@FAST
+@given(st.lists(st.binary(min_size=32, max_size=32), max_size=80))
+def test_tree_builder_equals_root_of(leaves: list[bytes]) -> None:
+    builder = TreeBuilder()
+    for leaf in leaves:
+        builder.append(leaf)
+    assert builder.size == len(leaves)
+    assert builder.root() == root_of(leaves) == naive_root_of_hashes(leaves)
+
+
+@FAST
+@given(st.lists(st.integers(0, 70), max_size=12))
+def test_append_leaves_in_any_chunking_writes_exactly_the_complete_nodes(
+    chunks: list[int],
+) -> None:
+    size, written = 0, {}
+    frontier_hashes: list[bytes] = []
+    for chunk in [*chunks, N]:
+        chunk = min(chunk, N - size)
+        new, frontier_hashes = append_leaves(size, frontier_hashes, LEAF_HASHES[size:][:chunk])
+        for node, h in new:
+            assert node not in written
+            written[node] = h
+        size += chunk
+        assert frontier_hashes == [NODES[n] for n in frontier(size)]
+        assert root_from_frontier(frontier_hashes) == naive_mth(0, size)
+        assert written == {n: h for n, h in NODES.items() if _complete(n, size)}
+    assert size == N
+
+
+def test_range_nodes_for_every_small_range() -> None:
+    for start in range(70):
+        for end in range(start, 70):
+            check_range_nodes(start, end)
+
+
+@FAST
+@given(st.integers(0, 5000), st.integers(0, 5000))
+def test_range_nodes_are_aligned_complete_and_contiguous(a: int, b: int) -> None:
+    check_range_nodes(min(a, b), max(a, b))
+
+
+def check_range_nodes(start: int, end: int) -> None:
+    cursor = start
+    nodes = range_nodes(start, end)
+    for level, index in nodes:
+        assert index << level == cursor
+        cursor += 1 << level
+    assert cursor == end
+    # Maximal: no two neighbours are siblings that should have been one node.
+    for (l1, i1), (l2, i2) in itertools.pairwise(nodes):
+        assert not (l1 == l2 and i1 % 2 == 0 and i2 == i1 + 1)
+
+
+# --- Proofs against the naive implementation, every pair of sizes up to N ------------------
+
+
+def test_inclusion_proofs_for_every_index_and_size() -> None:
+    for size in range(1, N + 1):
+        root = naive_mth(0, size)
+        for index in range(size):
+            ids = inclusion_proof_nodes(index, size)
+            assert len(ids) == len(set(ids)) <= 2 * size.bit_length()
+            assert all(_complete(n, size) for n in ids)
+            proof = inclusion_proof(index, size, {n: NODES[n] for n in ids})
+            assert proof == naive_path(index, 0, size)
+            verify_inclusion(LEAF_HASHES[index], index, size, proof, root)
+
+
+def test_consistency_proofs_for_every_pair_of_sizes() -> None:
+    for new in range(1, N + 1):
+        new_root = naive_mth(0, new)
+        for old in range(1, new + 1):
+            ids = consistency_proof_nodes(old, new)
+            assert len(ids) == len(set(ids)) <= 3 * new.bit_length()
+            assert all(_complete(n, new) for n in ids)
+            proof = consistency_proof(old, new, {n: NODES[n] for n in ids})
+            assert proof == naive_subproof(old, 0, new, True)
+            verify_consistency(old, new, naive_mth(0, old), new_root, proof)
+
+
+def test_equal_sizes_have_an_empty_consistency_proof() -> None:
+    root = naive_mth(0, 9)
+    assert consistency_proof_nodes(9, 9) == []
+    assert consistency_proof(9, 9, {}) == []
+    verify_consistency(9, 9, root, root, [])
+    with pytest.raises(ProofError):
+        verify_consistency(9, 9, root, naive_mth(0, 8), [])
+    with pytest.raises(ProofError):
+        verify_consistency(9, 9, root, root, [root])
+
+
+def test_verification_binds_the_path_shape_not_the_size() -> None:
+    # An RFC 9162 verifier only sees the path's shape: index 0 of 3 and of 4 look the same.
+    # Sizes are bound to roots by the signed checkpoint, not by the proof.
+    proof = inclusion_proof(0, 3, NODES)
+    verify_inclusion(LEAF_HASHES[0], 0, 4, proof, naive_mth(0, 3))
+
+
+def test_a_proof_is_accepted_for_another_size_only_with_the_same_shape() -> None:
+    # Covers proofs too short or too long for the claimed size, whose partial fold equals an
+    # interior node: the claimed size must be used up exactly, not just the root matched.
+    for index in range(48):
+        for size in range(index + 1, 49):
+            proof, root = inclusion_proof(index, size, NODES), naive_mth(0, size)
+            for other in range(index + 1, 49):
+                if path_shape(index, other) == path_shape(index, size):
+                    verify_inclusion(LEAF_HASHES[index], index, other, proof, root)
+                else:
+                    with pytest.raises(ProofError):
+                        verify_inclusion(LEAF_HASHES[index], index, other, proof, root)
+    for old in range(1, 48):
+        for new in range(old + 1, 49):
+            proof, roots = (
+                consistency_proof(old, new, NODES),
+                (naive_mth(0, old), naive_mth(0, new)),
+            )
+            for other in range(old + 1, 49):
+                if subproof_shape(old, other) == subproof_shape(old, new):
+                    verify_consistency(old, other, *roots, proof)
+                else:
+                    with pytest.raises(ProofError):
+                        verify_consistency(old, other, *roots, proof)
+
+
+@st.composite
+def inclusion_case(draw: st.DrawFn, min_size: int = 1) -> tuple[int, int, list[bytes]]:
+    size = draw(st.integers(min_size, N))
+    index = draw(st.integers(0, size - 1))
+    return index, size, inclusion_proof(index, size, NODES)
+
+
+@st.composite
+def consistency_case(draw: st.DrawFn) -> tuple[int, int, list[bytes]]:
+    new = draw(st.integers(2, N))
+    old = draw(st.integers(1, new - 1))
+    return old, new, consistency_proof(old, new, NODES)
+
+
+@FAST
+@given(inclusion_case(min_size=2), st.integers(0, 10**6), st.integers(1, 255))
+def test_inclusion_rejects_any_changed_proof_byte(
+    case: tuple[int, int, list[bytes]], position: int, mask: int
+) -> None:
+    index, size, proof = case
+    element = position % len(proof)
+    proof[element] = _flip(proof[element], position // len(proof), mask)
+    with pytest.raises(ProofError):
+        verify_inclusion(LEAF_HASHES[index], index, size, proof, naive_mth(0, size))
+
+
+@FAST
+@given(inclusion_case(), st.integers(0, 10**6), st.booleans())
+def test_inclusion_rejects_a_dropped_or_extra_element(
+    case: tuple[int, int, list[bytes]], position: int, drop: bool
+) -> None:
+    index, size, proof = case
+    if drop and proof:
+        del proof[position % len(proof)]
+    else:
+        proof.insert(position % (len(proof) + 1), NODES[(0, position % N)])
+    with pytest.raises(ProofError):
+        verify_inclusion(LEAF_HASHES[index], index, size, proof, naive_mth(0, size))
+
+
+def _nearby(data: st.DataObject, value: int) -> int:
+    return data.draw(st.one_of(st.integers(-2, N + 2), st.integers(value - 3, value + 3)))
+
+
+@FAST
+@given(inclusion_case(), st.data())
+def test_inclusion_with_another_index_or_size(
+    case: tuple[int, int, list[bytes]], data: st.DataObject
+) -> None:
+    # Verification passes exactly when the RFC 9162 path has the same shape (see above).
+    index, size, proof = case
+    other_index, other_size = _nearby(data, index), _nearby(data, size)
+    leaf, root = LEAF_HASHES[index], naive_mth(0, size)
+    if 0 <= other_index < other_size and path_shape(other_index, other_size) == path_shape(
+        index, size
+    ):
+        event("same shape")
+        verify_inclusion(leaf, other_index, other_size, proof, root)
+        assert other_size != size or other_index == index
+    else:
+        with pytest.raises(ProofError):
+            verify_inclusion(leaf, other_index, other_size, proof, root)
+
+
+@FAST
+@given(inclusion_case(), st.integers(0, 31), st.integers(1, 255), st.booleans())
+def test_inclusion_rejects_a_changed_leaf_or_root(
+    case: tuple[int, int, list[bytes]], position: int, mask: int, change_root: bool
+) -> None:
+    index, size, proof = case
+    leaf, root = LEAF_HASHES[index], naive_mth(0, size)
+    if change_root:
+        root = _flip(root, position, mask)
+    else:
+        leaf = _flip(leaf, position, mask)
+    with pytest.raises(ProofError):
+        verify_inclusion(leaf, index, size, proof, root)
+
+
+@FAST
+@given(consistency_case(), st.integers(0, 10**6), st.integers(1, 255))
+def test_consistency_rejects_any_changed_proof_byte(
+    case: tuple[int, int, list[bytes]], position: int, mask: int
+) -> None:
+    old, new, proof = case
+    element = position % len(proof)
+    proof[element] = _flip(proof[element], position // len(proof), mask)
+    with pytest.raises(ProofError):
+        verify_consistency(old, new, naive_mth(0, old), naive_mth(0, new), proof)
+
+
+@FAST
+@given(consistency_case(), st.integers(0, 10**6), st.booleans())
+def test_consistency_rejects_a_dropped_or_extra_element(
+    case: tuple[int, int, list[bytes]], position: int, drop: bool
+) -> None:
+    old, new, proof = case
+    if drop:
+        del proof[position % len(proof)]
+    else:
+        proof.insert(position % (len(proof) + 1), NODES[(0, position % N)])
+    with pytest.raises(ProofError):
+        verify_consistency(old, new, naive_mth(0, old), naive_mth(0, new), proof)
+
+
+@FAST
+@given(consistency_case(), st.data())
+def test_consistency_with_other_sizes(
+    case: tuple[int, int, list[bytes]], data: st.DataObject
+) -> None:
+    old, new, proof = case
+    other_old, other_new = _nearby(data, old), _nearby(data, new)
+    old_root, new_root = naive_mth(0, old), naive_mth(0, new)
+    if 0 < other_old <= other_new and subproof_shape(other_old, other_new) == subproof_shape(
+        old, new
+    ):
+        event("same shape")
+        verify_consistency(other_old, other_new, old_root, new_root, proof)
+    else:
+        with pytest.raises(ProofError):
+            verify_consistency(other_old, other_new, old_root, new_root, proof)
+
+
+@FAST
+@given(consistency_case(), st.integers(0, 31), st.integers(1, 255), st.booleans())
+def test_consistency_rejects_a_changed_root(
+    case: tuple[int, int, list[bytes]], position: int, mask: int, change_old: bool
+) -> None:
+    old, new, proof = case
+    old_root, new_root = naive_mth(0, old), naive_mth(0, new)
+    if change_old:
+        old_root = _flip(old_root, position, mask)
+    else:
+        new_root = _flip(new_root, position, mask)
+    with pytest.raises(ProofError):
+        verify_consistency(old, new, old_root, new_root, proof)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: frontier(-1),
+        lambda: range_nodes(5, 4),
+        lambda: range_nodes(-1, 2),
+        lambda: inclusion_proof_nodes(-1, 5),
+        lambda: inclusion_proof_nodes(5, 5),
+        lambda: inclusion_proof_nodes(0, 0),
+        lambda: consistency_proof_nodes(0, 5),
+        lambda: consistency_proof_nodes(0, 0),
+        lambda: consistency_proof_nodes(6, 5),
+        lambda: consistency_proof_nodes(-1, 3),
+        lambda: inclusion_proof(3, 7, {}),
+        lambda: inclusion_proof(3, 7, {n: NODES[n] for n in inclusion_proof_nodes(3, 7)[1:]}),
+        lambda: consistency_proof(3, 7, {}),
+        lambda: append_leaves(3, [LEAF_HASHES[0]], [LEAF_HASHES[1]]),
+        lambda: append_leaves(-1, [], []),
+        lambda: append_leaves(0, [], [b"short"]),
+        lambda: append_leaves(1, [b"\x00" * 33], []),
+        lambda: TreeBuilder().append(b"\x00" * 31),
+        lambda: verify_inclusion(LEAF_HASHES[0], 1, 1, [], LEAF_HASHES[0]),
+        lambda: verify_inclusion(LEAF_HASHES[0], -1, 1, [], LEAF_HASHES[0]),
+        lambda: verify_inclusion(b"x", 0, 1, [], b"x"),
+        lambda: verify_inclusion(LEAF_HASHES[0], 0, 2, [b"\x00" * 31], naive_mth(0, 2)),
+        lambda: verify_consistency(0, 3, EMPTY_ROOT, naive_mth(0, 3), []),
+        lambda: verify_consistency(4, 3, naive_mth(0, 4), naive_mth(0, 3), []),
+        lambda: verify_consistency(2, 3, naive_mth(0, 2), naive_mth(0, 3), []),
+        lambda: verify_consistency(2, 3, b"", naive_mth(0, 3), [LEAF_HASHES[2]]),
+    ],
+)
+def test_bad_arguments_raise_proof_error(call: object) -> None:
+    assert callable(call)
+    with pytest.raises(ProofError):
+        call()
+
+
+@pytest.mark.skipif(not VECTORS.exists(), reason=f"published test vectors not found at {VECTORS}")
+def test_published_rfc6962_vectors() -> None:
+    vectors = json.loads(VECTORS.read_text())
+    leaves = [hash_leaf(bytes.fromhex(x)) for x in vectors["leaf_inputs_hex"]]
+    roots = [bytes.fromhex(x) for x in vectors["roots_by_size_hex"]]
+    assert len(roots) == len(leaves) + 1
+    assert vectors["inclusion"]
+    assert vectors["consistency"]
+    for size, root in enumerate(roots):
+        assert root_of(leaves[:size]) == root
+    new, _ = append_leaves(0, [], leaves)
+    nodes = dict(new)
+    for case in vectors["inclusion"]:
+        index, size = case["index"], case["size"]
+        path = [bytes.fromhex(x) for x in case["path"]]
+        assert inclusion_proof(index, size, nodes) == path
+        verify_inclusion(leaves[index], index, size, path, roots[size])
+    for case in vectors["consistency"]:
+        old, new_size = case["from"], case["to"]
+        path = [bytes.fromhex(x) for x in case["path"]]
+        assert consistency_proof(old, new_size, nodes) == path
+        verify_consistency(old, new_size, roots[old], roots[new_size], path)
+
+
+# --- Checkpoints and signed notes ----------------------------------------------------------
+
+GO_SIGNER_KEY = "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz"
+GO_VERIFIER_KEY = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
+GO_TEXT = (
+    "If you think cryptography is the answer to your problem,\n"
+    "then you don't know what your problem is.\n"
+)
+GO_NOTE = (
+    GO_TEXT + "\n— PeterNeumann "
+    "x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n"
+)
+ROOT = naive_mth(0, 5)
+
+
+def test_go_sumdb_note_known_answer() -> None:
+    signer = NoteSigner.from_signer_key(GO_SIGNER_KEY)
+    assert (signer.name, signer.key_id) == ("PeterNeumann", 0xC74F20A3)
+    assert signer.signer_key() == GO_SIGNER_KEY
+    assert signer.verifier_key() == GO_VERIFIER_KEY
+    assert signer.sign(GO_TEXT) == GO_NOTE
+    verifier = NoteVerifier.from_verifier_key(GO_VERIFIER_KEY)
+    assert (verifier.name, verifier.key_id) == ("PeterNeumann", 0xC74F20A3)
+    assert verifier.verifier_key() == GO_VERIFIER_KEY
+    assert verifier.verify(GO_NOTE) == GO_TEXT
+
+
+def test_sign_verify_round_trip() -> None:
+    signer = NoteSigner.generate("example.com/log")
+    again = NoteSigner.from_signer_key(signer.signer_key())
+    assert again.verifier_key() == signer.verifier_key()
+    verifier = NoteVerifier.from_verifier_key(signer.verifier_key())
+    assert verifier.key_id == signer.key_id
+    for text in ("a\n", "ünïcödé — ok\n", "line\n\nafter a blank line\n", "\n"):
+        assert verifier.verify(signer.sign(text)) == text
+        assert verifier.verify(again.sign(text)) == text
+
+
+def test_every_flipped_byte_of_a_note_is_refused() -> None:
+    verifier = NoteVerifier.from_verifier_key(GO_VERIFIER_KEY)
+    raw = GO_NOTE.encode("utf-8")
+    for position in range(len(raw)):
+        for mask in (0x01, 0x20, 0x80):
+            note = _flip(raw, position, mask).decode("utf-8", errors="surrogateescape")
+            with pytest.raises(NoteError):
+                verifier.verify(note)
+
+
+def test_other_keys_signatures_are_ignored() -> None:
+    a, b = NoteSigner.generate("a.example/log"), NoteSigner.generate("b.example/witness")
+    text = "a.example/log\n5\n" + base64.b64encode(ROOT).decode() + "\n"
+    both = a.sign(text) + b.sign(text)[len(text) + 1 :]
+    assert NoteVerifier.from_verifier_key(a.verifier_key()).verify(both) == text
+    assert NoteVerifier.from_verifier_key(b.verifier_key()).verify(both) == text
+    stranger = NoteVerifier.from_verifier_key(NoteSigner.generate("c").verifier_key())
+    with pytest.raises(NoteError, match="no signature"):
+        stranger.verify(both)
+
+
+def test_a_shared_name_or_a_shared_key_id_alone_is_another_key() -> None:
+    signer = NoteSigner.generate("log.example")
+    impostor = NoteSigner.generate("log.example")
+    verifier = signer.verifier()
+    with pytest.raises(NoteError, match="no signature"):
+        verifier.verify(impostor.sign("hello\n"))
+    renamed = signer.sign("hello\n").replace("— log.example ", "— other.example ")
+    with pytest.raises(NoteError, match="no signature"):
+        verifier.verify(renamed)
+
+
+def test_a_bad_signature_by_the_key_is_refused_even_next_to_a_good_one() -> None:
+    signer = NoteSigner.generate("log.example")
+    good = signer.sign("hello\n")
+    sig_line = signer.sign("other\n").split("\n\n")[1]
+    with pytest.raises(NoteError, match="bad signature"):
+        signer.verifier().verify(good + sig_line)
+    blob = base64.b64decode(good.split(" ")[-1])
+    for short in (blob[:67], blob + b"\x00"):
+        forged = f"hello\n\n— log.example {base64.b64encode(short).decode()}\n"
+        with pytest.raises(NoteError, match="bad signature"):
+            signer.verifier().verify(forged)
+
+
+@pytest.mark.parametrize("text", ["", "no newline", "ok\n\x00\n", "tab\there\n", "\ud800\n"])
+def test_sign_refuses_malformed_text(text: str) -> None:
+    with pytest.raises(NoteError):
+        NoteSigner.from_signer_key(GO_SIGNER_KEY).sign(text)
+
+
+def test_checkpoint_text_format() -> None:
+    cp = Checkpoint("example.com/log", 5, ROOT, ("ext one",))
+    b64 = base64.b64encode(ROOT).decode()
+    assert cp.to_text() == f"example.com/log\n5\n{b64}\next one\n"
+    assert Checkpoint.from_text(cp.to_text()) == cp
+    empty = base64.b64encode(EMPTY_ROOT).decode()
+    assert Checkpoint("o", 0, EMPTY_ROOT).to_text() == f"o\n0\n{empty}\n"
+
+
+line_text = st.text(
+    st.characters(codec="utf-8", exclude_characters="\n", min_codepoint=32),
+    min_size=1,
+)
+
+
+@FAST
+@given(
+    line_text,
+    st.integers(0, 2**63 - 1),
+    st.binary(min_size=32, max_size=32),
+    st.lists(line_text, max_size=3),
+)
+def test_checkpoint_round_trip(origin: str, size: int, root: bytes, ext: list[str]) -> None:
+    cp = Checkpoint(origin, size, root, tuple(ext))
+    assert Checkpoint.from_text(cp.to_text()) == cp
+
+
+B64_ROOT = base64.b64encode(ROOT).decode()
+URLSAFE_ROOT = base64.urlsafe_b64encode(b"\xff" * 32).decode()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "\n",
+        f"o\n5\n{B64_ROOT}",
+        f"\n5\n{B64_ROOT}\n",
+        "o\n5\n",
+        f"o\n05\n{B64_ROOT}\n",
+        f"o\n00\n{B64_ROOT}\n",
+        f"o\n+5\n{B64_ROOT}\n",
+        f"o\n-5\n{B64_ROOT}\n",
+        f"o\n 5\n{B64_ROOT}\n",
+        f"o\n5 \n{B64_ROOT}\n",
+        f"o\n5_0\n{B64_ROOT}\n",
+        f"o\n\u0665\n{B64_ROOT}\n",
+        f"o\n0x5\n{B64_ROOT}\n",
+        f"o\n{2**63}\n{B64_ROOT}\n",
+        f"o\n{'9' * 40}\n{B64_ROOT}\n",
+        f"o\n\n{B64_ROOT}\n",
+        "o\n5\n\n",
+        f"o\n5\n{B64_ROOT[:-1]}\n",
+        f"o\n5\n{B64_ROOT}=\n",
+        f"o\n5\n {B64_ROOT}\n",
+        f"o\n5\n{base64.b64encode(ROOT[:31]).decode()}\n",
+        f"o\n5\n{base64.b64encode(ROOT + b'x').decode()}\n",
+        f"o\n5\n{URLSAFE_ROOT}\n",
+        f"o\n5\n{B64_ROOT[:-2]}B=\n",
+        f"o\n5\n{B64_ROOT}\n\n",
+        f"o\n5\n{B64_ROOT}\next\n\n",
+        f"o\n5\n{B64_ROOT}\r\n",
+        f"o\x00\n5\n{B64_ROOT}\n",
+    ],
+)
+def test_malformed_checkpoints_are_refused(text: str) -> None:
+    with pytest.raises(NoteError):
+        Checkpoint.from_text(text)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [("", 1, ROOT), ("a\nb", 1, ROOT), ("o", -1, ROOT), ("o", 2**63, ROOT), ("o", 1, b"x")],
+)
+def test_checkpoint_refuses_bad_fields(fields: tuple[str, int, bytes]) -> None:
+    with pytest.raises(NoteError):
+        Checkpoint(*fields)
+
+
+def test_open_checkpoint() -> None:
+    signer = NoteSigner.generate("example.com/log")
+    cp = Checkpoint("example.com/log/app_1", 5, ROOT)
+    note = signer.sign(cp.to_text())
+    assert open_checkpoint(note, signer.verifier()) == cp
+    assert open_checkpoint(note, signer.verifier(), origin="example.com/log/app_1") == cp
+    with pytest.raises(NoteError, match="origin"):
+        open_checkpoint(note, signer.verifier(), origin="example.com/log/app_2")
+    with pytest.raises(NoteError):
+        open_checkpoint(signer.sign("not\na checkpoint\n"), signer.verifier())
+    with pytest.raises(NoteError):
+        open_checkpoint(note, NoteSigner.generate("example.com/log").verifier())
+
+
+BAD_VERIFIER_KEYS = [
+    "",
+    "PeterNeumann",
+    "PeterNeumann+c74f20a3",
+    "PeterNeumann+c74f20a3+",
+    "+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW",
+    "Peter Neumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW",
+    "PeterNeumann+c74f20a4+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW",
+    "PeterNeumann+c74f20a+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW",
+    "PeterNeumann+0c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW",
+    "PeterNeumann+c74f20g3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW",
+    "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10T",
+    "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW\n",
+    "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW=",
+    "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TX",
+    "PeterNeumann+c74f20a3+Ahpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW",
+    "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy",
+    GO_SIGNER_KEY,
+]
+
+
+@pytest.mark.parametrize("key", BAD_VERIFIER_KEYS)
+def test_malformed_verifier_keys_are_refused(key: str) -> None:
+    with pytest.raises(NoteError):
+        NoteVerifier.from_verifier_key(key)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "",
+        GO_VERIFIER_KEY,
+        "PRIVATE+KEY+",
+        "private+key+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz",
+        "PRIVATE+KEY+PeterNeumann+c74f20a4+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz",
+        "PRIVATE+KEY+PeterNeumanN+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz",
+        "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDF",
+        "PRIVATE+KEY+PeterNeumann+c74f20a3+AoEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz",
+        "PRIVATE+KEY+PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW",
+        "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz\n",
+    ],
+)
+def test_malformed_signer_keys_are_refused(key: str) -> None:
+    with pytest.raises(NoteError):
+        NoteSigner.from_signer_key(key)
+
+
+@pytest.mark.parametrize("name", ["", "a b", "a+b", "tab\t", "nbsp\u00a0", "\u2028", "\ud800"])
+def test_invalid_key_names_are_refused(name: str) -> None:
+    with pytest.raises(NoteError):
+        NoteSigner.generate(name)
+
+
+@pytest.mark.parametrize(
+    "note",
+    [
+        "",
+        GO_TEXT,
+        GO_TEXT + "\n",
+        GO_NOTE[:-1],
+        GO_NOTE + "\n",
+        GO_NOTE + "junk\n",
+        GO_NOTE + "— PeterNeumann\n",
+        GO_NOTE + "— PeterNeumann \n",
+        GO_NOTE + "— Peter Neumann AAAAAAA=\n",
+        GO_NOTE + "— PeterNeumann AAAA\n",
+        GO_NOTE + "— PeterNeumann !!!!\n",
+        GO_NOTE + "—  PeterNeumann AAAAAAA=\n",
+        GO_NOTE.replace("— ", "-- "),
+        GO_NOTE.replace("\n— ", "\n—\t"),
+        GO_NOTE.replace("\n\n", "\n\r\n"),
+        GO_NOTE + "— other AAAAAAA=\n" * 100,
+    ],
+)
+def test_malformed_notes_are_refused(note: str) -> None:
+    with pytest.raises(NoteError):
+        NoteVerifier.from_verifier_key(GO_VERIFIER_KEY).verify(note)
+
+
+def test_many_foreign_signatures_are_accepted_up_to_a_limit() -> None:
+    foreign = "— other AAAAAAA=\n"
+    verifier = NoteVerifier.from_verifier_key(GO_VERIFIER_KEY)
+    assert verifier.verify(GO_NOTE + foreign * 99) == GO_TEXT
+    assert verifier.verify(GO_NOTE + foreign * 15) == GO_TEXT
+
+
+any_text = st.text(st.characters(exclude_categories=()))
+
+
+def _only_note_errors(call: object, *args: object) -> object:
+    assert callable(call)
+    try:
+        return call(*args)
+    except NoteError:
+        return None
+
+
+@FAST
+@given(any_text)
+def test_arbitrary_text_raises_only_note_error(text: str) -> None:
+    verifier = NoteVerifier.from_verifier_key(GO_VERIFIER_KEY)
+    _only_note_errors(NoteVerifier.from_verifier_key, text)
+    _only_note_errors(NoteSigner.from_signer_key, text)
+    _only_note_errors(Checkpoint.from_text, text)
+    _only_note_errors(verifier.verify, text)
+    _only_note_errors(open_checkpoint, text, verifier)
+
+
+@FAST
+@given(
+    st.sampled_from([GO_NOTE, GO_VERIFIER_KEY, GO_SIGNER_KEY]),
+    st.integers(0, 200),
+    st.integers(0, 3),
+    any_text,
+)
+def test_mutated_notes_and_keys_raise_only_note_error(
+    original: str, position: int, cut: int, insert: str
+) -> None:
+    position %= len(original) + 1
+    text = original[:position] + insert + original[position + cut :]
+    verifier = NoteVerifier.from_verifier_key(GO_VERIFIER_KEY)
+    assert _only_note_errors(verifier.verify, text) in (None, GO_TEXT)
+    parsed = _only_note_errors(NoteVerifier.from_verifier_key, text)
+    if isinstance(parsed, NoteVerifier):
+        name, key_id, key = text.split("+", 2)
+        assert parsed.verifier_key() == f"{name}+{key_id.lower()}+{key}"
+    _only_note_errors(NoteSigner.from_signer_key, text)
+    _only_note_errors(open_checkpoint, text, verifier)
