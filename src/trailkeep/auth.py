@@ -206,4 +206,16 @@ def _session_actor(claims: Mapping[str, Any]) -> Actor:
         raise AuthError("unauthenticated", "the session's `name` must be a short string")
     if role is not None and (not isinstance(role, str) or len(role) > 64):
         raise AuthError("unauthenticated", "the session's `role` must be a short string")
+    for claim, value in (("sub", sub), ("name", name), ("role", role)):
+        if value is not None and not _is_unicode(value):
+            # JSON allows escaped lone surrogates ("\ud800"); no entry can hold them.
+            raise AuthError("unauthenticated", f"the session's `{claim}` is not valid Unicode")
     return Actor(type="user", id=sub, name=name, role=role)
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -43,6 +43,9 @@ def _fast_ok(value: Any) -> bool:
 def canonical(value: Any) -> bytes:
     """The RFC 8785 canonical encoding of a JSON value."""
     if _fast_ok(value):
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        try:
+            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:
+            pass  # e.g. a lone surrogate: the reference refuses it with CanonicalizationError
     encoded: bytes = rfc8785.dumps(value)
     return encoded

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import secrets
-from base64 import b32encode
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -159,9 +158,17 @@ def canonical(value: Any) -> bytes:
         raise EntryError(f"metadata: {exc}") from exc
 
 
+def _string(text: str) -> bytes:
+    # A JSON string's JCS form is what orjson writes (checked in tests/unit/test_jcs.py).
+    try:
+        return orjson.dumps(text)
+    except orjson.JSONEncodeError as exc:
+        raise EntryError(f"not valid Unicode: {exc}") from None
+
+
 def new_entry_id() -> str:
-    """An opaque entry id with 130 random bits, so an erased entry's leaf hash leaks nothing."""
-    return "evt_" + b32encode(secrets.token_bytes(17)).decode().rstrip("=").lower()
+    """An opaque entry id with 128 random bits, so an erased entry's leaf hash leaks nothing."""
+    return "evt_" + secrets.token_hex(16)
 
 
 def format_time(moment: datetime) -> str:
@@ -180,7 +187,10 @@ def parse_time(text: str) -> datetime:
         raise ValueError(expected) from None
     if moment.tzinfo is None:
         raise ValueError("timestamp needs a timezone offset or Z")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("timestamp is outside the years 0001-9999 once converted to UTC") from None
 
 
 def parse_body(raw: bytes) -> Any:
@@ -237,12 +247,35 @@ def validate_batch(body: Any, max_entries: int = 1000) -> list[EventWrite]:
     return [validate_write(item, f"events[{i}].") for i, item in enumerate(items)]
 
 
-def _depth(value: Any) -> int:
-    if isinstance(value, dict):
-        return 1 + max((_depth(v) for v in value.values()), default=0)
-    if isinstance(value, list):
-        return 1 + max((_depth(v) for v in value), default=0)
-    return 0
+_EXACT_INT_LIMIT: Final = 2**53  # I-JSON (RFC 7493): integers beyond this are not exact
+
+
+def _depth(value: Any, limit: int = METADATA_MAX_DEPTH) -> int:
+    """Nesting depth, walked without recursion (a body may nest ~1,000 deep); stops past limit.
+
+    Also refuses integral floats from 2**53 up to 1e21: JCS writes them as bare digits, which
+    read back as integers outside the I-JSON range that JCS (and so `verify`) then refuses.
+    """
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            if type(item) is float and _EXACT_INT_LIMIT <= abs(item) < 1e21 and item.is_integer():
+                raise EntryError(
+                    f"metadata: {item:.0f} is an integer beyond ±(2^53-1), which JSON cannot "
+                    "carry exactly; send it as a string"
+                )
+            continue
+        deepest = max(deepest, level + 1)
+        if deepest > limit:
+            return deepest
+        stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def canonical_metadata(metadata: Mapping[str, Any] | None, max_bytes: int) -> bytes:
@@ -280,13 +313,13 @@ def prepare(
     kind = actor.kind
     # JCS orders keys by UTF-16 code units; these top-level keys are ASCII and listed sorted.
     head = b"".join((
-        b'{"action":', canonical(event.action),
+        b'{"action":', _string(event.action),
         b',"actor":', canonical(actor.as_json()),
-        b',"app_id":', canonical(app_id),
+        b',"app_id":', _string(app_id),
         b',"context":', canonical(context),
-        b',"id":', canonical(entry_id),
-        b',"kind":', canonical(kind),
-        b',"metadata":', canonical_metadata(event.metadata, metadata_max_bytes),
+        b',"id":"', entry_id.encode(),
+        b'","kind":"', kind.encode(),
+        b'","metadata":', canonical_metadata(event.metadata, metadata_max_bytes),
         b',"seq":',
     ))  # fmt: skip
     tail = b',"target":' + canonical(target) + b',"time":"'

@@ -44,13 +44,18 @@ IdempotencyKey = Annotated[
 ]
 
 
+#: Request-body models, added to the OpenAPI components by ``create_app``.
+BODY_SCHEMAS: dict[str, Any] = {}
+
+
 def _body_schema(model: type[EventWrite] | type[BatchWrite]) -> dict[str, Any]:
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": model.model_json_schema()}},
-        }
-    }
+    # The bodies are validated by hand (for exact errors), so FastAPI does not see the
+    # models: document them ourselves, with references that resolve in the components.
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    BODY_SCHEMAS.update(schema.pop("$defs", {}))
+    BODY_SCHEMAS[model.__name__] = schema
+    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
 
 
 async def _append(
@@ -70,10 +75,16 @@ async def _append(
             if batch
             else [validate_write(body)]
         )
-        max_bytes = svc.settings.metadata_max_bytes
-        pending = [prepare(app_id, w, principal.actor, origin, max_bytes) for w in writes]
     except EntryError as exc:
         raise Problem(exc.code, exc.detail) from None
+    max_bytes = svc.settings.metadata_max_bytes
+    pending = []
+    for i, write in enumerate(writes):
+        try:
+            pending.append(prepare(app_id, write, principal.actor, origin, max_bytes))
+        except EntryError as exc:
+            where = f"events[{i}]." if batch else ""
+            raise Problem(exc.code, where + exc.detail) from None
     try:
         appended = await svc.ingest.append(app_id, pending, idempotency)
     except IdempotencyConflict:

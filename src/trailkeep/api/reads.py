@@ -98,7 +98,7 @@ async def get_event(
 def _filters(
     action: Annotated[
         list[str] | None,
-        Query(description="Exact action; repeat for any of several (OR).", max_length=128),
+        Query(description="Exact action; repeat for any of several (OR), up to 500."),
     ] = None,
     action_prefix: Annotated[
         str | None, Query(description="Actions starting with this string.", max_length=128)
@@ -123,6 +123,8 @@ def _filters(
             times[name] = parse_time(value) if value is not None else None
         except ValueError as exc:
             raise Problem("invalid_request", f"{name}: {exc}") from None
+    if action and len(action) > 500:
+        raise Problem("invalid_request", "action: at most 500 values")
     if action and any(len(a) > 128 for a in action):
         raise Problem("invalid_request", "action: at most 128 characters")
     try:

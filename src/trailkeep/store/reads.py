@@ -36,10 +36,12 @@ _DISTINCT_ACTIONS = text(
     """
     WITH RECURSIVE found(action) AS (
         SELECT (SELECT min(action) FROM events
-                WHERE app_id = :app AND action >= :lo AND action < :hi)
+                WHERE app_id = :app AND action >= :lo
+                  AND (CAST(:hi AS TEXT) IS NULL OR action < CAST(:hi AS TEXT)))
         UNION ALL
         SELECT (SELECT min(action) FROM events
-                WHERE app_id = :app AND action > found.action AND action < :hi)
+                WHERE app_id = :app AND action > found.action
+                  AND (CAST(:hi AS TEXT) IS NULL OR action < CAST(:hi AS TEXT)))
         FROM found WHERE found.action IS NOT NULL
     )
     SELECT action FROM found WHERE action IS NOT NULL LIMIT :cap
@@ -47,25 +49,30 @@ _DISTINCT_ACTIONS = text(
 )
 
 
-def _prefix_upper(prefix: str) -> str:
-    # The smallest string greater than every string that starts with `prefix`.
-    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+def _prefix_upper(prefix: str) -> str | None:
+    """The smallest string above every string starting with `prefix`; None if there is none."""
+    # Trailing U+10FFFF cannot be incremented; the surrogates are not characters at all.
+    stem = prefix.rstrip("\U0010ffff")
+    if not stem:
+        return None
+    point = ord(stem[-1]) + 1
+    if 0xD800 <= point <= 0xDFFF:
+        point = 0xE000
+    return stem[:-1] + chr(point)
 
 
 def _actions(c: Connection, app_id: str, f: Filters) -> list[str] | None:
     """The concrete actions the filter admits, or None when it admits any action."""
-    if f.action_prefix is None:
-        return list(dict.fromkeys(f.actions)) if f.actions else None
-    if not f.action_prefix:
-        return list(dict.fromkeys(f.actions)) if f.actions else None
+    prefix = f.action_prefix or ""
+    if f.actions:
+        # A list narrows the prefix to known values: no need to look at the data.
+        return [a for a in dict.fromkeys(f.actions) if a.startswith(prefix)]
+    if not prefix:
+        return None
     found = c.execute(
         _DISTINCT_ACTIONS,
-        {"app": app_id, "lo": f.action_prefix, "hi": _prefix_upper(f.action_prefix),
-         "cap": MERGE_MAX_ACTIONS + 1},
+        {"app": app_id, "lo": prefix, "hi": _prefix_upper(prefix), "cap": MERGE_MAX_ACTIONS + 1},
     ).scalars().all()  # fmt: skip
-    if f.actions:
-        wanted = set(f.actions)
-        return [action for action in found if action in wanted]
     return list(found)
 
 
@@ -115,9 +122,10 @@ def _conditions(app_id: str, f: Filters, lo: int, hi: int | None) -> list[Column
 def _prefix_condition(f: Filters) -> ColumnElement[bool] | None:
     if not f.action_prefix:
         return None
-    return and_(
-        events.c.action >= f.action_prefix, events.c.action < _prefix_upper(f.action_prefix)
-    )
+    upper = _prefix_upper(f.action_prefix)
+    if upper is None:
+        return events.c.action >= f.action_prefix
+    return and_(events.c.action >= f.action_prefix, events.c.action < upper)
 
 
 def _plan(
