@@ -26,10 +26,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def run_cli(*args: str, env: Mapping[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: Mapping[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     """Run the real `trailkeep` command."""
     result = subprocess.run(
-        [str(BIN), *args], capture_output=True, text=True, env={**os.environ, **(env or {})},
+        [str(BIN), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
         timeout=120,
     )
     if check and result.returncode != 0:
@@ -69,7 +74,9 @@ class Server:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 [str(BIN), "serve", "--port", str(self.port)],
-                env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -110,7 +117,9 @@ class Server:
     def key(self, app_id: str, *scopes: str) -> str:
         """Create a key with the given scopes."""
         args = [arg for scope in scopes for arg in ("--scope", scope)]
-        return str(json.loads(self.cli("keys", "create", "--app", app_id, *args, "--json").stdout)["key"])
+        return str(
+            json.loads(self.cli("keys", "create", "--app", app_id, *args, "--json").stdout)["key"]
+        )
 
     def session(self, tenant: Tenant, sub: str, role: str | None = None, **claims: Any) -> str:
         """Mint a session token for a user of the tenant."""
