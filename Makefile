@@ -32,6 +32,7 @@ test: install system-deps lint typecheck
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: install system-deps
+	command -v wrk >/dev/null || WITH_BENCH=1 bash scripts/install-system-deps.sh
 	$(BIN)/python -m bench
 
 bench-smoke: install

@@ -1,21 +1,87 @@
-"""Shared fixtures: real servers on free loopback ports, stopped afterwards."""
+"""Shared fixtures: real servers on free loopback ports, stopped afterwards.
+
+Every test that uses ``server``, ``tenant`` or ``fresh_server`` runs twice: on SQLite (the
+embedded default) and on PostgreSQL with Redis (``-m postgres`` selects the second half,
+``-m 'not postgres'`` the first). The PostgreSQL cluster and the Redis server are made once
+per session, only if a PostgreSQL test is selected; each server gets a database of its own,
+connects as a member of the restricted ``trailkeep_service`` role, and counts its rate limits
+in a Redis database of its own.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.pg import PostgresCluster, RedisServer, postgres_server
 from tests.support import Server, Tenant
 
 
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A suite stopped with SIGTERM still tears its fixtures down (servers, clusters)."""
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+BACKENDS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+]
+
+
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A shared `trailkeep serve` on SQLite, with a rate limit high enough not to interfere."""
-    srv = Server(tmp_path_factory.mktemp("server")).start()
-    yield srv
-    srv.stop()
+def pg_cluster() -> Iterator[PostgresCluster]:
+    """A throwaway PostgreSQL cluster for the session."""
+    cluster = PostgresCluster().start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A throwaway Redis for the session."""
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The database the servers of this test run on: ``sqlite`` or ``postgres``."""
+    name: str = request.param
+    return name
+
+
+@contextlib.contextmanager
+def new_server(request: pytest.FixtureRequest, backend: str, data_dir: Path) -> Iterator[Server]:
+    """A server (not started) on ``backend``; stopped, and its database dropped, afterwards."""
+    if backend == "sqlite":
+        srv = Server(data_dir)
+        try:
+            yield srv
+        finally:
+            srv.stop()
+        return
+    cluster: PostgresCluster = request.getfixturevalue("pg_cluster")
+    redis: RedisServer = request.getfixturevalue("redis_server")
+    with postgres_server(cluster, redis, data_dir) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def server(
+    request: pytest.FixtureRequest, backend: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """A shared `trailkeep serve`, with a rate limit high enough not to interfere."""
+    with new_server(request, backend, tmp_path_factory.mktemp(f"server-{backend}")) as srv:
+        yield srv.start()
 
 
 @pytest.fixture
@@ -25,8 +91,7 @@ def tenant(server: Server) -> Tenant:
 
 
 @pytest.fixture
-def fresh_server(tmp_path: Path) -> Iterator[Server]:
+def fresh_server(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> Iterator[Server]:
     """A server of the test's own, not yet started, for tests that kill or configure it."""
-    srv = Server(tmp_path / "data")
-    yield srv
-    srv.stop()
+    with new_server(request, backend, tmp_path / "data") as srv:
+        yield srv

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
 BIN = Path(sys.executable).with_name("trailkeep")
 
@@ -67,6 +69,36 @@ class Server:
         }
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = data_dir / f"server-{self.port}.log"
+        # A URL with every right on the server's database (the service role's is restricted):
+        # for tests that look at or tamper with rows directly. None means the SQLite file.
+        self.owner_url: str | None = None
+
+    @property
+    def backend(self) -> str:
+        """``"postgres"`` or ``"sqlite"``: the database this server is configured with."""
+        url = self.env.get("TRAILKEEP_DATABASE_URL") or ""
+        return "postgres" if url.startswith("postgres") else "sqlite"
+
+    @property
+    def database_url(self) -> str:
+        """The owner's URL of the server's database (SQLAlchemy style)."""
+        if self.owner_url:
+            return self.owner_url
+        given = self.env.get("TRAILKEEP_DATABASE_URL")
+        return given or f"sqlite:///{(self.data_dir / 'trailkeep.db').resolve()}"
+
+    def query(self, statement: str, **params: Any) -> list[tuple[Any, ...]]:
+        """Rows of one SQL statement (``:name`` parameters), run as the owner, then rolled back."""
+        url = self.database_url
+        if url.startswith(("postgresql://", "postgres://")):
+            url = "postgresql+psycopg://" + url.split("://", 1)[1]
+        engine = create_engine(url, poolclass=NullPool)
+        try:
+            with engine.connect() as connection:
+                result = connection.execute(text(statement), params)
+                return [tuple(row) for row in result] if result.returns_rows else []
+        finally:
+            engine.dispose()
 
     def start(self) -> Server:
         """Start and wait until /healthz answers."""
@@ -78,7 +110,7 @@ class Server:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # generous: several suites may share two cores
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log.read_text()}")

@@ -76,6 +76,8 @@ def mint_session(
     ttl: int = 3600,
 ) -> str:
     """Mint an HS256 session token for an end user of the app (what the app's backend does)."""
+    if not 0 < ttl <= SESSION_MAX_TTL_SECONDS:
+        raise ValueError(f"ttl: 1 to {SESSION_MAX_TTL_SECONDS} seconds (7 days)")
     now = int(time.time())
     claims: dict[str, Any] = {"sub": sub, "aud": app_id, "iat": now, "exp": now + ttl}
     if role is not None:
@@ -103,7 +105,9 @@ class Principal:
         return "events:write" in self.scopes
 
     def can_read(self) -> bool:
-        """Keys with ``events:read``, and owners' and admins' sessions."""
+        """Keys with ``events:read``, and owners' and admins' sessions (also when forwarded)."""
+        if self.is_person and self.actor.role not in ADMIN_ROLES:
+            return False  # a reading key cannot lend its scope to a plain user's session
         return "events:read" in self.scopes
 
 
@@ -115,6 +119,10 @@ class Authenticator:
         self._cache_seconds = cache_seconds
         self._keys: dict[str, tuple[float, KeyRecord | None]] = {}
         self._apps: dict[str, tuple[float, AppRecord | None]] = {}
+        # Whole answers, so a repeat caller costs one dict lookup on the event loop. Only
+        # successes are kept (a flood of bad tokens cannot grow it), each for at most as long
+        # as the key cache, so a revocation still takes effect within `cache_seconds`.
+        self._answers: dict[tuple[str, str, str | None], tuple[float, Principal]] = {}
 
     def app(self, app_id: str) -> AppRecord | None:
         """The app, cached briefly (its session secret is needed on every session request)."""
@@ -141,8 +149,25 @@ class Authenticator:
         self._keys[key_id] = (now + self._cache_seconds, record)
         return record
 
+    def cached(self, app_id: str, headers: Mapping[str, str]) -> Principal | None:
+        """The answer for credentials verified moments ago, or None (then call authenticate)."""
+        found = self._answers.get(
+            (app_id, headers.get("authorization", ""), headers.get("trailkeep-session"))
+        )
+        if found is None or found[0] <= time.monotonic():
+            return None
+        return found[1]
+
     def authenticate(self, app_id: str, headers: Mapping[str, str]) -> Principal:
         """Check the request's credentials against the app at ``app_id``."""
+        principal, lifetime = self._authenticate(app_id, headers)
+        if len(self._answers) > 100_000:
+            self._answers.clear()
+        key = (app_id, headers.get("authorization", ""), headers.get("trailkeep-session"))
+        self._answers[key] = (time.monotonic() + min(lifetime, self._cache_seconds), principal)
+        return principal
+
+    def _authenticate(self, app_id: str, headers: Mapping[str, str]) -> tuple[Principal, float]:
         authorization = headers.get("authorization", "")
         scheme, _, credential = authorization.partition(" ")
         credential = credential.strip()
@@ -157,7 +182,9 @@ class Authenticator:
             raise AuthError("unauthenticated", "only an API key may forward Trailkeep-Session")
         return self._with_session(app_id, credential, key_scopes=None)
 
-    def _with_key(self, app_id: str, credential: str, forwarded: str | None) -> Principal:
+    def _with_key(
+        self, app_id: str, credential: str, forwarded: str | None
+    ) -> tuple[Principal, float]:
         ident, _, secret = credential[len(KEY_PREFIX) :].partition("_")
         record = self._key(f"key_{ident}") if ident and secret and len(ident) <= 32 else None
         if record is None or not hmac.compare_digest(record.secret_hash, hash_secret(secret)):
@@ -169,9 +196,11 @@ class Authenticator:
         if forwarded is not None:
             return self._with_session(app_id, forwarded, key_scopes=record)
         actor = Actor(type="api_key", id=record.id, manages="manage" in record.scopes)
-        return Principal(actor=actor, key_id=record.id, scopes=record.scopes)
+        return Principal(actor=actor, key_id=record.id, scopes=record.scopes), self._cache_seconds
 
-    def _with_session(self, app_id: str, token: str, key_scopes: KeyRecord | None) -> Principal:
+    def _with_session(
+        self, app_id: str, token: str, key_scopes: KeyRecord | None
+    ) -> tuple[Principal, float]:
         app = self.app(app_id)
         try:
             audience = jwt.decode(token, options={"verify_signature": False}).get("aud")
@@ -188,14 +217,20 @@ class Authenticator:
             raise AuthError("unauthenticated", "the session token has expired") from None
         except jwt.PyJWTError as exc:
             raise AuthError("unauthenticated", f"the session token is not valid: {exc}") from None
+        if float(claims["exp"]) - time.time() > SESSION_MAX_TTL_SECONDS + SESSION_LEEWAY_SECONDS:
+            # A stolen token with a far-off expiry would be a key in all but name.
+            raise AuthError("unauthenticated", "the session token lives longer than 7 days")
         actor = _session_actor(claims)
+        # Never cache a token past the moment it stops being accepted.
+        lifetime = float(claims["exp"]) + SESSION_LEEWAY_SECONDS - time.time()
         if key_scopes is not None:
             # A backend forwarding its user's session: the user acts, the key's scopes apply.
-            return Principal(actor=actor, key_id=key_scopes.id, scopes=key_scopes.scopes)
+            forwarded = Principal(actor=actor, key_id=key_scopes.id, scopes=key_scopes.scopes)
+            return forwarded, lifetime
         scopes = {"events:write"}
         if actor.role in ADMIN_ROLES:
             scopes.add("events:read")
-        return Principal(actor=actor, key_id=None, scopes=frozenset(scopes))
+        return Principal(actor=actor, key_id=None, scopes=frozenset(scopes)), lifetime
 
 
 def _session_actor(claims: Mapping[str, Any]) -> Actor:

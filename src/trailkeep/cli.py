@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import sys
 from dataclasses import asdict
-from typing import Annotated
+from typing import Annotated, NoReturn
+from urllib.parse import urlsplit
 
 import typer
-from rich.table import Table
+from rich.markup import escape
+from rich.table import Column, Table
 
 from trailkeep import provision
 from trailkeep.auth import SCOPES, mint_session
@@ -65,7 +69,7 @@ def serve(
     )
     if workers != 1:
         raise CliError("--workers is not supported yet: run several `serve` processes instead")
-    if demo:
+    if demo or settings.demo_app:
         store = Store(settings.resolved_database_url)
         store.migrate()
         made = provision.demo_app(store, settings.data_dir)
@@ -81,6 +85,20 @@ def serve(
         access_log=access_log,
         log_level="info",
     )
+
+
+@app.command()
+def migrate(
+    months_ahead: Annotated[
+        int, typer.Option(help="PostgreSQL: months of `events` partitions to create ahead.", min=0)
+    ] = 3,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Bring the schema up to date (as the schema owner, before starting new nodes)."""
+    store = open_store(data_dir, database_url)
+    made = store.ensure_partitions(months_ahead)
+    out.print(f"schema is up to date; {made} partition(s) created")
 
 
 def _print_demo(made: provision.NewApp, host: str, port: int) -> None:
@@ -130,12 +148,84 @@ def apps_list(
             for a in apps
         ])  # fmt: skip
         return
-    table = Table("app id", "name", "created", "entries")
+    table = Table(Column("app id", no_wrap=True), "name", "created", "entries")
     for a in apps:
         table.add_row(
             a.id, a.name, a.created_at.strftime("%Y-%m-%d %H:%M"), str(store.log_size(a.id))
         )
     out.print(table)
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_HOST_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+
+
+def normalize_origin(text: str) -> str:
+    """A web origin as browsers send it (``scheme://host[:port]``), or ValueError."""
+    hint = f"{text!r} is not an origin: expected scheme://host[:port], e.g. https://app.example"
+    try:
+        parts = urlsplit(text.strip())
+        port = parts.port
+    except ValueError:
+        raise ValueError(hint) from None
+    scheme, host = parts.scheme.lower(), parts.hostname
+    if scheme not in _DEFAULT_PORTS or not host or "@" in parts.netloc:
+        raise ValueError(hint)
+    if parts.path not in ("", "/") or parts.query or parts.fragment or "?" in text or "#" in text:
+        raise ValueError(f"{text!r}: an origin has no path, query or fragment")
+    if ":" in host:  # IPv6
+        try:
+            host = f"[{ipaddress.IPv6Address(host).compressed}]"
+        except ValueError:
+            raise ValueError(hint) from None
+    else:
+        try:
+            host = host.encode("idna").decode("ascii").lower()  # browsers send the A-label
+        except UnicodeError:
+            raise ValueError(hint) from None
+        if not all(_HOST_LABEL.match(label) for label in host.split(".")):
+            raise ValueError(hint)
+    if port is None or port == _DEFAULT_PORTS[scheme]:
+        return f"{scheme}://{host}"
+    if port == 0:
+        raise ValueError(hint)
+    return f"{scheme}://{host}:{port}"
+
+
+@apps_cli.command("update")
+def apps_update(
+    app_id: Annotated[str, typer.Argument(help="The app id.")],
+    allow_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-origin",
+            help="Let browser pages on this origin (scheme://host[:port]) write; repeatable.",
+        ),
+    ] = None,
+    clear_origins: Annotated[
+        bool, typer.Option("--clear-origins", help="Remove every allowed origin first.")
+    ] = False,
+    as_json: AsJson = False,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Change an app's settings: the web origins allowed to write from a browser."""
+    wanted = [normalize_origin(origin) for origin in allow_origin or []]
+    if not wanted and not clear_origins:
+        raise CliError("nothing to change: give --allow-origin URL or --clear-origins")
+    store = open_store(data_dir, database_url)
+    found = store.get_app(app_id)
+    if found is None:
+        raise CliError(f"no app {app_id!r}")
+    origins = [] if clear_origins else list(found.allowed_origins)
+    origins += [origin for origin in dict.fromkeys(wanted) if origin not in origins]
+    if not store.set_allowed_origins(app_id, origins):
+        raise CliError(f"no app {app_id!r}")
+    if as_json:
+        print_json({"app_id": app_id, "allowed_origins": origins})
+        return
+    out.print(f"allowed origins of {app_id}: {', '.join(origins) or '(none)'}", highlight=False)
+    out.print("Running servers apply the change within 5 seconds.")
 
 
 @keys_cli.command("create")
@@ -158,11 +248,13 @@ def keys_create(
 @keys_cli.command("list")
 def keys_list(app_id: AppOpt, data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
     """List an app's keys (never their secrets)."""
-    table = Table("key id", "scopes", "name", "created", "revoked")
+    table = Table(
+        Column("key id", no_wrap=True), Column("scopes", no_wrap=True), "name", "created", "revoked"
+    )
     for key in open_store(data_dir, database_url).list_keys(app_id):
         revoked = key.revoked_at.strftime("%Y-%m-%d %H:%M") if key.revoked_at else ""
         created = key.created_at.strftime("%Y-%m-%d %H:%M")
-        table.add_row(key.id, " ".join(sorted(key.scopes)), key.name or "", created, revoked)
+        table.add_row(key.id, "\n".join(sorted(key.scopes)), key.name or "", created, revoked)
     out.print(table)
 
 
@@ -194,12 +286,21 @@ def sessions_mint(
 
 
 def main() -> None:
-    """Entry point: run the CLI; user errors are one line on stderr and exit status 1."""
+    """Entry point: run the CLI; user errors are one line on stderr and a non-zero exit."""
     try:
-        app()
+        status = app(standalone_mode=False)
+    except typer.TyperException as exc:  # usage errors: one line, not Typer's framed panel
+        _fail(exc.format_message(), exc.exit_code)
+    except typer.Abort:
+        _fail("aborted", 1)
     except (CliError, LookupError, ValueError, OSError) as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
-        sys.exit(1)
+        _fail(str(exc), 1)
     except Exception as exc:  # one line, never a traceback, for anything else too
-        err.print(f"[red]error:[/red] {type(exc).__name__}: {exc}", highlight=False)
-        sys.exit(1)
+        _fail(f"{type(exc).__name__}: {exc}", 1)
+    sys.exit(status if isinstance(status, int) else 0)
+
+
+def _fail(message: str, status: int) -> NoReturn:
+    # Messages echo user input: escape it so `[...]` is printed, not parsed as markup.
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    sys.exit(status)

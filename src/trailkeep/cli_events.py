@@ -162,6 +162,8 @@ def stats(
     action: Actions = None,
     action_prefix: Prefix = None,
     actor: ActorOpt = None,
+    target_type: TargetType = None,
+    target_id: TargetId = None,
     kind: Kind = None,
     since: Since = None,
     until: Until = None,
@@ -173,8 +175,8 @@ def stats(
     """Count entries grouped by action, actor, target type or day."""
     api = _Api(server, app_id, _credential(key, app_id, data_dir))
     params = _filters(
-        group_by=by, action=action, action_prefix=action_prefix, actor=actor, kind=kind,
-        since=since, until=until,
+        group_by=by, action=action, action_prefix=action_prefix, actor=actor,
+        target_type=target_type, target_id=target_id, kind=kind, since=since, until=until,
     )  # fmt: skip
     groups = api.get("/stats", params)["groups"]
     if as_json:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -13,12 +14,13 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from trailkeep import merkle
-from trailkeep.checkpointer import load_signer
 from trailkeep.cli_common import CliError, DatabaseUrl, DataDir, err, out, settings_from
-from trailkeep.notes import NoteError, NoteVerifier
+from trailkeep.notes import NoteError, NoteSigner, NoteVerifier
+from trailkeep.settings import Settings
 from trailkeep.store import Store
 from trailkeep.verify import (
     Report,
+    StoredTree,
     VerifyError,
     app_of,
     local_lines,
@@ -59,6 +61,15 @@ def _proof_file(path: Path) -> list[bytes]:
     return [bytes.fromhex(h) for h in hashes]
 
 
+def _local(settings: Settings) -> NoteVerifier:
+    # Read, never create: a verifier that made a fresh key would "verify" against nothing,
+    # and a later `serve` would sign with the stray key.
+    path = settings.resolved_signing_key_file
+    if not path.exists():
+        raise CliError(f"no signing key at {path}: give --key (the server's checkpoint key)")
+    return NoteSigner.from_signer_key(path.read_text().strip()).verifier()
+
+
 def verify(
     entries: Annotated[
         FileOpt, typer.Option("--entries", **_FILE, help="An NDJSON export.")
@@ -92,11 +103,7 @@ def verify(
     if app_id is not None:
         store = Store(settings.resolved_database_url)
         store.migrate()
-        verifier = (
-            NoteVerifier.from_verifier_key(_read(key).strip())
-            if key
-            else load_signer(settings.resolved_signing_key_file, settings.origin).verifier()
-        )
+        verifier = NoteVerifier.from_verifier_key(_read(key).strip()) if key else _local(settings)
     else:
         if entries is None or checkpoint is None or key is None:
             raise CliError("give --entries, --checkpoint and --key (or --app for the local log)")
@@ -145,7 +152,8 @@ def _run(
             if record is None:
                 raise CliError(f"no checkpoint of {app_id} is stored yet: start the server")
             signed = open_signed(record.note, verifier, "the latest stored checkpoint")
-        lines = local_lines(store.leaves_with_entries(app_id), app.purge_horizon)
+        tree = StoredTree(partial(store.nodes, app_id))
+        lines = local_lines(store.leaves_with_entries(app_id), app.purge_horizon, tree)
         total = store.log_size(app_id)
     else:
         assert entries is not None

@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -86,7 +87,11 @@ class Ingest:
         self._ttl = idempotency_ttl
         self._stats = stats or IngestStats()
         self._on_appended = on_appended
-        self._queue: list[_Request] = []
+        self._queue: deque[_Request] = deque()
+        # Each app's tree frontier after this node's last commit: the next append usually
+        # starts right there, and then needs no tree read. Another node's append moves the
+        # log on, the sizes differ, and the frontier is read from the database instead.
+        self._frontiers: dict[str, tuple[int, list[bytes]]] = {}
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -143,7 +148,7 @@ class Ingest:
         taken: list[_Request] = []
         total = 0
         while self._queue and (not taken or total + len(self._queue[0].entries) <= self._max):
-            request = self._queue.pop(0)
+            request = self._queue.popleft()
             taken.append(request)
             total += len(request.entries)
         return taken
@@ -166,18 +171,26 @@ class Ingest:
         for request in batch:
             by_app.setdefault(request.app_id, []).append(request)
         replays: list[tuple[_Request, IdempotencyRecord]] = []
+        frontiers: dict[str, tuple[int, list[bytes]]] = {}
         with self._store.append_tx() as tx:
             now = datetime.now(UTC)
             # A fixed order of row locks keeps two nodes' transactions from deadlocking.
             for app_id in sorted(by_app):
-                replays += self._append_app(tx, app_id, by_app[app_id], now)
+                replays += self._append_app(tx, app_id, by_app[app_id], now, frontiers)
             for request, record in replays:
                 request.result = Appended(
                     tx.entries(request.app_id, record.seq, record.count), record.seq, True
                 )
+        # Only now is the transaction committed: a rolled-back frontier must not be kept.
+        self._frontiers.update(frontiers)
 
     def _append_app(
-        self, tx: AppendTx, app_id: str, requests: list[_Request], now: datetime
+        self,
+        tx: AppendTx,
+        app_id: str,
+        requests: list[_Request],
+        now: datetime,
+        frontiers: dict[str, tuple[int, list[bytes]]],
     ) -> list[tuple[_Request, IdempotencyRecord]]:
         fresh: list[_Request] = []
         # A replay points at the stored record, or at a request earlier in this same batch.
@@ -199,18 +212,23 @@ class Ingest:
             else:
                 replays.append((request, original))
         if fresh:
-            self._append_fresh(tx, app_id, fresh, now)
+            frontiers[app_id] = self._append_fresh(tx, app_id, fresh, now)
         return [(request, _record(original)) for request, original in replays]
 
     def _append_fresh(
         self, tx: AppendTx, app_id: str, fresh: list[_Request], now: datetime
-    ) -> None:
+    ) -> tuple[int, list[bytes]]:
+        """Append the requests' entries and tree nodes; return the new size and frontier."""
         total = sum(len(r.entries) for r in fresh)
         start, moment = tx.reserve(app_id, total, now)
         stamp = format_time(moment)
-        frontier_ids = merkle.frontier(start)
-        known = tx.nodes(app_id, frontier_ids)
-        frontier = [known[node] for node in frontier_ids]
+        cached = self._frontiers.get(app_id)
+        if cached is not None and cached[0] == start:
+            frontier = cached[1]
+        else:
+            frontier_ids = merkle.frontier(start)
+            known = tx.nodes(app_id, frontier_ids)
+            frontier = [known[node] for node in frontier_ids]
         rows: list[dict[str, Any]] = []
         leaves: list[bytes] = []
         seq = start
@@ -237,11 +255,12 @@ class Ingest:
                     request.idempotency.key,
                     IdempotencyRecord(request.idempotency.fingerprint, first, len(stored)),
                 )
-        written, _ = merkle.append_leaves(start, frontier, leaves)
+        written, new_frontier = merkle.append_leaves(start, frontier, leaves)
         tx.insert(
             rows,
             [{"app_id": app_id, "level": lvl, "idx": idx, "hash": h} for (lvl, idx), h in written],
         )
+        return start + total, new_frontier
 
 
 def _fingerprint(original: IdempotencyRecord | _Request) -> bytes:

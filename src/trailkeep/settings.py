@@ -23,7 +23,7 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy URL; default sqlite:///<data_dir>/trailkeep.db."
     )
     redis_url: str | None = Field(
-        default=None, description="Redis for rate limits and idempotency keys across nodes."
+        default=None, description="Redis for rate-limit counters shared by every node."
     )
     rate_limit: str = Field(default="200/minute", description="Write requests per client IP.")
     metadata_max_bytes: int = Field(default=10_240, ge=2, description="Canonical metadata size.")
@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     )
     idempotency_ttl_seconds: int = Field(default=86_400, ge=60)
     max_batch_entries: int = Field(default=1_000, ge=1)
+    partition_months_ahead: int = Field(
+        default=3, ge=1, le=36, description="PostgreSQL: months of partitions kept made ahead."
+    )
     demo_app: bool = Field(default=False, description="Create a demo app on first start.")
 
     @field_validator("trusted_proxies", mode="before")

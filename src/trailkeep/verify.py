@@ -8,7 +8,7 @@ seq it concerns.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,18 +147,56 @@ def verify_consistency(old: Checkpoint, new: Checkpoint, proof: list[bytes]) -> 
         ) from None
 
 
+NodeFetch = Callable[[Sequence[merkle.NodeId]], Mapping[merkle.NodeId, bytes]]
+
+
+class StoredTree:
+    """Recomputes every complete interior node from the leaves and compares the stored one."""
+
+    def __init__(self, fetch: NodeFetch, batch: int = 4096) -> None:
+        self._fetch, self._batch, self._size = fetch, batch, 0
+        self._frontier: list[bytes] = []
+        self._leaves: list[bytes] = []
+
+    def add(self, leaf: bytes) -> None:
+        """Take the next leaf; check a batch of interior nodes once it is full."""
+        self._leaves.append(leaf)
+        if len(self._leaves) >= self._batch:
+            self.flush()
+
+    def flush(self) -> None:
+        """Check the interior nodes that the leaves taken so far complete."""
+        written, self._frontier = merkle.append_leaves(self._size, self._frontier, self._leaves)
+        self._size += len(self._leaves)
+        self._leaves = []
+        interior = {node: h for node, h in written if node[0]}
+        stored = self._fetch(list(interior))
+        bad = [(i << lv, lv, i) for (lv, i), h in interior.items() if stored.get((lv, i)) != h]
+        if bad:
+            first, level, index = min(bad)
+            raise VerifyError(
+                f"the stored tree node at level {level}, index {index} (over entries "
+                f"{first}..{first + (1 << level) - 1}) differs from the hash of its leaves",
+                first,
+            )
+
+
 def local_lines(
-    rows: Iterable[tuple[int, bytes, bytes | None]], purge_horizon: int
-) -> Iterable[bytes]:
+    rows: Iterable[tuple[int, bytes, bytes | None]], purge_horizon: int,
+    tree: StoredTree | None = None,
+) -> Iterable[bytes]:  # fmt: skip
     """Entries of a local database as export lines, cross-checked against the stored tree.
 
-    ``rows`` are (seq, the tree's leaf hash, the stored entry or None) in seq order.
+    ``rows`` are (seq, the tree's leaf hash, the stored entry or None) in seq order; with
+    ``tree``, every stored interior node (what proofs are served from) is checked too.
     """
     expected = 0
     for seq, leaf, entry in rows:
         if seq != expected:
             raise VerifyError(f"missing: the tree has no leaf {expected} (next is {seq})", expected)
         expected += 1
+        if tree is not None:
+            tree.add(leaf)
         if entry is None:
             if seq >= purge_horizon:
                 raise VerifyError("missing: the entry was deleted but was never purged", seq)
@@ -172,3 +210,5 @@ def local_lines(
                 seq,
             )
         yield entry
+    if tree is not None:
+        tree.flush()

@@ -11,7 +11,7 @@ from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from trailkeep import __version__
-from trailkeep.api import errors, events, integrity, reads, system
+from trailkeep.api import cors, errors, events, integrity, reads, sdk_assets, system
 from trailkeep.api.services import Services
 from trailkeep.settings import Settings
 
@@ -42,7 +42,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(integrity.router)
     app.include_router(integrity.app_router)
     app.include_router(system.router)
+    app.include_router(sdk_assets.router)
 
+    app.add_middleware(cors.Cors)  # inside RequestMetrics, so refusals are counted too
     app.add_middleware(RequestMetrics)
 
     def openapi() -> dict[str, Any]:

@@ -59,7 +59,11 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 async def authenticate(svc: Services, app_id: str, request: Request) -> Principal:
     """Who is asking, for the app at ``app_id``; 401 or 404 when that cannot be answered."""
+    principal = svc.auth.cached(app_id, request.headers)
+    if principal is not None:
+        return principal
     try:
+        # A miss may query the database: keep that off the event loop.
         return await asyncio.to_thread(svc.auth.authenticate, app_id, request.headers)
     except AuthError as exc:
         raise Problem(exc.code, exc.detail) from None
@@ -73,7 +77,11 @@ def origin_of(svc: Services, request: Request, principal: Principal) -> Origin:
     forwarded_ip = headers.get("trailkeep-client-ip")
     forwarded_agent = headers.get("trailkeep-client-user-agent")
     if forwarded_ip is None and forwarded_agent is None:
-        return Origin(ip=ip, user_agent=agent[:USER_AGENT_MAX] if agent else None)
+        # A key that forwards its user's session is recorded as having vouched for it.
+        forwarded_by = principal.key_id if principal.is_person else None
+        return Origin(
+            ip=ip, user_agent=agent[:USER_AGENT_MAX] if agent else None, forwarded_by=forwarded_by
+        )
     if principal.key_id is None:
         raise Problem(
             "invalid_request",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -9,6 +10,8 @@ from dataclasses import dataclass
 from limits import parse
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,14 +27,34 @@ class WriteLimiter:
 
     def __init__(self, rate: str, redis_url: str | None = None) -> None:
         self.item = parse(rate)
-        uri = f"async+{redis_url}" if redis_url else "async+memory://"
-        self._storage = storage_from_string(uri)
+        if redis_url:
+            # Every node counts in the same Redis keys (an atomic Lua script per hit), so a
+            # client's limit is the sum over nodes. redis-py's asyncio client, not coredis.
+            self._storage = storage_from_string(
+                f"async+{redis_url}", implementation="redispy", key_prefix="trailkeep"
+            )
+        else:
+            self._storage = storage_from_string("async+memory://")
         self._limiter = MovingWindowRateLimiter(self._storage)
+        self._shared = bool(redis_url)
+        self._last_warning = 0.0
 
     async def hit(self, client: str) -> Verdict:
         """Count one write from ``client``; say whether it may go on."""
-        allowed = await self._limiter.hit(self.item, "writes", client)
-        stats = await self._limiter.get_window_stats(self.item, "writes", client)
+        try:
+            allowed = await self._limiter.hit(self.item, "writes", client)
+            stats = await self._limiter.get_window_stats(self.item, "writes", client)
+        except Exception as exc:
+            if not self._shared:
+                raise
+            # Fail open: an audit entry refused because the limiter's store is down is lost
+            # for good, while the flood a limit guards against is brief and visible.
+            self._warn(exc)
+            period = str(self.item.get_expiry())
+            return Verdict(True, {
+                "RateLimit-Limit": str(self.item.amount),
+                "RateLimit-Remaining": str(self.item.amount), "RateLimit-Reset": period,
+            })  # fmt: skip
         reset = max(0, math.ceil(stats.reset_time - time.time()))
         headers = {
             "RateLimit-Limit": str(self.item.amount),
@@ -41,3 +64,9 @@ class WriteLimiter:
         if not allowed:
             headers["Retry-After"] = str(max(1, reset))
         return Verdict(allowed, headers)
+
+    def _warn(self, exc: Exception) -> None:
+        now = time.monotonic()
+        if now - self._last_warning > 10:
+            self._last_warning = now
+            log.warning("rate limiter's Redis is unavailable, letting writes through: %s", exc)

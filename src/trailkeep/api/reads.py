@@ -21,8 +21,10 @@ from trailkeep.api.integrity import inclusion, latest_checkpoint
 from trailkeep.api.schemas import PROBLEMS, EntryOut, PageOut, ProvenEntryOut, StatsOut
 from trailkeep.api.services import Services, services
 from trailkeep.auth import Principal
-from trailkeep.model import EventWrite, parse_time, prepare
+from trailkeep.model import EntryError, EventWrite, canonical, parse_time, prepare
 from trailkeep.query import Filters, GroupBy, QueryError, decode_cursor, encode_cursor
+
+FILTERS_RECORD_MAX = 32_768
 
 router = APIRouter(prefix="/v1/apps/{app_id}", tags=["reads"])
 
@@ -48,13 +50,17 @@ async def record_read(
     if not principal.is_person:
         return  # keys (warehouse jobs, tooling) read unrecorded, so they do not flood the log
     event = EventWrite(action=action, metadata=details)
-    pending = prepare(
-        app_id,
-        event,
-        principal.actor,
-        origin_of(svc, request, principal),
-        max(svc.settings.metadata_max_bytes, 65_536),
-    )
+    try:
+        pending = prepare(
+            app_id,
+            event,
+            principal.actor,
+            origin_of(svc, request, principal),
+            max(svc.settings.metadata_max_bytes, 65_536),
+            kind="admin",  # reading the log is an administrator's act, whoever's session it is
+        )
+    except EntryError as exc:
+        raise Problem("invalid_request", f"this read cannot be recorded: {exc.detail}") from None
     await svc.ingest.append(app_id, [pending])
 
 
@@ -128,13 +134,25 @@ def _filters(
     if action and any(len(a) > 128 for a in action):
         raise Problem("invalid_request", "action: at most 128 characters")
     try:
-        return Filters(
+        filters = Filters(
             actions=tuple(action or ()), action_prefix=action_prefix, actor=actor,
             target_type=target_type, target_id=target_id, kind=kind,
             since=times["since"], until=times["until"],
         )  # fmt: skip
     except QueryError as exc:
         raise Problem("invalid_request", str(exc)) from None
+    # A person's read is recorded with its filters: refuse what could not be recorded whole.
+    try:
+        recorded = len(canonical(filters.describe()))
+    except EntryError as exc:
+        raise Problem("invalid_request", f"filters: {exc.detail}") from None
+    if recorded > FILTERS_RECORD_MAX:
+        raise Problem(
+            "invalid_request",
+            f"action: the filters are too large to record (at most {FILTERS_RECORD_MAX:,} "
+            "bytes as JSON)",
+        )
+    return filters
 
 
 FiltersDep = Annotated[Filters, Depends(_filters)]
@@ -280,5 +298,6 @@ async def export(
 
 def _csv_lines(rows: list[list[Any]]) -> bytes:
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    # RFC 4180 line ends; with a bare "\n" terminator a lone "\r" in a field went unquoted.
+    csv.writer(buffer, lineterminator="\r\n").writerows(rows)
     return buffer.getvalue().encode()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -15,6 +19,11 @@ from trailkeep.ingest import Ingest, IngestStats
 from trailkeep.settings import Settings
 from trailkeep.store import Store
 
+log = logging.getLogger(__name__)
+
+# Daily: partitions are made months ahead, so a node that was down for a while is still fine.
+MAINTENANCE_INTERVAL_SECONDS = 24 * 3600
+
 
 @dataclass
 class Services:
@@ -27,6 +36,7 @@ class Services:
     limiter: WriteLimiter
     metrics: Metrics
     checkpointer: Checkpointer
+    maintenance_task: asyncio.Task[None] | None = None
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -54,14 +64,48 @@ class Services:
 
     async def start(self) -> None:
         """Start the background tasks."""
+        # This month's partition before the first write; then maintenance runs daily.
+        await asyncio.to_thread(self._guarded, self._partitions)
         await self.ingest.start()
         await self.checkpointer.start()
+        self.maintenance_task = asyncio.create_task(self._maintain(), name="trailkeep-maintain")
 
     async def stop(self) -> None:
         """Drain the writer and close the database."""
+        if self.maintenance_task is not None:
+            self.maintenance_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.maintenance_task
         await self.ingest.stop()
         await self.checkpointer.stop()
         self.store.close()
+
+    async def _maintain(self) -> None:
+        while True:
+            await asyncio.to_thread(self._guarded, self._partitions)
+            await asyncio.to_thread(self._guarded, self._sweep)
+            await asyncio.sleep(MAINTENANCE_INTERVAL_SECONDS)
+
+    def _partitions(self) -> None:
+        made = self.store.ensure_partitions(self.settings.partition_months_ahead)
+        if made:
+            log.info("created %d partition(s) of events ahead", made)
+
+    def _sweep(self) -> None:
+        swept = self.store.sweep_idempotency(
+            timedelta(seconds=self.settings.idempotency_ttl_seconds)
+        )
+        if swept:
+            log.info("swept %d expired idempotency keys", swept)
+
+    @staticmethod
+    def _guarded(job: Callable[[], None]) -> None:
+        try:
+            job()
+        except Exception:
+            # Appends go on: rows of a month with no partition land in the default one, and
+            # expired idempotency keys are also refused when they are read.
+            log.exception("storage maintenance failed; it runs again at the next interval")
 
 
 def services(request: Request) -> Services:

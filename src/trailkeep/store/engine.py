@@ -7,8 +7,9 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -50,22 +51,63 @@ def _postgres_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+def _postgres_engine(url: str) -> Engine:
+    # READ COMMITTED on purpose: after the appending transaction waits for an app's log_heads
+    # row lock, each later statement takes a fresh snapshot, so it sees the tree nodes and
+    # idempotency keys that the previous holder (on any node) committed.
+    return create_engine(
+        _postgres_url(url),
+        isolation_level="READ COMMITTED",
+        pool_size=10,
+        max_overflow=10,
+        pool_pre_ping=True,
+        connect_args={"application_name": "trailkeep"},
+    )
+
+
+def is_postgres(url: str) -> bool:
+    """Whether ``url`` names a PostgreSQL database."""
+    return make_url(url).drivername.split("+")[0] in {"postgresql", "postgres"}
+
+
 def create_engines(url: str) -> tuple[Engine, Engine]:
     """A (writer, reader) pair of engines for the database at ``url``."""
     if url.startswith("sqlite"):
         return _sqlite_engine(url, immediate=True), _sqlite_engine(url, immediate=False)
     if url.startswith(("postgresql", "postgres")):
-        engine = create_engine(
-            _postgres_url(url), pool_size=10, max_overflow=10, pool_pre_ping=True
-        )
+        engine = _postgres_engine(url)
         return engine, engine
     raise ValueError(f"unsupported database URL {url!r}: use sqlite:/// or postgresql://")
 
 
+# pg_advisory_xact_lock(MIGRATION_LOCK, 1): nodes starting together migrate one at a time.
+MIGRATION_LOCK = 0x746B
+
+
 def migrate(engine: Engine) -> None:
-    """Bring the schema up to date (Alembic ``upgrade head``); safe to run on every start."""
+    """Bring the schema up to date (Alembic ``upgrade head``); safe to run on every start.
+
+    On PostgreSQL several nodes may start at once: the upgrade runs under a transaction-level
+    advisory lock, and the next node, once it holds the lock, reads the version table again
+    (READ COMMITTED) and finds nothing left to do.
+    """
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    try:
+        with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK}, 1)"))
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    except DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) == "42501":  # insufficient_privilege
+            raise MigrationError(
+                "the database schema is out of date and this role may not change it (the "
+                "restricted trailkeep_service role): run `trailkeep migrate` "
+                "once with the schema owner's URL, then start the nodes"
+            ) from exc
+        raise
+
+
+class MigrationError(RuntimeError):
+    """The schema could not be brought up to date."""

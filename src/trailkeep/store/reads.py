@@ -11,12 +11,14 @@ stopped after one page, rather than as one big sort.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, Final
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
     Select,
+    TextClause,
     and_,
     bindparam,
     func,
@@ -27,26 +29,33 @@ from sqlalchemy import (
 )
 
 from trailkeep.query import Filters, GroupBy
-from trailkeep.store import schema
+from trailkeep.store import pgtext, schema
 
 events = schema.events
 MERGE_MAX_ACTIONS: Final = 64
 
-_DISTINCT_ACTIONS = text(
-    """
-    WITH RECURSIVE found(action) AS (
-        SELECT (SELECT min(action) FROM events
-                WHERE app_id = :app AND action >= :lo
-                  AND (CAST(:hi AS TEXT) IS NULL OR action < CAST(:hi AS TEXT)))
-        UNION ALL
-        SELECT (SELECT min(action) FROM events
-                WHERE app_id = :app AND action > found.action
-                  AND (CAST(:hi AS TEXT) IS NULL OR action < CAST(:hi AS TEXT)))
-        FROM found WHERE found.action IS NOT NULL
+
+def _distinct_actions_sql(bounded: bool) -> TextClause:
+    # Skip-scan: each step is one index seek to the next distinct action. The upper bound must
+    # be a plain range term (no `:hi IS NULL OR ...`): only then does the seek stop at it
+    # instead of walking every later action of the app.
+    upper = "AND action < :hi" if bounded else ""
+    return text(
+        f"""
+        WITH RECURSIVE found(action) AS (
+            SELECT (SELECT min(action) FROM events
+                    WHERE app_id = :app AND action >= :lo {upper})
+            UNION ALL
+            SELECT (SELECT min(action) FROM events
+                    WHERE app_id = :app AND action > found.action {upper})
+            FROM found WHERE found.action IS NOT NULL
+        )
+        SELECT action FROM found WHERE action IS NOT NULL LIMIT :cap
+        """
     )
-    SELECT action FROM found WHERE action IS NOT NULL LIMIT :cap
-    """
-)
+
+
+_DISTINCT_ACTIONS = {True: _distinct_actions_sql(True), False: _distinct_actions_sql(False)}
 
 
 def _prefix_upper(prefix: str) -> str | None:
@@ -69,10 +78,11 @@ def _actions(c: Connection, app_id: str, f: Filters) -> list[str] | None:
         return [a for a in dict.fromkeys(f.actions) if a.startswith(prefix)]
     if not prefix:
         return None
-    found = c.execute(
-        _DISTINCT_ACTIONS,
-        {"app": app_id, "lo": prefix, "hi": _prefix_upper(prefix), "cap": MERGE_MAX_ACTIONS + 1},
-    ).scalars().all()  # fmt: skip
+    upper = _prefix_upper(prefix)
+    params: dict[str, Any] = {"app": app_id, "lo": prefix, "cap": MERGE_MAX_ACTIONS + 1}
+    if upper is not None:
+        params["hi"] = upper
+    found = c.execute(_DISTINCT_ACTIONS[upper is not None], params).scalars().all()
     return list(found)
 
 
@@ -145,10 +155,29 @@ def _plan(
     return where, actions
 
 
+def _stored_form(c: Connection, f: Filters) -> Filters:
+    """The filters as the database compares them (PostgreSQL escapes NUL; see pgtext)."""
+    if c.dialect.name != "postgresql":
+        return f
+    values = (*f.actions, f.action_prefix, f.actor, f.target_type, f.target_id)
+    if not any(v and ("\x00" in v or "\x01" in v) for v in values):
+        return f
+
+    def encoded(value: str | None) -> str | None:
+        return None if value is None else pgtext.encode(value)
+
+    return replace(
+        f, actions=tuple(map(pgtext.encode, f.actions)), action_prefix=encoded(f.action_prefix),
+        actor=encoded(f.actor), target_type=encoded(f.target_type),
+        target_id=encoded(f.target_id),
+    )  # fmt: skip
+
+
 def page(
     c: Connection, app_id: str, f: Filters, before: int | None, limit: int, newest_first: bool
 ) -> list[tuple[int, bytes]]:
     """Up to ``limit`` matching (seq, entry) pairs, from ``before`` on (exclusive) in seq order."""
+    f = _stored_form(c, f)
     bounds = seq_range(c, app_id, f)
     if bounds is None:
         return []
@@ -210,6 +239,7 @@ def stats(
     c: Connection, app_id: str, f: Filters, group_by: GroupBy
 ) -> list[tuple[str | None, int]]:
     """Counts of matching entries per group: largest first, or in date order by day."""
+    f = _stored_form(c, f)
     bounds = seq_range(c, app_id, f)
     if bounds is None:
         return []
@@ -222,4 +252,7 @@ def stats(
     count = func.count().label("count")
     query: Select[Any] = select(key, count).where(*where).group_by(key)
     query = query.order_by(key) if group_by == "day" else query.order_by(count.desc(), key)
-    return [(row[0], int(row[1])) for row in c.execute(query)]
+    rows = [(row[0], int(row[1])) for row in c.execute(query)]
+    if c.dialect.name == "postgresql":
+        return [(None if key is None else pgtext.decode(key), n) for key, n in rows]
+    return rows

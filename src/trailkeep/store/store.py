@@ -8,117 +8,20 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, case, func, insert, select, tuple_, update
+from sqlalchemy import Engine, func, insert, select, text, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from trailkeep.query import Filters, GroupBy
 from trailkeep.store import reads, schema
+from trailkeep.store.append import AppendTx, NodeId, read_nodes, read_range, utc
 from trailkeep.store.engine import create_engines, migrate
-from trailkeep.store.records import AppRecord, CheckpointRecord, IdempotencyRecord, KeyRecord
-
-NodeId = tuple[int, int]
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; everything Trailkeep stores is UTC.
-    if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment
-
-
-class AppendTx:
-    """One appending transaction: the writer's view of the database while it holds the lock."""
-
-    def __init__(self, connection: Connection) -> None:
-        self._c = connection
-
-    def reserve(self, app_id: str, count: int, now: datetime) -> tuple[int, datetime]:
-        """Lock the app's counter row and take ``count`` seqs; return (first seq, entry time).
-
-        Entry time never goes backwards within an app, so a time range is also a seq range.
-        """
-        heads = schema.log_heads
-        later = case(
-            (heads.c.last_time.is_(None), now), (heads.c.last_time < now, now),
-            else_=heads.c.last_time,
-        )  # fmt: skip
-        row = self._c.execute(
-            update(heads)
-            .where(heads.c.app_id == app_id)
-            .values(size=heads.c.size + count, last_time=later)
-            .returning(heads.c.size, heads.c.last_time)
-        ).one_or_none()
-        if row is None:
-            raise LookupError(f"no such app: {app_id}")
-        moment = _utc(row.last_time)
-        assert moment is not None
-        return row.size - count, moment
-
-    def nodes(self, app_id: str, ids: Sequence[NodeId]) -> dict[NodeId, bytes]:
-        """Tree node hashes by (level, index), read inside the transaction."""
-        return _read_nodes(self._c, app_id, ids)
-
-    def insert(self, entries: list[dict[str, Any]], nodes: list[dict[str, Any]]) -> None:
-        """Insert entry rows and the tree nodes they complete."""
-        self._c.execute(insert(schema.events), entries)
-        self._c.execute(insert(schema.tree_nodes), nodes)
-
-    def idempotency(self, app_id: str, key: str, ttl: timedelta) -> IdempotencyRecord | None:
-        """The unexpired record of an earlier write with this idempotency key, if any."""
-        table = schema.idempotency_keys
-        row = self._c.execute(
-            select(table.c.fingerprint, table.c.seq, table.c.count, table.c.created_at).where(
-                table.c.app_id == app_id, table.c.key == key
-            )
-        ).one_or_none()
-        if row is None:
-            return None
-        created = _utc(row.created_at)
-        if created is not None and created < datetime.now(UTC) - ttl:
-            self._c.execute(table.delete().where(table.c.app_id == app_id, table.c.key == key))
-            return None
-        return IdempotencyRecord(bytes(row.fingerprint), int(row.seq), int(row[2]))
-
-    def remember(self, app_id: str, key: str, record: IdempotencyRecord) -> None:
-        """Record what a write with an idempotency key appended, in the same transaction."""
-        self._c.execute(
-            insert(schema.idempotency_keys).values(
-                app_id=app_id, key=key, fingerprint=record.fingerprint, seq=record.seq,
-                count=record.count, created_at=datetime.now(UTC),
-            )
-        )  # fmt: skip
-
-    def entries(self, app_id: str, seq: int, count: int) -> list[bytes]:
-        """Entries [seq, seq + count) as stored, read inside the transaction."""
-        return _read_range(self._c, app_id, seq, count)
-
-
-def _read_nodes(c: Connection, app_id: str, ids: Sequence[NodeId]) -> dict[NodeId, bytes]:
-    if not ids:
-        return {}
-    nodes = schema.tree_nodes
-    rows = c.execute(
-        select(nodes.c.level, nodes.c.idx, nodes.c.hash).where(
-            nodes.c.app_id == app_id, tuple_(nodes.c.level, nodes.c.idx).in_(list(set(ids)))
-        )
-    )
-    return {(row.level, row.idx): bytes(row.hash) for row in rows}
-
-
-def _read_range(c: Connection, app_id: str, seq: int, count: int) -> list[bytes]:
-    events = schema.events
-    rows = c.execute(
-        select(events.c.entry)
-        .where(events.c.app_id == app_id, events.c.seq >= seq, events.c.seq < seq + count)
-        .order_by(events.c.seq)
-    )
-    return [bytes(row.entry) for row in rows]
+from trailkeep.store.records import AppRecord, CheckpointRecord, KeyRecord
 
 
 def _app(row: Any) -> AppRecord:
     return AppRecord(
         id=row.id, name=row.name, session_secret=row.session_secret,
-        created_at=_utc(row.created_at) or datetime.now(UTC), retention_days=row.retention_days,
+        created_at=utc(row.created_at) or datetime.now(UTC), retention_days=row.retention_days,
         purge_horizon=row.purge_horizon, allowed_origins=tuple(json.loads(row.allowed_origins)),
     )  # fmt: skip
 
@@ -136,9 +39,46 @@ class Store:
         self.writer_engine, self.reader_engine = create_engines(url)
         self.dialect = self.writer_engine.dialect.name
 
+    def _storable(self, server_made_id: str) -> bool:
+        # Ids the server made never hold NUL, which PostgreSQL cannot even be asked about.
+        return self.dialect != "postgresql" or "\x00" not in server_made_id
+
     def migrate(self) -> None:
         """Create or upgrade the schema."""
         migrate(self.writer_engine)
+
+    def ensure_partitions(self, months_ahead: int = 3) -> int:
+        """Create the coming months' partitions of ``events`` (PostgreSQL); how many were made."""
+        if self.dialect != "postgresql":
+            return 0
+        with self.writer_engine.begin() as c:
+            made = c.execute(
+                text("SELECT trailkeep_ensure_partitions(:months)"), {"months": months_ahead}
+            ).scalar()
+        return int(made or 0)
+
+    def sweep_idempotency(self, ttl: timedelta, chunk: int = 5_000) -> int:
+        """Delete idempotency keys older than ``ttl``, a chunk per transaction; how many went."""
+        table = schema.idempotency_keys
+        cutoff = datetime.now(UTC) - ttl
+        total = 0
+        while True:
+            with self.writer_engine.begin() as c:
+                keys = c.execute(
+                    select(table.c.app_id, table.c.key)
+                    .where(table.c.created_at < cutoff)
+                    .limit(chunk)
+                ).all()
+                if keys:
+                    c.execute(
+                        table.delete().where(
+                            tuple_(table.c.app_id, table.c.key).in_([tuple(k) for k in keys]),
+                            table.c.created_at < cutoff,
+                        )
+                    )
+            total += len(keys)
+            if len(keys) < chunk:
+                return total
 
     def close(self) -> None:
         """Release every pooled connection."""
@@ -169,6 +109,8 @@ class Store:
 
     def get_app(self, app_id: str) -> AppRecord | None:
         """One app, or None."""
+        if not self._storable(app_id):
+            return None
         with self.reader_engine.connect() as c:
             row = c.execute(select(schema.apps).where(schema.apps.c.id == app_id)).one_or_none()
         return None if row is None else _app(row)
@@ -203,6 +145,8 @@ class Store:
 
     def get_key(self, key_id: str) -> KeyRecord | None:
         """A key by id, revoked or not."""
+        if not self._storable(key_id):
+            return None
         keys = schema.api_keys
         with self.reader_engine.connect() as c:
             row = c.execute(select(keys).where(keys.c.id == key_id)).one_or_none()
@@ -211,7 +155,7 @@ class Store:
         return KeyRecord(
             id=row.id, app_id=row.app_id, secret_hash=bytes(row.secret_hash),
             scopes=frozenset(row.scopes.split()), name=row.name,
-            created_at=_utc(row.created_at) or datetime.now(UTC), revoked_at=_utc(row.revoked_at),
+            created_at=utc(row.created_at) or datetime.now(UTC), revoked_at=utc(row.revoked_at),
         )  # fmt: skip
 
     def list_keys(self, app_id: str) -> list[KeyRecord]:
@@ -243,6 +187,8 @@ class Store:
 
     def get_entry(self, app_id: str, entry_id: str) -> bytes | None:
         """One stored entry by id."""
+        if not self._storable(entry_id):
+            return None
         events = schema.events
         with self.reader_engine.connect() as c:
             entry = c.execute(
@@ -253,12 +199,12 @@ class Store:
     def entries(self, app_id: str, seq: int, count: int) -> list[bytes]:
         """Entries [seq, seq + count) in seq order (erased ones are missing)."""
         with self.reader_engine.connect() as c:
-            return _read_range(c, app_id, seq, count)
+            return read_range(c, app_id, seq, count)
 
     def nodes(self, app_id: str, ids: Sequence[NodeId]) -> dict[NodeId, bytes]:
         """Tree node hashes by (level, index)."""
         with self.reader_engine.connect() as c:
-            return _read_nodes(c, app_id, ids)
+            return read_nodes(c, app_id, ids)
 
     def leaf_hashes(self, app_id: str, start: int, end: int) -> Iterator[tuple[int, bytes]]:
         """Stream (seq, leaf hash) for seqs in [start, end)."""
@@ -338,7 +284,7 @@ class Store:
             row.size,
             bytes(row.root),
             row.note,
-            _utc(row.created_at) or datetime.now(UTC),
+            utc(row.created_at) or datetime.now(UTC),
         )
 
     def put_checkpoint(self, record: CheckpointRecord) -> bool:

@@ -1,0 +1,1 @@
+"""Trailkeep's benchmarks: ``python -m bench`` measures every path, writes the report."""

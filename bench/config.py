@@ -1,0 +1,54 @@
+"""How big and how long each benchmark runs: the full run, and the smoke run's tiny sizes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Every count and duration a run uses; the smoke run takes the same code paths, smaller."""
+
+    ingest_batch100_entries: int = 100_000
+    ingest_batch1_entries: int = 3_000
+    ingest_concurrent_entries: int = 20_000
+    ingest_max_seconds: float = 15.0
+    ingest_rounds: int = 2  # variants run interleaved this many times; the best round counts
+    concurrencies: tuple[int, ...] = (1, 4, 16, 32, 64, 256)
+    load_seconds: float = 5.0
+    nodes: int = 3  # PostgreSQL multi-node run
+    reads_entries: int = 1_000_000  # per app; two apps share the file
+    deep_offset: int = 900_000
+    read_repeats: int = 50
+    export_max_seconds: float = 30.0
+    proof_tree_size: int = 10_000_000
+    proof_repeats: int = 200
+    soak_seconds: float = 180.0
+    soak_sample_seconds: float = 5.0
+    soak_warmup_seconds: float = 60.0
+    soak_connections: int = 16
+
+
+FULL = Sizes()
+
+SMOKE = Sizes(
+    ingest_batch100_entries=2_000,
+    ingest_batch1_entries=100,
+    ingest_concurrent_entries=500,
+    ingest_max_seconds=3.0,
+    ingest_rounds=1,
+    concurrencies=(1, 32, 64),
+    load_seconds=1.0,
+    reads_entries=5_000,
+    deep_offset=4_500,
+    read_repeats=10,
+    export_max_seconds=5.0,
+    proof_tree_size=10_000,
+    proof_repeats=20,
+    soak_seconds=3.0,
+    soak_sample_seconds=1.0,
+    soak_warmup_seconds=1.0,
+    soak_connections=4,
+)
+
+SUITES = ("ingest", "http_write", "reads", "proofs", "verify", "soak")

@@ -1,0 +1,162 @@
+"""Fill an app's log with valid, realistic entries spread over past days, fast.
+
+The entries go through the same model (validation, canonical form) and the same storage calls
+as the writer, with times spread evenly over ``days`` ending now, so that time filters, the
+Merkle tree and `trailkeep verify` all see a genuine log. ``fill_tree`` writes only the tree of a
+log (every complete subtree's hash), for the proof benchmark, which reads nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import sqlite3
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from trailkeep import merkle
+from trailkeep.model import Actor, EventWrite, Origin, format_time, prepare, with_leaf_hash
+from trailkeep.store import Store
+
+# Bump when what ``fill`` or ``fill_tree`` writes changes: cached databases are keyed by it.
+VERSION = 3
+
+ACTIONS = [
+    f"{noun}.{verb}"
+    for noun in ("order", "user", "invoice", "project", "token", "report")
+    for verb in ("create", "update", "delete", "view", "export")
+]
+TARGETS = ("order", "user", "invoice", "project", "token", "report")
+CHUNK = 5_000
+
+
+def fill(
+    store: Store, app_ids: Sequence[str], count: int, *, days: int = 100, seed: int = 7,
+    progress: Callable[[int], None] | None = None,
+) -> None:  # fmt: skip
+    """Append ``count`` entries to each app, interleaved, their times spread over ``days``."""
+    rng = random.Random(seed)
+    actors = [
+        Actor(
+            type="user", id=f"user_{i}", name=f"User {i}", role="admin" if i % 50 == 0 else "member"
+        )
+        for i in range(1000)
+    ]
+    origins = [Origin(ip=f"203.0.113.{i}", user_agent="Mozilla/5.0 bench") for i in range(1, 200)]
+    end = datetime.now(UTC)
+    start_time = end - timedelta(days=days)
+    step = (end - start_time) / max(count, 1)
+    done = 0
+    # Each app's frontier is carried from one chunk to the next (this is the only writer), so
+    # the build does not depend on how fast the store reads it back.
+    frontiers: dict[str, list[bytes] | None] = dict.fromkeys(app_ids)
+    while done < count:
+        n = min(CHUNK, count - done)
+        for app_id in app_ids:
+            frontiers[app_id] = _chunk(
+                store, app_id, done, n, rng, actors, origins, start_time, step, frontiers[app_id]
+            )
+        done += n
+        if progress is not None:
+            progress(done)
+
+
+def _chunk(
+    store: Store, app_id: str, done: int, n: int, rng: random.Random, actors: list[Actor],
+    origins: list[Origin], start_time: datetime, step: timedelta, frontier: list[bytes] | None,
+) -> list[bytes]:  # fmt: skip
+    pending = []
+    for i in range(n):
+        target = rng.choice(TARGETS)
+        event = EventWrite(
+            action=rng.choice(ACTIONS),
+            target_type=target,
+            target_id=f"{target}_{rng.randrange(100_000)}",
+            metadata={"amount": rng.randrange(10_000), "reason": "bench", "n": done + i},
+            project="bench",
+        )
+        pending.append(prepare(app_id, event, rng.choice(actors), rng.choice(origins), 10_240))
+    with store.append_tx() as tx:
+        first, _ = tx.reserve(app_id, n, start_time + step * (done + n))
+        if frontier is None:
+            ids = merkle.frontier(first)
+            known = tx.nodes(app_id, ids)
+            frontier = [known[i] for i in ids]
+        rows: list[dict[str, Any]] = []
+        leaves = []
+        for offset, entry in enumerate(pending):
+            seq = first + offset
+            moment = start_time + step * (done + offset)
+            document = entry.canonical(seq, format_time(moment))
+            leaf = merkle.hash_leaf(document)
+            leaves.append(leaf)
+            rows.append({
+                "app_id": app_id, "seq": seq, "id": entry.id, "time": moment,
+                "action": entry.action, "kind": entry.kind, "actor_id": entry.actor_id,
+                "target_type": entry.target_type, "target_id": entry.target_id,
+                "entry": with_leaf_hash(document, leaf),
+            })  # fmt: skip
+        written, frontier = merkle.append_leaves(first, frontier, leaves)
+        tx.insert(
+            rows,
+            [{"app_id": app_id, "level": lv, "idx": i, "hash": h} for (lv, i), h in written],
+        )
+    return frontier
+
+
+def tree_leaf(seq: int) -> bytes:
+    """The leaf hash ``fill_tree`` gives leaf ``seq``."""
+    return merkle.hash_leaf(b"trailkeep bench leaf %d" % seq)
+
+
+def fill_tree(db: Path, app_id: str, size: int) -> bytes:
+    """Write every complete subtree of a ``size``-leaf tree into ``tree_nodes``; its root.
+
+    The database must be a migrated one that nothing else has open: it is written with journaling
+    off (a half-built file is thrown away, never used), then switched back to WAL.
+    """
+    sha = hashlib.sha256
+    connection = sqlite3.connect(db, isolation_level=None)
+    try:
+        connection.execute("PRAGMA journal_mode=OFF")
+        connection.execute("PRAGMA synchronous=OFF")
+        connection.execute("PRAGMA cache_size=-262144")
+        sql = "INSERT INTO tree_nodes (app_id, level, idx, hash) VALUES (?, ?, ?, ?)"
+        level_hashes = [tree_leaf(i) for i in range(size)]
+        frontier: list[bytes] = []
+        level = 0
+        while level_hashes:
+            connection.execute("BEGIN")
+            connection.executemany(sql, ((app_id, level, i, h) for i, h in enumerate(level_hashes)))
+            connection.execute("COMMIT")
+            if len(level_hashes) % 2:
+                frontier.append(level_hashes[-1])  # the right edge's complete piece at this level
+            pairs = range(0, len(level_hashes) - 1, 2)
+            level_hashes = [sha(b"\x01" + level_hashes[i] + level_hashes[i + 1]).digest()
+                            for i in pairs]  # fmt: skip
+            level += 1
+        connection.execute("PRAGMA journal_mode=WAL")
+    finally:
+        connection.close()
+    # merkle.frontier lists pieces largest first: the highest level first.
+    return merkle.root_from_frontier(list(reversed(frontier)))
+
+
+def stored_root(db: Path, app_id: str, size: int) -> bytes:
+    """The root at ``size`` from the stored complete subtrees, read by primary-key lookups."""
+    connection = sqlite3.connect(db)
+    try:
+        pieces = []
+        for level, idx in merkle.frontier(size):
+            row = connection.execute(
+                "SELECT hash FROM tree_nodes WHERE app_id = ? AND level = ? AND idx = ?",
+                (app_id, level, idx),
+            ).fetchone()
+            if row is None:
+                raise LookupError(f"tree node ({level}, {idx}) of {app_id} is missing")
+            pieces.append(bytes(row[0]))
+    finally:
+        connection.close()
+    return merkle.root_from_frontier(pieces)

@@ -1,0 +1,189 @@
+"""HTTP writes: a real `trailkeep serve`, loaded by wrk at 1 to 256 connections.
+
+Single-entry writes (``POST /events``) and batches of 100 (``POST /events/batch``), on SQLite
+and, when there is one, on PostgreSQL (one node, then three nodes sharing the database). The
+ceiling is the same server answering ``GET /healthz`` (a route that does nothing) at 64
+connections, measured in the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from contextlib import ExitStack
+from typing import Any
+
+from bench.config import Sizes
+from bench.datagen import ACTIONS, TARGETS
+from bench.harness import BenchServer, LoadRun, Result, Run, load, new_app, new_apps
+from bench.pgserver import Postgres
+
+SUITE = "http_write"
+BATCH = 100
+
+
+def bodies() -> tuple[str, str]:
+    """(single-entry body, batch body of 100 entries), as the SDKs send them."""
+    rng = random.Random(3)
+
+    def one(n: int) -> dict[str, Any]:
+        target = rng.choice(TARGETS)
+        return {
+            "action": rng.choice(ACTIONS), "target_type": target,
+            "target_id": f"{target}_{rng.randrange(100_000)}",
+            "metadata": {"amount": rng.randrange(10_000), "reason": "bench", "n": n},
+            "project": "bench",
+        }  # fmt: skip
+
+    return json.dumps(one(0)), json.dumps({"events": [one(n) for n in range(BATCH)]})
+
+
+def _headers(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+
+
+def _sweep(run: Run, sizes: Sizes, server: BenchServer, owner_url: str, db: str) -> dict[str, Any]:
+    """Healthz at 64 connections, then both write routes at every concurrency.
+
+    Each point writes to an app of its own, so every point starts from an empty log and the
+    points differ only in concurrency (how an app's log size affects writes is the soak's to
+    show).
+    """
+    single, batch = bodies()
+    apps = iter(new_apps(owner_url, 2 * len(sizes.concurrencies)))
+    noop = load(f"{server.url}/healthz", connections=64, seconds=sizes.load_seconds)
+    series: dict[str, Any] = {"healthz_64": noop.requests_per_second, "single": [], "batch": []}
+    for kind, path, body, per in (("single", "/events", single, 1),
+                                  ("batch", "/events/batch", batch, BATCH)):  # fmt: skip
+        for connections in sizes.concurrencies:
+            app = next(apps)
+            key, base = app["key"], f"{server.url}/v1/apps/{app['app_id']}"
+            got = load(base + path, connections=connections, seconds=sizes.load_seconds,
+                       method="POST", body=body, headers=_headers(key))  # fmt: skip
+            point = {
+                "connections": connections, "requests_s": got.requests_per_second,
+                "entries_s": got.requests_per_second * per, "p50_ms": got.p50_ms,
+                "p99_ms": got.p99_ms, "non_2xx": got.non_2xx, "errors": got.errors,
+            }  # fmt: skip
+            series[kind].append(point)
+            print(f"  {db} {kind} c={connections}: {point['entries_s']:,.0f} entries/s "
+                  f"p50 {got.p50_ms:.1f} ms p99 {got.p99_ms:.1f} ms"
+                  + (f" NON-2XX {got.non_2xx}" if got.non_2xx else ""), flush=True)  # fmt: skip
+    run.series[f"{SUITE}:{db}"] = series
+    return series
+
+
+def _at(series: dict[str, Any], kind: str, connections: int) -> dict[str, Any]:
+    return next(p for p in series[kind] if p["connections"] == connections)
+
+
+def _peak(series: dict[str, Any], kind: str) -> dict[str, Any]:
+    return max(series[kind], key=lambda p: p["entries_s"])
+
+
+def _faults(series: dict[str, Any]) -> str:
+    bad = sum(p["non_2xx"] + p["errors"] for kind in ("single", "batch") for p in series[kind])
+    return f"{bad} failed requests during the sweep" if bad else ""
+
+
+def _record(run: Run, series: dict[str, Any], db: str, label: str) -> None:
+    at64 = _at(series, "single", 64)
+    ok = at64["entries_s"] >= 5_000 and at64["p99_ms"] <= 50
+    run.add(Result(
+        SUITE, f"POST /events, 64 clients ({label})", at64["entries_s"], "entries/s",
+        target="≥ 5,000 entries/s with p99 ≤ 50 ms" if db == "sqlite" else "",
+        met=ok if db == "sqlite" else None, baseline=series["healthz_64"],
+        baseline_name="GET /healthz (no-op route), 64 clients", ratio_target="≥ 0.5",
+        ratio_met=at64["entries_s"] / series["healthz_64"] >= 0.5, notes=_faults(series),
+    ))  # fmt: skip
+    run.add(Result(
+        SUITE, f"POST /events p99 latency, 64 clients ({label})", at64["p99_ms"], "ms",
+        target="≤ 50 ms" if db == "sqlite" else "",
+        met=at64["p99_ms"] <= 50 if db == "sqlite" else None,
+        notes=f"p50 {at64['p50_ms']:.1f} ms",
+    ))  # fmt: skip
+    at32 = _at(series, "single", 32) if any(
+        p["connections"] == 32 for p in series["single"]) else at64  # fmt: skip
+    run.add(Result(
+        SUITE, f"POST /events, {at32['connections']} clients ({label})", at32["entries_s"],
+        "entries/s", notes=f"p50 {at32['p50_ms']:.1f} ms, p99 {at32['p99_ms']:.1f} ms",
+    ))  # fmt: skip
+    peak = _peak(series, "batch")
+    run.add(Result(
+        SUITE, f"POST /events/batch (100 a request), peak ({label})", peak["entries_s"],
+        "entries/s", target="≥ 40,000 entries/s" if db == "sqlite" else "",
+        met=peak["entries_s"] >= 40_000 if db == "sqlite" else None,
+        notes=f"at {peak['connections']} clients; p99 {peak['p99_ms']:.1f} ms",
+    ))  # fmt: skip
+    run.add(Result(
+        SUITE, f"GET /healthz (no-op route), 64 clients ({label})", series["healthz_64"],
+        "requests/s", notes="the ceiling of the HTTP stack on this machine",
+    ))  # fmt: skip
+
+
+def _sqlite(run: Run, sizes: Sizes) -> dict[str, Any]:
+    data = run.scratch("http_sqlite")
+    url = f"sqlite:///{data / 'trailkeep.db'}"
+    new_apps(url, 0)  # migrated before the server starts
+    server = BenchServer(data).start()
+    try:
+        series = _sweep(run, sizes, server, url, "sqlite")
+    finally:
+        server.stop()
+    _record(run, series, "sqlite", "SQLite")
+    return series
+
+
+def _postgres(run: Run, sizes: Sizes, pg: Postgres, sqlite: dict[str, Any]) -> None:
+    owner, service = pg.database()
+    env = {"TRAILKEEP_DATABASE_URL": service}
+    server = BenchServer(run.scratch("http_pg"), env).start()
+    try:
+        series = _sweep(run, sizes, server, owner, "postgres")
+    finally:
+        server.stop()
+    _record(run, series, "postgres", "PostgreSQL")
+    pg_batch, lite_batch = _peak(series, "batch")["entries_s"], _peak(sqlite, "batch")["entries_s"]
+    run.add(Result(
+        SUITE, "POST /events/batch peak, PostgreSQL vs SQLite", pg_batch, "entries/s",
+        baseline=lite_batch, baseline_name="the SQLite figure, same run",
+        ratio_target="≥ 0.6", ratio_met=pg_batch / lite_batch >= 0.6,
+    ))  # fmt: skip
+    _nodes(run, sizes, pg, _at(series, "single", 64)["entries_s"])
+
+
+def _nodes(run: Run, sizes: Sizes, pg: Postgres, one_node: float) -> None:
+    """Several nodes on one database, the 64 connections split between them."""
+    owner, service = pg.database()
+    app = new_app(owner)
+    single, _ = bodies()
+    env = {"TRAILKEEP_DATABASE_URL": service}
+    with ExitStack() as stack:
+        servers = []
+        for n in range(sizes.nodes):
+            server = BenchServer(run.scratch(f"http_pg_node{n}"), env).start()
+            stack.callback(server.stop)
+            servers.append(server)
+        share = [64 // sizes.nodes + (1 if n < 64 % sizes.nodes else 0) for n in range(sizes.nodes)]
+        runs = [LoadRun(f"{s.url}/v1/apps/{app['app_id']}/events", connections=c,
+                        seconds=sizes.load_seconds, method="POST", body=single,
+                        headers=_headers(app["key"]))
+                for s, c in zip(servers, share, strict=True)]  # fmt: skip
+        loads = [r.result() for r in runs]
+    total = sum(x.requests_per_second for x in loads)
+    run.series[f"{SUITE}:postgres_nodes"] = [x.__dict__ for x in loads]
+    run.add(Result(
+        SUITE, f"POST /events, {sizes.nodes} nodes on one PostgreSQL, 64 clients", total,
+        "entries/s", baseline=one_node, baseline_name="one node, 64 clients",
+        ratio_target="≥ 1.5", ratio_met=total / one_node >= 1.5,
+        notes=f"p99 per node {', '.join(f'{x.p99_ms:.0f}' for x in loads)} ms; "
+        "nodes, PostgreSQL and wrk share 2 cores",
+    ))  # fmt: skip
+
+
+def run(run: Run, sizes: Sizes, pg: Postgres | None) -> None:
+    """SQLite always; PostgreSQL when it is available."""
+    sqlite = _sqlite(run, sizes)
+    if pg is not None:
+        run.info[f"{SUITE}:postgresql_version"] = pg.version
+        _postgres(run, sizes, pg, sqlite)

@@ -1,0 +1,292 @@
+"""In-process append: the writer, with and without the Merkle tree, against raw SQLite.
+
+Every variant starts from a copy of the same freshly migrated database (one app, no entries),
+durable as the server runs it (WAL, ``synchronous=FULL``), and appends the same prepared
+entries. Variants run interleaved, ``rounds`` times, and the best round of each counts, so that a
+burst of load from elsewhere on the machine does not decide a ratio.
+
+- ``ingest``: ``trailkeep.ingest.Ingest.append``, one request at a time (or 64 at once).
+- ``tree`` / ``no tree``: the writer's transaction, step for step as ``Ingest`` runs it
+  (reserve, canonical form, leaf hash, ``AppendTx.insert``), with the tree maintained (the
+  frontier carried from batch to batch, as ``Ingest`` does), and without it (no frontier, no
+  ``merkle.append_leaves``, no ``tree_nodes`` rows). ``Ingest`` has no switch
+  to turn the tree off, so the "without" figure comes from this copy of its steps.
+- ``raw``: ``sqlite3.executemany`` of the finished ``events`` rows (computed beforehand) into the
+  same schema and indexes, one transaction per batch: the ceiling of the storage alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import cProfile
+import io
+import pstats
+import random
+import shutil
+import sqlite3
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.config import Sizes
+from bench.datagen import ACTIONS, TARGETS
+from bench.harness import Result, Run, new_app
+from trailkeep import merkle
+from trailkeep.ingest import Ingest
+from trailkeep.model import Actor, EventWrite, Origin, PendingEntry, format_time, prepare
+from trailkeep.model import with_leaf_hash as with_leaf
+from trailkeep.store import AppendTx, Store
+
+SUITE = "ingest"
+Variant = Callable[[Path, str, list[PendingEntry], float], tuple[int, float]]
+
+
+def pending_entries(app_id: str, count: int, seed: int = 11) -> list[PendingEntry]:
+    """Validated entries as the HTTP layer hands them to the writer."""
+    rng = random.Random(seed)
+    actor = Actor(type="api_key", id="key_bench", name="bench")
+    origin = Origin(ip="203.0.113.7", user_agent="trailkeep-bench")
+    out = []
+    for n in range(count):
+        target = rng.choice(TARGETS)
+        event = EventWrite(
+            action=rng.choice(ACTIONS), target_type=target,
+            target_id=f"{target}_{rng.randrange(100_000)}",
+            metadata={"amount": rng.randrange(10_000), "reason": "bench", "n": n},
+            project="bench",
+        )  # fmt: skip
+        out.append(prepare(app_id, event, actor, origin, 10_240))
+    return out
+
+
+def _row(app_id: str, p: PendingEntry, seq: int, moment: datetime, entry: bytes) -> dict[str, Any]:
+    return {
+        "app_id": app_id, "seq": seq, "id": p.id, "time": moment, "action": p.action,
+        "kind": p.kind, "actor_id": p.actor_id, "target_type": p.target_type,
+        "target_id": p.target_id, "entry": entry,
+    }  # fmt: skip
+
+
+def append_tx(
+    tx: AppendTx, app_id: str, batch: list[PendingEntry], tree: bool,
+    frontier: list[bytes] | None = None,
+) -> list[bytes] | None:  # fmt: skip
+    """The writer's steps for one batch (as ``Ingest._append_fresh``), the tree optional.
+
+    ``frontier`` is the tree's right edge after the previous batch, kept between batches as
+    ``Ingest`` keeps it; None reads it from the store. Returns the new one.
+    """
+    start, moment = tx.reserve(app_id, len(batch), datetime.now(UTC))
+    stamp = format_time(moment)
+    rows, leaves = [], []
+    for offset, pending in enumerate(batch):
+        document = pending.canonical(start + offset, stamp)
+        leaf = merkle.hash_leaf(document)
+        leaves.append(leaf)
+        rows.append(_row(app_id, pending, start + offset, moment, with_leaf(document, leaf)))
+    if not tree:
+        tx.insert(rows, [])  # the same insert path, minus the tree_nodes rows
+        return None
+    if frontier is None:
+        ids = merkle.frontier(start)
+        known = tx.nodes(app_id, ids)
+        frontier = [known[i] for i in ids]
+    written, frontier = merkle.append_leaves(start, frontier, leaves)
+    tx.insert(
+        rows, [{"app_id": app_id, "level": lv, "idx": i, "hash": h} for (lv, i), h in written]
+    )
+    return frontier
+
+
+def _chunks(items: list[PendingEntry], size: int) -> list[list[PendingEntry]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _tx_variant(batch: int, tree: bool) -> Variant:
+    def run(
+        db: Path, app_id: str, pending: list[PendingEntry], max_seconds: float
+    ) -> tuple[int, float]:
+        store = Store(f"sqlite:///{db}")
+        done = 0
+        frontier: list[bytes] | None = None
+        started = time.perf_counter()
+        try:
+            for chunk in _chunks(pending, batch):
+                with store.append_tx() as tx:
+                    frontier = append_tx(tx, app_id, chunk, tree, frontier)
+                done += len(chunk)
+                if time.perf_counter() - started > max_seconds:
+                    break
+            return done, time.perf_counter() - started
+        finally:
+            store.close()
+
+    return run
+
+
+def _ingest_variant(batch: int, concurrency: int) -> Variant:
+    def run(
+        db: Path, app_id: str, pending: list[PendingEntry], max_seconds: float
+    ) -> tuple[int, float]:
+        async def main() -> tuple[int, float]:
+            store = Store(f"sqlite:///{db}")
+            ingest = Ingest(store)
+            await ingest.start()
+            queue = iter(_chunks(pending, batch))
+            started = time.perf_counter()
+            deadline = started + max_seconds
+            done = 0
+
+            async def worker() -> None:
+                nonlocal done
+                for chunk in queue:
+                    await ingest.append(app_id, chunk)
+                    done += len(chunk)
+                    if time.perf_counter() > deadline:
+                        return
+
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            elapsed = time.perf_counter() - started
+            await ingest.stop()
+            store.close()
+            return done, elapsed
+
+        return asyncio.run(main())
+
+    return run
+
+
+def _raw_variant(batch: int) -> Variant:
+    def run(
+        db: Path, app_id: str, pending: list[PendingEntry], max_seconds: float
+    ) -> tuple[int, float]:
+        moment = datetime.now(UTC)
+        stamp, stored = format_time(moment), str(moment.replace(tzinfo=None))
+        rows = []
+        for seq, p in enumerate(pending):
+            document = p.canonical(seq, stamp)
+            entry = with_leaf(document, merkle.hash_leaf(document))
+            rows.append((app_id, seq, p.id, stored, p.action, p.kind, p.actor_id,
+                         p.target_type, p.target_id, entry))  # fmt: skip
+        connection = sqlite3.connect(db, isolation_level=None)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=FULL")
+        sql = (
+            "INSERT INTO events (app_id, seq, id, time, action, kind, actor_id, target_type,"
+            " target_id, entry) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        done = 0
+        # Only the inserts and commits are timed: the rows were finished above.
+        started = time.perf_counter()
+        for i in range(0, len(rows), batch):
+            connection.execute("BEGIN IMMEDIATE")
+            connection.executemany(sql, rows[i : i + batch])
+            connection.execute("COMMIT")
+            done += len(rows[i : i + batch])
+            if time.perf_counter() - started > max_seconds:
+                break
+        elapsed = time.perf_counter() - started
+        connection.close()
+        return done, elapsed
+
+    return run
+
+
+def _rate(variant: Variant, template: Path, scratch: Path, app_id: str,
+          pending: list[PendingEntry], max_seconds: float) -> float:  # fmt: skip
+    db = scratch / "run.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    shutil.copyfile(template, db)
+    done, seconds = variant(db, app_id, pending, max_seconds)
+    return done / seconds
+
+
+def _profile(template: Path, scratch: Path, app_id: str, pending: list[PendingEntry]) -> str:
+    db = scratch / "profile.db"
+    shutil.copyfile(template, db)
+    store = Store(f"sqlite:///{db}")
+    profiler = cProfile.Profile()
+    profiler.enable()
+    frontier: list[bytes] | None = None
+    for chunk in _chunks(pending, 100):
+        with store.append_tx() as tx:
+            frontier = append_tx(tx, app_id, chunk, True, frontier)
+    profiler.disable()
+    store.close()
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(14)
+    lines = text.getvalue().splitlines()
+    start = next((i for i, line in enumerate(lines) if "ncalls" in line), 0)
+    return "\n".join(line.replace(str(Path.cwd()) + "/", "") for line in lines[start:] if line)
+
+
+def run(run: Run, sizes: Sizes) -> None:
+    """Measure every variant and record the figures."""
+    scratch = run.scratch(SUITE)
+    template = scratch / "template.db"
+    app_id = new_app(f"sqlite:///{template}")["app_id"]
+    pending = pending_entries(app_id, max(sizes.ingest_batch100_entries,
+                                          sizes.ingest_concurrent_entries))  # fmt: skip
+    few = pending[: sizes.ingest_batch1_entries]
+    plan: dict[str, tuple[Variant, list[PendingEntry]]] = {
+        "raw_1": (_raw_variant(1), few),
+        "raw_100": (_raw_variant(100), pending[: sizes.ingest_batch100_entries]),
+        "notree_1": (_tx_variant(1, tree=False), few),
+        "tree_1": (_tx_variant(1, tree=True), few),
+        "notree_100": (_tx_variant(100, tree=False), pending[: sizes.ingest_batch100_entries]),
+        "tree_100": (_tx_variant(100, tree=True), pending[: sizes.ingest_batch100_entries]),
+        "ingest_1": (_ingest_variant(1, 1), few),
+        "ingest_100": (_ingest_variant(100, 1), pending[: sizes.ingest_batch100_entries]),
+        "ingest_1x64": (_ingest_variant(1, 64), pending[: sizes.ingest_concurrent_entries]),
+    }
+    best: dict[str, float] = {}
+    for _ in range(sizes.ingest_rounds):
+        for name, (variant, entries) in plan.items():
+            rate = _rate(variant, template, scratch, app_id, entries, sizes.ingest_max_seconds)
+            best[name] = max(best.get(name, 0.0), rate)
+    run.series[SUITE] = best
+    run.profiles[f"{SUITE}: in-process append, batches of 100 (cProfile, tree maintained)"] = (
+        _profile(
+            template, scratch, app_id, pending[: max(1000, sizes.ingest_batch100_entries // 5)]
+        )
+    )
+    _record(run, best)
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _record(run: Run, best: dict[str, float]) -> None:
+    unit = "entries/s"
+    ingest100 = best["ingest_100"]
+    run.add(Result(
+        SUITE, "Ingest.append, batches of 100", ingest100, unit,
+        target="≥ 50,000 entries/s", met=ingest100 >= 50_000, baseline=best["raw_100"],
+        baseline_name="raw sqlite3 executemany, batches of 100", ratio_target="≥ 0.6",
+        ratio_met=ingest100 / best["raw_100"] >= 0.6,
+    ))  # fmt: skip
+    run.add(Result(
+        SUITE, "Ingest.append, batches of 1", best["ingest_1"], unit, baseline=best["raw_1"],
+        baseline_name="raw sqlite3, one row per commit",
+        notes="one commit (one fsync) per entry: bounded by the disk's flush latency",
+    ))  # fmt: skip
+    run.add(Result(
+        SUITE, "Ingest.append, 64 concurrent single-entry appends", best["ingest_1x64"], unit,
+        baseline=best["raw_1"], baseline_name="raw sqlite3, one row per commit",
+        notes="group commit: concurrent appends share one transaction and one fsync",
+    ))  # fmt: skip
+    for batch in (100, 1):
+        tree, bare = best[f"tree_{batch}"], best[f"notree_{batch}"]
+        run.add(Result(
+            SUITE, f"tree maintained, batches of {batch}", tree, unit, baseline=bare,
+            baseline_name=f"same transaction without tree nodes, batches of {batch}",
+            ratio_target="≥ 0.8, i.e. ≤ 25% more time per entry",
+            ratio_met=tree / bare >= 0.8,
+            notes=f"time per entry {(bare / tree - 1) * 100:+.0f}% with the tree",
+        ))  # fmt: skip
+    for batch in (100, 1):
+        run.add(Result(
+            SUITE, f"raw sqlite3 executemany, batches of {batch}", best[f"raw_{batch}"], unit,
+            notes="the ceiling: finished rows, same schema and indexes, WAL, synchronous=FULL",
+        ))  # fmt: skip

@@ -1,0 +1,205 @@
+"""The appending transaction: what the group-commit writer may do while it holds an app's lock."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Table, case, insert, select, union_all, update
+
+from trailkeep.store import pgtext, schema
+from trailkeep.store.records import IdempotencyRecord
+
+NodeId = tuple[int, int]
+SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+
+
+def utc(moment: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; everything Trailkeep stores is UTC.
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment
+
+
+class AppendTx:
+    """One appending transaction: the writer's view of the database while it holds the lock.
+
+    On SQLite the whole transaction holds the database's write lock (BEGIN IMMEDIATE). On
+    PostgreSQL each app's log_heads row is locked on first touch (the idempotency lookup or
+    ``reserve``) and held to commit, so nodes appending to one app take turns, and everything
+    read after the lock (tree frontier, idempotency keys) is what the previous holder committed
+    (READ COMMITTED: each statement has a fresh snapshot). Callers touch apps in sorted order,
+    so two transactions never wait on each other's locks in a cycle.
+    """
+
+    def __init__(self, connection: Connection) -> None:
+        self._c = connection
+        self._row_locks = connection.dialect.name == "postgresql"
+        self._locked: set[str] = set()
+
+    def _lock(self, app_id: str) -> None:
+        if not self._row_locks or app_id in self._locked:
+            return
+        heads = schema.log_heads
+        self._c.execute(
+            select(heads.c.size).where(heads.c.app_id == app_id).with_for_update()
+        ).one_or_none()
+        self._locked.add(app_id)
+
+    def reserve(self, app_id: str, count: int, now: datetime) -> tuple[int, datetime]:
+        """Lock the app's counter row and take ``count`` seqs; return (first seq, entry time).
+
+        Entry time never goes backwards within an app, so a time range is also a seq range.
+        """
+        # The UPDATE itself waits for and takes the row lock; the seqs it returns are the
+        # committed size, never one another node has also been given.
+        self._locked.add(app_id)
+        heads = schema.log_heads
+        later = case(
+            (heads.c.last_time.is_(None), now), (heads.c.last_time < now, now),
+            else_=heads.c.last_time,
+        )  # fmt: skip
+        row = self._c.execute(
+            update(heads)
+            .where(heads.c.app_id == app_id)
+            .values(size=heads.c.size + count, last_time=later)
+            .returning(heads.c.size, heads.c.last_time)
+        ).one_or_none()
+        if row is None:
+            raise LookupError(f"no such app: {app_id}")
+        moment = utc(row.last_time)
+        assert moment is not None
+        return row.size - count, moment
+
+    def nodes(self, app_id: str, ids: Sequence[NodeId]) -> dict[NodeId, bytes]:
+        """Tree node hashes by (level, index), read inside the transaction."""
+        return read_nodes(self._c, app_id, ids)
+
+    def insert(self, entries: list[dict[str, Any]], nodes: list[dict[str, Any]]) -> None:
+        """Insert entry rows and the tree nodes they complete."""
+        if self._row_locks:
+            self._copy(schema.events, [_text_safe(row) for row in entries])
+            self._copy(schema.tree_nodes, nodes)
+            return
+        self._insert_many(schema.events, entries)
+        self._insert_many(schema.tree_nodes, nodes)
+
+    def _insert_many(self, table: Table, rows: list[dict[str, Any]]) -> None:
+        # SQLite: the driver's executemany, in this transaction. SQLAlchemy's per-row parameter
+        # processing cost as much as SQLite's own work on the hot path (see docs/performance.md).
+        if not rows:
+            return
+        columns = list(rows[0])
+        statement = (
+            f"INSERT INTO {table.name} ({', '.join(columns)}) "
+            f"VALUES ({', '.join('?' * len(columns))})"
+        )
+        stamps: dict[datetime, str] = {}
+
+        def value(v: Any) -> Any:
+            if isinstance(v, datetime):
+                # The text form SQLAlchemy's SQLite DateTime writes and compares against.
+                if v not in stamps:
+                    stamps[v] = v.astimezone(UTC).strftime(SQLITE_TIME_FORMAT)
+                return stamps[v]
+            return v
+
+        raw = self._c.connection.driver_connection
+        assert raw is not None
+        cursor = raw.cursor()
+        try:
+            cursor.executemany(statement, [[value(row[c]) for c in columns] for row in rows])
+        finally:
+            cursor.close()
+
+    def _copy(self, table: Table, rows: list[dict[str, Any]]) -> None:
+        # COPY, in this transaction: several times faster than a multi-row INSERT on
+        # PostgreSQL, where rows go through the partition router and seven indexes anyway.
+        if not rows:
+            return
+        columns = list(rows[0])
+        quote = self._c.dialect.identifier_preparer.quote
+        statement = f"COPY {quote(table.name)} ({', '.join(map(quote, columns))}) FROM STDIN"
+        raw = self._c.connection.driver_connection
+        assert raw is not None
+        with raw.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row([row[column] for column in columns])
+
+    def idempotency(self, app_id: str, key: str, ttl: timedelta) -> IdempotencyRecord | None:
+        """The unexpired record of an earlier write with this idempotency key, if any."""
+        # Under the app's lock: a key that another node is committing right now is seen once
+        # it commits, rather than inserted twice.
+        self._lock(app_id)
+        table = schema.idempotency_keys
+        row = self._c.execute(
+            select(table.c.fingerprint, table.c.seq, table.c.count, table.c.created_at).where(
+                table.c.app_id == app_id, table.c.key == key
+            )
+        ).one_or_none()
+        if row is None:
+            return None
+        created = utc(row.created_at)
+        if created is not None and created < datetime.now(UTC) - ttl:
+            self._c.execute(table.delete().where(table.c.app_id == app_id, table.c.key == key))
+            return None
+        return IdempotencyRecord(bytes(row.fingerprint), int(row.seq), int(row[2]))
+
+    def remember(self, app_id: str, key: str, record: IdempotencyRecord) -> None:
+        """Record what a write with an idempotency key appended, in the same transaction."""
+        self._c.execute(
+            insert(schema.idempotency_keys).values(
+                app_id=app_id, key=key, fingerprint=record.fingerprint, seq=record.seq,
+                count=record.count, created_at=datetime.now(UTC),
+            )
+        )  # fmt: skip
+
+    def entries(self, app_id: str, seq: int, count: int) -> list[bytes]:
+        """Entries [seq, seq + count) as stored, read inside the transaction."""
+        return read_range(self._c, app_id, seq, count)
+
+
+def read_nodes(c: Connection, app_id: str, ids: Sequence[NodeId]) -> dict[NodeId, bytes]:
+    if not ids:
+        return {}
+    nodes = schema.tree_nodes
+    by_level: dict[int, set[int]] = {}
+    for level, index in ids:
+        by_level.setdefault(level, set()).add(index)
+    # One branch per level, each an index seek on (app_id, level, idx). A row-value IN
+    # `(level, idx) IN (...)`, or an OR of per-level INs, made SQLite scan every node of the
+    # app instead: O(n) per append and per proof.
+    branches = [
+        select(nodes.c.level, nodes.c.idx, nodes.c.hash).where(
+            nodes.c.app_id == app_id, nodes.c.level == level, nodes.c.idx.in_(sorted(indexes))
+        )
+        for level, indexes in sorted(by_level.items())
+    ]
+    rows = c.execute(branches[0] if len(branches) == 1 else union_all(*branches))
+    return {(row.level, row.idx): bytes(row.hash) for row in rows}
+
+
+def read_range(c: Connection, app_id: str, seq: int, count: int) -> list[bytes]:
+    events = schema.events
+    rows = c.execute(
+        select(events.c.entry)
+        .where(events.c.app_id == app_id, events.c.seq >= seq, events.c.seq < seq + count)
+        .order_by(events.c.seq)
+    )
+    return [bytes(row.entry) for row in rows]
+
+
+# Caller-chosen text that the events table indexes (PostgreSQL text cannot hold NUL).
+_FREE_TEXT = ("actor_id", "target_type", "target_id")
+
+
+def _text_safe(row: dict[str, Any]) -> dict[str, Any]:
+    if not any(isinstance(row[k], str) and ("\x00" in row[k] or "\x01" in row[k])
+               for k in _FREE_TEXT):  # fmt: skip
+        return row
+    safe = dict(row)
+    for k in _FREE_TEXT:
+        if isinstance(safe[k], str):
+            safe[k] = pgtext.encode(safe[k])
+    return safe
