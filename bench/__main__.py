@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -31,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="PostgreSQL variant of the write benchmark: TRAILKEEP_BENCH_PG_URL, "
                         "or a throwaway cluster (default: auto; off with --smoke)")  # fmt: skip
     parser.add_argument("--no-soak", action="store_true", help="skip the memory soak")
+    parser.add_argument("--soak-seconds", type=float, default=None,
+                        help="soak length (default 180; issue 7 asks for 600)")  # fmt: skip
     return parser
 
 
@@ -58,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the chosen suites, write results.json, the plots and the report."""
     args = _parser().parse_args(argv)
     sizes = SMOKE if args.smoke else FULL
+    if args.soak_seconds is not None:
+        sizes = dataclasses.replace(sizes, soak_seconds=args.soak_seconds)
     out: Path = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     suites = list(args.only or SUITES)

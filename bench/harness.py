@@ -248,7 +248,8 @@ def _ms(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def _parse_wrk(out: str) -> Load:
+def parse_wrk(out: str) -> Load:
+    """What a wrk report says: throughput, p50 and p99, failures."""
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     total = re.search(r"(\d+) requests in", out)
     # Anchored: "+/- Stdev" columns such as "78.50%" must not be read as a percentile.
@@ -320,7 +321,7 @@ class LoadRun:
         shutil.rmtree(self._dir, ignore_errors=True)
         if code != 0:
             raise RuntimeError(f"the load generator failed ({code}):\n{out}")
-        return _parse_wrk(out) if self.wrk else Load(**json.loads(out))
+        return parse_wrk(out) if self.wrk else Load(**json.loads(out))
 
 
 def load(url: str, *, connections: int, seconds: float, **kwargs: Any) -> Load:

@@ -137,6 +137,8 @@ def write(results: dict[str, Any], path: Path) -> None:
     )  # fmt: skip
     environment.filters["number"] = number
     environment.filters["verdict"] = verdict
+    order = {name: i for i, name in enumerate(TITLES)}
+    results["results"].sort(key=lambda r: order.get(r["suite"], len(order)))
     by_suite: dict[str, list[dict[str, Any]]] = {}
     for result in results["results"]:
         by_suite.setdefault(result["suite"], []).append(result)

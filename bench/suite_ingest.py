@@ -269,7 +269,7 @@ def _record(run: Run, best: dict[str, float]) -> None:
     run.add(Result(
         SUITE, "Ingest.append, batches of 1", best["ingest_1"], unit, baseline=best["raw_1"],
         baseline_name="raw sqlite3, one row per commit",
-        notes="one commit (one fsync) per entry: bounded by the disk's flush latency",
+        notes="one transaction (one fsync) per entry",
     ))  # fmt: skip
     run.add(Result(
         SUITE, "Ingest.append, 64 concurrent single-entry appends", best["ingest_1x64"], unit,
