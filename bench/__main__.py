@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
 import sys
 import time
 from datetime import UTC, datetime
@@ -23,7 +24,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--only", nargs="+", choices=SUITES, metavar="SUITE",
                         help=f"run only these suites: {', '.join(SUITES)}")  # fmt: skip
     parser.add_argument(
-        "--out", type=Path, default=OUT, help="results and cached databases (default bench/out)"
+        "--out",
+        type=Path,
+        default=None,
+        help="results and cached databases (default bench/out; with --smoke, bench/out/smoke)",
     )
     parser.add_argument("--report", type=Path, default=None,
                         help="the Markdown report to write (default docs/performance.md; "
@@ -63,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes = SMOKE if args.smoke else FULL
     if args.soak_seconds is not None:
         sizes = dataclasses.replace(sizes, soak_seconds=args.soak_seconds)
-    out: Path = args.out.resolve()
+    # A smoke run keeps its own results, so it never replaces a full run's figures.
+    out: Path = (args.out or (OUT / "smoke" if args.smoke else OUT)).resolve()
     out.mkdir(parents=True, exist_ok=True)
     suites = list(args.only or SUITES)
     if args.no_soak and "soak" in suites:
@@ -98,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
                 failed.append(f"{name}: {exc}")
             timings[name] = round(time.monotonic() - suite_started, 1)
             print(f"   ({timings[name]:.0f} s)", flush=True)
+    if not failed:
+        # Throwaway databases and server logs; kept when a suite failed, to look into it.
+        shutil.rmtree(out / "tmp", ignore_errors=True)
     results = {
         "smoke": args.smoke,
         "started": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Final
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from trailkeep.api.errors import Problem
 from trailkeep.api.network import client_ip, valid_ip
@@ -47,11 +47,17 @@ async def read_body(request: Request, limit: int) -> bytes:
         if int(declared) > limit:
             raise Problem("payload_too_large", f"the body is over the {limit:,}-byte limit")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise Problem("payload_too_large", f"the body is over the {limit:,}-byte limit")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise Problem("payload_too_large", f"the body is over the {limit:,}-byte limit")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # Nobody is left to answer; this only keeps a routine hang-up out of the error log.
+        raise Problem(
+            "invalid_request", "the client closed the connection before sending the whole body"
+        ) from None
     if not size:
         raise Problem("invalid_request", "the body is empty: send a JSON object")
     return b"".join(chunks)

@@ -1,0 +1,100 @@
+"""Offline verification of exported lines: the fast path for the server's own bytes must agree
+with the full recomputation, and every failure must name its seq."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from trailkeep import merkle
+from trailkeep.model import Actor, EventWrite, Origin, prepare, with_leaf_hash
+from trailkeep.notes import Checkpoint
+from trailkeep.verify import VerifyError, _fast_leaf, verify_entries
+
+APP = "app_verifytest"
+ACTOR = Actor(type="user", id="u1", name="Ada", role="admin")
+ORIGIN = Origin(ip="127.0.0.1", user_agent="pytest")
+TIME = "2026-11-23T08:15:30.000001Z"
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+metadata = st.dictionaries(st.text(max_size=8), json_values, max_size=4)
+
+
+def export(metadatas: list[dict[str, Any]]) -> tuple[list[bytes], Checkpoint]:
+    """Lines as the server stores and exports them, and a checkpoint over them."""
+    lines, leaves = [], []
+    for seq, meta in enumerate(metadatas):
+        event = EventWrite(action="doc.share", metadata=meta)
+        document = prepare(APP, event, ACTOR, ORIGIN, 10_240).canonical(seq, TIME)
+        leaf = merkle.hash_leaf(document)
+        leaves.append(leaf)
+        lines.append(with_leaf_hash(document, leaf))
+    return lines, Checkpoint(f"trailkeep.local/{APP}", len(lines), merkle.root_of(leaves))
+
+
+def reserialized(line: bytes) -> bytes:
+    """The same entry written by another tool: other key order, other spacing."""
+    entry = orjson.loads(line)
+    return orjson.dumps(dict(reversed(list(entry.items()))), option=orjson.OPT_INDENT_2).replace(
+        b"\n", b" "
+    )
+
+
+@given(st.lists(metadata, min_size=1, max_size=6))
+def test_server_bytes_and_reserialized_lines_verify_alike(metas: list[dict[str, Any]]) -> None:
+    lines, checkpoint = export(metas)
+    fast = verify_entries(lines, checkpoint, app_id=APP)
+    slow = verify_entries([reserialized(line) for line in lines], checkpoint, app_id=APP)
+    assert fast.root == slow.root == checkpoint.root
+    assert fast.size == slow.size == len(metas)
+
+
+@pytest.mark.parametrize("rewrite", ["reserialize", "keep"])
+def test_changed_content_names_its_seq(rewrite: str) -> None:
+    lines, checkpoint = export([{"n": i, "seq": 99} for i in range(5)])
+    changed = lines[3].replace(b'"n":3', b'"n":4')
+    lines[3] = reserialized(changed) if rewrite == "reserialize" else changed
+    with pytest.raises(VerifyError) as failure:
+        verify_entries(lines, checkpoint, app_id=APP)
+    assert failure.value.seq == 3
+
+
+def test_a_committed_entry_moved_elsewhere_is_refused() -> None:
+    # Its own bytes hash fine, but its seq is not the position it stands in.
+    lines, checkpoint = export([{"n": i} for i in range(4)])
+    lines[1], lines[2] = lines[2], lines[1]
+    with pytest.raises(VerifyError) as failure:
+        verify_entries(lines, checkpoint, app_id=APP)
+    assert failure.value.seq == 1
+
+
+def test_another_apps_entry_is_refused() -> None:
+    lines, checkpoint = export([{}])
+    with pytest.raises(VerifyError, match="belongs to app"):
+        verify_entries(lines, checkpoint, app_id="app_other")
+
+
+def test_a_metadata_key_named_seq_does_not_confuse_the_fast_path() -> None:
+    lines, checkpoint = export([{"x": {"seq": 7}}, {"seq": 0}])
+    assert verify_entries(lines, checkpoint, app_id=APP).size == 2
+
+
+@given(st.lists(metadata, min_size=1, max_size=4))
+def test_the_fast_path_takes_exactly_the_servers_own_bytes(metas: list[dict[str, Any]]) -> None:
+    lines, _ = export(metas)
+    for seq, line in enumerate(lines):
+        leaf = bytes.fromhex(orjson.loads(line)["leaf_hash"])
+        assert _fast_leaf(seq, line, APP) == leaf
+        assert _fast_leaf(seq + 1, line, APP) is None  # another position: the slow path says so
+        assert _fast_leaf(seq, line, "app_other") is None
+        assert _fast_leaf(seq, reserialized(line), APP) is None
