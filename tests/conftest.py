@@ -95,3 +95,10 @@ def fresh_server(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -
     """A server of the test's own, not yet started, for tests that kill or configure it."""
     with new_server(request, backend, tmp_path / "data") as srv:
         yield srv
+
+
+@pytest.fixture
+def sqlite_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
+    """A server of the test's own on SQLite only, for what does not depend on the database."""
+    with new_server(request, "sqlite", tmp_path / "data") as srv:
+        yield srv

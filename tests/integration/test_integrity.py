@@ -445,22 +445,15 @@ def test_get_with_proof_of_another_apps_entry_is_404(
         problem(c.get(url, params={"proof": "true"}), 404, "not_found")
 
 
-# --- The signing key -----------------------------------------------------------------------
+# --- The signing key (a file, not in the database: these run on SQLite only) ---------------
 
 
 def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def sqlite_only(srv: Server) -> None:
-    """Skip the PostgreSQL run of a test whose subject (the key file) is not in the database."""
-    if srv.backend != "sqlite":
-        pytest.skip("the signing key file does not depend on the database: SQLite run only")
-
-
-def test_signing_key_is_made_0600_in_the_data_dir_and_kept(fresh_server: Server) -> None:
-    sqlite_only(fresh_server)
-    srv = fresh_server.start()
+def test_signing_key_is_made_0600_in_the_data_dir_and_kept(sqlite_server: Server) -> None:
+    srv = sqlite_server.start()
     made = srv.data_dir / "signing.key"
     assert made.is_file()
     assert _mode(made) == 0o600
@@ -490,15 +483,16 @@ def signer_key_pair(name: str, seed: bytes) -> tuple[str, str]:
     return f"PRIVATE+KEY+{name}+{kid}+{secret}", f"{name}+{kid}+{public_text}"
 
 
-def test_a_given_signing_key_file_and_origin_are_used(fresh_server: Server, tmp_path: Path) -> None:
-    sqlite_only(fresh_server)
+def test_a_given_signing_key_file_and_origin_are_used(
+    sqlite_server: Server, tmp_path: Path
+) -> None:
     signer, verifier = signer_key_pair("audit.example.test", bytes(range(32)))
     given = tmp_path / "secrets" / "checkpoint.key"
     given.parent.mkdir()
     given.write_text(signer + "\n")
-    fresh_server.env["TRAILKEEP_SIGNING_KEY_FILE"] = str(given)
-    fresh_server.env["TRAILKEEP_ORIGIN"] = "audit.example.test"
-    srv = fresh_server.start()
+    sqlite_server.env["TRAILKEEP_SIGNING_KEY_FILE"] = str(given)
+    sqlite_server.env["TRAILKEEP_ORIGIN"] = "audit.example.test"
+    srv = sqlite_server.start()
     assert checkpoint_key(srv) == verifier
     assert not (srv.data_dir / "signing.key").exists()
     tenant = srv.tenant()
@@ -510,11 +504,10 @@ def test_a_given_signing_key_file_and_origin_are_used(fresh_server: Server, tmp_
     assert given.read_text() == signer + "\n"
 
 
-def test_a_missing_signing_key_file_is_created_there(fresh_server: Server, tmp_path: Path) -> None:
-    sqlite_only(fresh_server)
+def test_a_missing_signing_key_file_is_created_there(sqlite_server: Server, tmp_path: Path) -> None:
     wanted = tmp_path / "keys" / "node.key"
-    fresh_server.env["TRAILKEEP_SIGNING_KEY_FILE"] = str(wanted)
-    srv = fresh_server.start()
+    sqlite_server.env["TRAILKEEP_SIGNING_KEY_FILE"] = str(wanted)
+    srv = sqlite_server.start()
     assert wanted.is_file()
     assert _mode(wanted) == 0o600
     assert not (srv.data_dir / "signing.key").exists()

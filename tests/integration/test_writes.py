@@ -562,6 +562,19 @@ def test_concurrent_writers_get_gapless_seqs(server: Server, tenant: Tenant) -> 
 # --- the database itself refuses changes -------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def sqlite_guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Tenant]]:
+    """A SQLite server and app of its own: the test speaks SQLite's SQL to its file.
+
+    The PostgreSQL triggers are tested the same way, in their dialect, in test_postgres.py.
+    """
+    srv = Server(tmp_path_factory.mktemp("guarded")).start()
+    try:
+        yield srv, srv.tenant("guarded")
+    finally:
+        srv.stop()
+
+
 @pytest.mark.parametrize(
     "statement",
     [
@@ -575,10 +588,10 @@ def test_concurrent_writers_get_gapless_seqs(server: Server, tenant: Tenant) -> 
     ],
 )
 def test_the_database_refuses_updates_and_deletes(
-    server: Server, app: Tenant, client: httpx.Client, statement: str
+    sqlite_guarded: tuple[Server, Tenant], statement: str
 ) -> None:
-    if server.backend != "sqlite":
-        pytest.skip("SQLite triggers; the PostgreSQL ones are tested in test_postgres.py")
+    server, app = sqlite_guarded
+    client = server.client(app.key)
     for _ in range(3):
         write(client, app.app_id, {"action": "db.guarded"})
     database = sqlite3.connect(server.data_dir / "trailkeep.db", timeout=30)
@@ -597,6 +610,7 @@ def test_the_database_refuses_updates_and_deletes(
         database.rollback()
         database.close()
     write(client, app.app_id, {"action": "db.still.writable"})
+    client.close()
 
 
 # --- system routes -----------------------------------------------------------------------
