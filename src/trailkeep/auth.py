@@ -106,8 +106,6 @@ class Principal:
 
     def can_read(self) -> bool:
         """Keys with ``events:read``, and owners' and admins' sessions (also when forwarded)."""
-        if self.is_person and self.actor.role not in ADMIN_ROLES:
-            return False  # a reading key cannot lend its scope to a plain user's session
         return "events:read" in self.scopes
 
 
@@ -223,13 +221,14 @@ class Authenticator:
         actor = _session_actor(claims)
         # Never cache a token past the moment it stops being accepted.
         lifetime = float(claims["exp"]) + SESSION_LEEWAY_SECONDS - time.time()
-        if key_scopes is not None:
-            # A backend forwarding its user's session: the user acts, the key's scopes apply.
-            forwarded = Principal(actor=actor, key_id=key_scopes.id, scopes=key_scopes.scopes)
-            return forwarded, lifetime
         scopes = {"events:write"}
         if actor.role in ADMIN_ROLES:
             scopes.add("events:read")
+        if key_scopes is not None:
+            # A backend forwarding its user's session: the user acts, with what both the key
+            # and the user may do (a reading key cannot lend its scope to a plain user).
+            allowed = key_scopes.scopes & scopes
+            return Principal(actor=actor, key_id=key_scopes.id, scopes=allowed), lifetime
         return Principal(actor=actor, key_id=None, scopes=frozenset(scopes)), lifetime
 
 
