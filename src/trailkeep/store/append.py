@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Table, case, insert, select, text, update
+from sqlalchemy import Connection, Table, case, insert, select, update
 
 from trailkeep.store import pgtext, schema
 from trailkeep.store.records import IdempotencyRecord
@@ -170,7 +170,10 @@ def read_nodes(c: Connection, app_id: str, ids: Sequence[NodeId]) -> dict[NodeId
     # One branch per level, each an index seek (or a range scan, for a run of consecutive
     # nodes) on (app_id, level, idx). A row-value `(level, idx) IN (...)`, or an OR of
     # per-level INs, made SQLite scan every node of the app: O(n) per append and per proof.
-    # Plain SQL text: compiling the equivalent Core union cost more than running it.
+    # The text's shape changes with every tree size, so it goes to the driver as is: through
+    # SQLAlchemy each shape was compiled and kept in the engine's statement cache, ~100 KB a
+    # shape, which grew the server by megabytes a minute under load until the cache filled.
+    mark = _placeholder(c)
     params: dict[str, Any] = {"app": app_id}
     branches = []
     for n, (level, indexes) in enumerate(sorted(by_level.items())):
@@ -178,19 +181,26 @@ def read_nodes(c: Connection, app_id: str, ids: Sequence[NodeId]) -> dict[NodeId
         low, high = min(indexes), max(indexes)
         if high - low + 1 == len(indexes):
             params[f"lo{n}"], params[f"hi{n}"] = low, high
-            where = f"idx BETWEEN :lo{n} AND :hi{n}"
+            where = f"idx BETWEEN {mark(f'lo{n}')} AND {mark(f'hi{n}')}"
         else:
             names = []
             for k, index in enumerate(sorted(indexes)):
                 params[f"i{n}_{k}"] = index
-                names.append(f":i{n}_{k}")
+                names.append(mark(f"i{n}_{k}"))
             where = f"idx IN ({', '.join(names)})"
         branches.append(
-            f"SELECT level, idx, hash FROM tree_nodes WHERE app_id = :app AND level = :l{n} "
-            f"AND {where}"
+            f"SELECT level, idx, hash FROM tree_nodes WHERE app_id = {mark('app')} "
+            f"AND level = {mark(f'l{n}')} AND {where}"
         )
-    rows = c.execute(text(" UNION ALL ".join(branches)), params)
+    rows = c.exec_driver_sql(" UNION ALL ".join(branches), params)
     return {(row[0], row[1]): bytes(row[2]) for row in rows}
+
+
+def _placeholder(c: Connection) -> Callable[[str], str]:
+    # Named parameters in the driver's own syntax: sqlite3 takes :name, psycopg %(name)s.
+    if c.dialect.name == "postgresql":
+        return lambda name: f"%({name})s"
+    return lambda name: f":{name}"
 
 
 def read_range(c: Connection, app_id: str, seq: int, count: int) -> list[bytes]:
