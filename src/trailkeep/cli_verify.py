@@ -21,6 +21,7 @@ from trailkeep.store import Store
 from trailkeep.verify import (
     Report,
     StoredTree,
+    Tree,
     VerifyError,
     app_of,
     local_lines,
@@ -152,20 +153,23 @@ def _run(
             if record is None:
                 raise CliError(f"no checkpoint of {app_id} is stored yet: start the server")
             signed = open_signed(record.note, verifier, "the latest stored checkpoint")
-        tree = StoredTree(partial(store.nodes, app_id))
-        lines = local_lines(store.leaves_with_entries(app_id), app.purge_horizon, tree)
+        tree: Tree | None = StoredTree(partial(store.nodes, app_id))
+        lines = local_lines(store.leaves_with_entries(app_id), app.purge_horizon)
         total = store.log_size(app_id)
     else:
         assert entries is not None
         assert checkpoint is not None
         signed = open_signed(_read(checkpoint), verifier, "--checkpoint")
         app_id, lines, total = app_of(signed), _lines(entries), signed.size
+        tree = None
     with Progress(
         TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
         console=err, transient=True, disable=total < 50_000,
     ) as bar:  # fmt: skip
         task = bar.add_task("entries", total=total)
-        return verify_entries(lines, signed, app_id=app_id, progress=lambda n: bar.advance(task, n))
+        return verify_entries(
+            lines, signed, app_id=app_id, progress=lambda n: bar.advance(task, n), tree=tree
+        )
 
 
 def _print_report(report: Report) -> None:

@@ -12,7 +12,7 @@ import binascii
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -119,9 +119,14 @@ def verify_entries(
     *,
     app_id: str | None = None,
     progress: Callable[[int], None] | None = None,
+    tree: Tree | None = None,
 ) -> Report:
-    """Check exported entries (one JSON per line, seq order) and their root at the checkpoint."""
-    tree = merkle.TreeBuilder()
+    """Check exported entries (one JSON per line, seq order) and their root at the checkpoint.
+
+    ``tree`` builds the head (a fresh :class:`merkle.TreeBuilder` unless given, e.g. a
+    :class:`StoredTree` that also checks the database's interior nodes on the way).
+    """
+    tree = merkle.TreeBuilder() if tree is None else tree
     erased = 0
     root_at_checkpoint: bytes | None = (
         merkle.EMPTY_ROOT if checkpoint and not checkpoint.size else None
@@ -187,22 +192,55 @@ def verify_consistency(old: Checkpoint, new: Checkpoint, proof: list[bytes]) -> 
 NodeFetch = Callable[[Sequence[merkle.NodeId]], Mapping[merkle.NodeId, bytes]]
 
 
+class Tree(Protocol):
+    """What verify_entries builds the tree head with: a streaming tree over leaf hashes."""
+
+    @property
+    def size(self) -> int:
+        """Leaves appended so far."""
+        ...
+
+    def append(self, leaf_hash: bytes) -> None:
+        """Append the next leaf hash."""
+        ...
+
+    def root(self) -> bytes:
+        """The tree head over the leaves appended so far."""
+        ...
+
+
 class StoredTree:
-    """Recomputes every complete interior node from the leaves and compares the stored one."""
+    """A streaming tree that also checks every complete interior node the database stores.
+
+    It stands in for :class:`merkle.TreeBuilder` in :func:`verify_entries`, so the leaves are
+    hashed up once: the same pass yields the tree head and the nodes proofs are served from.
+    """
 
     def __init__(self, fetch: NodeFetch, batch: int = 4096) -> None:
         self._fetch, self._batch, self._size = fetch, batch, 0
         self._frontier: list[bytes] = []
         self._leaves: list[bytes] = []
 
-    def add(self, leaf: bytes) -> None:
+    @property
+    def size(self) -> int:
+        """Leaves taken so far."""
+        return self._size + len(self._leaves)
+
+    def append(self, leaf_hash: bytes) -> None:
         """Take the next leaf; check a batch of interior nodes once it is full."""
-        self._leaves.append(leaf)
+        self._leaves.append(leaf_hash)
         if len(self._leaves) >= self._batch:
             self.flush()
 
+    def root(self) -> bytes:
+        """The tree head over the leaves taken so far (their nodes checked first)."""
+        self.flush()
+        return merkle.root_from_frontier(self._frontier)
+
     def flush(self) -> None:
         """Check the interior nodes that the leaves taken so far complete."""
+        if not self._leaves:
+            return
         written, self._frontier = merkle.append_leaves(self._size, self._frontier, self._leaves)
         self._size += len(self._leaves)
         self._leaves = []
@@ -219,33 +257,32 @@ class StoredTree:
 
 
 def local_lines(
-    rows: Iterable[tuple[int, bytes, bytes | None]], purge_horizon: int,
-    tree: StoredTree | None = None,
-) -> Iterable[bytes]:  # fmt: skip
-    """Entries of a local database as export lines, cross-checked against the stored tree.
+    chunks: Iterable[Sequence[tuple[int, bytes, bytes | None]]], purge_horizon: int
+) -> Iterable[bytes]:
+    """Entries of a local database as export lines, each checked against the tree's leaf.
 
-    ``rows`` are (seq, the tree's leaf hash, the stored entry or None) in seq order; with
-    ``tree``, every stored interior node (what proofs are served from) is checked too.
+    ``chunks`` hold (seq, the tree's leaf hash, the stored entry or None) in seq order.
     """
     expected = 0
-    for seq, leaf, entry in rows:
-        if seq != expected:
-            raise VerifyError(f"missing: the tree has no leaf {expected} (next is {seq})", expected)
-        expected += 1
-        if tree is not None:
-            tree.add(leaf)
-        if entry is None:
-            if seq >= purge_horizon:
-                raise VerifyError("missing: the entry was deleted but was never purged", seq)
-            yield orjson.dumps({"seq": seq, "erased": True, "leaf_hash": leaf.hex()})
-            continue
-        recorded = entry[-66:-2]
-        if recorded != leaf.hex().encode():
-            raise VerifyError(
-                f"the entry's leaf_hash {recorded.decode(errors='replace')} differs from the "
-                f"tree's leaf {leaf.hex()}",
-                seq,
-            )
-        yield entry
-    if tree is not None:
-        tree.flush()
+    for rows in chunks:
+        for seq, leaf, entry in rows:
+            if seq != expected:
+                raise VerifyError(
+                    f"missing: the tree has no leaf {expected} (next is {seq})", expected
+                )
+            expected += 1
+            if entry is None:
+                if seq >= purge_horizon:
+                    raise VerifyError("missing: the entry was deleted but was never purged", seq)
+                yield orjson.dumps({"seq": seq, "erased": True, "leaf_hash": bytes(leaf).hex()})
+                continue
+            # The stored leaf must be the one the entry records (and, in verify_entries, the
+            # hash of its content): a row rewritten with a matching leaf_hash breaks the root.
+            if entry[-66:-2] != bytes(leaf).hex().encode():
+                recorded = bytes(entry[-66:-2]).decode(errors="replace")
+                raise VerifyError(
+                    f"the entry's leaf_hash {recorded} differs from the tree's leaf "
+                    f"{bytes(leaf).hex()}",
+                    seq,
+                )
+            yield bytes(entry)

@@ -3,6 +3,7 @@ with the full recomputation, and every failure must name its seq."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 from trailkeep import merkle
 from trailkeep.model import Actor, EventWrite, Origin, prepare, with_leaf_hash
 from trailkeep.notes import Checkpoint
-from trailkeep.verify import VerifyError, _fast_leaf, verify_entries
+from trailkeep.verify import StoredTree, VerifyError, _fast_leaf, verify_entries
 
 APP = "app_verifytest"
 ACTOR = Actor(type="user", id="u1", name="Ada", role="admin")
@@ -98,3 +99,56 @@ def test_the_fast_path_takes_exactly_the_servers_own_bytes(metas: list[dict[str,
         assert _fast_leaf(seq + 1, line, APP) is None  # another position: the slow path says so
         assert _fast_leaf(seq, line, "app_other") is None
         assert _fast_leaf(seq, reserialized(line), APP) is None
+
+
+# --- The stored tree: one pass gives the head and checks every stored interior node ---------
+
+
+def _stored(leaves: list[bytes]) -> dict[merkle.NodeId, bytes]:
+    written, _ = merkle.append_leaves(0, [], leaves)
+    return dict(written)
+
+
+@given(count=st.integers(0, 300), batch=st.integers(1, 70), at=st.integers(0, 300))
+def test_stored_tree_gives_the_same_heads_as_the_tree_builder(
+    count: int, batch: int, at: int
+) -> None:
+    leaves = [merkle.hash_leaf(b"%d" % i) for i in range(count)]
+    nodes = _stored(leaves)
+    fetched: list[merkle.NodeId] = []
+
+    def fetch(ids: Sequence[merkle.NodeId]) -> dict[merkle.NodeId, bytes]:
+        fetched.extend(ids)
+        return {node: nodes[node] for node in ids}
+
+    stored, built = StoredTree(fetch, batch=batch), merkle.TreeBuilder()
+    for i, leaf in enumerate(leaves):
+        stored.append(leaf)
+        built.append(leaf)
+        if i == at:  # a head mid-way (a checkpoint older than the log) flushes early
+            assert stored.root() == built.root()
+    assert stored.size == built.size == count
+    assert stored.root() == built.root() == merkle.root_of(leaves)
+    # Every complete interior node was checked, each once.
+    assert sorted(fetched) == sorted(node for node in nodes if node[0])
+
+
+@given(count=st.integers(2, 200), data=st.data())
+def test_stored_tree_names_the_first_entry_under_a_forged_node(
+    count: int, data: st.DataObject
+) -> None:
+    leaves = [merkle.hash_leaf(b"%d" % i) for i in range(count)]
+    nodes = _stored(leaves)
+    level, index = data.draw(st.sampled_from(sorted(node for node in nodes if node[0])))
+    nodes[(level, index)] = bytes(32)
+    tree = StoredTree(lambda ids: {node: nodes[node] for node in ids}, batch=16)
+
+    def head() -> bytes:
+        for leaf in leaves:
+            tree.append(leaf)
+        return tree.root()
+
+    with pytest.raises(VerifyError) as failure:
+        head()
+    assert failure.value.seq == index << level
+    assert f"level {level}, index {index}" in str(failure.value)

@@ -173,7 +173,7 @@ def read_nodes(c: Connection, app_id: str, ids: Sequence[NodeId]) -> dict[NodeId
     # The text's shape changes with every tree size, so it goes to the driver as is: through
     # SQLAlchemy each shape was compiled and kept in the engine's statement cache, ~100 KB a
     # shape, which grew the server by megabytes a minute under load until the cache filled.
-    mark = _placeholder(c)
+    mark = placeholder(c)
     params: dict[str, Any] = {"app": app_id}
     branches = []
     for n, (level, indexes) in enumerate(sorted(by_level.items())):
@@ -192,12 +192,26 @@ def read_nodes(c: Connection, app_id: str, ids: Sequence[NodeId]) -> dict[NodeId
             f"SELECT level, idx, hash FROM tree_nodes WHERE app_id = {mark('app')} "
             f"AND level = {mark(f'l{n}')} AND {where}"
         )
-    rows = c.exec_driver_sql(" UNION ALL ".join(branches), params)
+    rows = driver_rows(c, " UNION ALL ".join(branches), params)
     return {(row[0], row[1]): bytes(row[2]) for row in rows}
 
 
-def _placeholder(c: Connection) -> Callable[[str], str]:
-    # Named parameters in the driver's own syntax: sqlite3 takes :name, psycopg %(name)s.
+def driver_rows(c: Connection, sql: str, params: dict[str, Any]) -> list[Any]:
+    """Rows of ``sql`` (in the driver's parameter syntax) as the driver's own tuples.
+
+    For the hot bulk reads (tree nodes, verification) SQLAlchemy's Row objects and result
+    processing cost more than the query; both drivers already hand back ints and bytes.
+    """
+    cursor = c.connection.cursor()
+    try:
+        cursor.execute(sql, params)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
+
+
+def placeholder(c: Connection) -> Callable[[str], str]:
+    """Name a parameter in the driver's own syntax: sqlite3 ``:name``, psycopg ``%(name)s``."""
     if c.dialect.name == "postgresql":
         return lambda name: f"%({name})s"
     return lambda name: f":{name}"
