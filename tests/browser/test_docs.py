@@ -95,7 +95,7 @@ def run_page(browser: Browser, url: str) -> None:
         for index in range(buttons.count()):
             with page.expect_console_message(recorded, timeout=30_000) as message:
                 buttons.nth(index).click()
-            assert re.fullmatch(r"recorded evt_[0-9a-f]{32} as entry \d+", message.value.text)
+            assert re.fullmatch(r"recorded evt_[0-9a-f]{44} as entry \d+", message.value.text)
     finally:
         context.close()
     assert errors == [], url
