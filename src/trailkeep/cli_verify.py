@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
-from functools import partial
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -20,15 +20,13 @@ from trailkeep.settings import Settings
 from trailkeep.store import Store
 from trailkeep.verify import (
     Report,
-    StoredTree,
-    Tree,
     VerifyError,
     app_of,
-    local_lines,
     open_signed,
     verify_consistency,
     verify_entries,
 )
+from trailkeep.verify_local import SPAN_BITS, verify_app
 
 FileOpt = Path | None
 _FILE = {"exists": True, "dir_okay": False, "readable": True}
@@ -95,6 +93,13 @@ def verify(
     app_id: Annotated[
         str | None, typer.Option("--app", help="Verify this app in the local database instead.")
     ] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option("--jobs", min=1, help="Processes for --app (default: one per core)."),
+    ] = None,
+    span_bits: Annotated[int, typer.Option("--span-bits", min=1, max=40, hidden=True)] = (
+        SPAN_BITS
+    ),
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
 ) -> None:
@@ -113,7 +118,8 @@ def verify(
         except NoteError as exc:
             raise CliError(f"--key: {exc}") from None
     try:
-        report = _run(store, app_id, entries, checkpoint, verifier)
+        url = settings.resolved_database_url
+        report = _run(store, url, app_id, entries, checkpoint, verifier, jobs, span_bits)
         if old_checkpoint is not None:
             assert report.checkpoint is not None
             old = open_signed(_read(old_checkpoint), verifier, "--old-checkpoint")
@@ -139,13 +145,10 @@ def verify(
 
 
 def _run(
-    store: Store | None, app_id: str | None, entries: Path | None, checkpoint: Path | None,
-    verifier: NoteVerifier,
+    store: Store | None, url: str, app_id: str | None, entries: Path | None,
+    checkpoint: Path | None, verifier: NoteVerifier, jobs: int | None, span_bits: int,
 ) -> Report:  # fmt: skip
     if store is not None and app_id is not None:
-        app = store.get_app(app_id)
-        if app is None:
-            raise CliError(f"no app {app_id!r} in this database")
         if checkpoint is not None:
             signed = open_signed(_read(checkpoint), verifier, "--checkpoint")
         else:
@@ -153,23 +156,28 @@ def _run(
             if record is None:
                 raise CliError(f"no checkpoint of {app_id} is stored yet: start the server")
             signed = open_signed(record.note, verifier, "the latest stored checkpoint")
-        tree: Tree | None = StoredTree(partial(store.nodes, app_id))
-        lines = local_lines(store.leaves_with_entries(app_id), app.purge_horizon)
+        if store.get_app(app_id) is None:
+            raise CliError(f"no app {app_id!r} in this database")
         total = store.log_size(app_id)
-    else:
-        assert entries is not None
-        assert checkpoint is not None
-        signed = open_signed(_read(checkpoint), verifier, "--checkpoint")
-        app_id, lines, total = app_of(signed), _lines(entries), signed.size
-        tree = None
+        with _progress(total) as advance:
+            return verify_app(
+                store, url, app_id, signed, jobs=jobs, bits=span_bits, progress=advance
+            )
+    assert entries is not None
+    assert checkpoint is not None
+    signed = open_signed(_read(checkpoint), verifier, "--checkpoint")
+    with _progress(signed.size) as advance:
+        return verify_entries(_lines(entries), signed, app_id=app_of(signed), progress=advance)
+
+
+@contextmanager
+def _progress(total: int) -> Iterator[Callable[[int], None]]:
     with Progress(
         TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
         console=err, transient=True, disable=total < 50_000,
     ) as bar:  # fmt: skip
         task = bar.add_task("entries", total=total)
-        return verify_entries(
-            lines, signed, app_id=app_id, progress=lambda n: bar.advance(task, n), tree=tree
-        )
+        yield lambda n: bar.advance(task, n)
 
 
 def _print_report(report: Report) -> None:

@@ -12,7 +12,7 @@ import binascii
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
@@ -25,7 +25,7 @@ class VerifyError(Exception):
 
     def __init__(self, message: str, seq: int | None = None) -> None:
         super().__init__(message if seq is None else f"seq {seq}: {message}")
-        self.seq = seq
+        self.detail, self.seq = message, seq
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +70,7 @@ def _fast_leaf(seq: int, line: bytes, app_id: str | None) -> bytes | None:
     return leaf
 
 
-def _leaf_of(seq: int, line: bytes | str, app_id: str | None) -> tuple[bytes, bool]:
+def leaf_of(seq: int, line: bytes | str, app_id: str | None) -> tuple[bytes, bool]:
     """The leaf hash an exported line commits to, recomputed; (hash, was it an erased stub)."""
     raw = line.encode() if isinstance(line, str) else line
     fast = _fast_leaf(seq, raw.rstrip(b"\r\n"), app_id)
@@ -119,14 +119,9 @@ def verify_entries(
     *,
     app_id: str | None = None,
     progress: Callable[[int], None] | None = None,
-    tree: Tree | None = None,
 ) -> Report:
-    """Check exported entries (one JSON per line, seq order) and their root at the checkpoint.
-
-    ``tree`` builds the head (a fresh :class:`merkle.TreeBuilder` unless given, e.g. a
-    :class:`StoredTree` that also checks the database's interior nodes on the way).
-    """
-    tree = merkle.TreeBuilder() if tree is None else tree
+    """Check exported entries (one JSON per line, seq order) and their root at the checkpoint."""
+    tree = merkle.TreeBuilder()
     erased = 0
     root_at_checkpoint: bytes | None = (
         merkle.EMPTY_ROOT if checkpoint and not checkpoint.size else None
@@ -134,7 +129,7 @@ def verify_entries(
     for seq, line in enumerate(lines):
         if not line.strip():
             raise VerifyError("blank line in the export", seq)
-        leaf, stub = _leaf_of(seq, line, app_id)
+        leaf, stub = leaf_of(seq, line, app_id)
         erased += stub
         tree.append(leaf)
         if checkpoint is not None and tree.size == checkpoint.size:
@@ -192,32 +187,20 @@ def verify_consistency(old: Checkpoint, new: Checkpoint, proof: list[bytes]) -> 
 NodeFetch = Callable[[Sequence[merkle.NodeId]], Mapping[merkle.NodeId, bytes]]
 
 
-class Tree(Protocol):
-    """What verify_entries builds the tree head with: a streaming tree over leaf hashes."""
-
-    @property
-    def size(self) -> int:
-        """Leaves appended so far."""
-        ...
-
-    def append(self, leaf_hash: bytes) -> None:
-        """Append the next leaf hash."""
-        ...
-
-    def root(self) -> bytes:
-        """The tree head over the leaves appended so far."""
-        ...
-
-
 class StoredTree:
     """A streaming tree that also checks every complete interior node the database stores.
 
-    It stands in for :class:`merkle.TreeBuilder` in :func:`verify_entries`, so the leaves are
-    hashed up once: the same pass yields the tree head and the nodes proofs are served from.
+    The leaves are hashed up once: the same pass yields the head and checks the stored nodes
+    that proofs are served from.
     """
 
-    def __init__(self, fetch: NodeFetch, batch: int = 4096) -> None:
-        self._fetch, self._batch, self._size = fetch, batch, 0
+    def __init__(self, fetch: NodeFetch, batch: int = 4096, offset: int = 0) -> None:
+        """Check nodes through ``fetch``; the first leaf is leaf ``offset`` of the log.
+
+        A nonzero ``offset`` must be a multiple of a power of two at least as large as the
+        number of leaves taken, so that every node completed here lies inside them.
+        """
+        self._fetch, self._batch, self._size, self._offset = fetch, batch, 0, offset
         self._frontier: list[bytes] = []
         self._leaves: list[bytes] = []
 
@@ -244,7 +227,8 @@ class StoredTree:
         written, self._frontier = merkle.append_leaves(self._size, self._frontier, self._leaves)
         self._size += len(self._leaves)
         self._leaves = []
-        interior = {node: h for node, h in written if node[0]}
+        offset = self._offset
+        interior = {(lv, i + (offset >> lv)): h for (lv, i), h in written if lv}
         stored = self._fetch(list(interior))
         bad = [(i << lv, lv, i) for (lv, i), h in interior.items() if stored.get((lv, i)) != h]
         if bad:
@@ -257,13 +241,14 @@ class StoredTree:
 
 
 def local_lines(
-    chunks: Iterable[Sequence[tuple[int, bytes, bytes | None]]], purge_horizon: int
+    chunks: Iterable[Sequence[tuple[int, bytes, bytes | None]]], purge_horizon: int, first: int = 0
 ) -> Iterable[bytes]:
     """Entries of a local database as export lines, each checked against the tree's leaf.
 
-    ``chunks`` hold (seq, the tree's leaf hash, the stored entry or None) in seq order.
+    ``chunks`` hold (seq, the tree's leaf hash, the stored entry or None) in seq order, from
+    seq ``first`` on.
     """
-    expected = 0
+    expected = first
     for rows in chunks:
         for seq, leaf, entry in rows:
             if seq != expected:

@@ -117,6 +117,9 @@ def test_thirty_clients_on_three_nodes_make_one_gapless_verifiable_log(nodes: li
     assert times == sorted(times)  # entry time never goes back along seq, across nodes too
     verified = nodes[1].cli("verify", "--app", tenant.app_id)
     assert f"OK: {TOTAL} entries" in verified.stdout, verified.stdout
+    # The same on two worker processes, each with its own PostgreSQL connections.
+    spans = nodes[1].cli("verify", "--app", tenant.app_id, "--jobs", "2", "--span-bits", "4")
+    assert f"OK: {TOTAL} entries" in spans.stdout, spans.stdout
 
 
 def test_the_rate_limit_is_the_sum_over_nodes(nodes: list[Server]) -> None:

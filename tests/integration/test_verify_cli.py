@@ -46,7 +46,7 @@ class Saved:
     lines: list[bytes]
     new: str
     root: bytes
-    first_run: subprocess.CompletedProcess[str]
+    first_runs: dict[tuple[str, ...], subprocess.CompletedProcess[str]]
 
     def file(self, name: str, content: str | bytes) -> Path:
         """Write a file next to the saved ones."""
@@ -58,9 +58,10 @@ class Saved:
         """Write NDJSON lines."""
         return self.file(name, b"".join(line + b"\n" for line in lines))
 
-    def verify_app(self) -> subprocess.CompletedProcess[str]:
+    def verify_app(self, *args: str) -> subprocess.CompletedProcess[str]:
         """`trailkeep verify --app` with TRAILKEEP_DATA_DIR pointing at the server's data."""
-        return verify("--app", self.app_id, env={"TRAILKEEP_DATA_DIR": str(self.server.data_dir)})
+        env = {"TRAILKEEP_DATA_DIR": str(self.server.data_dir)}
+        return verify("--app", self.app_id, *args, env=env)
 
 
 def fetch_files(server: Server, folder: Path) -> tuple[str, str, list[bytes], bytes]:
@@ -100,12 +101,18 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> Saved:
     srv = Server(home / "data").start()
     try:
         app_id, _, lines, root = fetch_files(srv, home)
-        first = verify("--app", app_id, env={"TRAILKEEP_DATA_DIR": str(srv.data_dir)})
+        env = {"TRAILKEEP_DATA_DIR": str(srv.data_dir)}
+        first = {spans: verify("--app", app_id, *spans, env=env) for spans in SPANS}
     finally:
         srv.stop()
     new = (home / "cp.txt").read_text()
     key = (home / "key.txt").read_text().strip()
     return Saved(srv, app_id, key, home, lines, new, root, first)
+
+
+# One span checked in this process, or spans of 8 leaves on two worker processes: the 45
+# entries then cross six spans, and the nodes above level 3 are checked from the spans' heads.
+SPANS: list[tuple[str, ...]] = [(), ("--jobs", "2", "--span-bits", "3")]
 
 
 def verify(
@@ -277,11 +284,18 @@ def restored(saved: Saved) -> Iterator[None]:
         assert _snapshot(saved) == (events, nodes)
 
 
-def test_local_verify_passes_while_serving(saved: Saved) -> None:
-    passed(saved.first_run, NEW, saved.root)
+@pytest.fixture(params=SPANS, ids=["one-span", "spans"])
+def spans(request: pytest.FixtureRequest) -> tuple[str, ...]:
+    """Extra `verify --app` options: how the log is split."""
+    args: tuple[str, ...] = request.param
+    return args
 
 
-def test_local_verify_names_an_edited_entry(saved: Saved) -> None:
+def test_local_verify_passes_while_serving(saved: Saved, spans: tuple[str, ...]) -> None:
+    passed(saved.first_runs[spans], NEW, saved.root)
+
+
+def test_local_verify_names_an_edited_entry(saved: Saved, spans: tuple[str, ...]) -> None:
     with restored(saved):
         with database(saved) as db:
             (entry,) = db.execute(
@@ -292,20 +306,20 @@ def test_local_verify_names_an_edited_entry(saved: Saved) -> None:
                 "UPDATE events SET entry = ? WHERE app_id = ? AND seq = 23",
                 (entry.replace(b'"n":23', b'"n":32'), saved.app_id),
             )
-        failed(saved.verify_app(), r"\bseq 23\b", "leaf_hash")
+        failed(saved.verify_app(*spans), r"\bseq 23\b", "leaf_hash")
 
 
-def test_local_verify_names_a_deleted_entry(saved: Saved) -> None:
+def test_local_verify_names_a_deleted_entry(saved: Saved, spans: tuple[str, ...]) -> None:
     with restored(saved):
         with database(saved) as db:
             gone = db.execute(
                 "DELETE FROM events WHERE app_id = ? AND seq = 12", (saved.app_id,)
             ).rowcount
             assert gone == 1
-        failed(saved.verify_app(), r"\bseq 12\b", "missing")
+        failed(saved.verify_app(*spans), r"\bseq 12\b", "missing")
 
 
-def test_local_verify_names_a_tampered_tree_leaf(saved: Saved) -> None:
+def test_local_verify_names_a_tampered_tree_leaf(saved: Saved, spans: tuple[str, ...]) -> None:
     with restored(saved):
         with database(saved) as db:
             changed = db.execute(
@@ -313,10 +327,10 @@ def test_local_verify_names_a_tampered_tree_leaf(saved: Saved) -> None:
                 (hashlib.sha256(b"forged").digest(), saved.app_id),
             ).rowcount
             assert changed == 1
-        failed(saved.verify_app(), r"\bseq 7\b")
+        failed(saved.verify_app(*spans), r"\bseq 7\b")
 
 
-def test_local_verify_names_a_dropped_tree_leaf(saved: Saved) -> None:
+def test_local_verify_names_a_dropped_tree_leaf(saved: Saved, spans: tuple[str, ...]) -> None:
     with restored(saved):
         with database(saved) as db:
             gone = db.execute(
@@ -324,15 +338,20 @@ def test_local_verify_names_a_dropped_tree_leaf(saved: Saved) -> None:
                 (saved.app_id,),
             ).rowcount
             assert gone == 1
-        failed(saved.verify_app(), r"\b30\b", "missing")
+        failed(saved.verify_app(*spans), r"\b30\b", "missing")
 
 
-def test_local_verify_detects_a_tampered_interior_node(saved: Saved) -> None:
+@pytest.mark.parametrize(
+    ("level", "index", "first"), [(2, 3, 12), (4, 1, 16)], ids=["inside-a-span", "above-spans"]
+)
+def test_local_verify_detects_a_tampered_interior_node(
+    saved: Saved, spans: tuple[str, ...], level: int, index: int, first: int
+) -> None:
     with restored(saved):
         with database(saved) as db:
             changed = db.execute(
-                "UPDATE tree_nodes SET hash = ? WHERE app_id = ? AND level = 2 AND idx = 3",
-                (hashlib.sha256(b"forged").digest(), saved.app_id),
+                "UPDATE tree_nodes SET hash = ? WHERE app_id = ? AND level = ? AND idx = ?",
+                (hashlib.sha256(b"forged").digest(), saved.app_id, level, index),
             ).rowcount
             assert changed == 1
-        failed(saved.verify_app(), r"\bseq 12\b")
+        failed(saved.verify_app(*spans), rf"\bseq {first}\b", f"level {level}, index {index}")

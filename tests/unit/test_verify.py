@@ -15,6 +15,7 @@ from trailkeep import merkle
 from trailkeep.model import Actor, EventWrite, Origin, prepare, with_leaf_hash
 from trailkeep.notes import Checkpoint
 from trailkeep.verify import StoredTree, VerifyError, _fast_leaf, verify_entries
+from trailkeep.verify_local import spans
 
 APP = "app_verifytest"
 ACTOR = Actor(type="user", id="u1", name="Ada", role="admin")
@@ -152,3 +153,34 @@ def test_stored_tree_names_the_first_entry_under_a_forged_node(
         head()
     assert failure.value.seq == index << level
     assert f"level {level}, index {index}" in str(failure.value)
+
+
+@given(size=st.integers(0, 2_000), bits=st.integers(1, 8))
+def test_spans_are_aligned_and_cover_the_log_once(size: int, bits: int) -> None:
+    parts = spans(size, bits)
+    assert [i for start, end in parts for i in range(start, end)] == list(range(size))
+    assert all(start % (1 << bits) == 0 and end - start <= 1 << bits for start, end in parts)
+
+
+@given(count=st.integers(1, 130), bits=st.integers(1, 5))
+def test_a_span_checks_the_stored_nodes_at_their_place_in_the_whole_tree(
+    count: int, bits: int
+) -> None:
+    leaves = [merkle.hash_leaf(b"%d" % i) for i in range(count)]
+    nodes = _stored(leaves)
+    checked: list[merkle.NodeId] = []
+
+    def fetch(ids: Sequence[merkle.NodeId]) -> dict[merkle.NodeId, bytes]:
+        checked.extend(ids)
+        return {node: nodes[node] for node in ids}
+
+    heads = []
+    for start, end in spans(count, bits):
+        tree = StoredTree(fetch, batch=3, offset=start)
+        for leaf in leaves[start:end]:
+            tree.append(leaf)
+        heads.append(tree.root())
+        if end - start == 1 << bits:  # a full span's head is the stored node over it
+            assert heads[-1] == nodes[(bits, start >> bits)]
+    # Together the spans checked every stored interior node up to their own level, once.
+    assert sorted(checked) == sorted(n for n in nodes if 0 < n[0] <= bits)

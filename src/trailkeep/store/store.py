@@ -228,9 +228,9 @@ class Store:
                 yield row.idx, bytes(row.hash)
 
     def leaves_with_entries(
-        self, app_id: str, chunk: int = 20_000
+        self, app_id: str, *, start: int = 0, end: int | None = None, chunk: int = 20_000
     ) -> Iterator[list[tuple[int, bytes, bytes | None]]]:
-        """Stream (seq, tree leaf hash, stored entry or None) for every leaf, in seq order.
+        """Stream (seq, tree leaf hash, stored entry or None) for leaves [start, end), in order.
 
         Chunks come as lists: verification reads every row of a log, and per-row generator
         and Row overhead was a fifth of its time. Each chunk is its own short read, so a long
@@ -242,12 +242,13 @@ class Store:
             "SELECT n.idx, n.hash, e.entry FROM tree_nodes n LEFT JOIN events e"
             " ON e.app_id = n.app_id AND e.seq = n.idx"
             f" WHERE n.app_id = {mark('app')} AND n.level = 0 AND n.idx > {mark('after')}"
-            f" ORDER BY n.idx LIMIT {mark('chunk')}"
+            f" AND n.idx < {mark('end')} ORDER BY n.idx LIMIT {mark('chunk')}"
         )
-        after = -1
+        after, end = start - 1, 2**63 - 1 if end is None else end
         while True:
+            params = {"app": app_id, "after": after, "end": end, "chunk": chunk}
             with self.reader_engine.connect() as c:
-                rows = driver_rows(c, sql, {"app": app_id, "after": after, "chunk": chunk})
+                rows = driver_rows(c, sql, params)
             if not rows:
                 return
             yield rows
