@@ -53,13 +53,19 @@ def run(run: Run, sizes: Sizes) -> None:
     count = int(data.meta["count"])
     entries, checkpoint, key = fixtures.export_files(data, app)
     startup, _ = _timed("verify", "--help")
-    offline, said = _timed("verify", "--entries", str(entries), "--checkpoint", str(checkpoint),
-                           "--key", str(key))  # fmt: skip
-    if f"OK: {count} entries" not in said:
-        raise RuntimeError(f"verify did not report {count} entries: {said}")
-    local, said = _timed("verify", "--app", app["app_id"], "--data-dir", str(data.path))
-    if "OK:" not in said:
-        raise RuntimeError(f"verify --app did not pass: {said}")
+    # Best of two: the first run of each may read the 500 MB export or the 2.5 GB database from
+    # disk, after the suites before it pushed them out of the page cache (~50% slower).
+    offline, local = float("inf"), float("inf")
+    for _ in range(2):
+        took, said = _timed("verify", "--entries", str(entries), "--checkpoint", str(checkpoint),
+                            "--key", str(key))  # fmt: skip
+        if f"OK: {count} entries" not in said:
+            raise RuntimeError(f"verify did not report {count} entries: {said}")
+        offline = min(offline, took)
+        took, said = _timed("verify", "--app", app["app_id"], "--data-dir", str(data.path))
+        if "OK:" not in said:
+            raise RuntimeError(f"verify --app did not pass: {said}")
+        local = min(local, took)
     floor = floor_rate(entries)
     floor_name = "read + parse + SHA-256 per line, in-process (no JCS, no tree)"
     note = f"{count:,} entries; wall time {{:.1f}} s, of which ~{startup:.1f} s starting Python"
