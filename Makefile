@@ -8,12 +8,12 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
+# Bytecode is written at install: with PYTHONDONTWRITEBYTECODE set (as on these machines)
+# every process would otherwise compile FastAPI, SQLAlchemy and pydantic from source,
+# about a second per CLI call and per server the tests start.
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.13.8
-	# Bytecode is written at install: with PYTHONDONTWRITEBYTECODE set (as on these machines)
-	# every process would otherwise compile FastAPI, SQLAlchemy and pydantic from source,
-	# about a second per CLI call and per server the tests start.
 	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -r requirements.lock
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	$(BIN)/python -m compileall -q src
