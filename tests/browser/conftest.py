@@ -36,8 +36,9 @@ def browser() -> Iterator[Browser]:
     Package scope on purpose: Playwright's sync API keeps an event loop running in the main
     thread while it is open, and later tests that call ``asyncio.run`` would find it there.
     """
+    # A missing browser fails the run rather than skipping it: a skipped test proves nothing.
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: install Debian's `chromium` (CI and `make test` do)")
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's `chromium` (CI and `make test` do)")
     args = ["--no-sandbox"] if os.geteuid() == 0 else []
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=args)
