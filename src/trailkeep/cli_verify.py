@@ -149,6 +149,9 @@ def _run(
     checkpoint: Path | None, verifier: NoteVerifier, jobs: int | None, span_bits: int,
 ) -> Report:  # fmt: skip
     if store is not None and app_id is not None:
+        app = store.get_app(app_id)
+        if app is None:
+            raise CliError(f"no app {app_id!r} in this database")
         if checkpoint is not None:
             signed = open_signed(_read(checkpoint), verifier, "--checkpoint")
         else:
@@ -156,12 +159,10 @@ def _run(
             if record is None:
                 raise CliError(f"no checkpoint of {app_id} is stored yet: start the server")
             signed = open_signed(record.note, verifier, "the latest stored checkpoint")
-        if store.get_app(app_id) is None:
-            raise CliError(f"no app {app_id!r} in this database")
-        total = store.log_size(app_id)
-        with _progress(total) as advance:
+        size = store.log_size(app_id)
+        with _progress(size) as advance:
             return verify_app(
-                store, url, app_id, signed, jobs=jobs, bits=span_bits, progress=advance
+                store, url, app, signed, size, jobs=jobs, bits=span_bits, progress=advance
             )
     assert entries is not None
     assert checkpoint is not None

@@ -147,11 +147,7 @@ def verify_entries(
             tree.size,
         )
     assert root_at_checkpoint is not None
-    if root_at_checkpoint != checkpoint.root:
-        raise VerifyError(
-            f"the root of entries 0..{checkpoint.size - 1} is {root_at_checkpoint.hex()}, but the "
-            f"signed checkpoint says {checkpoint.root.hex()}: the log was rewritten"
-        )
+    check_head(root_at_checkpoint, checkpoint)
     return Report(checkpoint.size, checkpoint.root, erased, checkpoint, tree.size - checkpoint.size)
 
 
@@ -228,16 +224,29 @@ class StoredTree:
         self._size += len(self._leaves)
         self._leaves = []
         offset = self._offset
-        interior = {(lv, i + (offset >> lv)): h for (lv, i), h in written if lv}
-        stored = self._fetch(list(interior))
-        bad = [(i << lv, lv, i) for (lv, i), h in interior.items() if stored.get((lv, i)) != h]
-        if bad:
-            first, level, index = min(bad)
-            raise VerifyError(
-                f"the stored tree node at level {level}, index {index} (over entries "
-                f"{first}..{first + (1 << level) - 1}) differs from the hash of its leaves",
-                first,
-            )
+        check_stored(self._fetch, {(lv, i + (offset >> lv)): h for (lv, i), h in written if lv})
+
+
+def check_stored(fetch: NodeFetch, computed: Mapping[merkle.NodeId, bytes]) -> None:
+    """Compare recomputed interior nodes with the stored ones; name the earliest that differs."""
+    stored = fetch(list(computed))
+    bad = [(i << lv, lv, i) for (lv, i), h in computed.items() if stored.get((lv, i)) != h]
+    if bad:
+        first, level, index = min(bad)
+        raise VerifyError(
+            f"the stored tree node at level {level}, index {index} (over entries "
+            f"{first}..{first + (1 << level) - 1}) differs from the hash of its leaves",
+            first,
+        )
+
+
+def check_head(root: bytes, checkpoint: Checkpoint) -> None:
+    """The recomputed head must be the one the signed checkpoint commits to."""
+    if root != checkpoint.root:
+        raise VerifyError(
+            f"the root of entries 0..{checkpoint.size - 1} is {root.hex()}, but the signed "
+            f"checkpoint says {checkpoint.root.hex()}: the log was rewritten"
+        )
 
 
 def local_lines(

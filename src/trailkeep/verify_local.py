@@ -12,14 +12,24 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 from trailkeep import merkle
 from trailkeep.notes import Checkpoint
 from trailkeep.store import Store
-from trailkeep.verify import Report, StoredTree, VerifyError, leaf_of, local_lines
+from trailkeep.store.records import AppRecord
+from trailkeep.verify import (
+    Report,
+    StoredTree,
+    VerifyError,
+    check_head,
+    check_stored,
+    leaf_of,
+    local_lines,
+)
 
 #: Leaves per span: large enough that a span's process start is a small part of its work.
 SPAN_BITS = 17
@@ -38,10 +48,9 @@ class SpanResult:
 
 def check_span(store: Store, app_id: str, start: int, end: int, purge_horizon: int) -> SpanResult:
     """Check leaves [start, end) of an app: entries, leaf hashes and every stored node inside."""
-    tree = StoredTree(lambda ids: store.nodes(app_id, ids), offset=start)
+    tree = StoredTree(partial(store.nodes, app_id), offset=start)
     erased = 0
     try:
-        seq = start
         rows = store.leaves_with_entries(app_id, start=start, end=end)
         for seq, line in enumerate(local_lines(rows, purge_horizon, first=start), start):
             leaf, stub = leaf_of(seq, line, app_id)
@@ -77,18 +86,15 @@ def spans(size: int, bits: int = SPAN_BITS) -> list[tuple[int, int]]:
 def verify_app(
     store: Store,
     url: str,
-    app_id: str,
+    app: AppRecord,
     checkpoint: Checkpoint,
+    size: int,
     *,
     jobs: int | None = None,
     bits: int = SPAN_BITS,
     progress: Callable[[int], None] | None = None,
 ) -> Report:
-    """Verify an app's stored log against a signed checkpoint, on ``jobs`` processes."""
-    app = store.get_app(app_id)
-    if app is None:
-        raise VerifyError(f"no app {app_id!r} in this database")
-    size = store.log_size(app_id)
+    """Verify an app's first ``size`` stored entries against a signed checkpoint."""
     if size < checkpoint.size:
         raise VerifyError(
             f"the database holds {size} entries, but the checkpoint covers {checkpoint.size}: "
@@ -97,19 +103,19 @@ def verify_app(
         )
     parts = spans(size, bits)
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(parts)))
-    results = _run_spans(store, url, app_id, app.purge_horizon, parts, jobs, progress)
+    results = _run_spans(store, url, app.id, app.purge_horizon, parts, jobs, progress)
     for result in results:  # spans in seq order: the first problem is the earliest
         if result.error is not None:
             raise VerifyError(*result.error)
-    _check_upper_nodes(store, app_id, [r.root for r in results if r.count == 1 << bits], bits)
+    # Above the spans: the nodes over whole spans, recomputed from the full spans' heads.
+    written, _ = merkle.append_leaves(0, [], [r.root for r in results if r.count == 1 << bits])
+    fetch = partial(store.nodes, app.id)
+    check_stored(fetch, {(lv + bits, i): h for (lv, i), h in written if lv})
+    # Every stored node is checked by now, so the head folds from them.
     ids = merkle.frontier(checkpoint.size)
-    stored = store.nodes(app_id, ids)
+    stored = fetch(ids)
     root = merkle.root_from_frontier([stored[node] for node in ids])
-    if root != checkpoint.root:
-        raise VerifyError(
-            f"the root of entries 0..{checkpoint.size - 1} is {root.hex()}, but the signed "
-            f"checkpoint says {checkpoint.root.hex()}: the log was rewritten"
-        )
+    check_head(root, checkpoint)
     erased = sum(r.erased for r in results)
     return Report(checkpoint.size, root, erased, checkpoint, size - checkpoint.size)
 
@@ -137,19 +143,3 @@ def _run_spans(
             pool.submit(_check_span_in_worker, url, app_id, s, e, purge_horizon) for s, e in parts
         ]
         return [done(future.result()) for future in futures]
-
-
-def _check_upper_nodes(store: Store, app_id: str, span_roots: Iterable[bytes], bits: int) -> None:
-    """Recompute the stored nodes above the spans from the full spans' heads."""
-    roots = list(span_roots)
-    written, _ = merkle.append_leaves(0, [], roots)
-    upper = {(level + bits, index): h for (level, index), h in written if level}
-    stored = store.nodes(app_id, list(upper))
-    bad = [(i << lv, lv, i) for (lv, i), h in upper.items() if stored.get((lv, i)) != h]
-    if bad:
-        first, level, index = min(bad)
-        raise VerifyError(
-            f"the stored tree node at level {level}, index {index} (over entries "
-            f"{first}..{first + (1 << level) - 1}) differs from the hash of its leaves",
-            first,
-        )

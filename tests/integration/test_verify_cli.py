@@ -291,6 +291,14 @@ def spans(request: pytest.FixtureRequest) -> tuple[str, ...]:
     return args
 
 
+def test_local_verify_of_an_unknown_app_says_so(saved: Saved) -> None:
+    env = {"TRAILKEEP_DATA_DIR": str(saved.server.data_dir)}
+    result = verify("--app", "app_nosuchapp", env=env)
+    assert result.returncode != 0
+    assert "no app 'app_nosuchapp' in this database" in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+
+
 def test_local_verify_passes_while_serving(saved: Saved, spans: tuple[str, ...]) -> None:
     passed(saved.first_runs[spans], NEW, saved.root)
 

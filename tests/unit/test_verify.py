@@ -3,7 +3,7 @@ with the full recomputation, and every failure must name its seq."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -105,24 +105,32 @@ def test_the_fast_path_takes_exactly_the_servers_own_bytes(metas: list[dict[str,
 # --- The stored tree: one pass gives the head and checks every stored interior node ---------
 
 
-def _stored(leaves: list[bytes]) -> dict[merkle.NodeId, bytes]:
+def _tree(count: int) -> tuple[list[bytes], dict[merkle.NodeId, bytes]]:
+    """``count`` leaf hashes and every node of their tree, as the database stores them."""
+    leaves = [merkle.hash_leaf(b"%d" % i) for i in range(count)]
     written, _ = merkle.append_leaves(0, [], leaves)
-    return dict(written)
+    return leaves, dict(written)
+
+
+def _recording(
+    nodes: dict[merkle.NodeId, bytes], asked: list[merkle.NodeId]
+) -> Callable[[Sequence[merkle.NodeId]], dict[merkle.NodeId, bytes]]:
+    """A node fetch from ``nodes`` that notes every node asked for in ``asked``."""
+
+    def fetch(ids: Sequence[merkle.NodeId]) -> dict[merkle.NodeId, bytes]:
+        asked.extend(ids)
+        return {node: nodes[node] for node in ids}
+
+    return fetch
 
 
 @given(count=st.integers(0, 300), batch=st.integers(1, 70), at=st.integers(0, 300))
 def test_stored_tree_gives_the_same_heads_as_the_tree_builder(
     count: int, batch: int, at: int
 ) -> None:
-    leaves = [merkle.hash_leaf(b"%d" % i) for i in range(count)]
-    nodes = _stored(leaves)
+    leaves, nodes = _tree(count)
     fetched: list[merkle.NodeId] = []
-
-    def fetch(ids: Sequence[merkle.NodeId]) -> dict[merkle.NodeId, bytes]:
-        fetched.extend(ids)
-        return {node: nodes[node] for node in ids}
-
-    stored, built = StoredTree(fetch, batch=batch), merkle.TreeBuilder()
+    stored, built = StoredTree(_recording(nodes, fetched), batch=batch), merkle.TreeBuilder()
     for i, leaf in enumerate(leaves):
         stored.append(leaf)
         built.append(leaf)
@@ -138,11 +146,10 @@ def test_stored_tree_gives_the_same_heads_as_the_tree_builder(
 def test_stored_tree_names_the_first_entry_under_a_forged_node(
     count: int, data: st.DataObject
 ) -> None:
-    leaves = [merkle.hash_leaf(b"%d" % i) for i in range(count)]
-    nodes = _stored(leaves)
+    leaves, nodes = _tree(count)
     level, index = data.draw(st.sampled_from(sorted(node for node in nodes if node[0])))
     nodes[(level, index)] = bytes(32)
-    tree = StoredTree(lambda ids: {node: nodes[node] for node in ids}, batch=16)
+    tree = StoredTree(_recording(nodes, []), batch=16)
 
     def head() -> bytes:
         for leaf in leaves:
@@ -166,14 +173,9 @@ def test_spans_are_aligned_and_cover_the_log_once(size: int, bits: int) -> None:
 def test_a_span_checks_the_stored_nodes_at_their_place_in_the_whole_tree(
     count: int, bits: int
 ) -> None:
-    leaves = [merkle.hash_leaf(b"%d" % i) for i in range(count)]
-    nodes = _stored(leaves)
+    leaves, nodes = _tree(count)
     checked: list[merkle.NodeId] = []
-
-    def fetch(ids: Sequence[merkle.NodeId]) -> dict[merkle.NodeId, bytes]:
-        checked.extend(ids)
-        return {node: nodes[node] for node in ids}
-
+    fetch = _recording(nodes, checked)
     heads = []
     for start, end in spans(count, bits):
         tree = StoredTree(fetch, batch=3, offset=start)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, DateTime, Table, case, insert, select, update
+from sqlalchemy import Connection, DateTime, Dialect, Table, case, insert, select, update
 
 from trailkeep.store import pgtext, schema
 from trailkeep.store.records import IdempotencyRecord
@@ -241,9 +241,9 @@ def driver_rows(c: Connection, sql: str, params: dict[str, Any]) -> list[Any]:
         cursor.close()
 
 
-def placeholder(c: Connection) -> Callable[[str], str]:
+def placeholder(dialect: Dialect) -> Callable[[str], str]:
     """Name a parameter in the driver's own syntax: sqlite3 ``:name``, psycopg ``%(name)s``."""
-    if c.dialect.name == "postgresql":
+    if dialect.name == "postgresql":
         return lambda name: f"%({name})s"
     return lambda name: f":{name}"
 

@@ -236,8 +236,7 @@ class Store:
         and Row overhead was a fifth of its time. Each chunk is its own short read, so a long
         verification never pins one snapshot (nor holds back SQLite's WAL checkpoints).
         """
-        with self.reader_engine.connect() as c:
-            mark = placeholder(c)
+        mark = placeholder(self.reader_engine.dialect)
         sql = (
             "SELECT n.idx, n.hash, e.entry FROM tree_nodes n LEFT JOIN events e"
             " ON e.app_id = n.app_id AND e.seq = n.idx"
