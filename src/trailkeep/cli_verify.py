@@ -107,9 +107,10 @@ def verify(
     settings = settings_from(data_dir=data_dir, database_url=database_url)
     store: Store | None = None
     if app_id is not None:
+        # The key first: a run that cannot verify anything must not create a database either.
+        verifier = NoteVerifier.from_verifier_key(_read(key).strip()) if key else _local(settings)
         store = Store(settings.resolved_database_url)
         store.migrate()
-        verifier = NoteVerifier.from_verifier_key(_read(key).strip()) if key else _local(settings)
     else:
         if entries is None or checkpoint is None or key is None:
             raise CliError("give --entries, --checkpoint and --key (or --app for the local log)")

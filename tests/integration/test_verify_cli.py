@@ -299,6 +299,14 @@ def test_local_verify_of_an_unknown_app_says_so(saved: Saved) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_local_verify_without_a_key_creates_nothing(tmp_path: Path) -> None:
+    empty = tmp_path / "data"
+    result = verify("--app", "app_any", env={"TRAILKEEP_DATA_DIR": str(empty)})
+    assert result.returncode != 0
+    assert "no signing key" in result.stderr + result.stdout
+    assert not empty.exists()
+
+
 def test_local_verify_passes_while_serving(saved: Saved, spans: tuple[str, ...]) -> None:
     passed(saved.first_runs[spans], NEW, saved.root)
 
