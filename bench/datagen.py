@@ -21,7 +21,7 @@ from trailkeep.model import Actor, EventWrite, Origin, format_time, prepare, wit
 from trailkeep.store import Store
 
 # Bump when what ``fill`` or ``fill_tree`` writes changes: cached databases are keyed by it.
-VERSION = 3
+VERSION = 4
 
 ACTIONS = [
     f"{noun}.{verb}"

@@ -48,6 +48,10 @@ def _cases(store: Store, app_id: str, count: int) -> dict[str, tuple[dict[str, s
         "actor": ({"actor": "user_42"}, Filters(actor="user_42")),
         "target_type": ({"target_type": "invoice"}, Filters(target_type="invoice")),
         "target_id": ({"target_id": target_id}, Filters(target_id=target_id)),
+        "target_type+target_id": (
+            {"target_type": middle["target"]["type"], "target_id": target_id},
+            Filters(target_type=middle["target"]["type"], target_id=target_id),
+        ),
         "kind": ({"kind": "admin"}, Filters(kind="admin")),
         "since+until (one day)": (
             {"since": since.strftime(stamp), "until": until.strftime(stamp)},

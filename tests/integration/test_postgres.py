@@ -74,7 +74,7 @@ def owner(srv: Server) -> psycopg.Connection[Any]:
 # ---------------------------------------------------------------------------------- partitions
 
 
-HEAD = "0003"  # the newest migration
+HEAD = "0004"  # the newest migration
 INDEXES = {
     ("app_id", "seq", "time"), ("app_id", "id"), ("app_id", "action", "seq"),
     ("app_id", "actor_id", "seq"), ("app_id", "target_type", "target_id", "seq"),

@@ -24,17 +24,28 @@ from trailkeep.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 
-FILTERS = ("none", "action", "action_prefix", "actor", "target_type", "target_id", "kind")
+FILTERS = (
+    "none",
+    "action",
+    "action_prefix",
+    "actor",
+    "target_type",
+    "target_id",
+    "target_type+target_id",
+    "kind",
+)
 # Every figure a smoke run must produce (the PostgreSQL variant is off in smoke runs).
 EXPECTED = {
     "ingest": [
         "Ingest.append, batches of 100",
+        "Ingest.append, 4 concurrent callers, batches of 100",
         "Ingest.append, batches of 1",
         "Ingest.append, 64 concurrent single-entry appends",
         "tree maintained, batches of 100",
         "tree maintained, batches of 1",
-        "raw sqlite3 executemany, batches of 100",
-        "raw sqlite3 executemany, batches of 1",
+        "raw sqlite3 executemany of the same rows (entries and tree nodes), batches of 100",
+        "raw sqlite3 executemany of the same rows (entries and tree nodes), batches of 1",
+        "raw sqlite3 executemany of the entry rows alone, batches of 100",
     ],
     "http_write": [
         "POST /events, 64 clients (SQLite)",

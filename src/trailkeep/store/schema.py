@@ -70,7 +70,7 @@ events = Table(
 Index("events_by_id", events.c.app_id, events.c.id, unique=True)
 Index("events_by_action", events.c.app_id, events.c.action, events.c.seq)
 Index("events_by_actor", events.c.app_id, events.c.actor_id, events.c.seq)
-Index("events_by_target", events.c.app_id, events.c.target_type, events.c.target_id, events.c.seq)
+Index("events_by_target_type", events.c.app_id, events.c.target_type, events.c.seq)
 Index("events_by_target_id", events.c.app_id, events.c.target_id, events.c.seq)
 Index("events_by_kind", events.c.app_id, events.c.kind, events.c.seq)
 Index("events_by_time", events.c.app_id, events.c.time, events.c.seq)
@@ -84,6 +84,7 @@ tree_nodes = Table(
     Column("level", SmallInteger, primary_key=True),
     Column("idx", BigInteger, primary_key=True),
     Column("hash", LargeBinary(32), nullable=False),
+    sqlite_with_rowid=False,
 )
 
 checkpoints = Table(
