@@ -9,10 +9,12 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from trailkeep import __version__
 from trailkeep.api import cors, errors, events, integrity, reads, sdk_assets, system
+from trailkeep.api.fastpath import WriteFastPath
 from trailkeep.api.services import Services
 from trailkeep.settings import Settings
 
@@ -54,6 +56,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(system.router)
     app.include_router(sdk_assets.router)
 
+    writes = {r.path: r for r in events.router.routes if isinstance(r, APIRoute)}
+    app.add_middleware(WriteFastPath, routes=writes)  # innermost: after CORS and metrics
     app.add_middleware(cors.Cors)  # inside RequestMetrics, so refusals are counted too
     app.add_middleware(RequestMetrics)
 
