@@ -8,6 +8,7 @@ size check) and only formats ``seq`` and ``time`` once the order is known.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import threading
@@ -328,6 +329,33 @@ def canonical_metadata(metadata: Mapping[str, Any] | None, max_bytes: int) -> by
     return encoded
 
 
+@functools.lru_cache(maxsize=4096)
+def _actor_json(actor: Actor) -> bytes:
+    # Every entry of a batch (and of a busy key or session) has the same actor: encode it once.
+    return canonical(actor.as_json())
+
+
+@functools.lru_cache(maxsize=4096)
+def _context_json(
+    origin: Origin, project: str | None, server: str | None, request_id: str | None
+) -> bytes:
+    context: dict[str, str | None] = {"ip": origin.ip, "user_agent": origin.user_agent}
+    if origin.forwarded_by is not None:
+        context["forwarded_by"] = origin.forwarded_by
+    for name, value in (("project", project), ("server", server), ("request_id", request_id)):
+        if value is not None:
+            context[name] = value
+    return canonical(context)
+
+
+def _target_json(target_type: str | None, target_id: str | None) -> bytes:
+    if target_type is None:
+        return b"null"
+    # JCS order: "id" before "type"; strings are what orjson writes (see _string).
+    shown = b"null" if target_id is None else _string(target_id)
+    return b"".join((b'{"id":', shown, b',"type":', _string(target_type), b"}"))
+
+
 def prepare(
     app_id: str,
     event: EventWrite,
@@ -339,31 +367,19 @@ def prepare(
 ) -> PendingEntry:
     """Turn a validated write into an entry whose only missing parts are ``seq`` and ``time``."""
     entry_id = new_entry_id()
-    context: dict[str, str | None] = {"ip": origin.ip, "user_agent": origin.user_agent}
-    if origin.forwarded_by is not None:
-        context["forwarded_by"] = origin.forwarded_by
-    for name in ("project", "server", "request_id"):
-        value = getattr(event, name)
-        if value is not None:
-            context[name] = value
-    target = (
-        {"type": event.target_type, "id": event.target_id}
-        if event.target_type is not None
-        else None
-    )
     kind = kind or actor.kind
     # JCS orders keys by UTF-16 code units; these top-level keys are ASCII and listed sorted.
     head = b"".join((
         b'{"action":', _string(event.action),
-        b',"actor":', canonical(actor.as_json()),
+        b',"actor":', _actor_json(actor),
         b',"app_id":', _string(app_id),
-        b',"context":', canonical(context),
+        b',"context":', _context_json(origin, event.project, event.server, event.request_id),
         b',"id":"', entry_id.encode(),
         b'","kind":"', kind.encode(),
         b'","metadata":', canonical_metadata(event.metadata, metadata_max_bytes),
         b',"seq":',
     ))  # fmt: skip
-    tail = b',"target":' + canonical(target) + b',"time":"'
+    tail = b',"target":' + _target_json(event.target_type, event.target_id) + b',"time":"'
     return PendingEntry(
         app_id=app_id,
         id=entry_id,
