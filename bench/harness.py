@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -147,8 +147,11 @@ def rss_kib(pid: int) -> int:
 class BenchServer:
     """A real `trailkeep serve` process for a benchmark."""
 
-    def __init__(self, data_dir: Path, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, env: Mapping[str, str] | None = None, args: Sequence[str] = ()
+    ) -> None:
         self.data_dir = data_dir
+        self.args = tuple(args)  # more `serve` options
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -173,7 +176,10 @@ class BenchServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = (self.data_dir / f"server-{self.port}.log").open("ab")
         self.proc = subprocess.Popen(
-            [str(BIN), "serve", "--port", str(self.port)], env=self.env, stdout=log, stderr=log
+            [str(BIN), "serve", "--port", str(self.port), *self.args],
+            env=self.env,
+            stdout=log,
+            stderr=log,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -198,9 +204,11 @@ class BenchServer:
 
 
 @contextmanager
-def serving(data_dir: Path, env: Mapping[str, str] | None = None) -> Iterator[BenchServer]:
+def serving(
+    data_dir: Path, env: Mapping[str, str] | None = None, args: Sequence[str] = ()
+) -> Iterator[BenchServer]:
     """A started server, stopped afterwards."""
-    server = BenchServer(data_dir, env).start()
+    server = BenchServer(data_dir, env, args).start()
     try:
         yield server
     finally:

@@ -13,9 +13,11 @@ import random
 from contextlib import ExitStack
 from typing import Any
 
+from tests.pg import MissingTool, RedisServer
+
 from bench.config import Sizes
 from bench.datagen import ACTIONS, TARGETS
-from bench.harness import BenchServer, LoadRun, Result, Run, load, new_app, new_apps
+from bench.harness import BenchServer, LoadRun, Result, Run, load, new_app, new_apps, serving
 from bench.pgserver import Postgres
 
 SUITE = "http_write"
@@ -150,6 +152,7 @@ def _postgres(run: Run, sizes: Sizes, pg: Postgres, sqlite: dict[str, Any]) -> N
         ratio_target="≥ 0.6", ratio_met=pg_batch / lite_batch >= 0.6,
     ))  # fmt: skip
     _nodes(run, sizes, pg, _at(series, "single", 64)["entries_s"])
+    _workers(run, sizes, pg, _at(series, "single", 64)["entries_s"])
 
 
 def _nodes(run: Run, sizes: Sizes, pg: Postgres, one_node: float) -> None:
@@ -178,6 +181,35 @@ def _nodes(run: Run, sizes: Sizes, pg: Postgres, one_node: float) -> None:
         ratio_target="≥ 1.5", ratio_met=total / one_node >= 1.5,
         notes=f"p99 per node {', '.join(f'{x.p99_ms:.0f}' for x in loads)} ms; "
         "nodes, PostgreSQL and wrk share 2 cores",
+    ))  # fmt: skip
+
+
+def _workers(run: Run, sizes: Sizes, pg: Postgres, one_node: float) -> None:
+    """One `serve --workers N` (N = the node count), with the Redis it requires."""
+    try:
+        redis = RedisServer().start()
+    except MissingTool as exc:  # `make bench` installs it; a bare `python -m bench` may lack it
+        run.info[f"{SUITE}:workers"] = f"not measured: {exc}"
+        return
+    owner, service = pg.database()
+    app = new_app(owner)
+    single, _ = bodies()
+    env = {"TRAILKEEP_DATABASE_URL": service, "TRAILKEEP_REDIS_URL": redis.url()}
+    args = ("--workers", str(sizes.nodes))
+    try:
+        with serving(run.scratch("http_pg_workers"), env, args) as server:
+            got = load(f"{server.url}/v1/apps/{app['app_id']}/events", connections=64,
+                       seconds=sizes.load_seconds, method="POST", body=single,
+                       headers=_headers(app["key"]))  # fmt: skip
+    finally:
+        redis.stop()
+    run.series[f"{SUITE}:postgres_workers"] = got.__dict__
+    run.add(Result(
+        SUITE, f"POST /events, `serve --workers {sizes.nodes}` on PostgreSQL, 64 clients",
+        got.requests_per_second, "entries/s", baseline=one_node,
+        baseline_name="one node, 64 clients",
+        notes=f"p99 {got.p99_ms:.0f} ms; limits counted in Redis (one round trip a write); "
+        "workers, PostgreSQL, Redis and wrk share 2 cores",
     ))  # fmt: skip
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import sys
 from dataclasses import asdict
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 from urllib.parse import urlsplit
 
 import typer
@@ -15,6 +16,7 @@ from rich.table import Column, Table
 
 from trailkeep import provision
 from trailkeep.auth import SCOPES, mint_session
+from trailkeep.checkpointer import load_signer
 from trailkeep.cli_common import (
     AppOpt,
     AsJson,
@@ -29,7 +31,9 @@ from trailkeep.cli_common import (
 )
 from trailkeep.cli_events import events_cli
 from trailkeep.cli_verify import verify
+from trailkeep.settings import Settings
 from trailkeep.store import Store
+from trailkeep.store.engine import MigrationError, is_postgres
 
 app = typer.Typer(
     help="Trailkeep: a verifiable, append-only audit log for your apps.",
@@ -56,7 +60,9 @@ def serve(
     rate_limit: Annotated[str | None, typer.Option(help="Writes per client IP.")] = None,
     redis_url: Annotated[str | None, typer.Option(help="Redis URL for shared limits.")] = None,
     demo: Annotated[bool, typer.Option(help="Create and print a demo app on first start.")] = False,
-    workers: Annotated[int, typer.Option(help="Processes (PostgreSQL only).")] = 1,
+    workers: Annotated[
+        int, typer.Option(help="Worker processes (PostgreSQL and Redis only).", min=1)
+    ] = 1,
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
 ) -> None:
     """Serve the HTTP API."""
@@ -67,16 +73,38 @@ def serve(
     settings = settings_from(
         data_dir=data_dir, database_url=database_url, rate_limit=rate_limit, redis_url=redis_url
     )
-    if workers != 1:
-        raise CliError("--workers is not supported yet: run several `serve` processes instead")
+    if workers > 1:
+        _check_workers(settings)
     if demo or settings.demo_app:
         store = Store(settings.resolved_database_url)
         store.migrate()
         made = provision.demo_app(store, settings.data_dir)
         store.close()
         _print_demo(made, host, port)
+    if workers == 1:
+        target: Any = create_app(settings)
+    else:
+        # Each worker is a node of its own (as several `serve` processes on one PostgreSQL
+        # are): it builds its settings from the environment, so the options given go there.
+        given = {"data_dir": data_dir, "database_url": database_url, "rate_limit": rate_limit,
+                 "redis_url": redis_url}  # fmt: skip
+        for name, value in given.items():
+            if value is not None:
+                os.environ[f"TRAILKEEP_{name.upper()}"] = str(value)
+        # Done once here rather than raced by the workers: the schema, and the signing key.
+        store = Store(settings.resolved_database_url)
+        try:
+            store.migrate()
+        except MigrationError as exc:
+            raise CliError(str(exc)) from None
+        finally:
+            store.close()
+        load_signer(settings.resolved_signing_key_file, settings.origin)
+        target = "trailkeep.api:create_app"
     uvicorn.run(
-        create_app(settings),
+        target,
+        factory=workers > 1,
+        workers=workers,
         host=host,
         port=port,
         # Trailkeep decides itself which proxies to believe (TRAILKEEP_TRUSTED_PROXIES).
@@ -85,6 +113,19 @@ def serve(
         access_log=access_log,
         log_level="info",
     )
+
+
+def _check_workers(settings: Settings) -> None:
+    if not is_postgres(settings.resolved_database_url):
+        raise CliError(
+            "--workers needs PostgreSQL: a SQLite file takes one writing process "
+            "(run one `serve` per file, or move to PostgreSQL)"
+        )
+    if settings.redis_url is None:
+        raise CliError(
+            "--workers needs --redis-url (TRAILKEEP_REDIS_URL): without a shared counter each "
+            "worker would keep its own per-IP limit, and a client would get N times its rate"
+        )
 
 
 @app.command()

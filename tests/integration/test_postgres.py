@@ -77,7 +77,7 @@ def owner(srv: Server) -> psycopg.Connection[Any]:
 HEAD = "0004"  # the newest migration
 INDEXES = {
     ("app_id", "seq", "time"), ("app_id", "id"), ("app_id", "action", "seq"),
-    ("app_id", "actor_id", "seq"), ("app_id", "target_type", "target_id", "seq"),
+    ("app_id", "actor_id", "seq"), ("app_id", "target_type", "seq"),
     ("app_id", "target_id", "seq"), ("app_id", "kind", "seq"), ("app_id", "time", "seq"),
 }  # fmt: skip
 

@@ -1,0 +1,121 @@
+"""`trailkeep serve --workers N`: N nodes from one command, on PostgreSQL and Redis (issue 7).
+
+Each worker process is a node of its own, as several `serve` processes on one PostgreSQL are
+(issue 5): the log they write together must come out as one gapless, verifiable sequence. On
+SQLite, or without a shared rate-limit counter, the command refuses to start.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.integration.reading import events_url, ok, verifier_of
+from tests.integration.reading import wait_for_checkpoint as signed_at
+from tests.pg import PostgresCluster, RedisServer
+from tests.support import Server, run_cli
+
+WORKERS = 2
+CLIENTS = 8
+REQUESTS = 30  # per client: singles and batches of 10, alternating
+
+
+def _children(pid: int) -> list[str]:
+    """The command lines of the live child processes of ``pid`` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        # The parent pid is the 4th field after the parenthesised command name.
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(cmdline)
+    return found
+
+
+@pytest.fixture(scope="module")
+def served(
+    pg_cluster: PostgresCluster, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """One `serve --workers 2` on a database of its own (as the restricted service role)."""
+    database = pg_cluster.database()
+    env = {
+        "TRAILKEEP_DATABASE_URL": database.service_url,
+        "TRAILKEEP_REDIS_URL": redis_server.url(),
+    }
+    server = Server(tmp_path_factory.mktemp("workers"), env, args=("--workers", str(WORKERS)))
+    server.owner_url = database.owner_url
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+        pg_cluster.drop(database.name)
+
+
+@pytest.mark.postgres
+def test_the_workers_are_processes_of_their_own(served: Server) -> None:
+    assert served.proc is not None
+    workers = [c for c in _children(served.proc.pid) if "spawn_main" in c]
+    assert len(workers) == WORKERS, _children(served.proc.pid)
+
+
+@pytest.mark.postgres
+def test_clients_on_all_workers_make_one_gapless_verifiable_log(served: Server) -> None:
+    tenant = served.tenant("workers")
+
+    def write(client: int) -> list[list[int]]:
+        got = []
+        # A new connection per request: the kernel spreads them over the workers' accepts.
+        for i in range(REQUESTS):
+            with served.client(tenant.key) as http:
+                action = {"action": f"w.c{client}", "metadata": {"i": i}}
+                if i % 2:
+                    body = {"events": [action] * 10}
+                    response = ok(
+                        http.post(events_url(tenant.app_id, "events/batch"), json=body), 201
+                    )
+                    got.append([e["seq"] for e in response.json()["events"]])
+                else:
+                    got.append(
+                        [ok(http.post(events_url(tenant.app_id), json=action), 201).json()["seq"]]
+                    )
+        return got
+
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        requests = [r for per_client in pool.map(write, range(CLIENTS)) for r in per_client]
+    total = CLIENTS * (REQUESTS // 2) * 11
+    assert sorted(s for r in requests for s in r) == list(range(total))
+    for r in requests:  # a batch is one run of consecutive seqs
+        assert r == list(range(r[0], r[0] + len(r)))
+    with served.client(tenant.key) as reader:  # whichever worker signs it, once it is signed
+        signed_at(reader, tenant.app_id, total, verifier_of(served), within=30)
+    verified = served.cli("verify", "--app", tenant.app_id)
+    assert f"OK: {total} entries" in verified.stdout, verified.stdout
+
+
+def test_workers_are_refused_on_sqlite(tmp_path: Path) -> None:
+    done = run_cli(
+        "serve", "--workers", "2", "--data-dir", str(tmp_path), check=False,
+        env={"TRAILKEEP_DATABASE_URL": "", "TRAILKEEP_REDIS_URL": ""},
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "--workers needs PostgreSQL" in done.stderr + done.stdout
+    assert not (tmp_path / "trailkeep.db").exists()  # refused before anything was opened
+
+
+def test_workers_are_refused_without_a_shared_rate_limit_counter(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAILKEEP_")}
+    done = run_cli(
+        "serve", "--workers", "2", "--data-dir", str(tmp_path),
+        "--database-url", "postgresql://nobody@127.0.0.1:1/none", check=False, env=env,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "--workers needs --redis-url" in done.stderr + done.stdout
