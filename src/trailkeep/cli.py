@@ -121,7 +121,7 @@ def _check_workers(settings: Settings) -> None:
             "--workers needs PostgreSQL: a SQLite file takes one writing process "
             "(run one `serve` per file, or move to PostgreSQL)"
         )
-    if settings.redis_url is None:
+    if not settings.redis_url:
         raise CliError(
             "--workers needs --redis-url (TRAILKEEP_REDIS_URL): without a shared counter each "
             "worker would keep its own per-IP limit, and a client would get N times its rate"
