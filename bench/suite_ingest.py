@@ -291,16 +291,15 @@ def _record(run: Run, best: dict[str, float]) -> None:
         baseline=best["raw_100"], baseline_name=f"{raw_name} 100",
         notes="group commit: queued batches share one transaction, as under HTTP load",
     ))  # fmt: skip
-    run.add(Result(
-        SUITE, "Ingest.append, batches of 1", best["ingest_1"], unit, baseline=best["raw_1"],
-        baseline_name=f"{raw_name} 1",
-        notes="one transaction (one fsync) per entry",
-    ))  # fmt: skip
-    run.add(Result(
-        SUITE, "Ingest.append, 64 concurrent single-entry appends", best["ingest_1x64"], unit,
-        baseline=best["raw_1"], baseline_name=f"{raw_name} 1",
-        notes="group commit: concurrent appends share one transaction and one fsync",
-    ))  # fmt: skip
+    for name, key, notes in (
+        ("batches of 1", "ingest_1", "one transaction (one fsync) per entry"),
+        ("64 concurrent single-entry appends", "ingest_1x64",
+         "group commit: concurrent appends share one transaction and one fsync"),
+    ):  # fmt: skip
+        run.add(Result(
+            SUITE, f"Ingest.append, {name}", best[key], unit, baseline=best["raw_1"],
+            baseline_name=f"{raw_name} 1", notes=notes,
+        ))  # fmt: skip
     for batch in (100, 1):
         tree, bare = best[f"tree_{batch}"], best[f"notree_{batch}"]
         run.add(Result(

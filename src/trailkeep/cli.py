@@ -70,9 +70,9 @@ def serve(
 
     from trailkeep.api import create_app
 
-    settings = settings_from(
-        data_dir=data_dir, database_url=database_url, rate_limit=rate_limit, redis_url=redis_url
-    )
+    given = {"data_dir": data_dir, "database_url": database_url, "rate_limit": rate_limit,
+             "redis_url": redis_url}  # fmt: skip
+    settings = settings_from(**given)
     if workers > 1:
         _check_workers(settings)
     if demo or settings.demo_app:
@@ -86,8 +86,6 @@ def serve(
     else:
         # Each worker is a node of its own (as several `serve` processes on one PostgreSQL
         # are): it builds its settings from the environment, so the options given go there.
-        given = {"data_dir": data_dir, "database_url": database_url, "rate_limit": rate_limit,
-                 "redis_url": redis_url}  # fmt: skip
         for name, value in given.items():
             if value is not None:
                 os.environ[f"TRAILKEEP_{name.upper()}"] = str(value)

@@ -16,7 +16,8 @@ import pytest
 from alembic import command
 from alembic.config import Config
 from bench import datagen
-from sqlalchemy import create_engine, event
+from bench.suite_reads import plan, uses_index
+from sqlalchemy import create_engine
 
 from trailkeep.query import Filters
 from trailkeep.store import Store
@@ -37,26 +38,6 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     datagen.fill(store, [APP], 3_000)
     yield store
     store.close()
-
-
-def _plans(store: Store, filters: Filters, before: int | None) -> list[tuple[str, list[str]]]:
-    """Each SELECT ``Store.page`` runs for this page, with SQLite's plan for it."""
-    captured: list[tuple[str, Any]] = []
-
-    def capture(_c: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if statement.lstrip().upper().startswith(("SELECT", "WITH")):
-            captured.append((statement, parameters))
-
-    event.listen(store.reader_engine, "before_cursor_execute", capture)
-    try:
-        store.page(APP, filters, before, 101, True)
-    finally:
-        event.remove(store.reader_engine, "before_cursor_execute", capture)
-    with store.reader_engine.connect() as c:
-        return [
-            (sql, [row[-1] for row in c.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params)])
-            for sql, params in captured
-        ]
 
 
 def _middle(store: Store) -> dict[str, Any]:
@@ -81,17 +62,14 @@ CASES: dict[str, Any] = {
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_every_single_filter_seeks_an_index(store: Store, case: str, before: int | None) -> None:
     filters = CASES[case](_middle(store))
-    plans = _plans(store, filters, before)
-    assert plans
-    for sql, steps in plans:
-        scans = [s for s in steps if s.startswith("SCAN events") and "USING" not in s]
-        assert not scans, f"{case}: a full scan in {steps} for {sql}"
+    lines = plan(store, APP, filters, before)  # the benchmark's own EXPLAIN of each statement
+    assert uses_index(lines), f"{case}: a full scan in {lines}"
 
 
 def test_a_target_with_its_type_seeks_the_id_index_not_the_types_long_run(store: Store) -> None:
     middle = _middle(store)
     filters = CASES["target_type+target_id"](middle)
-    steps = [s for _, plan in _plans(store, filters, None) for s in plan]
+    steps = [line for line in plan(store, APP, filters, None) if not line.startswith("--")]
     assert any("events_by_target_id" in s for s in steps), steps
     assert not any("events_by_target_type" in s for s in steps), steps
     found = store.page(APP, filters, None, 100, True)

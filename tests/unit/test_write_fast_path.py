@@ -1,5 +1,6 @@
 """``WriteFastPath`` sends POSTs to the write routes straight to their endpoints, and keeps what
-the skipped layers did: the route in the scope, the path parameter, the app's exception handlers.
+the skipped layers did: the route in the scope, the path parameter, the app's exception handlers,
+the routes' place in the OpenAPI document. It takes only endpoints that take only the request.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ import asyncio
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 from starlette.requests import Request
@@ -16,7 +18,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from trailkeep.api import errors
 from trailkeep.api.errors import Problem
-from trailkeep.api.events import RequestOnlyRoute
 from trailkeep.api.fastpath import WriteFastPath, _handler_for
 
 CALLS: list[str] = []
@@ -27,9 +28,9 @@ class Teapot(Problem):
 
 
 def _app() -> tuple[FastAPI, list[Scope]]:
-    router = APIRouter(prefix="/v1/apps/{app_id}", route_class=RequestOnlyRoute)
+    router = APIRouter(prefix="/v1/apps/{app_id}")
 
-    @router.post("/events")
+    @router.post("/events", summary="Append one")
     async def single(request: Request) -> Response:
         CALLS.append("single")
         app_id = request.path_params["app_id"]
@@ -52,7 +53,7 @@ def _app() -> tuple[FastAPI, list[Scope]]:
     app = FastAPI()
     errors.install(app)
     app.include_router(router)
-    routes = {r.path: r for r in router.routes if isinstance(r, APIRoute) and "POST" in r.methods}
+    routes = [r for r in router.routes if isinstance(r, APIRoute)]
     app.add_middleware(WriteFastPath, routes=routes)
     seen: list[Scope] = []
 
@@ -130,3 +131,36 @@ def test_handlers_are_found_by_the_nearest_class_and_never_for_bare_exception() 
     assert _handler_for(handlers, Teapot("forbidden", "x")) is problem
     assert _handler_for(handlers, Problem("forbidden", "x")) is problem
     assert _handler_for(handlers, RuntimeError("x")) is None
+
+
+def test_the_routes_stay_in_the_openapi_document() -> None:
+    app, _ = _app()
+
+    async def schema() -> dict[str, Any]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            document: dict[str, Any] = (await client.get("/openapi.json")).json()
+            return document
+
+    paths = asyncio.run(schema())["paths"]
+    assert paths["/v1/apps/{app_id}/events"]["post"]["summary"] == "Append one"
+    assert "post" in paths["/v1/apps/{app_id}/events/batch"]
+
+
+def test_an_endpoint_with_other_parameters_is_refused() -> None:
+    router = APIRouter(prefix="/v1/apps/{app_id}")
+
+    @router.post("/events")
+    async def wants_more(request: Request, limit: int) -> Response:
+        return Response(str(limit))
+
+    @router.post("/events/batch")
+    async def batch(request: Request) -> Response:
+        return Response("")
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        raise AssertionError("never called")
+
+    routes = [r for r in router.routes if isinstance(r, APIRoute)]
+    with pytest.raises(TypeError, match="exactly one parameter"):
+        WriteFastPath(app, routes)

@@ -56,7 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(system.router)
     app.include_router(sdk_assets.router)
 
-    writes = {r.path: r for r in events.router.routes if isinstance(r, APIRoute)}
+    writes = [r for r in events.router.routes if isinstance(r, APIRoute)]
     app.add_middleware(WriteFastPath, routes=writes)  # innermost: after CORS and metrics
     app.add_middleware(cors.Cors)  # inside RequestMetrics, so refusals are counted too
     app.add_middleware(RequestMetrics)

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
-from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -34,30 +31,7 @@ from trailkeep.model import (
     validate_write,
 )
 
-
-class RequestOnlyRoute(APIRoute):
-    """A route whose endpoint takes the request alone and reads everything from it.
-
-    FastAPI's request handler solves parameters even for such an endpoint: it parses the query
-    string and cookies and builds a sub-response on every call, ~15% of the event loop's time
-    under write load (py-spy). This handler awaits the endpoint directly; the route keeps its
-    place in the OpenAPI document, and errors still go through the app's exception handlers.
-    """
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        """Call the endpoint with the request, nothing solved in between."""
-        endpoint = self.endpoint
-        if list(inspect.signature(endpoint).parameters) != ["request"]:
-            raise TypeError(f"{endpoint.__name__} must take exactly one parameter, `request`")
-
-        async def handler(request: Request) -> Response:
-            response: Response = await endpoint(request)
-            return response
-
-        return handler
-
-
-router = APIRouter(prefix="/v1/apps/{app_id}", tags=["events"], route_class=RequestOnlyRoute)
+router = APIRouter(prefix="/v1/apps/{app_id}", tags=["events"])
 
 APP_ID_MAX = 64
 AppId = Annotated[str, Path(description="The app's id (`app_...`).", max_length=APP_ID_MAX)]
@@ -67,7 +41,7 @@ AppId = Annotated[str, Path(description="The app's id (`app_...`).", max_length=
 BODY_SCHEMAS: dict[str, Any] = {}
 
 
-# The write routes read their path parameter and headers themselves (see RequestOnlyRoute),
+# The write routes read their path parameter and headers themselves (see api/fastpath.py),
 # so they are documented here instead of declared in the signature.
 _WRITE_PARAMETERS: list[dict[str, Any]] = [
     {

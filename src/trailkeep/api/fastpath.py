@@ -11,12 +11,14 @@ What the skipped layers did is kept: the matched route is put in the scope (the 
 label by it), the path parameter is set as the router sets it, and an exception is answered by
 the app's own exception handler for its type, as the exception middleware would. Anything no
 handler claims propagates to the server-error middleware outside, as before. Every other
-request, and every other method on these paths, goes through the app unchanged.
+request, and every other method on these paths, goes through the app unchanged; the routes
+stay in the router, and so in the OpenAPI document.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import inspect
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from fastapi.routing import APIRoute
@@ -32,11 +34,15 @@ Handler = Callable[[Request, Exception], Awaitable[Response]]
 class WriteFastPath:
     """Pure ASGI middleware: ``POST`` to the write routes goes straight to the endpoint."""
 
-    def __init__(self, app: ASGIApp, routes: dict[str, APIRoute]) -> None:
+    def __init__(self, app: ASGIApp, routes: Iterable[APIRoute]) -> None:
         self.app = app
-        # Route path template → route, e.g. "/v1/apps/{app_id}/events".
-        self._single = routes["/v1/apps/{app_id}/events"]
-        self._batch = routes["/v1/apps/{app_id}/events/batch"]
+        posts = {r.path.rsplit("/", 1)[-1]: r for r in routes if "POST" in (r.methods or ())}
+        self._single, self._batch = posts["events"], posts["batch"]
+        for route in (self._single, self._batch):
+            # The endpoint is called with the request alone: nothing is solved for it.
+            if list(inspect.signature(route.endpoint).parameters) != ["request"]:
+                name = route.endpoint.__name__
+                raise TypeError(f"{name} must take exactly one parameter, `request`")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
