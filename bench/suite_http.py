@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import json
 import random
+import threading
+import time
 from contextlib import ExitStack
 from typing import Any
 
+import httpx
 from tests.pg import MissingTool, RedisServer
 
 from bench.config import Sizes
@@ -130,10 +133,59 @@ def _sqlite(run: Run, sizes: Sizes) -> dict[str, Any]:
     server = BenchServer(data).start()
     try:
         series = _sweep(run, sizes, server, url, "sqlite")
+        _beside_export(run, sizes, server, url, _at(series, "batch", 64)["entries_s"])
     finally:
         server.stop()
     _record(run, series, "sqlite", "SQLite")
     return series
+
+
+def _beside_export(run: Run, sizes: Sizes, server: BenchServer, url: str, alone: float) -> None:
+    """Batch writes at 64 clients while a CSV export streams the same app's log, in a loop.
+
+    The export's Python (a CSV row per entry) holds the GIL for long stretches: this is where
+    the writer's SQLite work must not wait for the GIL once per row (store/packed.py).
+    """
+    _, batch = bodies()
+    app = new_apps(url, 1)[0]
+    base, headers = f"{server.url}/v1/apps/{app['app_id']}", _headers(app["key"])
+    load(f"{base}/events/batch", connections=16, seconds=min(2.0, sizes.load_seconds),
+         method="POST", body=batch, headers=headers)  # fmt: skip
+    stop, exported = threading.Event(), [0]
+
+    def export_loop() -> None:
+        with httpx.Client(timeout=120) as client:
+            while not stop.is_set():
+                params = {"format": "csv"}
+                with client.stream("GET", f"{base}/export", params=params, headers=headers) as r:
+                    for chunk in r.iter_bytes():
+                        exported[0] += chunk.count(b"\n")
+                        if stop.is_set():
+                            break
+
+    exporter = threading.Thread(target=export_loop, name="bench-export")
+    started = time.perf_counter()
+    exporter.start()
+    try:
+        got = load(f"{base}/events/batch", connections=64, seconds=sizes.load_seconds,
+                   method="POST", body=batch, headers=headers)  # fmt: skip
+    finally:
+        stop.set()
+        exporter.join()
+    rows_s = exported[0] / (time.perf_counter() - started)
+    entries_s = got.requests_per_second * BATCH
+    run.series[f"{SUITE}:beside_export"] = {"entries_s": entries_s, "export_rows_s": rows_s,
+                                            "p99_ms": got.p99_ms, "alone": alone}  # fmt: skip
+    print(
+        f"  sqlite batch c=64 beside an export: {entries_s:,.0f} entries/s, "
+        f"export {rows_s:,.0f} rows/s",
+        flush=True,
+    )
+    run.add(Result(
+        SUITE, "POST /events/batch, 64 clients, while a CSV export streams (SQLite)", entries_s,
+        "entries/s", baseline=alone, baseline_name="the same load with no export, same run",
+        notes=f"p99 {got.p99_ms:.0f} ms; the export meanwhile {rows_s:,.0f} rows/s",
+    ))  # fmt: skip
 
 
 def _postgres(run: Run, sizes: Sizes, pg: Postgres, sqlite: dict[str, Any]) -> None:

@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.integration.reading import list_all, verifier_of, wait_for_checkpoint
 from tests.integration.write_support import (
     assert_problem,
     batch_url,
@@ -31,6 +32,7 @@ from tests.integration.write_support import (
     write,
 )
 from tests.support import Server, Tenant
+from trailkeep import merkle
 from trailkeep.model import ACTION_PATTERN, Actor, EntryError, Origin, prepare, validate_write
 
 pytestmark = pytest.mark.timeout(120)
@@ -331,6 +333,52 @@ def test_batch_appends_in_order(app: Tenant, client: httpx.Client) -> None:
     assert entries[2]["context"]["project"] == "p"
     assert len({e["time"] for e in entries}) == 1  # one transaction, one receive time
     assert next_seq(client, app.app_id) == first + 5
+
+
+# Unusual text an app may send as a target: non-BMP, quotes and backslashes, control
+# characters, a literal "\\u0000", and U+0000 itself.
+AWKWARD_TEXT = ["𝔘𝔫𝔦😀", 'q"uo\\te', "tab\there\nline", "\\u0000", "é\u2028", "x" * 250]
+
+
+@pytest.mark.parametrize("nul", [False, True], ids=["plain", "with-nul"])
+def test_a_full_batch_stores_every_value_exactly(server: Server, tenant: Tenant, nul: bool) -> None:
+    # 1,000 entries: on SQLite a commit this large goes in as one INSERT … SELECT per table
+    # (store/packed.py); a U+0000 anywhere sends it down the driver's executemany instead.
+    items = [
+        {"action": "packed.item", "target_type": f"t{i % 7}",
+         "target_id": f"{AWKWARD_TEXT[i % len(AWKWARD_TEXT)]}{i}", "metadata": {"i": i}}
+        for i in range(1000)
+    ]  # fmt: skip
+    if nul:
+        items[500]["target_id"] = "nul\x00inside"
+    with server.client(tenant.key) as client:
+        _check_full_batch(server, client, tenant.app_id, items)
+
+
+def _check_full_batch(
+    server: Server, client: httpx.Client, app_id: str, items: list[dict[str, Any]]
+) -> None:
+    response = client.post(batch_url(app_id), json={"events": items})
+    assert response.status_code == 201, response.text
+    written = response.json()["events"]
+    first = written[0]["seq"]
+    assert [e["seq"] for e in written] == list(range(first, first + 1000))
+    for entry, item in zip(written, items, strict=True):
+        check_entry(entry)
+        assert entry["target"] == {"type": item["target_type"], "id": item["target_id"]}
+    # Read back through the indexed columns: each target's filter finds exactly its entry.
+    for n in (0, 1, 2, 3, 4, 5, 500, 999):
+        found = client.get(
+            events_url(app_id),
+            params={"target_type": items[n]["target_type"], "target_id": items[n]["target_id"]},
+        )
+        assert found.status_code == 200, found.text
+        assert found.json()["data"] == [written[n]], n
+    # And the tree took every leaf: the signed root is the root of the entries' leaf hashes.
+    # (Reads may append their own audit entries meanwhile; the checkpoint names its size.)
+    checkpoint, _ = wait_for_checkpoint(client, app_id, first + 1000, verifier_of(server))
+    leaves = [bytes.fromhex(e["leaf_hash"]) for e in reversed(list_all(client, app_id, {}))]
+    assert checkpoint.root == merkle.root_of(leaves[: checkpoint.size])
 
 
 @pytest.mark.parametrize(
