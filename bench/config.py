@@ -23,7 +23,7 @@ class Sizes:
     export_max_seconds: float = 30.0
     proof_tree_size: int = 10_000_000
     proof_repeats: int = 200
-    soak_seconds: float = 150.0
+    soak_seconds: float = 120.0
     soak_sample_seconds: float = 5.0
     soak_warmup_seconds: float = 60.0
     soak_connections: int = 16

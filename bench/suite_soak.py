@@ -1,6 +1,6 @@
 """Memory under sustained ingest: the server's RSS, sampled while wrk writes without pause.
 
-Bounded: ``soak_seconds`` (3 minutes in the full run, not the 10 of issue 7, to keep `make bench`
+Bounded: ``soak_seconds`` (2 minutes in the full run, not issue 7's 10, to keep `make bench`
 under 10 minutes), ``soak_connections`` clients sending single-entry writes, RSS read from
 ``/proc/<pid>/status`` every ``soak_sample_seconds``. Growth is counted from the first sample at
 or after ``soak_warmup_seconds`` (one minute) to the largest sample after it.
