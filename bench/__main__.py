@@ -37,7 +37,8 @@ def _parser() -> argparse.ArgumentParser:
                         "or a throwaway cluster (default: auto; off with --smoke)")  # fmt: skip
     parser.add_argument("--no-soak", action="store_true", help="skip the memory soak")
     parser.add_argument("--soak-seconds", type=float, default=None,
-                        help="soak length (default 150; issue 7 asks for 600)")  # fmt: skip
+                        help=f"soak length (default {FULL.soak_seconds:.0f};"
+                             " issue 7 asks for 600)")  # fmt: skip
     return parser
 
 

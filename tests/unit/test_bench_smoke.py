@@ -52,6 +52,7 @@ EXPECTED = {
         "POST /events p99 latency, 64 clients (SQLite)",
         "POST /events, 32 clients (SQLite)",
         "POST /events/batch (100 a request), peak (SQLite)",
+        "POST /events/batch, 64 clients, while a CSV export streams (SQLite)",
         "GET /healthz (no-op route), 64 clients (SQLite)",
     ],
     "reads": [

@@ -117,6 +117,8 @@ def test_the_insert_runs_beside_a_busy_python_thread() -> None:
     packed = pack("packed", rows, BINARIES, _stamp)
     assert packed is not None
     db = _db()
+    steps: list[str] = []
+    db.set_trace_callback(steps.append)  # once per statement run; executemany's, once a row
     stop = threading.Event()
 
     def spin() -> None:
@@ -132,6 +134,8 @@ def test_the_insert_runs_beside_a_busy_python_thread() -> None:
     finally:
         stop.set()
         spinner.join()
+    db.set_trace_callback(None)
+    assert len([s for s in steps if s.startswith("INSERT INTO packed")]) == 1
     assert db.execute("SELECT count(*) FROM packed").fetchone() == (2000,)
     # A bound for a broken path, not a speed measurement (those live in bench/): one handoff
     # per row would be ~2,000 × 5 ms.

@@ -26,6 +26,9 @@ from trailkeep.store.records import IdempotencyRecord
 
 NodeId = tuple[int, int]
 SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+# From this many rows an insert goes in as one statement (store/packed.py). Below it,
+# executemany: SQLite reads the JSON at ~4 µs a row, which made in-process appends at batches
+# of 100 14–20% slower, and a small insert hands the GIL back and forth only a few times.
 PACK_MIN_ROWS = 500
 
 
@@ -109,9 +112,6 @@ class AppendTx:
         assert raw is not None
         cursor = raw.cursor()
         try:
-            # Large inserts as one statement (store/packed.py says why). Small ones keep
-            # executemany: SQLite reads the JSON at ~4 µs a row, and at batches of 100 that
-            # made in-process appends 14–20% slower.
             if len(rows) >= PACK_MIN_ROWS:
                 binaries = [c for c in rows[0] if isinstance(table.c[c].type, LargeBinary)]
                 packed = pack(table.name, rows, binaries, stamp)

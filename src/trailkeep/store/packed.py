@@ -60,8 +60,9 @@ def pack(
         if column in binaries:
             continue
         # A column every row shares (a commit's app and time) is bound once, not parsed per row.
-        if len(set(map(itemgetter(column), rows))) == 1:
-            value = rows[0][column]
+        # First against last settles most columns (seq, id) without a set of every value.
+        value = rows[0][column]
+        if value == rows[-1][column] and len(set(map(itemgetter(column), rows))) == 1:
             if isinstance(value, str) and "\x00" in value:
                 return None
             plain = isinstance(value, str | int | float | None)
