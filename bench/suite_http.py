@@ -22,6 +22,8 @@ from bench.config import Sizes
 from bench.datagen import ACTIONS, TARGETS
 from bench.harness import BenchServer, LoadRun, Result, Run, load, new_app, new_apps, serving
 from bench.pgserver import Postgres
+from bench.suite_ingest import rate_of, raw_variant
+from trailkeep.model import Actor, EventWrite, Origin, prepare
 
 SUITE = "http_write"
 BATCH = 100
@@ -63,12 +65,15 @@ def _sweep(run: Run, sizes: Sizes, server: BenchServer, owner_url: str, db: str)
         for connections in sizes.concurrencies:
             app = next(apps)
             key, base = app["key"], f"{server.url}/v1/apps/{app['app_id']}"
+            before = _commits(server)
             got = load(base + path, connections=connections, seconds=sizes.load_seconds,
                        method="POST", body=body, headers=_headers(key))  # fmt: skip
+            after = _commits(server)
             point = {
                 "connections": connections, "requests_s": got.requests_per_second,
                 "entries_s": got.requests_per_second * per, "p50_ms": got.p50_ms,
                 "p99_ms": got.p99_ms, "non_2xx": got.non_2xx, "errors": got.errors,
+                "per_commit": (after[0] - before[0]) / max(1.0, after[1] - before[1]),
             }  # fmt: skip
             series[kind].append(point)
             print(f"  {db} {kind} c={connections}: {point['entries_s']:,.0f} entries/s "
@@ -76,6 +81,18 @@ def _sweep(run: Run, sizes: Sizes, server: BenchServer, owner_url: str, db: str)
                   + (f" NON-2XX {got.non_2xx}" if got.non_2xx else ""), flush=True)  # fmt: skip
     run.series[f"{SUITE}:{db}"] = series
     return series
+
+
+def _commits(server: BenchServer) -> tuple[float, float]:
+    """(entries, group commits) the server has committed so far, from its /metrics."""
+    text = httpx.get(f"{server.url}/metrics", timeout=10).text
+    found = dict.fromkeys(("entries", "commits"), 0.0)
+    for line in text.splitlines():
+        if line.startswith("trailkeep_commit_batch_entries_sum "):
+            found["entries"] = float(line.split()[1])
+        elif line.startswith("trailkeep_commit_batch_entries_count "):
+            found["commits"] = float(line.split()[1])
+    return found["entries"], found["commits"]
 
 
 def _at(series: dict[str, Any], kind: str, connections: int) -> dict[str, Any]:
@@ -114,12 +131,24 @@ def _record(run: Run, series: dict[str, Any], db: str, label: str) -> None:
         "entries/s", notes=f"p50 {at32['p50_ms']:.1f} ms, p99 {at32['p99_ms']:.1f} ms",
     ))  # fmt: skip
     peak = _peak(series, "batch")
+    ceiling = series.get("storage_ceiling")
+    raw_name = "raw sqlite3 executemany of the same rows"
     run.add(Result(
         SUITE, f"POST /events/batch (100 a request), peak ({label})", peak["entries_s"],
         "entries/s", target="≥ 40,000 entries/s" if db == "sqlite" else "",
         met=peak["entries_s"] >= 40_000 if db == "sqlite" else None,
-        notes=f"at {peak['connections']} clients; p99 {peak['p99_ms']:.1f} ms",
+        baseline=ceiling["entries_s"] if ceiling else None,
+        baseline_name=f"{raw_name}, {ceiling['per_commit']:,} a transaction" if ceiling else "",
+        notes=f"at {peak['connections']} clients, group commits of ~{peak['per_commit']:,.0f}"
+        f" entries; p99 {peak['p99_ms']:.1f} ms",
     ))  # fmt: skip
+    if ceiling:
+        run.add(Result(
+            SUITE, f"{raw_name} as the batch peak commits them ({label})",
+            ceiling["entries_s"], "entries/s",
+            notes=f"the storage's ceiling for that figure: the batch body's entries, "
+            f"{ceiling['per_commit']:,} a transaction, tree nodes included",
+        ))  # fmt: skip
     run.add(Result(
         SUITE, f"GET /healthz (no-op route), 64 clients ({label})", series["healthz_64"],
         "requests/s", notes="the ceiling of the HTTP stack on this machine",
@@ -134,10 +163,39 @@ def _sqlite(run: Run, sizes: Sizes) -> dict[str, Any]:
     try:
         series = _sweep(run, sizes, server, url, "sqlite")
         _beside_export(run, sizes, server, url, _at(series, "batch", 64)["entries_s"])
+        _beside_reads(run, sizes, server, url, _at(series, "single", 32)["entries_s"])
     finally:
         server.stop()
+    per_commit = max(1, round(_peak(series, "batch")["per_commit"]))
+    series["storage_ceiling"] = {
+        "per_commit": per_commit, "entries_s": _storage_ceiling(run, sizes, per_commit)
+    }  # fmt: skip
     _record(run, series, "sqlite", "SQLite")
     return series
+
+
+def _storage_ceiling(run: Run, sizes: Sizes, per_commit: int) -> float:
+    """Raw sqlite3 executemany of rows like the batch body's, ``per_commit`` a transaction.
+
+    What the storage alone does with what the server wrote at its batch peak: the same 100
+    entries again and again (so the same targets), in transactions of the server's mean
+    group commit, with their tree nodes, the same schema and connection settings.
+    """
+    scratch = run.scratch("http_ceiling")
+    template = scratch / "template.db"
+    app_id = new_app(f"sqlite:///{template}")["app_id"]
+    items = [EventWrite.model_validate(item) for item in json.loads(bodies()[1])["events"]]
+    actor = Actor(type="api_key", id="key_bench", name="bench")
+    origin = Origin(ip="127.0.0.1", user_agent="wrk")
+    count = max(sizes.ingest_batch100_entries, 4 * per_commit)
+    pending = [prepare(app_id, items[n % len(items)], actor, origin, 10_240) for n in range(count)]
+    variant = raw_variant(per_commit)
+    best = max(
+        rate_of(variant, template, scratch, app_id, pending, sizes.ingest_max_seconds)
+        for _ in range(sizes.ingest_rounds)
+    )
+    print(f"  sqlite raw, {per_commit} a transaction: {best:,.0f} entries/s", flush=True)
+    return best
 
 
 def _beside_export(run: Run, sizes: Sizes, server: BenchServer, url: str, alone: float) -> None:
@@ -185,6 +243,40 @@ def _beside_export(run: Run, sizes: Sizes, server: BenchServer, url: str, alone:
         SUITE, "POST /events/batch, 64 clients, while a CSV export streams (SQLite)", entries_s,
         "entries/s", baseline=alone, baseline_name="the same load with no export, same run",
         notes=f"p99 {got.p99_ms:.0f} ms; the export meanwhile {rows_s:,.0f} rows/s",
+    ))  # fmt: skip
+
+
+def _beside_reads(run: Run, sizes: Sizes, server: BenchServer, url: str, alone: float) -> None:
+    """Single writes at 32 clients while 64 more clients list the same app's log.
+
+    Reads run in the event loop's thread pool; the writer has a thread of its own, so its
+    commits never wait in that pool's queue behind the reads (ingest.py).
+    """
+    single, batch = bodies()
+    app = new_apps(url, 1)[0]
+    base, headers = f"{server.url}/v1/apps/{app['app_id']}", _headers(app["key"])
+    load(f"{base}/events/batch", connections=16, seconds=min(2.0, sizes.load_seconds),
+         method="POST", body=batch, headers=headers)  # fmt: skip
+    reads = LoadRun(f"{base}/events?limit=100", connections=64,
+                    seconds=sizes.load_seconds + 2, headers=headers)  # fmt: skip
+    try:
+        time.sleep(1.0)  # the readers are at full speed before the writers start
+        got = load(f"{base}/events", connections=32, seconds=sizes.load_seconds,
+                   method="POST", body=single, headers=headers)  # fmt: skip
+    finally:
+        listed = reads.result()
+    run.series[f"{SUITE}:beside_reads"] = {
+        "entries_s": got.requests_per_second, "p99_ms": got.p99_ms, "alone": alone,
+        "reads_s": listed.requests_per_second, "failed": got.non_2xx + listed.non_2xx,
+    }  # fmt: skip
+    print(f"  sqlite single c=32 beside 64 readers: {got.requests_per_second:,.0f} entries/s, "
+          f"reads {listed.requests_per_second:,.0f}/s", flush=True)  # fmt: skip
+    run.add(Result(
+        SUITE, "POST /events, 32 clients, while 64 clients list the log (SQLite)",
+        got.requests_per_second, "entries/s", baseline=alone,
+        baseline_name="the same load with no readers, same run",
+        notes=f"p50 {got.p50_ms:.0f} ms, p99 {got.p99_ms:.0f} ms; meanwhile "
+        f"{listed.requests_per_second:,.0f} pages of 100 a second",
     ))  # fmt: skip
 
 

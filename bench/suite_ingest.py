@@ -161,7 +161,9 @@ def _ingest_variant(batch: int, concurrency: int) -> Variant:
     return run
 
 
-def _raw_variant(batch: int, tree: bool = True) -> Variant:
+def raw_variant(batch: int, tree: bool = True) -> Variant:
+    """sqlite3 executemany of the finished rows, ``batch`` entries a transaction."""
+
     def run(
         db: Path, app_id: str, pending: list[PendingEntry], max_seconds: float
     ) -> tuple[int, float]:
@@ -210,8 +212,9 @@ def _raw_variant(batch: int, tree: bool = True) -> Variant:
     return run
 
 
-def _rate(variant: Variant, template: Path, scratch: Path, app_id: str,
+def rate_of(variant: Variant, template: Path, scratch: Path, app_id: str,
           pending: list[PendingEntry], max_seconds: float) -> float:  # fmt: skip
+    """Entries a second of one variant, run on a fresh copy of the template database."""
     db = scratch / "run.db"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
@@ -248,9 +251,9 @@ def run(run: Run, sizes: Sizes) -> None:
                                           sizes.ingest_concurrent_entries))  # fmt: skip
     few = pending[: sizes.ingest_batch1_entries]
     plan: dict[str, tuple[Variant, list[PendingEntry]]] = {
-        "raw_1": (_raw_variant(1), few),
-        "raw_100": (_raw_variant(100), pending[: sizes.ingest_batch100_entries]),
-        "raw_events_100": (_raw_variant(100, tree=False), pending[: sizes.ingest_batch100_entries]),
+        "raw_1": (raw_variant(1), few),
+        "raw_100": (raw_variant(100), pending[: sizes.ingest_batch100_entries]),
+        "raw_events_100": (raw_variant(100, tree=False), pending[: sizes.ingest_batch100_entries]),
         "notree_1": (_tx_variant(1, tree=False), few),
         "tree_1": (_tx_variant(1, tree=True), few),
         "notree_100": (_tx_variant(100, tree=False), pending[: sizes.ingest_batch100_entries]),
@@ -263,7 +266,7 @@ def run(run: Run, sizes: Sizes) -> None:
     best: dict[str, float] = {}
     for _ in range(sizes.ingest_rounds):
         for name, (variant, entries) in plan.items():
-            rate = _rate(variant, template, scratch, app_id, entries, sizes.ingest_max_seconds)
+            rate = rate_of(variant, template, scratch, app_id, entries, sizes.ingest_max_seconds)
             best[name] = max(best.get(name, 0.0), rate)
     run.series[SUITE] = best
     run.profiles[f"{SUITE}: in-process append, batches of 100 (cProfile, tree maintained)"] = (

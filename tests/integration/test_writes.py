@@ -342,8 +342,8 @@ AWKWARD_TEXT = ["𝔘𝔫𝔦😀", 'q"uo\\te', "tab\there\nline", "\\u0000", "�
 
 @pytest.mark.parametrize("nul", [False, True], ids=["plain", "with-nul"])
 def test_a_full_batch_stores_every_value_exactly(server: Server, tenant: Tenant, nul: bool) -> None:
-    # 1,000 entries: on SQLite a commit this large goes in as one INSERT … SELECT per table
-    # (store/packed.py); a U+0000 anywhere sends it down the driver's executemany instead.
+    # 1,000 entries: on SQLite a commit this large goes in as blocks of bound rows
+    # (store/packed.py), a padded one among them; U+0000 must survive the same path.
     items = [
         {"action": "packed.item", "target_type": f"t{i % 7}",
          "target_id": f"{AWKWARD_TEXT[i % len(AWKWARD_TEXT)]}{i}", "metadata": {"i": i}}

@@ -52,7 +52,9 @@ EXPECTED = {
         "POST /events p99 latency, 64 clients (SQLite)",
         "POST /events, 32 clients (SQLite)",
         "POST /events/batch (100 a request), peak (SQLite)",
+        "raw sqlite3 executemany of the same rows as the batch peak commits them (SQLite)",
         "POST /events/batch, 64 clients, while a CSV export streams (SQLite)",
+        "POST /events, 32 clients, while 64 clients list the log (SQLite)",
         "GET /healthz (no-op route), 64 clients (SQLite)",
     ],
     "reads": [

@@ -1,93 +1,67 @@
-"""Many rows as one SQLite statement: ``INSERT … SELECT`` over a JSON array and a blob.
+"""Many rows as few SQLite statements: ``INSERT … SELECT`` from a ``VALUES`` list of fixed size.
 
 Why not ``executemany``: Python's sqlite3 releases the GIL around each row's step and takes it
 back to bind the next row. While another thread runs Python (the event loop, an export), each
 of those takes waits for it to yield the GIL, up to the 5 ms switch interval: 1,600-row inserts
-ran at ~65,000 rows/s alone and at ~270 rows/s beside one busy Python thread. One statement is
-one step: SQLite inserts every row with the GIL released, ~39,000 rows/s beside the busy
-thread. The price is SQLite reading the JSON (~4 µs a row), so the store packs only large
-inserts (docs/performance.md has both sides).
+ran at ~65,000 rows/s alone and at ~270 rows/s beside one busy Python thread. A block of rows is
+one step: the driver binds every value in C, then SQLite inserts the lot with the GIL released.
 
-The scalar columns travel as a JSON array of arrays, one per row, except those every row shares,
-which are bound once; each binary column's values are joined into one blob, and the row carries
-its value's offset and length in it, so no bytes are escaped. SQLite's JSON reader stops a
-string at U+0000, so rows holding one are refused (``pack`` returns None) and the caller binds
-them the ordinary way.
+Why fixed sizes: a statement's text is the key of sqlite3's per-connection statement cache, and
+a text per row count would fill it with programs of up to a thousand rows each. So a block is
+one of ``BLOCK_ROWS`` rows long, and the rows a short block does not have are bound as NULL and
+dropped by ``WHERE column1 IS NOT NULL``: the first column must be one that is never NULL.
+Larger blocks (a whole group commit of ~1,600 entries in one statement) were no faster: the
+padding cost what the fewer statements saved.
+
+An earlier version sent the rows as one JSON text, which SQLite parsed at ~4 µs an entry (its
+row and its tree nodes') and which could not carry U+0000; bound values cost neither
+(docs/performance.md).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
-from itertools import accumulate
-from operator import itemgetter
+from itertools import chain
 from typing import Any
 
-Packed = tuple[str, dict[str, Any]]
+# Three texts per table. 1,024 rows of the widest table (events, 10 columns) are 10,240
+# parameters, a third of SQLite's default limit (32,766 since 3.32).
+BLOCK_ROWS = (64, 256, 1_024)
 
 
 @lru_cache(maxsize=32)
-def statement(
-    table: str, shared: tuple[str, ...], varying: tuple[str, ...], binaries: tuple[str, ...]
-) -> str:
-    """The INSERT … SELECT for these columns (a few texts per table: the statement cache holds)."""
-    values = [f":s{n}" for n, _ in enumerate(shared)]
-    values += [f"r.value ->> {i}" for i, _ in enumerate(varying)]
-    at = len(varying)
-    for n, _ in enumerate(binaries):
-        values.append(f"substr(:b{n}, r.value ->> {at}, r.value ->> {at + 1})")
-        at += 2
-    columns = ", ".join((*shared, *varying, *binaries))
-    return f"INSERT INTO {table} ({columns}) SELECT {', '.join(values)} FROM json_each(:rows) AS r"
+def statement(table: str, columns: tuple[str, ...], rows: int) -> str:
+    """The INSERT of up to ``rows`` rows; those whose first value is NULL are skipped."""
+    one = f"({', '.join('?' * len(columns))})"
+    values = ", ".join([one] * rows)
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM (VALUES {values})"
+        " WHERE column1 IS NOT NULL"
+    )
 
 
-def pack(
-    table: str,
-    rows: Sequence[dict[str, Any]],
-    binaries: Sequence[str],
-    encode: Callable[[Any], Any],
-) -> Packed | None:
-    """The statement and parameters that insert ``rows``; None if a string holds U+0000.
+def block_rows(width: int, max_params: int) -> tuple[int, ...]:
+    """The rows a block holds, smallest first, for a table of ``width`` columns."""
+    # An older SQLite allows as few as 999 parameters: blocks shrink to fit.
+    most = max(1, max_params // width)
+    return tuple(sorted({min(rows, most) for rows in BLOCK_ROWS}))
 
-    Every row has the same keys. ``binaries`` names the columns that hold bytes; ``encode``
-    turns any other value JSON cannot hold (a datetime) into one it can.
-    """
-    params: dict[str, Any] = {}
-    shared: list[str] = []
-    varying: list[str] = []
-    for column in rows[0]:
-        if column in binaries:
-            continue
-        # A column every row shares (a commit's app and time) is bound once, not parsed per row.
-        # First against last settles most columns (seq, id) without a set of every value.
-        value = rows[0][column]
-        if value == rows[-1][column] and len(set(map(itemgetter(column), rows))) == 1:
-            if isinstance(value, str) and "\x00" in value:
-                return None
-            plain = isinstance(value, str | int | float | None)
-            params[f"s{len(shared)}"] = value if plain else encode(value)
-            shared.append(column)
-        else:
-            varying.append(column)
-    per_row: list[Any] = [() for _ in rows]
-    if len(varying) == 1:
-        per_row = [(row[varying[0]],) for row in rows]
-    elif varying:
-        per_row = list(map(itemgetter(*varying), rows))
-    for n, column in enumerate(binaries):
-        data = [row[column] for row in rows]
-        lengths = list(map(len, data))
-        # One leading byte: sqlite3 binds an empty bytes object as NULL, and substr of NULL
-        # is NULL, not an empty blob. So the first value starts at 2 (substr counts from 1).
-        offsets = accumulate(lengths[:-1], initial=2)
-        spans = zip(per_row, offsets, lengths, strict=True)
-        per_row = [(*row, at, size) for row, at, size in spans]
-        params[f"b{n}"] = b"".join((b"\0", *data))
-    text = json.dumps(per_row, ensure_ascii=False, separators=(",", ":"), default=encode)
-    # json.dumps writes U+0000 as \u0000. A false alarm (a backslash, then "u0000") only costs
-    # the slower path.
-    if "\\u0000" in text:
-        return None
-    params["rows"] = text
-    return statement(table, tuple(shared), tuple(varying), tuple(binaries)), params
+
+def blocks(
+    table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], max_params: int = 32_766
+) -> Iterator[tuple[str, list[Any]]]:
+    """The statements, with their parameters, that insert ``rows`` (sequences in column order)."""
+    names = tuple(columns)
+    sizes = block_rows(len(names), max_params)
+    for start in range(0, len(rows), sizes[-1]):
+        part = rows[start : start + sizes[-1]]
+        size = next(n for n in sizes if n >= len(part))
+        params = list(chain.from_iterable(part))
+        # Either mistake would lose rows silently rather than fail: check both.
+        if len(params) != len(part) * len(names):
+            raise ValueError(f"every row must have {len(names)} values")
+        if any(row[0] is None for row in part):
+            raise ValueError(f"{names[0]} marks padding rows and cannot be NULL")
+        params.extend([None] * ((size - len(part)) * len(names)))
+        yield statement(table, names, size), params

@@ -1,0 +1,83 @@
+"""The group-commit writer against a real SQLite file: its own thread, its shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from trailkeep.ingest import Ingest
+from trailkeep.model import Actor, EventWrite, Origin, PendingEntry, prepare
+from trailkeep.store import Store
+
+APP = "app_ingest"
+ACTOR = Actor(type="api_key", id="key_test", name="test")
+ORIGIN = Origin(ip="127.0.0.1", user_agent="pytest")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    made = Store(f"sqlite:///{tmp_path / 'ingest.db'}")
+    made.migrate()
+    made.create_app(APP, "ingest", "s" * 32)
+    yield made
+    made.close()
+
+
+def _entries(count: int) -> list[PendingEntry]:
+    return [
+        prepare(APP, EventWrite(action=f"test.n{n}"), ACTOR, ORIGIN, 10_240) for n in range(count)
+    ]
+
+
+def test_a_write_does_not_wait_behind_a_busy_thread_pool(store: Store) -> None:
+    # Reads and credential lookups run in the event loop's default pool. The writer once ran
+    # each commit there too, so a pool full of slow reads held every write back.
+    release = threading.Event()
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=1))
+        ingest = Ingest(store)
+        await ingest.start()
+        blocked = loop.run_in_executor(None, release.wait, 10)  # the pool's one thread, taken
+        started = time.perf_counter()
+        appended = await ingest.append(APP, _entries(3))
+        elapsed = time.perf_counter() - started
+        assert [e.count(b'"seq":') for e in appended.entries] == [1, 1, 1]
+        release.set()
+        await blocked
+        await ingest.stop()
+        return elapsed
+
+    assert asyncio.run(main()) < 5.0  # with the pool's thread held, a to_thread write took 10 s
+
+
+def test_stop_commits_what_is_queued_then_refuses(store: Store) -> None:
+    async def main() -> None:
+        ingest = Ingest(store)
+        await ingest.start()
+        writes = [asyncio.ensure_future(ingest.append(APP, _entries(10))) for _ in range(20)]
+        await asyncio.sleep(0)  # every append is queued
+        await ingest.stop()
+        done = [w.result() for w in writes]  # all answered by the time stop() returns
+        seqs = sorted(e.first_seq for e in done)
+        assert seqs == list(range(0, 200, 10))
+        with pytest.raises(RuntimeError, match="not running"):
+            await ingest.append(APP, _entries(1))
+
+    asyncio.run(main())
+    assert store.log_size(APP) == 200
+
+
+def test_an_append_before_start_is_refused(store: Store) -> None:
+    async def main() -> None:
+        with pytest.raises(RuntimeError, match="not running"):
+            await Ingest(store).append(APP, _entries(1))
+
+    asyncio.run(main())
