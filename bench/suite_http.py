@@ -86,13 +86,14 @@ def _sweep(run: Run, sizes: Sizes, server: BenchServer, owner_url: str, db: str)
 def _commits(server: BenchServer) -> tuple[float, float]:
     """(entries, group commits) the server has committed so far, from its /metrics."""
     text = httpx.get(f"{server.url}/metrics", timeout=10).text
-    found = dict.fromkeys(("entries", "commits"), 0.0)
+    found: dict[str, float] = {}
     for line in text.splitlines():
-        if line.startswith("trailkeep_commit_batch_entries_sum "):
-            found["entries"] = float(line.split()[1])
-        elif line.startswith("trailkeep_commit_batch_entries_count "):
-            found["commits"] = float(line.split()[1])
-    return found["entries"], found["commits"]
+        name, _, value = line.partition(" ")
+        if name in ("trailkeep_commit_batch_entries_sum", "trailkeep_commit_batch_entries_count"):
+            found[name.rpartition("_")[2]] = float(value)
+    if len(found) != 2:  # a renamed metric must not turn into a ceiling at 1 a transaction
+        raise RuntimeError("the server's /metrics has no trailkeep_commit_batch_entries")
+    return found["sum"], found["count"]
 
 
 def _at(series: dict[str, Any], kind: str, connections: int) -> dict[str, Any]:
@@ -276,7 +277,9 @@ def _beside_reads(run: Run, sizes: Sizes, server: BenchServer, url: str, alone: 
         got.requests_per_second, "entries/s", baseline=alone,
         baseline_name="the same load with no readers, same run",
         notes=f"p50 {got.p50_ms:.0f} ms, p99 {got.p99_ms:.0f} ms; meanwhile "
-        f"{listed.requests_per_second:,.0f} pages of 100 a second",
+        f"{listed.requests_per_second:,.0f} pages of 100 a second"
+        + (f"; {got.non_2xx + listed.non_2xx} failed requests" if got.non_2xx + listed.non_2xx
+           else ""),
     ))  # fmt: skip
 
 
