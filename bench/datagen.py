@@ -19,7 +19,6 @@ from typing import Any
 from trailkeep import merkle
 from trailkeep.model import Actor, EventWrite, Origin, format_time, prepare, with_leaf_hash
 from trailkeep.store import Store
-from trailkeep.store.append import PACK_MIN_ROWS
 
 # Bump when what ``fill`` or ``fill_tree`` writes changes: cached databases are keyed by it.
 VERSION = 4
@@ -100,12 +99,10 @@ def _chunk(
                 "entry": with_leaf_hash(document, leaf),
             })  # fmt: skip
         written, frontier = merkle.append_leaves(first, frontier, leaves)
-        nodes = [{"app_id": app_id, "level": lv, "idx": i, "hash": h} for (lv, i), h in written]
-        # In slices below the store's packing threshold: with no other thread running Python,
-        # executemany is the faster path (docs/performance.md), and this is a bulk load.
-        step_rows = PACK_MIN_ROWS - 1
-        for at in range(0, max(len(rows), len(nodes)), step_rows):
-            tx.insert(rows[at : at + step_rows], nodes[at : at + step_rows])
+        tx.insert(
+            rows,
+            [{"app_id": app_id, "level": lv, "idx": i, "hash": h} for (lv, i), h in written],
+        )
     return frontier
 
 

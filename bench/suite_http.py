@@ -22,8 +22,8 @@ from bench.config import Sizes
 from bench.datagen import ACTIONS, TARGETS
 from bench.harness import BenchServer, LoadRun, Result, Run, load, new_app, new_apps, serving
 from bench.pgserver import Postgres
-from bench.suite_ingest import rate_of, raw_variant
-from trailkeep.model import Actor, EventWrite, Origin, prepare
+from bench.suite_ingest import prepared, rate_of, raw_variant
+from trailkeep.model import EventWrite
 
 SUITE = "http_write"
 BATCH = 100
@@ -186,10 +186,8 @@ def _storage_ceiling(run: Run, sizes: Sizes, per_commit: int) -> float:
     template = scratch / "template.db"
     app_id = new_app(f"sqlite:///{template}")["app_id"]
     items = [EventWrite.model_validate(item) for item in json.loads(bodies()[1])["events"]]
-    actor = Actor(type="api_key", id="key_bench", name="bench")
-    origin = Origin(ip="127.0.0.1", user_agent="wrk")
     count = max(sizes.ingest_batch100_entries, 4 * per_commit)
-    pending = [prepare(app_id, items[n % len(items)], actor, origin, 10_240) for n in range(count)]
+    pending = prepared(app_id, (items[n % len(items)] for n in range(count)))
     variant = raw_variant(per_commit)
     best = max(
         rate_of(variant, template, scratch, app_id, pending, sizes.ingest_max_seconds)
@@ -199,6 +197,16 @@ def _storage_ceiling(run: Run, sizes: Sizes, per_commit: int) -> float:
     return best
 
 
+def _filled_app(sizes: Sizes, server: BenchServer, url: str) -> tuple[str, dict[str, str]]:
+    """(URL prefix, headers) of a new app whose log has two seconds of batch writes in it."""
+    _, batch = bodies()
+    app = new_apps(url, 1)[0]
+    base, headers = f"{server.url}/v1/apps/{app['app_id']}", _headers(app["key"])
+    load(f"{base}/events/batch", connections=16, seconds=min(2.0, sizes.load_seconds),
+         method="POST", body=batch, headers=headers)  # fmt: skip
+    return base, headers
+
+
 def _beside_export(run: Run, sizes: Sizes, server: BenchServer, url: str, alone: float) -> None:
     """Batch writes at 64 clients while a CSV export streams the same app's log, in a loop.
 
@@ -206,10 +214,7 @@ def _beside_export(run: Run, sizes: Sizes, server: BenchServer, url: str, alone:
     the writer's SQLite work must not wait for the GIL once per row (store/packed.py).
     """
     _, batch = bodies()
-    app = new_apps(url, 1)[0]
-    base, headers = f"{server.url}/v1/apps/{app['app_id']}", _headers(app["key"])
-    load(f"{base}/events/batch", connections=16, seconds=min(2.0, sizes.load_seconds),
-         method="POST", body=batch, headers=headers)  # fmt: skip
+    base, headers = _filled_app(sizes, server, url)
     stop, exported = threading.Event(), [0]
 
     def export_loop() -> None:
@@ -253,11 +258,8 @@ def _beside_reads(run: Run, sizes: Sizes, server: BenchServer, url: str, alone: 
     Reads run in the event loop's thread pool; the writer has a thread of its own, so its
     commits never wait in that pool's queue behind the reads (ingest.py).
     """
-    single, batch = bodies()
-    app = new_apps(url, 1)[0]
-    base, headers = f"{server.url}/v1/apps/{app['app_id']}", _headers(app["key"])
-    load(f"{base}/events/batch", connections=16, seconds=min(2.0, sizes.load_seconds),
-         method="POST", body=batch, headers=headers)  # fmt: skip
+    single, _ = bodies()
+    base, headers = _filled_app(sizes, server, url)
     reads = LoadRun(f"{base}/events?limit=100", connections=64,
                     seconds=sizes.load_seconds + 2, headers=headers)  # fmt: skip
     try:

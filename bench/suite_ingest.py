@@ -27,7 +27,7 @@ import random
 import shutil
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -46,22 +46,27 @@ SUITE = "ingest"
 Variant = Callable[[Path, str, list[PendingEntry], float], tuple[int, float]]
 
 
-def pending_entries(app_id: str, count: int, seed: int = 11) -> list[PendingEntry]:
-    """Validated entries as the HTTP layer hands them to the writer."""
-    rng = random.Random(seed)
+def prepared(app_id: str, events: Iterable[EventWrite]) -> list[PendingEntry]:
+    """Validated entries as the HTTP layer hands them to the writer, from one API key."""
     actor = Actor(type="api_key", id="key_bench", name="bench")
     origin = Origin(ip="203.0.113.7", user_agent="trailkeep-bench")
-    out = []
-    for n in range(count):
+    return [prepare(app_id, event, actor, origin, 10_240) for event in events]
+
+
+def pending_entries(app_id: str, count: int, seed: int = 11) -> list[PendingEntry]:
+    """``count`` entries with random actions and targets, as the HTTP layer hands them over."""
+    rng = random.Random(seed)
+
+    def event(n: int) -> EventWrite:
         target = rng.choice(TARGETS)
-        event = EventWrite(
+        return EventWrite(
             action=rng.choice(ACTIONS), target_type=target,
             target_id=f"{target}_{rng.randrange(100_000)}",
             metadata={"amount": rng.randrange(10_000), "reason": "bench", "n": n},
             project="bench",
         )  # fmt: skip
-        out.append(prepare(app_id, event, actor, origin, 10_240))
-    return out
+
+    return prepared(app_id, (event(n) for n in range(count)))
 
 
 def _row(app_id: str, p: PendingEntry, seq: int, moment: datetime, entry: bytes) -> dict[str, Any]:

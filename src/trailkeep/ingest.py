@@ -95,13 +95,14 @@ class Ingest:
         self._frontiers: dict[str, tuple[int, list[bytes]]] = {}
         self._wakeup = threading.Event()
         self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
 
     async def start(self) -> None:
         """Start the writer thread."""
-        self._loop = asyncio.get_running_loop()
-        self._thread = threading.Thread(target=self._run, name="trailkeep-writer", daemon=True)
+        loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(
+            target=self._run, args=(loop,), name="trailkeep-writer", daemon=True
+        )
         self._thread.start()
 
     async def stop(self) -> None:
@@ -109,10 +110,9 @@ class Ingest:
         self._closing = True
         self._wakeup.set()
         if self._thread is not None:
+            # The writer schedules its last answers on this loop before it ends, so they run
+            # before this wakes up: every queued append is answered when stop() returns.
             await asyncio.to_thread(self._thread.join)
-        # The writer's last answers were scheduled on this loop before join returned; let
-        # them run before the caller tears the loop down.
-        await asyncio.sleep(0)
 
     async def append(
         self, app_id: str, entries: Sequence[PendingEntry], idempotency: Idempotency | None = None
@@ -125,12 +125,11 @@ class Ingest:
         self._wakeup.set()
         return await future
 
-    def _run(self) -> None:
+    def _run(self, loop: asyncio.AbstractEventLoop) -> None:
         # A thread of its own, not asyncio.to_thread per commit: a commit never queues in the
         # loop's default pool behind reads and credential lookups (writes beside 64 clients
         # listing the log: 2.5x), and the next one starts as soon as the last is on disk,
         # without waiting for the busy loop to hand it over.
-        assert self._loop is not None
         while True:
             self._wakeup.wait()
             # Cleared before the queue is read: an append after this sets it again.
@@ -143,7 +142,7 @@ class Ingest:
                 except BaseException as exc:  # pragma: no cover - the commit itself failed
                     for request in batch:
                         request.result = exc
-                self._loop.call_soon_threadsafe(self._settle, batch, time.perf_counter() - started)
+                loop.call_soon_threadsafe(self._settle, batch, time.perf_counter() - started)
             if self._closing and not self._queue:
                 return
 

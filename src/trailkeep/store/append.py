@@ -9,16 +9,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import (
-    Connection,
-    DateTime,
-    Dialect,
-    Table,
-    case,
-    insert,
-    select,
-    update,
-)
+from sqlalchemy import Connection, DateTime, Dialect, Table, case, insert, select, update
 
 from trailkeep.store import pgtext, schema
 from trailkeep.store.packed import blocks
@@ -110,14 +101,17 @@ class AppendTx:
             return
         raw = self._c.connection.driver_connection
         assert raw is not None
+        columns = list(rows[0])
+        bound = _bound(table, columns, rows)
         cursor = raw.cursor()
-        statement, bound = _bound(table, rows, _Stamps())
         try:
             if len(rows) < PACK_MIN_ROWS:
+                marks = ", ".join("?" * len(columns))
+                statement = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})"
                 cursor.executemany(statement, bound)
                 return
             limit = raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-            for block, params in blocks(table.name, list(rows[0]), bound, limit):
+            for block, params in blocks(table.name, columns, bound, limit):
                 cursor.execute(block, params)
         finally:
             cursor.close()
@@ -169,45 +163,31 @@ class AppendTx:
         return read_range(self._c, app_id, seq, count)
 
 
-class _Stamps:
-    """Datetimes in the text form SQLAlchemy's SQLite DateTime writes and compares."""
-
-    def __init__(self) -> None:
-        self._known: dict[datetime, str] = {}
-
-    def __call__(self, moment: Any) -> str:
-        if not isinstance(moment, datetime):
-            raise TypeError(f"cannot store {type(moment).__name__}")
-        # A commit's rows share one moment, so each is formatted once.
-        text = self._known.get(moment)
-        if text is None:
-            text = self._known[moment] = moment.astimezone(UTC).strftime(SQLITE_TIME_FORMAT)
-        return text
-
-
-def _bound(table: Table, rows: list[dict[str, Any]], stamp: _Stamps) -> tuple[str, list[Any]]:
-    """An INSERT for executemany, and its rows as parameter sequences."""
-    columns = list(rows[0])
-    statement = (
-        f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
-    )
-    # Rows become tuples in C (itemgetter); only the DateTime columns are touched in Python.
-    # A per-value function call here was ~18% of an in-process append (docs/performance.md).
+def _bound(table: Table, columns: list[str], rows: list[dict[str, Any]]) -> list[Any]:
+    """The rows as parameter sequences in ``columns`` order, datetimes as SQLite text."""
+    # Rows become tuples in C (itemgetter); only the DateTime columns are touched in Python,
+    # and a commit's rows share one moment, so each is formatted once. A per-value function
+    # call here was ~18% of an in-process append (docs/performance.md).
     getter = operator.itemgetter(*columns)
     timed = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, DateTime)]
     if timed:
+        stamps: dict[datetime, str] = {}
 
         def row_of(row: dict[str, Any]) -> list[Any]:
             values = list(getter(row))
             for i in timed:
-                if isinstance(values[i], datetime):
-                    values[i] = stamp(values[i])
+                moment = values[i]
+                if isinstance(moment, datetime):
+                    if moment not in stamps:
+                        # The text form SQLAlchemy's SQLite DateTime writes and compares.
+                        stamps[moment] = moment.astimezone(UTC).strftime(SQLITE_TIME_FORMAT)
+                    values[i] = stamps[moment]
             return values
 
-        return statement, [row_of(row) for row in rows]
+        return [row_of(row) for row in rows]
     if len(columns) == 1:
-        return statement, [(getter(row),) for row in rows]
-    return statement, [getter(row) for row in rows]
+        return [(getter(row),) for row in rows]
+    return [getter(row) for row in rows]
 
 
 def read_nodes(c: Connection, app_id: str, ids: Sequence[NodeId]) -> dict[NodeId, bytes]:
