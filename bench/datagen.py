@@ -2,8 +2,9 @@
 
 The entries go through the same model (validation, canonical form) and the same storage calls
 as the writer, with times spread evenly over ``days`` ending now, so that time filters, the
-Merkle tree and `trailkeep verify` all see a genuine log. ``fill_tree`` writes only the tree of a
-log (every complete subtree's hash), for the proof benchmark, which reads nothing else.
+Merkle tree and `trailkeep verify` all see a genuine log. ``fill_tree`` writes only the tiles of a
+log (its tiles: the hashes of every eighth level), for the proof benchmark, which reads nothing
+else.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from typing import Any
 from trailkeep import merkle
 from trailkeep.model import Actor, EventWrite, Origin, format_time, prepare, with_leaf_hash
 from trailkeep.store import Store
+from trailkeep.tiles import TILE_HEIGHT, TILE_WIDTH, nodes_from_tiles, tiles_for
 
 # Bump when what ``fill`` or ``fill_tree`` writes changes: cached databases are keyed by it.
-VERSION = 4
+VERSION = 5
 
 ACTIONS = [
     f"{noun}.{verb}"
@@ -99,10 +101,8 @@ def _chunk(
                 "entry": with_leaf_hash(document, leaf),
             })  # fmt: skip
         written, frontier = merkle.append_leaves(first, frontier, leaves)
-        tx.insert(
-            rows,
-            [{"app_id": app_id, "level": lv, "idx": i, "hash": h} for (lv, i), h in written],
-        )
+        tx.insert(rows)
+        tx.extend_tree(app_id, written)
     return frontier
 
 
@@ -112,7 +112,7 @@ def tree_leaf(seq: int) -> bytes:
 
 
 def fill_tree(db: Path, app_id: str, size: int) -> bytes:
-    """Write every complete subtree of a ``size``-leaf tree into ``tree_nodes``; its root.
+    """Write the tiles of a ``size``-leaf tree into ``tree_tiles``; its root.
 
     The database must be a migrated one that nothing else has open: it is written with journaling
     off (a half-built file is thrown away, never used), then switched back to WAL.
@@ -123,14 +123,20 @@ def fill_tree(db: Path, app_id: str, size: int) -> bytes:
         connection.execute("PRAGMA journal_mode=OFF")
         connection.execute("PRAGMA synchronous=OFF")
         connection.execute("PRAGMA cache_size=-262144")
-        sql = "INSERT INTO tree_nodes (app_id, level, idx, hash) VALUES (?, ?, ?, ?)"
+        sql = "INSERT INTO tree_tiles (app_id, level, idx, width, hashes) VALUES (?, ?, ?, ?, ?)"
         level_hashes = [tree_leaf(i) for i in range(size)]
         frontier: list[bytes] = []
         level = 0
         while level_hashes:
-            connection.execute("BEGIN")
-            connection.executemany(sql, ((app_id, level, i, h) for i, h in enumerate(level_hashes)))
-            connection.execute("COMMIT")
+            if level % TILE_HEIGHT == 0:
+                starts = range(0, len(level_hashes), TILE_WIDTH)
+                tiles = (level_hashes[i : i + TILE_WIDTH] for i in starts)
+                connection.execute("BEGIN")
+                connection.executemany(sql, (
+                    (app_id, level // TILE_HEIGHT, n, len(tile), b"".join(tile))
+                    for n, tile in enumerate(tiles)
+                ))  # fmt: skip
+                connection.execute("COMMIT")
             if len(level_hashes) % 2:
                 frontier.append(level_hashes[-1])  # the right edge's complete piece at this level
             pairs = range(0, len(level_hashes) - 1, 2)
@@ -145,18 +151,23 @@ def fill_tree(db: Path, app_id: str, size: int) -> bytes:
 
 
 def stored_root(db: Path, app_id: str, size: int) -> bytes:
-    """The root at ``size`` from the stored complete subtrees, read by primary-key lookups."""
+    """The root at ``size`` computed from the stored tiles, read by primary-key lookups."""
+    ids = merkle.frontier(size)
     connection = sqlite3.connect(db)
     try:
-        pieces = []
-        for level, idx in merkle.frontier(size):
+        stored = {}
+        for level, index in tiles_for(ids):
             row = connection.execute(
-                "SELECT hash FROM tree_nodes WHERE app_id = ? AND level = ? AND idx = ?",
-                (app_id, level, idx),
+                "SELECT hashes FROM tree_tiles WHERE app_id = ? AND level = ? AND idx = ?"
+                " ORDER BY width DESC LIMIT 1",
+                (app_id, level, index),
             ).fetchone()
-            if row is None:
-                raise LookupError(f"tree node ({level}, {idx}) of {app_id} is missing")
-            pieces.append(bytes(row[0]))
+            if row is not None:
+                stored[(level, index)] = bytes(row[0])
     finally:
         connection.close()
-    return merkle.root_from_frontier(pieces)
+    found = nodes_from_tiles(ids, stored)
+    missing = [node for node in ids if node not in found]
+    if missing:
+        raise LookupError(f"tree nodes {missing} of {app_id} are missing")
+    return merkle.root_from_frontier([found[node] for node in ids])

@@ -79,7 +79,7 @@ def reads_db(cache: Path, count: int) -> DataDir:
 
 
 def proofs_db(cache: Path, size: int) -> DataDir:
-    """An app whose tree has ``size`` leaves (tree nodes only) and a signed checkpoint of it."""
+    """An app whose tree has ``size`` leaves (its tiles only) and a signed checkpoint of it."""
 
     def build(path: Path) -> dict[str, Any]:
         print(f"  building the proof database: a tree of {size:,} leaves (cached afterwards)")

@@ -148,7 +148,7 @@ def _record(run: Run, series: dict[str, Any], db: str, label: str) -> None:
             SUITE, f"{raw_name} as the batch peak commits them ({label})",
             ceiling["entries_s"], "entries/s",
             notes=f"the storage's ceiling for that figure: the batch body's entries, "
-            f"{ceiling['per_commit']:,} a transaction, tree nodes included",
+            f"{ceiling['per_commit']:,} a transaction, tree tiles included",
         ))  # fmt: skip
     run.add(Result(
         SUITE, f"GET /healthz (no-op route), 64 clients ({label})", series["healthz_64"],
@@ -180,7 +180,7 @@ def _storage_ceiling(run: Run, sizes: Sizes, per_commit: int) -> float:
 
     What the storage alone does with what the server wrote at its batch peak: the same 100
     entries again and again (so the same targets), in transactions of the server's mean
-    group commit, with their tree nodes, the same schema and connection settings.
+    group commit, with their tree tiles, the same schema and connection settings.
     """
     scratch = run.scratch("http_ceiling")
     template = scratch / "template.db"

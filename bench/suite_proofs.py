@@ -1,8 +1,8 @@
 """Proofs at tree size 10,000,000, over real HTTP.
 
-The proof routes read only ``tree_nodes``, the log's size and the latest checkpoint, so the
-database holds a genuine 10,000,000-leaf tree (all ~20,000,000 complete-subtree hashes, built
-by ``datagen.fill_tree``) and a checkpoint signed with the server's key, but no entry content.
+The proof routes read only ``tree_tiles``, the log's size and the latest checkpoint, so the
+database holds a genuine 10,000,000-leaf tree (its ~10,040,000 tile hashes, built by
+``datagen.fill_tree``) and a checkpoint signed with the server's key, but no entry content.
 Every proof the server returns is checked against the signed root before it is timed.
 """
 
@@ -82,7 +82,7 @@ def run(run: Run, sizes: Sizes) -> None:
         ))  # fmt: skip
     run.info["proofs"] = (
         f"a tree of {size:,} leaves ({(data.path / 'trailkeep.db').stat().st_size / 2**20:,.0f}"
-        f" MiB of tree nodes, no entry content), built in {data.meta.get('build_seconds', '?')}"
+        f" MiB of tree tiles, no entry content), built in {data.meta.get('build_seconds', '?')}"
         " s (cached)"
     )
 

@@ -233,7 +233,7 @@ class Ingest:
     def _append_fresh(
         self, tx: AppendTx, app_id: str, fresh: list[_Request], now: datetime
     ) -> tuple[int, list[bytes]]:
-        """Append the requests' entries and tree nodes; return the new size and frontier."""
+        """Append the requests' entries and grow the tree; return the new size and frontier."""
         total = sum(len(r.entries) for r in fresh)
         start, moment = tx.reserve(app_id, total, now)
         stamp = format_time(moment)
@@ -271,10 +271,8 @@ class Ingest:
                     IdempotencyRecord(request.idempotency.fingerprint, first, len(stored)),
                 )
         written, new_frontier = merkle.append_leaves(start, frontier, leaves)
-        tx.insert(
-            rows,
-            [{"app_id": app_id, "level": lvl, "idx": idx, "hash": h} for (lvl, idx), h in written],
-        )
+        tx.insert(rows)
+        tx.extend_tree(app_id, written)
         return start + total, new_frontier
 
 

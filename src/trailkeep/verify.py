@@ -18,6 +18,7 @@ import orjson
 
 from trailkeep import jcs, merkle
 from trailkeep.notes import Checkpoint, NoteError, NoteVerifier, open_checkpoint
+from trailkeep.tiles import TILE_HEIGHT
 
 
 class VerifyError(Exception):
@@ -229,6 +230,11 @@ class StoredTree:
 
 def check_stored(fetch: NodeFetch, computed: Mapping[merkle.NodeId, bytes]) -> None:
     """Compare recomputed interior nodes with the stored ones; name the earliest that differs."""
+    # The database stores the tile levels' hashes and computes every other node from them:
+    # comparing those would only hash the same leaves twice.
+    computed = {node: h for node, h in computed.items() if node[0] % TILE_HEIGHT == 0}
+    if not computed:
+        return
     stored = fetch(list(computed))
     bad = [(i << lv, lv, i) for (lv, i), h in computed.items() if stored.get((lv, i)) != h]
     if bad:

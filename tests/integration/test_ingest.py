@@ -1,4 +1,4 @@
-"""The group-commit writer against a real SQLite file: its own thread, its shutdown."""
+"""The group-commit writer against a real SQLite file: its own thread, its shutdown, its tiles."""
 
 from __future__ import annotations
 
@@ -9,11 +9,15 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import orjson
 import pytest
+from sqlalchemy import text
 
+from trailkeep import merkle
 from trailkeep.ingest import Ingest
 from trailkeep.model import Actor, EventWrite, Origin, PendingEntry, prepare
 from trailkeep.store import Store
+from trailkeep.tiles import TILE_HEIGHT, TILE_WIDTH
 
 APP = "app_ingest"
 ACTOR = Actor(type="api_key", id="key_test", name="test")
@@ -81,3 +85,42 @@ def test_an_append_before_start_is_refused(store: Store) -> None:
             await Ingest(store).append(APP, _entries(1))
 
     asyncio.run(main())
+
+
+def test_appends_of_any_size_keep_the_tiles_of_the_whole_tree(store: Store) -> None:
+    # Sizes that end tiles mid-way, exactly on a boundary, and span a full level-1 hash.
+    sizes = [1, 254, 1, 1, 300, 256, 1_000, 7, 256 * 4 + 3]
+
+    async def main() -> list[bytes]:
+        ingest = Ingest(store)
+        await ingest.start()
+        stored: list[bytes] = []
+        for count in sizes:
+            stored += (await ingest.append(APP, _entries(count))).entries
+        await ingest.stop()
+        return stored
+
+    entries = asyncio.run(main())
+    leaves = [bytes.fromhex(orjson.loads(e)["leaf_hash"]) for e in entries]
+    size = len(leaves)
+    written, _ = merkle.append_leaves(0, [], leaves)
+    expected = {}
+    for (level, index), digest in written:
+        if level % TILE_HEIGHT == 0:
+            tile = (level // TILE_HEIGHT, index // TILE_WIDTH)
+            expected[tile] = expected.get(tile, b"") + digest
+    with store.reader_engine.connect() as c:
+        rows = c.execute(text("SELECT level, idx, width, hashes FROM tree_tiles")).all()
+    # One row a tile, the narrower versions deleted, each exactly the tree's hashes.
+    assert {(r.level, r.idx): bytes(r.hashes) for r in rows} == expected
+    assert len(rows) == len(expected)
+    assert all(r.width * 32 == len(r.hashes) for r in rows)
+    # Every proof the server serves is built from them and checks against the root.
+    root = merkle.root_of(leaves)
+    for index in (0, 255, 256, 1_500, size - 1):
+        ids = merkle.inclusion_proof_nodes(index, size)
+        proof = merkle.inclusion_proof(index, size, store.nodes(APP, ids))
+        merkle.verify_inclusion(leaves[index], index, size, proof, root)
+    ids = merkle.consistency_proof_nodes(555, size)
+    proof = merkle.consistency_proof(555, size, store.nodes(APP, ids))
+    merkle.verify_consistency(555, size, merkle.root_of(leaves[:555]), root, proof)

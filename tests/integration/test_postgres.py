@@ -74,7 +74,7 @@ def owner(srv: Server) -> psycopg.Connection[Any]:
 # ---------------------------------------------------------------------------------- partitions
 
 
-HEAD = "0004"  # the newest migration
+HEAD = "0005"  # the newest migration
 INDEXES = {
     ("app_id", "seq", "time"), ("app_id", "id"), ("app_id", "action", "seq"),
     ("app_id", "actor_id", "seq"), ("app_id", "target_type", "seq"),
@@ -189,7 +189,7 @@ def test_a_month_with_rows_in_the_default_partition_is_left_alone(
 
 
 def _counts(db: psycopg.Connection[Any], app_id: str) -> list[tuple[Any, ...] | None]:
-    tables = ("events", "tree_nodes", "checkpoints", "log_heads")
+    tables = ("events", "tree_tiles", "checkpoints", "log_heads")
     return [
         db.execute(f"SELECT count(*) FROM {t} WHERE app_id = %s", (app_id,)).fetchone()
         for t in tables
@@ -205,9 +205,11 @@ REFUSED_TO_OWNER = [
     "TRUNCATE events",
     "TRUNCATE {part}",
     "TRUNCATE events_default",
-    "UPDATE tree_nodes SET hash = '\\x00'::bytea WHERE app_id = %(app)s",
-    "DELETE FROM tree_nodes WHERE app_id = %(app)s",
-    "TRUNCATE tree_nodes",
+    "UPDATE tree_tiles SET hashes = overlay(hashes PLACING '\\x00'::bytea FROM 1) "
+    "WHERE app_id = %(app)s",
+    # 12 entries: one partial tile, which no wider tile extends (see test_tree_tiles.py).
+    "DELETE FROM tree_tiles WHERE app_id = %(app)s",
+    "TRUNCATE tree_tiles",
     "UPDATE checkpoints SET note = 'forged' WHERE app_id = %(app)s",
     "DELETE FROM checkpoints WHERE app_id = %(app)s",
     "TRUNCATE checkpoints",
@@ -252,8 +254,9 @@ SERVICE_MAY_NOT = [
     "UPDATE events SET action = 'forged' WHERE app_id = %(app)s",
     "DELETE FROM events WHERE app_id = %(app)s",
     "TRUNCATE events",
-    "UPDATE tree_nodes SET hash = '\\x00'::bytea WHERE app_id = %(app)s",
-    "DELETE FROM tree_nodes WHERE app_id = %(app)s",
+    "UPDATE tree_tiles SET hashes = overlay(hashes PLACING '\\x00'::bytea FROM 1) "
+    "WHERE app_id = %(app)s",
+    "TRUNCATE tree_tiles",
     "UPDATE checkpoints SET note = 'forged' WHERE app_id = %(app)s",
     "DELETE FROM checkpoints WHERE app_id = %(app)s",
     "UPDATE apps SET session_secret = 'mine' WHERE id = %(app)s",
@@ -281,6 +284,23 @@ def test_the_service_role_has_no_right_to_change_entries(
         # What it does need, it has.
         assert db.execute("SELECT trailkeep_ensure_partitions(1)").fetchone() == (0,)
         assert db.execute(count, (tenant.app_id,)).fetchone() == (12,)
+
+
+@pytest.mark.postgres
+def test_the_service_role_may_delete_tiles_but_the_trigger_keeps_a_logs_own(
+    pg: Server, written: tuple[Tenant, list[dict[str, Any]]]
+) -> None:
+    """The append replaces a partial tile by a wider one, so the service has DELETE on
+    tree_tiles; a tile that no wider one extends is still refused (test_tree_tiles.py has the
+    deletes that are allowed)."""
+    tenant, _ = written
+    tiles = "SELECT level, idx, width FROM tree_tiles WHERE app_id = %s"
+    with psycopg.connect(pg_url(pg.env["TRAILKEEP_DATABASE_URL"])) as db:
+        assert db.execute(tiles, (tenant.app_id,)).fetchall() == [(0, 0, 12)]
+        with pytest.raises(psycopg.errors.RaiseException, match="a wider one extends it"):
+            db.execute("DELETE FROM tree_tiles WHERE app_id = %s", (tenant.app_id,))
+        db.rollback()
+        assert db.execute(tiles, (tenant.app_id,)).fetchall() == [(0, 0, 12)]
 
 
 # --------------------------------------------------------------------------------- migrations

@@ -2,6 +2,7 @@
 
 Plans are asked of a real SQLite file holding a real log: every filter a user can give alone, and
 the target type with an id, must seek an index (a full scan is ~0.5 s at 1,000,000 entries).
+0005, which replaces ``tree_nodes`` by ``tree_tiles``, is tested in test_tree_tiles.py.
 """
 
 from __future__ import annotations
@@ -92,29 +93,29 @@ def test_only_one_index_is_keyed_by_a_value_that_arrives_in_no_order(store: Stor
     assert columns["events_by_target_id"].replace(" ", "") == "app_id,target_id,seq)"
 
 
-def _config() -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    return config
+def _upgrade(path: Path, revision: str) -> None:
+    """Migrate the SQLite file at ``path`` up to ``revision``, as ``Store.migrate`` does head."""
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        with engine.begin() as connection:
+            config = Config()
+            config.set_main_option("script_location", str(MIGRATIONS))
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+    finally:
+        engine.dispose()
 
 
 def test_0004_rebuilds_tree_nodes_without_rowid_and_keeps_every_node_and_guard(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "old.db"
-    engine = create_engine(f"sqlite:///{path}")
-    with engine.begin() as connection:
-        config = _config()
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0003")
-    engine.dispose()
+    _upgrade(path, "0003")
     nodes = [("app_old", level, idx, bytes([level, idx % 256]) * 16)
              for level in range(3) for idx in range(50 >> level)]  # fmt: skip
     with sqlite3.connect(path) as db:
         db.executemany("INSERT INTO tree_nodes VALUES (?, ?, ?, ?)", nodes)
-    upgraded = Store(f"sqlite:///{path}")
-    upgraded.migrate()
-    upgraded.close()
+    _upgrade(path, "0004")  # not head: 0005 replaces tree_nodes by tree_tiles
 
     db = sqlite3.connect(path)
     try:

@@ -14,7 +14,7 @@ import json
 import re
 import sqlite3
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +32,8 @@ from tests.integration.test_integrity import (
 )
 from tests.support import Server, run_cli
 
-OLD, NEW = 20, 45
+# Past one full tile of leaves (256), so the tree stores a level-8 hash too.
+OLD, NEW = 20, 300
 
 
 @dataclass
@@ -65,9 +66,9 @@ class Saved:
 
 
 def fetch_files(server: Server, folder: Path) -> tuple[str, str, list[bytes], bytes]:
-    """Write 45 entries to a new app; save its checkpoints at 20 and 45, export and key.
+    """Write 300 entries to a new app; save its checkpoints at 20 and 300, export and key.
 
-    Returns (app id, all-scopes key, export lines, root at 45).
+    Returns (app id, all-scopes key, export lines, root at 300).
     """
     tenant = server.tenant("verify cli")
     key = checkpoint_key(server)
@@ -110,8 +111,8 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> Saved:
     return Saved(srv, app_id, key, home, lines, new, root, first)
 
 
-# One span checked in this process, or spans of 8 leaves on two worker processes: the 45
-# entries then cross six spans, and the nodes above level 3 are checked from the spans' heads.
+# One span checked in this process, or spans of 8 leaves on two worker processes: the 300
+# entries then cross 38 spans, and the level-8 hash is checked from the spans' heads.
 SPANS: list[tuple[str, ...]] = [(), ("--jobs", "2", "--span-bits", "3")]
 
 
@@ -253,8 +254,8 @@ def database(saved: Saved) -> Iterator[sqlite3.Connection]:
     """The SQLite file with its append-only triggers dropped, committed on leaving."""
     db = sqlite3.connect(sqlite_path(saved.server))
     try:
-        for trigger in ("events_no_update", "events_no_early_delete", "tree_nodes_no_update",
-                        "tree_nodes_no_delete"):  # fmt: skip
+        for trigger in ("events_no_update", "events_no_early_delete", "tree_tiles_no_update",
+                        "tree_tiles_no_delete"):  # fmt: skip
             db.execute(f"DROP TRIGGER IF EXISTS {trigger}")
         yield db
         db.commit()
@@ -265,7 +266,7 @@ def database(saved: Saved) -> Iterator[sqlite3.Connection]:
 def _snapshot(saved: Saved) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
     with database(saved) as db:
         events = db.execute("SELECT * FROM events ORDER BY app_id, seq").fetchall()
-        nodes = db.execute("SELECT * FROM tree_nodes ORDER BY app_id, level, idx").fetchall()
+        nodes = db.execute("SELECT * FROM tree_tiles ORDER BY app_id, level, idx").fetchall()
     return events, nodes
 
 
@@ -277,7 +278,7 @@ def restored(saved: Saved) -> Iterator[None]:
         yield
     finally:
         with database(saved) as db:
-            for table, rows in (("events", events), ("tree_nodes", nodes)):
+            for table, rows in (("events", events), ("tree_tiles", nodes)):
                 db.execute(f"DELETE FROM {table}")
                 marks = ",".join("?" * len(rows[0]))
                 db.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
@@ -335,39 +336,38 @@ def test_local_verify_names_a_deleted_entry(saved: Saved, spans: tuple[str, ...]
         failed(saved.verify_app(*spans), r"\bseq 12\b", "missing")
 
 
+def _edit_tile(saved: Saved, level: int, index: int, edit: Callable[[bytes], bytes]) -> None:
+    """Rewrite one stored tile's hashes (its width follows), as someone with the file could."""
+    with database(saved) as db:
+        (hashes,) = db.execute(
+            "SELECT hashes FROM tree_tiles WHERE app_id = ? AND level = ? AND idx = ?",
+            (saved.app_id, level, index),
+        ).fetchone()
+        changed = edit(hashes)
+        db.execute(
+            "UPDATE tree_tiles SET hashes = ?, width = ?"
+            " WHERE app_id = ? AND level = ? AND idx = ?",
+            (changed, len(changed) // 32, saved.app_id, level, index),
+        )
+
+
+FORGED = hashlib.sha256(b"forged").digest()
+
+
 def test_local_verify_names_a_tampered_tree_leaf(saved: Saved, spans: tuple[str, ...]) -> None:
     with restored(saved):
-        with database(saved) as db:
-            changed = db.execute(
-                "UPDATE tree_nodes SET hash = ? WHERE app_id = ? AND level = 0 AND idx = 7",
-                (hashlib.sha256(b"forged").digest(), saved.app_id),
-            ).rowcount
-            assert changed == 1
+        _edit_tile(saved, 0, 0, lambda hashes: hashes[: 7 * 32] + FORGED + hashes[8 * 32 :])
         failed(saved.verify_app(*spans), r"\bseq 7\b")
 
 
-def test_local_verify_names_a_dropped_tree_leaf(saved: Saved, spans: tuple[str, ...]) -> None:
+def test_local_verify_names_dropped_tree_leaves(saved: Saved, spans: tuple[str, ...]) -> None:
     with restored(saved):
-        with database(saved) as db:
-            gone = db.execute(
-                "DELETE FROM tree_nodes WHERE app_id = ? AND level = 0 AND idx = 30",
-                (saved.app_id,),
-            ).rowcount
-            assert gone == 1
+        _edit_tile(saved, 0, 0, lambda hashes: hashes[: 30 * 32])  # leaves 30..255 gone
         failed(saved.verify_app(*spans), r"\b30\b", "missing")
 
 
-@pytest.mark.parametrize(
-    ("level", "index", "first"), [(2, 3, 12), (4, 1, 16)], ids=["inside-a-span", "above-spans"]
-)
-def test_local_verify_detects_a_tampered_interior_node(
-    saved: Saved, spans: tuple[str, ...], level: int, index: int, first: int
-) -> None:
+def test_local_verify_detects_a_tampered_level_8_hash(saved: Saved, spans: tuple[str, ...]) -> None:
+    # Checked inside the one span, or above the spans of 8 leaves from their heads.
     with restored(saved):
-        with database(saved) as db:
-            changed = db.execute(
-                "UPDATE tree_nodes SET hash = ? WHERE app_id = ? AND level = ? AND idx = ?",
-                (hashlib.sha256(b"forged").digest(), saved.app_id, level, index),
-            ).rowcount
-            assert changed == 1
-        failed(saved.verify_app(*spans), rf"\bseq {first}\b", f"level {level}, index {index}")
+        _edit_tile(saved, 1, 0, lambda hashes: FORGED)
+        failed(saved.verify_app(*spans), r"\bseq 0\b", "level 8, index 0")

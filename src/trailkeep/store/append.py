@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import operator
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, DateTime, Dialect, Table, case, insert, select, update
+from sqlalchemy import Connection, DateTime, Table, case, insert, select, update
 
-from trailkeep.store import pgtext, schema
+from trailkeep.merkle import NodeId
+from trailkeep.store import pgtext, schema, tree
 from trailkeep.store.packed import blocks
 from trailkeep.store.records import IdempotencyRecord
 
-NodeId = tuple[int, int]
 SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 # From this many rows an insert goes in as blocks of rows (store/packed.py). Below it,
 # executemany: with nothing else running Python it is ~20% faster at 100 rows (blocks bind
@@ -83,16 +82,18 @@ class AppendTx:
 
     def nodes(self, app_id: str, ids: Sequence[NodeId]) -> dict[NodeId, bytes]:
         """Tree node hashes by (level, index), read inside the transaction."""
-        return read_nodes(self._c, app_id, ids)
+        return tree.read_nodes(self._c, app_id, ids)
 
-    def insert(self, entries: list[dict[str, Any]], nodes: list[dict[str, Any]]) -> None:
-        """Insert entry rows and the tree nodes they complete."""
+    def insert(self, entries: list[dict[str, Any]]) -> None:
+        """Insert entry rows."""
         if self._row_locks:
             self._copy(schema.events, [_text_safe(row) for row in entries])
-            self._copy(schema.tree_nodes, nodes)
-            return
-        self._insert_many(schema.events, entries)
-        self._insert_many(schema.tree_nodes, nodes)
+        else:
+            self._insert_many(schema.events, entries)
+
+    def extend_tree(self, app_id: str, written: Sequence[tuple[NodeId, bytes]]) -> None:
+        """Store the tree nodes an append completed (``merkle.append_leaves``'s first result)."""
+        tree.extend(self._c, app_id, written)
 
     def _insert_many(self, table: Table, rows: list[dict[str, Any]]) -> None:
         # SQLite, through the driver, in this transaction: SQLAlchemy's per-row parameter
@@ -188,78 +189,6 @@ def _bound(table: Table, columns: list[str], rows: list[dict[str, Any]]) -> list
     if len(columns) == 1:
         return [(getter(row),) for row in rows]
     return [getter(row) for row in rows]
-
-
-def read_nodes(c: Connection, app_id: str, ids: Sequence[NodeId]) -> dict[NodeId, bytes]:
-    """Tree node hashes by (level, index); missing nodes are absent from the answer."""
-    if not ids:
-        return {}
-    runs = _runs(ids)
-    if c.dialect.name == "sqlite":
-        rows = driver_rows(c, _SQLITE_NODES, {"app": app_id, "runs": json.dumps(runs)})
-    else:
-        rows = driver_rows(c, *_union_of_runs(app_id, runs))
-    return {(row[0], row[1]): bytes(row[2]) for row in rows}
-
-
-def _runs(ids: Sequence[NodeId]) -> list[tuple[int, int, int]]:
-    """(level, first, last) for each run of consecutive indexes at a level."""
-    runs: list[tuple[int, int, int]] = []
-    for level, index in sorted(set(ids)):
-        if runs and runs[-1][0] == level and runs[-1][2] == index - 1:
-            runs[-1] = (level, runs[-1][1], index)
-        else:
-            runs.append((level, index, index))
-    return runs
-
-
-# Every read of tree nodes is an index seek, or a range scan for a run of consecutive nodes,
-# on (app_id, level, idx). A row-value `(level, idx) IN (...)`, or an OR of per-level INs,
-# made SQLite scan every node of the app: O(n) per append and per proof. On SQLite the runs
-# travel as one JSON parameter, so the statement's text never changes: a text per shape of
-# proof filled sqlite3's per-connection statement caches (native memory, ~1.8 MiB a minute
-# in the soak) and, through SQLAlchemy, its compiled cache. CROSS JOIN keeps the runs as the
-# outer loop; left to itself the planner scanned the app's nodes instead.
-_SQLITE_NODES = (
-    "SELECT t.level, t.idx, t.hash FROM json_each(:runs) AS r CROSS JOIN tree_nodes AS t"
-    " ON t.app_id = :app AND t.level = json_extract(r.value, '$[0]')"
-    " AND t.idx BETWEEN json_extract(r.value, '$[1]') AND json_extract(r.value, '$[2]')"
-)
-
-
-def _union_of_runs(app_id: str, runs: list[tuple[int, int, int]]) -> tuple[str, dict[str, Any]]:
-    # PostgreSQL: one UNION ALL branch per run. psycopg prepares a text only after it repeats
-    # and keeps at most 100 per connection, so the varying text costs no lasting memory.
-    params: dict[str, Any] = {"app": app_id}
-    branches = []
-    for n, (level, low, high) in enumerate(runs):
-        params[f"l{n}"], params[f"lo{n}"], params[f"hi{n}"] = level, low, high
-        branches.append(
-            f"SELECT level, idx, hash FROM tree_nodes WHERE app_id = %(app)s AND level = %(l{n})s"
-            f" AND idx BETWEEN %(lo{n})s AND %(hi{n})s"
-        )
-    return " UNION ALL ".join(branches), params
-
-
-def driver_rows(c: Connection, sql: str, params: dict[str, Any]) -> list[Any]:
-    """Rows of ``sql`` (in the driver's parameter syntax) as the driver's own tuples.
-
-    For the hot bulk reads (tree nodes, verification) SQLAlchemy's Row objects and result
-    processing cost more than the query; both drivers already hand back ints and bytes.
-    """
-    cursor = c.connection.cursor()
-    try:
-        cursor.execute(sql, params)
-        return list(cursor.fetchall())
-    finally:
-        cursor.close()
-
-
-def placeholder(dialect: Dialect) -> Callable[[str], str]:
-    """Name a parameter in the driver's own syntax: sqlite3 ``:name``, psycopg ``%(name)s``."""
-    if dialect.name == "postgresql":
-        return lambda name: f"%({name})s"
-    return lambda name: f":{name}"
 
 
 def read_range(c: Connection, app_id: str, seq: int, count: int) -> list[bytes]:

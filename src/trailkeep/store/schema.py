@@ -75,16 +75,20 @@ Index("events_by_target_id", events.c.app_id, events.c.target_id, events.c.seq)
 Index("events_by_kind", events.c.app_id, events.c.kind, events.c.seq)
 Index("events_by_time", events.c.app_id, events.c.time, events.c.seq)
 
-# Every complete subtree's hash (level 0: the leaf hashes), kept apart from the entries' content
-# so that content can be erased while every root and proof stays intact.
-tree_nodes = Table(
-    "tree_nodes",
+# The tree's hashes, C2SP tlog-tiles style: a tile holds up to 256 consecutive hashes of one tree
+# level (tile level t holds tree level 8t; tile level 0 the leaf hashes), and every other node is
+# computed from the tile below it. Kept apart from the entries' content, so content can be erased
+# while every root and proof stays intact. A tile's rows only grow: the appending transaction
+# writes the wider tile and deletes the partial one it extends, and the database refuses any
+# other change (0005's triggers check that the deleted hashes are a prefix of the wider tile's).
+tree_tiles = Table(
+    "tree_tiles",
     metadata,
     Column("app_id", String(64), primary_key=True),
     Column("level", SmallInteger, primary_key=True),
     Column("idx", BigInteger, primary_key=True),
-    Column("hash", LargeBinary(32), nullable=False),
-    sqlite_with_rowid=False,
+    Column("width", SmallInteger, primary_key=True),
+    Column("hashes", LargeBinary, nullable=False),
 )
 
 checkpoints = Table(

@@ -11,17 +11,11 @@ from typing import Any
 from sqlalchemy import Engine, func, insert, select, text, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
+from trailkeep.merkle import NodeId
 from trailkeep.query import Filters, GroupBy
-from trailkeep.store import reads, schema
-from trailkeep.store.append import (
-    AppendTx,
-    NodeId,
-    driver_rows,
-    placeholder,
-    read_nodes,
-    read_range,
-    utc,
-)
+from trailkeep.store import reads, schema, tree
+from trailkeep.store.append import AppendTx, read_range, utc
+from trailkeep.store.driver import driver_rows, placeholder
 from trailkeep.store.engine import create_engines, migrate
 from trailkeep.store.records import AppRecord, CheckpointRecord, KeyRecord
 
@@ -212,23 +206,10 @@ class Store:
     def nodes(self, app_id: str, ids: Sequence[NodeId]) -> dict[NodeId, bytes]:
         """Tree node hashes by (level, index)."""
         with self.reader_engine.connect() as c:
-            return read_nodes(c, app_id, ids)
-
-    def leaf_hashes(self, app_id: str, start: int, end: int) -> Iterator[tuple[int, bytes]]:
-        """Stream (seq, leaf hash) for seqs in [start, end)."""
-        nodes = schema.tree_nodes
-        with self.reader_engine.connect() as c:
-            rows = c.execution_options(yield_per=10_000).execute(
-                select(nodes.c.idx, nodes.c.hash)
-                .where(nodes.c.app_id == app_id, nodes.c.level == 0)
-                .where(nodes.c.idx >= start, nodes.c.idx < end)
-                .order_by(nodes.c.idx)
-            )
-            for row in rows:
-                yield row.idx, bytes(row.hash)
+            return tree.read_nodes(c, app_id, ids)
 
     def leaves_with_entries(
-        self, app_id: str, *, start: int = 0, end: int | None = None, chunk: int = 20_000
+        self, app_id: str, *, start: int = 0, end: int | None = None, chunk: int = 20_480
     ) -> Iterator[list[tuple[int, bytes, bytes | None]]]:
         """Stream (seq, tree leaf hash, stored entry or None) for leaves [start, end), in order.
 
@@ -238,20 +219,20 @@ class Store:
         """
         mark = placeholder(self.reader_engine.dialect)
         sql = (
-            "SELECT n.idx, n.hash, e.entry FROM tree_nodes n LEFT JOIN events e"
-            " ON e.app_id = n.app_id AND e.seq = n.idx"
-            f" WHERE n.app_id = {mark('app')} AND n.level = 0 AND n.idx > {mark('after')}"
-            f" AND n.idx < {mark('end')} ORDER BY n.idx LIMIT {mark('chunk')}"
+            f"SELECT seq, entry FROM events WHERE app_id = {mark('app')}"
+            f" AND seq >= {mark('lo')} AND seq < {mark('hi')}"
         )
-        after, end = start - 1, 2**63 - 1 if end is None else end
-        while True:
-            params = {"app": app_id, "after": after, "end": end, "chunk": chunk}
+        low = start
+        while end is None or low < end:
+            high = low + chunk if end is None else min(low + chunk, end)
             with self.reader_engine.connect() as c:
-                rows = driver_rows(c, sql, params)
-            if not rows:
-                return
-            yield rows
-            after = rows[-1][0]
+                leaves = tree.leaf_range(c, app_id, low, high)
+                if not leaves:
+                    return
+                params = {"app": app_id, "lo": low, "hi": leaves[-1][0] + 1}
+                stored = dict(driver_rows(c, sql, params))
+            yield [(seq, digest, stored.get(seq)) for seq, digest in leaves]
+            low = high
 
     def count_entries(self, app_id: str) -> int:
         """Rows actually present in ``events`` for the app (a check against the counter)."""
