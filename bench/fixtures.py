@@ -40,6 +40,12 @@ def _cached(cache: Path, name: str, build: Any) -> DataDir:
     final = cache / name
     if (final / "meta.json").exists():
         return DataDir(final, json.loads((final / "meta.json").read_text()))
+    # Databases an older data generator made are never read again (their names carry its
+    # version): drop them before building, or each upgrade leaves gigabytes behind.
+    kind, _, size = name.split("-")
+    for stale in cache.glob(f"{kind}-v*-{size}*"):
+        if stale.name != name:
+            shutil.rmtree(stale, ignore_errors=True)
     building = cache / f"{name}.building"
     shutil.rmtree(building, ignore_errors=True)
     building.mkdir(parents=True)

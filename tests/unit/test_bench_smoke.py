@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from bench.datagen import fill_tree, stored_root, tree_leaf
+from bench.fixtures import _cached
 from bench.harness import parse_wrk
 
 from trailkeep import merkle
@@ -150,3 +151,12 @@ def test_wrk_report_is_read_from_the_percentile_lines_only() -> None:
     assert load.non_2xx == 7
     assert load.requests == 5123
     assert load.errors == 0
+
+
+def test_a_new_cache_version_replaces_the_old_databases_of_its_kind(tmp_path: Path) -> None:
+    for stale in ("reads-v1-10", "reads-v1-10.building", "reads-v1-99", "proofs-v1-10"):
+        (tmp_path / stale).mkdir()
+    made = _cached(tmp_path, "reads-v2-10", lambda folder: {"built": str(folder)})
+    assert made.meta["built"].endswith("reads-v2-10.building")
+    kept = sorted(p.name for p in tmp_path.iterdir())
+    assert kept == ["proofs-v1-10", "reads-v1-99", "reads-v2-10"]
