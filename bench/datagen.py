@@ -20,7 +20,7 @@ from typing import Any
 from trailkeep import merkle
 from trailkeep.model import Actor, EventWrite, Origin, format_time, prepare, with_leaf_hash
 from trailkeep.store import Store
-from trailkeep.tiles import TILE_HEIGHT, TILE_WIDTH, nodes_from_tiles, tiles_for
+from trailkeep.tiles import TILE_HEIGHT, TILE_WIDTH
 
 # Bump when what ``fill`` or ``fill_tree`` writes changes: cached databases are keyed by it.
 VERSION = 5
@@ -151,22 +151,13 @@ def fill_tree(db: Path, app_id: str, size: int) -> bytes:
 
 
 def stored_root(db: Path, app_id: str, size: int) -> bytes:
-    """The root at ``size`` computed from the stored tiles, read by primary-key lookups."""
+    """The root at ``size`` computed from the stored tiles, as the server reads them."""
     ids = merkle.frontier(size)
-    connection = sqlite3.connect(db)
+    store = Store(f"sqlite:///{db}")
     try:
-        stored = {}
-        for level, index in tiles_for(ids):
-            row = connection.execute(
-                "SELECT hashes FROM tree_tiles WHERE app_id = ? AND level = ? AND idx = ?"
-                " ORDER BY width DESC LIMIT 1",
-                (app_id, level, index),
-            ).fetchone()
-            if row is not None:
-                stored[(level, index)] = bytes(row[0])
+        found = store.nodes(app_id, ids)
     finally:
-        connection.close()
-    found = nodes_from_tiles(ids, stored)
+        store.close()
     missing = [node for node in ids if node not in found]
     if missing:
         raise LookupError(f"tree nodes {missing} of {app_id} are missing")

@@ -190,8 +190,8 @@ def raw_variant(batch: int, tree: bool = True) -> Variant:
             superseded: list[tuple[Any, ...]] = []
             if tree:  # the tile rows the writer writes, and the narrower ones it deletes
                 written, frontier = merkle.append_leaves(first, frontier, leaves)
-                for (level, idx), (width, added) in tiles.grown_tiles(written).items():
-                    hashes = held[level, idx] + added if width else added
+                widened = tiles.widened(tiles.grown_tiles(written), held)
+                for (level, idx), width, hashes in widened:
                     held[level, idx] = hashes
                     grown.append((app_id, level, idx, len(hashes) // merkle.HASH_SIZE, hashes))
                     if width:

@@ -80,6 +80,25 @@ def grown_tiles(written: Sequence[tuple[NodeId, bytes]]) -> dict[TileId, tuple[i
     return {tile: (width, b"".join(hashes)) for tile, (width, hashes) in grown.items()}
 
 
+def widened(
+    grown: Mapping[TileId, tuple[int, bytes]], stored: Mapping[TileId, bytes]
+) -> list[tuple[TileId, int, bytes]]:
+    """Return (tile, old width, all its hashes now) for each tile of ``grown_tiles``' answer.
+
+    ``stored`` holds the present hashes of the tiles the append continues (old width above 0).
+    A stored tile of another width than the append continues from raises ``ValueError``: the
+    tree's frontier and its tiles disagree, and writing on would store a wrong tile.
+    """
+    wider = []
+    for tile, (width, added) in grown.items():
+        prefix = stored.get(tile, b"") if width else b""
+        if len(prefix) != width * HASH_SIZE:
+            held = len(prefix) // HASH_SIZE
+            raise ValueError(f"tile {tile} holds {held} hashes, the append continues it at {width}")
+        wider.append((tile, width, prefix + added))
+    return wider
+
+
 def leaf_hashes(index: int, hashes: bytes) -> list[tuple[int, bytes]]:
     """Return (leaf index, hash) for each hash of level-0 tile ``index``."""
     first = index * TILE_WIDTH

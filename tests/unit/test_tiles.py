@@ -19,6 +19,7 @@ from trailkeep.tiles import (
     locate,
     nodes_from_tiles,
     tiles_for,
+    widened,
 )
 
 
@@ -28,10 +29,8 @@ def _leaves(count: int, seed: int = 0) -> list[bytes]:
 
 def _grow(stored: dict[TileId, bytes], written: list[tuple[NodeId, bytes]]) -> None:
     """What the store does with an append: each grown tile continues its stored prefix."""
-    for tile, (width, added) in grown_tiles(written).items():
-        prefix = stored.get(tile, b"")
-        assert len(prefix) == width * merkle.HASH_SIZE
-        stored[tile] = prefix + added
+    for tile, _, hashes in widened(grown_tiles(written), stored):
+        stored[tile] = hashes
 
 
 def _tiles_of(
@@ -111,6 +110,15 @@ def test_a_gap_in_a_tile_is_refused() -> None:
         grown_tiles([((0, 4), digest), ((0, 6), digest)])
     with pytest.raises(ValueError, match="no such node"):
         locate((-1, 0))
+
+
+def test_a_stored_tile_of_another_width_is_refused() -> None:
+    written, _ = merkle.append_leaves(3, [bytes(32)] * 2, [bytes(32)])  # continues tile (0, 0)
+    grown = grown_tiles(written)
+    assert widened(grown, {(0, 0): bytes(96)}) == [((0, 0), 3, bytes(128))]
+    for stored in ({}, {(0, 0): bytes(64)}, {(0, 0): bytes(128)}):
+        with pytest.raises(ValueError, match=r"holds \d+ hashes, the append continues it at 3"):
+            widened(grown, stored)
 
 
 def test_leaf_hashes_number_a_tile_from_its_first_leaf() -> None:

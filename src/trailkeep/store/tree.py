@@ -61,12 +61,7 @@ def extend(c: Connection, app_id: str, written: Sequence[tuple[NodeId, bytes]]) 
         return
     partial = read_tiles(c, app_id, [tile for tile, (width, _) in grown.items() if width])
     rows, superseded = [], []
-    for (level, index), (width, added) in grown.items():
-        prefix = partial.get((level, index), b"") if width else b""
-        if len(prefix) != width * HASH_SIZE:
-            # The frontier said the tile holds `width` hashes; the database disagrees.
-            raise LookupError(f"app {app_id}: tile {level}/{index} does not hold {width} hashes")
-        hashes = prefix + added
+    for (level, index), width, hashes in tiles.widened(grown, partial):
         key = {"app": app_id, "level": level, "idx": index}
         rows.append({**key, "width": len(hashes) // HASH_SIZE, "hashes": hashes})
         if width:
