@@ -134,14 +134,17 @@ def machine() -> dict[str, str]:
 
 
 def rss_kib(pid: int) -> int:
-    """Resident set size of a process, in KiB (0 once it is gone)."""
+    """Resident set size of a process and its children, in KiB (0 once it is gone)."""
+    # The server's writer is a child process: its memory is the server's too.
+    total = 0
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
-                return int(line.split()[1])
+                total += int(line.split()[1])
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:
-        pass
-    return 0
+        return total
+    return total + sum(rss_kib(int(child)) for child in children)
 
 
 class BenchServer:

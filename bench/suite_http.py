@@ -255,8 +255,9 @@ def _beside_export(run: Run, sizes: Sizes, server: BenchServer, url: str, alone:
 def _beside_reads(run: Run, sizes: Sizes, server: BenchServer, url: str, alone: float) -> None:
     """Single writes at 32 clients while 64 more clients list the same app's log.
 
-    Reads run in the event loop's thread pool; the writer has a thread of its own, so its
-    commits never wait in that pool's queue behind the reads (ingest.py).
+    Reads run in the event loop's thread pool; the writer is a process of its own
+    (writer_process.py), so its commits never wait in that pool's queue, nor for the GIL, behind
+    the reads.
     """
     single, _ = bodies()
     base, headers = _filled_app(sizes, server, url)

@@ -2,8 +2,9 @@
 
 Bounded: ``soak_seconds`` (2 minutes in the full run, not issue 7's 10, to keep `make bench`
 under 10 minutes), ``soak_connections`` clients sending single-entry writes, RSS read from
-``/proc/<pid>/status`` every ``soak_sample_seconds``. Growth is counted from the first sample at
-or after ``soak_warmup_seconds`` (one minute) to the largest sample after it.
+``/proc/<pid>/status`` of the server and of its writer process every ``soak_sample_seconds``.
+Growth is counted from the first sample at or after ``soak_warmup_seconds`` (one minute) to the
+largest sample after it.
 """
 
 from __future__ import annotations

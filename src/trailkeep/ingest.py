@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from trailkeep import merkle
 from trailkeep.model import PendingEntry, format_time, with_leaf_hash
@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 
 class IdempotencyConflict(Exception):
     """The idempotency key was used before with a different request."""
+
+
+class WriterUnavailable(Exception):
+    """The writer cannot take appends just now (its process is restarting); retry shortly."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +73,21 @@ class IngestStats:
     """Hooks for metrics: called after every commit with the batch size and its latency."""
 
     on_commit: Callable[[int, float], None] = lambda size, seconds: None
+
+
+class Appender(Protocol):
+    """What the server appends through: :class:`Ingest`, or a writer in its own process."""
+
+    async def start(self) -> None:
+        """Start taking appends."""
+
+    async def stop(self) -> None:
+        """Commit what is queued, then stop."""
+
+    async def append(
+        self, app_id: str, entries: Sequence[PendingEntry], idempotency: Idempotency | None = None
+    ) -> Appended:
+        """Append entries (all or none) and return them once they are durably committed."""
 
 
 class Ingest:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     )
     idempotency_ttl_seconds: int = Field(default=86_400, ge=60)
     max_batch_entries: int = Field(default=1_000, ge=1)
+    writer: Literal["process", "thread"] = Field(
+        default="process",
+        description="Where the group-commit writer runs: a process of its own (its own GIL, "
+        "so it works beside the server's event loop on a second core), or a server thread.",
+    )
     partition_months_ahead: int = Field(
         default=3, ge=1, le=36, description="PostgreSQL: months of partitions kept made ahead."
     )

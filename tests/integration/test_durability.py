@@ -2,15 +2,20 @@
 
 Concurrent writers (single writes and batches) run against a fresh server, which is killed while
 they are in flight and restarted on the same data; every entry it acknowledged must then read
-back byte for byte, the log must be gapless, and `trailkeep verify` must pass.
+back byte for byte, the log must be gapless, and `trailkeep verify` must pass. The same holds
+with the writer in the server's thread, and when the server and its writer process are sent
+SIGTERM together, as systemd stops every process of a unit.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -81,7 +86,38 @@ class Writers:
             return len(self.acked)
 
 
-def test_every_acknowledged_entry_survives_kill_9(fresh_server: Server) -> None:
+def _children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _stop_the_unit(srv: Server) -> None:
+    """SIGTERM to the server and its writer process at once, then wait for both to end."""
+    assert srv.proc is not None
+    unit = [srv.proc.pid, *_children(srv.proc.pid)]
+    assert len(unit) == 2, unit  # the server and its writer
+    for pid in unit:
+        os.kill(pid, signal.SIGTERM)
+    # uvicorn ends with the signal it caught once it has shut down in order.
+    assert srv.proc.wait(30) in (0, -signal.SIGTERM)
+    assert "Application shutdown complete" in srv.log.read_text()
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{unit[1]}").exists():
+        assert time.monotonic() < deadline, "the writer process outlived its server"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    ("writer", "stop"),
+    [
+        pytest.param("process", "kill_9", id="kill_9"),
+        pytest.param("thread", "kill_9", id="thread_writer-kill_9"),
+        pytest.param("process", "sigterm_to_the_unit", id="sigterm_to_the_unit"),
+    ],
+)
+def test_every_acknowledged_entry_survives_the_server_stopping(
+    fresh_server: Server, writer: str, stop: str
+) -> None:
+    fresh_server.env["TRAILKEEP_WRITER"] = writer
     srv = fresh_server.start()
     tenant = srv.tenant("durable")
     writers = Writers(srv, tenant.app_id, tenant.key)
@@ -92,7 +128,11 @@ def test_every_acknowledged_entry_survives_kill_9(fresh_server: Server) -> None:
         assert time.monotonic() < deadline, f"only {writers.count()} writes acknowledged"
         assert all(t.is_alive() for t in writers.threads), writers.refused[:1]
         time.sleep(0.05)
-    srv.kill()  # every writer is mid-flight: none has stopped on its own
+    # Every writer is mid-flight: none has stopped on its own.
+    if stop == "kill_9":
+        srv.kill()
+    else:
+        _stop_the_unit(srv)
     for thread in writers.threads:
         thread.join(30)
     assert not any(t.is_alive() for t in writers.threads)

@@ -13,30 +13,19 @@ import orjson
 import pytest
 from sqlalchemy import text
 
+from tests.integration.ingest_support import APP, new_store
+from tests.integration.ingest_support import entries as _entries
 from trailkeep import merkle
 from trailkeep.ingest import Ingest
-from trailkeep.model import Actor, EventWrite, Origin, PendingEntry, prepare
 from trailkeep.store import Store
 from trailkeep.tiles import TILE_HEIGHT, TILE_WIDTH
-
-APP = "app_ingest"
-ACTOR = Actor(type="api_key", id="key_test", name="test")
-ORIGIN = Origin(ip="127.0.0.1", user_agent="pytest")
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
-    made = Store(f"sqlite:///{tmp_path / 'ingest.db'}")
-    made.migrate()
-    made.create_app(APP, "ingest", "s" * 32)
+    made = new_store(tmp_path / "ingest.db")
     yield made
     made.close()
-
-
-def _entries(count: int) -> list[PendingEntry]:
-    return [
-        prepare(APP, EventWrite(action=f"test.n{n}"), ACTOR, ORIGIN, 10_240) for n in range(count)
-    ]
 
 
 def test_a_write_does_not_wait_behind_a_busy_thread_pool(store: Store) -> None:

@@ -23,8 +23,8 @@ CLIENTS = 8
 REQUESTS = 30  # per client: singles and batches of 10, alternating
 
 
-def _children(pid: int) -> list[str]:
-    """The command lines of the live child processes of ``pid`` (Linux /proc)."""
+def _children(pid: int) -> list[tuple[int, str]]:
+    """(pid, command line) of the live child processes of ``pid`` (Linux /proc)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -36,7 +36,7 @@ def _children(pid: int) -> list[str]:
             continue
         # The parent pid is the 4th field after the parenthesised command name.
         if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append(cmdline)
+            found.append((int(entry.name), cmdline))
     return found
 
 
@@ -62,8 +62,11 @@ def served(
 @pytest.mark.postgres
 def test_the_workers_are_processes_of_their_own(served: Server) -> None:
     assert served.proc is not None
-    workers = [c for c in _children(served.proc.pid) if "spawn_main" in c]
+    workers = [pid for pid, c in _children(served.proc.pid) if "spawn_main" in c]
     assert len(workers) == WORKERS, _children(served.proc.pid)
+    for worker in workers:  # each a node: its own writer process
+        writers = [c for _, c in _children(worker) if "trailkeep.writer_process" in c]
+        assert len(writers) == 1, _children(worker)
 
 
 @pytest.mark.postgres

@@ -20,7 +20,7 @@ from trailkeep.api.context import (
 from trailkeep.api.errors import Problem
 from trailkeep.api.schemas import WRITE_PROBLEMS, BatchOut, EntryOut
 from trailkeep.api.services import Services, services
-from trailkeep.ingest import IdempotencyConflict
+from trailkeep.ingest import IdempotencyConflict, WriterUnavailable
 from trailkeep.model import (
     BatchWrite,
     EntryError,
@@ -116,7 +116,18 @@ async def _append(
             "idempotency_conflict",
             "this Idempotency-Key was already used with a different request",
         ) from None
+    except WriterUnavailable as exc:
+        raise unavailable(exc) from None
     return appended.entries, appended.replayed
+
+
+def unavailable(exc: WriterUnavailable) -> Problem:
+    """The 503 for a write the writer could not take or answer; a retry is safe with a key."""
+    # A writer that ended between its commit and its answer may have stored the write: an
+    # Idempotency-Key makes the retry return it instead of storing it twice.
+    return Problem(
+        "unavailable", f"{exc}; retry shortly (with the same Idempotency-Key)", {"Retry-After": "1"}
+    )
 
 
 def _headers(request: Request, replayed: bool) -> dict[str, str]:

@@ -16,11 +16,12 @@ from starlette.responses import Response, StreamingResponse
 
 from trailkeep.api.context import authenticate, origin_of
 from trailkeep.api.errors import Problem
-from trailkeep.api.events import AppId
+from trailkeep.api.events import AppId, unavailable
 from trailkeep.api.integrity import inclusion, latest_checkpoint
 from trailkeep.api.schemas import PROBLEMS, EntryOut, PageOut, ProvenEntryOut, StatsOut
 from trailkeep.api.services import Services, services
 from trailkeep.auth import Principal
+from trailkeep.ingest import WriterUnavailable
 from trailkeep.model import EntryError, EventWrite, canonical, parse_time, prepare
 from trailkeep.query import Filters, GroupBy, QueryError, decode_cursor, encode_cursor
 
@@ -61,7 +62,10 @@ async def record_read(
         )
     except EntryError as exc:
         raise Problem("invalid_request", f"this read cannot be recorded: {exc.detail}") from None
-    await svc.ingest.append(app_id, [pending])
+    try:
+        await svc.ingest.append(app_id, [pending])
+    except WriterUnavailable as exc:
+        raise unavailable(exc) from None
 
 
 @router.get(

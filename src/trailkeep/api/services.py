@@ -15,9 +15,10 @@ from trailkeep.api.metrics import Metrics
 from trailkeep.api.ratelimit import WriteLimiter
 from trailkeep.auth import Authenticator
 from trailkeep.checkpointer import Checkpointer, load_signer
-from trailkeep.ingest import Ingest, IngestStats
+from trailkeep.ingest import Appender, Ingest, IngestStats
 from trailkeep.settings import Settings
 from trailkeep.store import Store
+from trailkeep.writer_process import WriterProcess
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ class Services:
 
     settings: Settings
     store: Store
-    ingest: Ingest
+    ingest: Appender
     auth: Authenticator
     limiter: WriteLimiter
     metrics: Metrics
@@ -46,12 +47,16 @@ class Services:
         metrics = Metrics()
         signer = load_signer(settings.resolved_signing_key_file, settings.origin)
         checkpointer = Checkpointer(store, signer, settings.origin)
-        ingest = Ingest(
-            store,
-            idempotency_ttl=timedelta(seconds=settings.idempotency_ttl_seconds),
-            stats=IngestStats(on_commit=metrics.on_commit),
-            on_appended=checkpointer.mark,
-        )
+        ttl = timedelta(seconds=settings.idempotency_ttl_seconds)
+        stats = IngestStats(on_commit=metrics.on_commit)
+        ingest: Appender
+        if settings.writer == "process":
+            ingest = WriterProcess(
+                settings.resolved_database_url,
+                idempotency_ttl=ttl, stats=stats, on_appended=checkpointer.mark,
+            )  # fmt: skip
+        else:
+            ingest = Ingest(store, idempotency_ttl=ttl, stats=stats, on_appended=checkpointer.mark)
         return cls(
             settings=settings,
             store=store,

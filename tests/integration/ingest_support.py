@@ -1,0 +1,28 @@
+"""What the writer's tests share: a migrated SQLite store with one app, and prepared entries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from trailkeep.model import Actor, EventWrite, Origin, PendingEntry, prepare
+from trailkeep.store import Store
+
+APP = "app_ingest"
+ACTOR = Actor(type="api_key", id="key_test", name="test")
+ORIGIN = Origin(ip="127.0.0.1", user_agent="pytest")
+
+
+def new_store(path: Path) -> Store:
+    """A migrated SQLite store at ``path`` holding the app ``APP``."""
+    made = Store(f"sqlite:///{path}")
+    made.migrate()
+    made.create_app(APP, "ingest", "s" * 32)
+    return made
+
+
+def entries(count: int, app_id: str = APP) -> list[PendingEntry]:
+    """``count`` validated entries, as the write route hands them to the writer."""
+    return [
+        prepare(app_id, EventWrite(action=f"test.n{n}"), ACTOR, ORIGIN, 10_240)
+        for n in range(count)
+    ]
