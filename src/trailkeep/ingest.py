@@ -16,10 +16,11 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 from trailkeep import merkle
-from trailkeep.model import PendingEntry, format_time, with_leaf_hash
+from trailkeep.model import PendingEntry
+from trailkeep.rows import build
 from trailkeep.store import AppendTx, IdempotencyRecord, Store
 
 log = logging.getLogger(__name__)
@@ -255,7 +256,6 @@ class Ingest:
         """Append the requests' entries and grow the tree; return the new size and frontier."""
         total = sum(len(r.entries) for r in fresh)
         start, moment = tx.reserve(app_id, total, now)
-        stamp = format_time(moment)
         cached = self._frontiers.get(app_id)
         if cached is not None and cached[0] == start:
             frontier = cached[1]
@@ -263,25 +263,9 @@ class Ingest:
             frontier_ids = merkle.frontier(start)
             known = tx.nodes(app_id, frontier_ids)
             frontier = [known[node] for node in frontier_ids]
-        rows: list[dict[str, Any]] = []
-        leaves: list[bytes] = []
-        seq = start
-        for request in fresh:
-            first = seq
-            stored: list[bytes] = []
-            for pending in request.entries:
-                document = pending.canonical(seq, stamp)
-                leaf = merkle.hash_leaf(document)
-                entry = with_leaf_hash(document, leaf)
-                leaves.append(leaf)
-                stored.append(entry)
-                rows.append({
-                    "app_id": app_id, "seq": seq, "id": pending.id, "time": moment,
-                    "action": pending.action, "kind": pending.kind, "actor_id": pending.actor_id,
-                    "target_type": pending.target_type, "target_id": pending.target_id,
-                    "entry": entry,
-                })  # fmt: skip
-                seq += 1
+        built = build(app_id, [request.entries for request in fresh], start, moment, frontier)
+        first = start
+        for request, stored in zip(fresh, built.stored, strict=True):
             request.result = Appended(stored, first)
             if request.idempotency is not None:
                 tx.remember(
@@ -289,10 +273,10 @@ class Ingest:
                     request.idempotency.key,
                     IdempotencyRecord(request.idempotency.fingerprint, first, len(stored)),
                 )
-        written, new_frontier = merkle.append_leaves(start, frontier, leaves)
-        tx.insert(rows)
-        tx.extend_tree(app_id, written)
-        return start + total, new_frontier
+            first += len(stored)
+        tx.insert(built.rows)
+        tx.extend_tree(app_id, built.written)
+        return built.head.size, built.head.frontier
 
 
 def _fingerprint(original: IdempotencyRecord | _Request) -> bytes:
