@@ -20,10 +20,16 @@ from typing import Protocol
 
 from trailkeep import merkle
 from trailkeep.model import PendingEntry
-from trailkeep.rows import build
+from trailkeep.rows import Head, build
 from trailkeep.store import AppendTx, IdempotencyRecord, Store
 
 log = logging.getLogger(__name__)
+
+
+#: A group commit takes at most this many entries (a single request's may be more).
+MAX_BATCH_ENTRIES = 5_000
+#: How long an idempotency key is remembered, unless the settings say otherwise.
+IDEMPOTENCY_TTL = timedelta(hours=24)
 
 
 class IdempotencyConflict(Exception):
@@ -98,8 +104,8 @@ class Ingest:
         self,
         store: Store,
         *,
-        max_batch_entries: int = 5_000,
-        idempotency_ttl: timedelta = timedelta(hours=24),
+        max_batch_entries: int = MAX_BATCH_ENTRIES,
+        idempotency_ttl: timedelta = IDEMPOTENCY_TTL,
         stats: IngestStats | None = None,
         on_appended: Callable[[set[str]], None] | None = None,
     ) -> None:
@@ -109,10 +115,10 @@ class Ingest:
         self._stats = stats or IngestStats()
         self._on_appended = on_appended
         self._queue: deque[_Request] = deque()
-        # Each app's tree frontier after this node's last commit: the next append usually
-        # starts right there, and then needs no tree read. Another node's append moves the
-        # log on, the sizes differ, and the frontier is read from the database instead.
-        self._frontiers: dict[str, tuple[int, list[bytes]]] = {}
+        # Each app's log (size, tree frontier) after this node's last commit: the next append
+        # usually starts right there, and then needs no tree read. Another node's append moves
+        # the log on, the sizes differ, and the frontier is read from the database instead.
+        self._heads: dict[str, Head] = {}
         self._wakeup = threading.Event()
         self._thread: threading.Thread | None = None
         self._closing = False
@@ -206,18 +212,18 @@ class Ingest:
         for request in batch:
             by_app.setdefault(request.app_id, []).append(request)
         replays: list[tuple[_Request, IdempotencyRecord]] = []
-        frontiers: dict[str, tuple[int, list[bytes]]] = {}
+        heads: dict[str, Head] = {}
         with self._store.append_tx() as tx:
             now = datetime.now(UTC)
             # A fixed order of row locks keeps two nodes' transactions from deadlocking.
             for app_id in sorted(by_app):
-                replays += self._append_app(tx, app_id, by_app[app_id], now, frontiers)
+                replays += self._append_app(tx, app_id, by_app[app_id], now, heads)
             for request, record in replays:
                 request.result = Appended(
                     tx.entries(request.app_id, record.seq, record.count), record.seq, True
                 )
-        # Only now is the transaction committed: a rolled-back frontier must not be kept.
-        self._frontiers.update(frontiers)
+        # Only now is the transaction committed: a rolled-back head must not be kept.
+        self._heads.update(heads)
 
     def _append_app(
         self,
@@ -225,7 +231,7 @@ class Ingest:
         app_id: str,
         requests: list[_Request],
         now: datetime,
-        frontiers: dict[str, tuple[int, list[bytes]]],
+        heads: dict[str, Head],
     ) -> list[tuple[_Request, IdempotencyRecord]]:
         fresh: list[_Request] = []
         # A replay points at the stored record, or at a request earlier in this same batch.
@@ -247,18 +253,18 @@ class Ingest:
             else:
                 replays.append((request, original))
         if fresh:
-            frontiers[app_id] = self._append_fresh(tx, app_id, fresh, now)
+            heads[app_id] = self._append_fresh(tx, app_id, fresh, now)
         return [(request, _record(original)) for request, original in replays]
 
     def _append_fresh(
         self, tx: AppendTx, app_id: str, fresh: list[_Request], now: datetime
-    ) -> tuple[int, list[bytes]]:
-        """Append the requests' entries and grow the tree; return the new size and frontier."""
+    ) -> Head:
+        """Append the requests' entries and grow the tree; return the app's log after them."""
         total = sum(len(r.entries) for r in fresh)
         start, moment = tx.reserve(app_id, total, now)
-        cached = self._frontiers.get(app_id)
-        if cached is not None and cached[0] == start:
-            frontier = cached[1]
+        cached = self._heads.get(app_id)
+        if cached is not None and cached.size == start:
+            frontier = cached.frontier
         else:
             frontier_ids = merkle.frontier(start)
             known = tx.nodes(app_id, frontier_ids)
@@ -276,7 +282,7 @@ class Ingest:
             first += len(stored)
         tx.insert(built.rows)
         tx.extend_tree(app_id, built.written)
-        return built.head.size, built.head.frontier
+        return built.head
 
 
 def _fingerprint(original: IdempotencyRecord | _Request) -> bytes:

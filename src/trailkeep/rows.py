@@ -19,19 +19,16 @@ from trailkeep.model import PendingEntry, format_time, with_leaf_hash
 
 @dataclass(frozen=True, slots=True)
 class Head:
-    """An app's log as of a commit: its size, the tree's frontier, and the last entry time."""
+    """An app's log as of a commit: its size and the tree's frontier (merkle.frontier)."""
 
     size: int
     frontier: list[bytes]
-    moment: datetime
 
 
 @dataclass(frozen=True, slots=True)
 class Built:
     """One app's part of a commit: the rows to insert, the tree nodes, each group's entries."""
 
-    start: int
-    moment: datetime
     rows: list[dict[str, Any]]
     written: list[tuple[NodeId, bytes]]
     stored: list[list[bytes]]  # per group, the entries as stored
@@ -68,4 +65,4 @@ def build(
             seq += 1
         stored.append(entries)
     written, after = merkle.append_leaves(start, frontier, leaves)
-    return Built(start, moment, rows, written, stored, Head(seq, after, moment))
+    return Built(rows, written, stored, Head(seq, after))

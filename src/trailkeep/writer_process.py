@@ -32,6 +32,8 @@ from datetime import timedelta
 from typing import Any
 
 from trailkeep.ingest import (
+    IDEMPOTENCY_TTL,
+    MAX_BATCH_ENTRIES,
     Appended,
     Idempotency,
     IdempotencyConflict,
@@ -61,12 +63,14 @@ def _frame(message: Any) -> bytes:
 
 
 async def _read(reader: asyncio.StreamReader) -> Any:
-    """The next message, or None at the end of the stream."""
+    """The next message, or None at the end of the stream (or of a stream gone wrong)."""
     try:
         header = await reader.readexactly(_HEADER)
         size = int.from_bytes(header, "big")
         if size > _MAX_FRAME:
-            raise ValueError(f"a frame of {size} bytes")
+            # Not something either end sends: treat the stream as over, as for a dead peer.
+            log.error("a frame of %d bytes from the other end; closing the stream", size)
+            return None
         # Safe to unpickle: the only peer is the other end of our own socketpair (see above).
         return pickle.loads(await reader.readexactly(size))  # noqa: S301
     except (asyncio.IncompleteReadError, ConnectionError):
@@ -81,8 +85,8 @@ class WriterProcess:
         self,
         database_url: str,
         *,
-        max_batch_entries: int = 5_000,
-        idempotency_ttl: timedelta = timedelta(hours=24),
+        max_batch_entries: int = MAX_BATCH_ENTRIES,
+        idempotency_ttl: timedelta = IDEMPOTENCY_TTL,
         stats: IngestStats | None = None,
         on_appended: Callable[[set[str]], None] | None = None,
     ) -> None:

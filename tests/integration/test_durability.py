@@ -15,7 +15,6 @@ import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,7 +22,7 @@ import pytest
 
 from tests.integration.reading import list_all, verifier_of, wait_for_checkpoint
 from tests.integration.write_support import batch_url, check_entry, events_url, write
-from tests.support import Server
+from tests.support import Server, alive, children
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -86,14 +85,10 @@ class Writers:
             return len(self.acked)
 
 
-def _children(pid: int) -> list[int]:
-    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-
-
 def _stop_the_unit(srv: Server) -> None:
     """SIGTERM to the server and its writer process at once, then wait for both to end."""
     assert srv.proc is not None
-    unit = [srv.proc.pid, *_children(srv.proc.pid)]
+    unit = [srv.proc.pid, *(pid for pid, _ in children(srv.proc.pid))]
     assert len(unit) == 2, unit  # the server and its writer
     for pid in unit:
         os.kill(pid, signal.SIGTERM)
@@ -101,7 +96,7 @@ def _stop_the_unit(srv: Server) -> None:
     assert srv.proc.wait(30) in (0, -signal.SIGTERM)
     assert "Application shutdown complete" in srv.log.read_text()
     deadline = time.monotonic() + 30
-    while Path(f"/proc/{unit[1]}").exists():
+    while alive(unit[1]):
         assert time.monotonic() < deadline, "the writer process outlived its server"
         time.sleep(0.05)
 

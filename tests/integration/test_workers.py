@@ -16,28 +16,11 @@ import pytest
 from tests.integration.reading import events_url, ok, verifier_of
 from tests.integration.reading import wait_for_checkpoint as signed_at
 from tests.pg import PostgresCluster, RedisServer
-from tests.support import Server, run_cli
+from tests.support import Server, children, run_cli
 
 WORKERS = 2
 CLIENTS = 8
 REQUESTS = 30  # per client: singles and batches of 10, alternating
-
-
-def _children(pid: int) -> list[tuple[int, str]]:
-    """(pid, command line) of the live child processes of ``pid`` (Linux /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        # The parent pid is the 4th field after the parenthesised command name.
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append((int(entry.name), cmdline))
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -62,11 +45,11 @@ def served(
 @pytest.mark.postgres
 def test_the_workers_are_processes_of_their_own(served: Server) -> None:
     assert served.proc is not None
-    workers = [pid for pid, c in _children(served.proc.pid) if "spawn_main" in c]
-    assert len(workers) == WORKERS, _children(served.proc.pid)
+    workers = [pid for pid, c in children(served.proc.pid) if "spawn_main" in c]
+    assert len(workers) == WORKERS, children(served.proc.pid)
     for worker in workers:  # each a node: its own writer process
-        writers = [c for _, c in _children(worker) if "trailkeep.writer_process" in c]
-        assert len(writers) == 1, _children(worker)
+        writers = [c for _, c in children(worker) if "trailkeep.writer_process" in c]
+        assert len(writers) == 1, children(worker)
 
 
 @pytest.mark.postgres

@@ -24,7 +24,7 @@ import pytest
 
 from tests.integration.ingest_support import APP, entries, new_store
 from tests.integration.write_support import events_url, write
-from tests.support import Server
+from tests.support import Server, alive, children
 from trailkeep import merkle
 from trailkeep.ingest import Idempotency, IdempotencyConflict, IngestStats, WriterUnavailable
 from trailkeep.store import Store
@@ -48,16 +48,6 @@ async def running(writer: WriterProcess) -> AsyncIterator[WriterProcess]:
         yield writer
     finally:
         await writer.stop()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A child that exited but is not yet reaped is a zombie: gone, for this purpose.
-    with open(f"/proc/{pid}/stat") as stat:
-        return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def test_appends_come_back_as_committed_with_their_commits_counted(store: Store) -> None:
@@ -133,7 +123,7 @@ def test_stop_answers_everything_it_was_given_and_the_child_exits(store: Store) 
         return pid
 
     pid = asyncio.run(main())
-    assert not _alive(pid)
+    assert not alive(pid)
     assert store.log_size(APP) == 300
 
 
@@ -175,7 +165,7 @@ def test_a_writer_that_cannot_start_fails_start_and_leaves_no_process() -> None:
 
     writer = asyncio.run(main())
     assert writer.pid is not None
-    assert not _alive(writer.pid)
+    assert not alive(writer.pid)
 
 
 def test_the_child_never_shows_the_database_url(store: Store) -> None:
@@ -217,7 +207,7 @@ def test_a_child_whose_server_died_commits_what_it_got_and_exits(tmp_path: Path)
         assert run.returncode == -signal.SIGKILL, run.stderr
         child = int(run.stdout.split()[0])
         deadline = time.monotonic() + 30
-        while _alive(child):
+        while alive(child):
             assert time.monotonic() < deadline, "the writer outlived its server"
             time.sleep(0.05)
         # Whatever reached the child before the server died is committed whole, or not at all.
@@ -233,8 +223,7 @@ def test_the_server_answers_503_while_its_writer_is_replaced(sqlite_server: Serv
     srv = sqlite_server.start()
     tenant = srv.tenant("restart")
     assert srv.proc is not None
-    (writer,) = [int(c) for c in Path(f"/proc/{srv.proc.pid}/task/{srv.proc.pid}/children")
-                 .read_text().split()]  # fmt: skip
+    (writer,) = [pid for pid, cmdline in children(srv.proc.pid) if "writer_process" in cmdline]
     with srv.client(tenant.key) as client:
         assert write(client, tenant.app_id, {"action": "before"})["seq"] == 0
         os.kill(writer, signal.SIGKILL)
