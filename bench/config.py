@@ -10,7 +10,7 @@ class Sizes:
     """Every count and duration a run uses; the smoke run takes the same code paths, smaller."""
 
     ingest_batch100_entries: int = 100_000
-    ingest_batch1_entries: int = 3_000
+    ingest_batch1_entries: int = 6_000  # ~3 s a variant: 3,000 left fsync jitter in its ratios
     ingest_concurrent_entries: int = 20_000
     ingest_max_seconds: float = 15.0
     ingest_rounds: int = 2  # variants run interleaved this many times; the best round counts

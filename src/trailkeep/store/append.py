@@ -8,10 +8,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, DateTime, Table, case, insert, select, update
+from sqlalchemy import Connection, DateTime, Table, select
 
 from trailkeep.merkle import NodeId
 from trailkeep.store import pgtext, schema, tree
+from trailkeep.store.driver import driver_execute, driver_rows, placeholder
 from trailkeep.store.packed import blocks
 from trailkeep.store.records import IdempotencyRecord
 
@@ -21,6 +22,9 @@ SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 # padding and run a larger program), and a small insert hands the GIL back and forth only a
 # few times.
 PACK_MIN_ROWS = 500
+# The transaction's few statements go through the driver as fixed text: built and compiled as
+# SQLAlchemy expressions they cost more per commit than a one-entry insert (docs/performance.md).
+_LOCK_HEAD = "SELECT size FROM log_heads WHERE app_id = %(app)s FOR UPDATE"
 
 
 def utc(moment: datetime | None) -> datetime | None:
@@ -44,15 +48,13 @@ class AppendTx:
     def __init__(self, connection: Connection) -> None:
         self._c = connection
         self._row_locks = connection.dialect.name == "postgresql"
+        self._mark = placeholder(connection.dialect)
         self._locked: set[str] = set()
 
     def _lock(self, app_id: str) -> None:
         if not self._row_locks or app_id in self._locked:
             return
-        heads = schema.log_heads
-        self._c.execute(
-            select(heads.c.size).where(heads.c.app_id == app_id).with_for_update()
-        ).one_or_none()
+        driver_rows(self._c, _LOCK_HEAD, {"app": app_id})
         self._locked.add(app_id)
 
     def reserve(self, app_id: str, count: int, now: datetime) -> tuple[int, datetime]:
@@ -63,22 +65,27 @@ class AppendTx:
         # The UPDATE itself waits for and takes the row lock; the seqs it returns are the
         # committed size, never one another node has also been given.
         self._locked.add(app_id)
-        heads = schema.log_heads
-        later = case(
-            (heads.c.last_time.is_(None), now), (heads.c.last_time < now, now),
-            else_=heads.c.last_time,
-        )  # fmt: skip
-        row = self._c.execute(
-            update(heads)
-            .where(heads.c.app_id == app_id)
-            .values(size=heads.c.size + count, last_time=later)
-            .returning(heads.c.size, heads.c.last_time)
-        ).one_or_none()
-        if row is None:
+        mark = self._mark
+        rows = driver_rows(
+            self._c,
+            f"UPDATE log_heads SET size = size + {mark('count')}, last_time = CASE"
+            f" WHEN last_time IS NULL OR last_time < {mark('now')} THEN {mark('now')}"
+            f" ELSE last_time END WHERE app_id = {mark('app')} RETURNING size, last_time",
+            {"count": count, "now": self._when(now), "app": app_id},
+        )
+        if not rows:
             raise LookupError(f"no such app: {app_id}")
-        moment = utc(row.last_time)
-        assert moment is not None
-        return row.size - count, moment
+        size, last_time = rows[0]
+        return int(size) - count, self._moment(last_time)
+
+    def _when(self, moment: datetime) -> datetime | str:
+        # A moment as a parameter: psycopg binds datetimes; on SQLite the column holds the
+        # text SQLAlchemy's DateTime writes, and the same text compares in time order.
+        return moment if self._row_locks else moment.astimezone(UTC).strftime(SQLITE_TIME_FORMAT)
+
+    def _moment(self, value: datetime | str) -> datetime:
+        moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
     def nodes(self, app_id: str, ids: Sequence[NodeId]) -> dict[NodeId, bytes]:
         """Tree node hashes by (level, index), read inside the transaction."""
@@ -136,27 +143,33 @@ class AppendTx:
         # Under the app's lock: a key that another node is committing right now is seen once
         # it commits, rather than inserted twice.
         self._lock(app_id)
-        table = schema.idempotency_keys
-        row = self._c.execute(
-            select(table.c.fingerprint, table.c.seq, table.c.count, table.c.created_at).where(
-                table.c.app_id == app_id, table.c.key == key
-            )
-        ).one_or_none()
-        if row is None:
+        mark = self._mark
+        where = f"app_id = {mark('app')} AND key = {mark('key')}"
+        params = {"app": app_id, "key": key}
+        rows = driver_rows(
+            self._c,
+            f"SELECT fingerprint, seq, count, created_at FROM idempotency_keys WHERE {where}",
+            params,
+        )
+        if not rows:
             return None
-        created = utc(row.created_at)
-        if created is not None and created < datetime.now(UTC) - ttl:
-            self._c.execute(table.delete().where(table.c.app_id == app_id, table.c.key == key))
+        fingerprint, seq, count, created_at = rows[0]
+        if self._moment(created_at) < datetime.now(UTC) - ttl:
+            driver_execute(self._c, f"DELETE FROM idempotency_keys WHERE {where}", params)
             return None
-        return IdempotencyRecord(bytes(row.fingerprint), int(row.seq), int(row[2]))
+        return IdempotencyRecord(bytes(fingerprint), int(seq), int(count))
 
     def remember(self, app_id: str, key: str, record: IdempotencyRecord) -> None:
         """Record what a write with an idempotency key appended, in the same transaction."""
-        self._c.execute(
-            insert(schema.idempotency_keys).values(
-                app_id=app_id, key=key, fingerprint=record.fingerprint, seq=record.seq,
-                count=record.count, created_at=datetime.now(UTC),
-            )
+        names = ("app", "key", "fingerprint", "seq", "count", "created_at")
+        driver_execute(
+            self._c,
+            "INSERT INTO idempotency_keys (app_id, key, fingerprint, seq, count, created_at)"
+            f" VALUES ({', '.join(self._mark(name) for name in names)})",
+            {
+                "app": app_id, "key": key, "fingerprint": record.fingerprint, "seq": record.seq,
+                "count": record.count, "created_at": self._when(datetime.now(UTC)),
+            },
         )  # fmt: skip
 
     def entries(self, app_id: str, seq: int, count: int) -> list[bytes]:

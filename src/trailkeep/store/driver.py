@@ -31,8 +31,22 @@ def driver_executemany(c: Connection, sql: str, rows: Sequence[dict[str, Any]]) 
         cursor.close()
 
 
+#: Each driver's way to name a parameter: sqlite3 ``:name``, psycopg ``%(name)s``.
+MARKS: dict[str, Callable[[str], str]] = {
+    "sqlite": lambda name: f":{name}",
+    "postgresql": lambda name: f"%({name})s",
+}
+
+
 def placeholder(dialect: Dialect) -> Callable[[str], str]:
     """Name a parameter in the driver's own syntax: sqlite3 ``:name``, psycopg ``%(name)s``."""
-    if dialect.name == "postgresql":
-        return lambda name: f"%({name})s"
-    return lambda name: f":{name}"
+    return MARKS[dialect.name]
+
+
+def driver_execute(c: Connection, sql: str, params: dict[str, Any]) -> None:
+    """Run one statement that returns no rows (in the driver's parameter syntax)."""
+    cursor = c.connection.cursor()
+    try:
+        cursor.execute(sql, params)
+    finally:
+        cursor.close()

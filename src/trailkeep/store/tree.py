@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from sqlalchemy import Connection
 
 from trailkeep import tiles
 from trailkeep.merkle import HASH_SIZE, NodeId
-from trailkeep.store.driver import driver_executemany, driver_rows, placeholder
+from trailkeep.store.driver import MARKS, driver_executemany, driver_rows, placeholder
 from trailkeep.tiles import TILE_WIDTH, TileId
 
 # The wanted tiles travel as one parameter (a JSON array on SQLite, two arrays on PostgreSQL),
@@ -26,6 +26,19 @@ _POSTGRES_TILES = (
     " FROM unnest(%(levels)s::int[], %(idxs)s::bigint[]) AS r(level, idx)"
     " JOIN tree_tiles AS t ON t.app_id = %(app)s AND t.level = r.level AND t.idx = r.idx"
 )
+
+
+def _write_tiles(mark: Callable[[str], str]) -> tuple[str, str]:
+    key = f"app_id = {mark('app')} AND level = {mark('level')} AND idx = {mark('idx')}"
+    names = ", ".join(mark(name) for name in ("app", "level", "idx", "width", "hashes"))
+    return (
+        f"INSERT INTO tree_tiles (app_id, level, idx, width, hashes) VALUES ({names})",
+        f"DELETE FROM tree_tiles WHERE {key} AND width = {mark('width')}",
+    )
+
+
+# The append's two statements, written once per dialect rather than once per commit.
+_WRITE_TILES = {dialect: _write_tiles(mark) for dialect, mark in MARKS.items()}
 
 
 def read_tiles(c: Connection, app_id: str, ids: Sequence[TileId]) -> dict[TileId, bytes]:
@@ -66,19 +79,11 @@ def extend(c: Connection, app_id: str, written: Sequence[tuple[NodeId, bytes]]) 
         rows.append({**key, "width": len(hashes) // HASH_SIZE, "hashes": hashes})
         if width:
             superseded.append({**key, "width": width})
-    mark = placeholder(c.dialect)
-    where = f"app_id = {mark('app')} AND level = {mark('level')} AND idx = {mark('idx')}"
-    driver_executemany(
-        c,
-        "INSERT INTO tree_tiles (app_id, level, idx, width, hashes) VALUES"
-        f" ({mark('app')}, {mark('level')}, {mark('idx')}, {mark('width')}, {mark('hashes')})",
-        rows,
-    )
+    insert, drop = _WRITE_TILES[c.dialect.name]
+    driver_executemany(c, insert, rows)
     # After the insert: the database lets a tile go only once a wider one extends it.
     if superseded:
-        driver_executemany(
-            c, f"DELETE FROM tree_tiles WHERE {where} AND width = {mark('width')}", superseded
-        )
+        driver_executemany(c, drop, superseded)
 
 
 def leaf_range(c: Connection, app_id: str, start: int, end: int) -> list[tuple[int, bytes]]:
