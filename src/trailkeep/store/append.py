@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import operator
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,7 +12,7 @@ from sqlalchemy import Connection, DateTime, Table, select
 
 from trailkeep.merkle import NodeId
 from trailkeep.store import pgtext, schema, tree
-from trailkeep.store.driver import driver_execute, driver_rows, placeholder
+from trailkeep.store.driver import MARKS, driver_execute, driver_rows
 from trailkeep.store.packed import blocks
 from trailkeep.store.records import IdempotencyRecord
 
@@ -22,9 +22,38 @@ SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 # padding and run a larger program), and a small insert hands the GIL back and forth only a
 # few times.
 PACK_MIN_ROWS = 500
-# The transaction's few statements go through the driver as fixed text: built and compiled as
-# SQLAlchemy expressions they cost more per commit than a one-entry insert (docs/performance.md).
-_LOCK_HEAD = "SELECT size FROM log_heads WHERE app_id = %(app)s FOR UPDATE"
+
+
+def _statements(mark: Callable[[str], str]) -> dict[str, str]:
+    key = f"app_id = {mark('app')} AND key = {mark('key')}"
+    names = ", ".join(mark(name) for name in ("app", "key", "fingerprint", "seq", "count", "at"))
+    return {
+        "lock": f"SELECT size FROM log_heads WHERE app_id = {mark('app')} FOR UPDATE",
+        "reserve": f"UPDATE log_heads SET size = size + {mark('count')}, last_time = CASE"
+        f" WHEN last_time IS NULL OR last_time < {mark('now')} THEN {mark('now')}"
+        f" ELSE last_time END WHERE app_id = {mark('app')} RETURNING size, last_time",
+        "find_key": f"SELECT fingerprint, seq, count, created_at FROM idempotency_keys WHERE {key}",
+        "forget_key": f"DELETE FROM idempotency_keys WHERE {key}",
+        "remember_key": "INSERT INTO idempotency_keys"
+        f" (app_id, key, fingerprint, seq, count, created_at) VALUES ({names})",
+    }
+
+
+# The transaction's own statements go through the driver as text written once per dialect:
+# built and compiled as SQLAlchemy expressions on every commit, they cost more than a one-entry
+# insert (docs/performance.md).
+_STATEMENTS = {dialect: _statements(mark) for dialect, mark in MARKS.items()}
+
+
+def _sqlite_time(moment: datetime) -> str:
+    # The text SQLAlchemy's SQLite DateTime writes for a moment; it sorts in time order.
+    return moment.astimezone(UTC).strftime(SQLITE_TIME_FORMAT)
+
+
+def _stored_time(value: datetime | str) -> datetime:
+    # psycopg hands back aware datetimes, sqlite3 the text above.
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def utc(moment: datetime | None) -> datetime | None:
@@ -48,13 +77,13 @@ class AppendTx:
     def __init__(self, connection: Connection) -> None:
         self._c = connection
         self._row_locks = connection.dialect.name == "postgresql"
-        self._mark = placeholder(connection.dialect)
+        self._sql = _STATEMENTS[connection.dialect.name]
         self._locked: set[str] = set()
 
     def _lock(self, app_id: str) -> None:
         if not self._row_locks or app_id in self._locked:
             return
-        driver_rows(self._c, _LOCK_HEAD, {"app": app_id})
+        driver_rows(self._c, self._sql["lock"], {"app": app_id})
         self._locked.add(app_id)
 
     def reserve(self, app_id: str, count: int, now: datetime) -> tuple[int, datetime]:
@@ -65,27 +94,16 @@ class AppendTx:
         # The UPDATE itself waits for and takes the row lock; the seqs it returns are the
         # committed size, never one another node has also been given.
         self._locked.add(app_id)
-        mark = self._mark
-        rows = driver_rows(
-            self._c,
-            f"UPDATE log_heads SET size = size + {mark('count')}, last_time = CASE"
-            f" WHEN last_time IS NULL OR last_time < {mark('now')} THEN {mark('now')}"
-            f" ELSE last_time END WHERE app_id = {mark('app')} RETURNING size, last_time",
-            {"count": count, "now": self._when(now), "app": app_id},
-        )
+        params = {"count": count, "now": self._when(now), "app": app_id}
+        rows = driver_rows(self._c, self._sql["reserve"], params)
         if not rows:
             raise LookupError(f"no such app: {app_id}")
         size, last_time = rows[0]
-        return int(size) - count, self._moment(last_time)
+        return int(size) - count, _stored_time(last_time)
 
     def _when(self, moment: datetime) -> datetime | str:
-        # A moment as a parameter: psycopg binds datetimes; on SQLite the column holds the
-        # text SQLAlchemy's DateTime writes, and the same text compares in time order.
-        return moment if self._row_locks else moment.astimezone(UTC).strftime(SQLITE_TIME_FORMAT)
-
-    def _moment(self, value: datetime | str) -> datetime:
-        moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
-        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+        # A moment as a parameter: psycopg binds datetimes; SQLite compares the stored text.
+        return moment if self._row_locks else _sqlite_time(moment)
 
     def nodes(self, app_id: str, ids: Sequence[NodeId]) -> dict[NodeId, bytes]:
         """Tree node hashes by (level, index), read inside the transaction."""
@@ -143,34 +161,22 @@ class AppendTx:
         # Under the app's lock: a key that another node is committing right now is seen once
         # it commits, rather than inserted twice.
         self._lock(app_id)
-        mark = self._mark
-        where = f"app_id = {mark('app')} AND key = {mark('key')}"
         params = {"app": app_id, "key": key}
-        rows = driver_rows(
-            self._c,
-            f"SELECT fingerprint, seq, count, created_at FROM idempotency_keys WHERE {where}",
-            params,
-        )
+        rows = driver_rows(self._c, self._sql["find_key"], params)
         if not rows:
             return None
         fingerprint, seq, count, created_at = rows[0]
-        if self._moment(created_at) < datetime.now(UTC) - ttl:
-            driver_execute(self._c, f"DELETE FROM idempotency_keys WHERE {where}", params)
+        if _stored_time(created_at) < datetime.now(UTC) - ttl:
+            driver_execute(self._c, self._sql["forget_key"], params)
             return None
         return IdempotencyRecord(bytes(fingerprint), int(seq), int(count))
 
     def remember(self, app_id: str, key: str, record: IdempotencyRecord) -> None:
         """Record what a write with an idempotency key appended, in the same transaction."""
-        names = ("app", "key", "fingerprint", "seq", "count", "created_at")
-        driver_execute(
-            self._c,
-            "INSERT INTO idempotency_keys (app_id, key, fingerprint, seq, count, created_at)"
-            f" VALUES ({', '.join(self._mark(name) for name in names)})",
-            {
-                "app": app_id, "key": key, "fingerprint": record.fingerprint, "seq": record.seq,
-                "count": record.count, "created_at": self._when(datetime.now(UTC)),
-            },
-        )  # fmt: skip
+        driver_execute(self._c, self._sql["remember_key"], {
+            "app": app_id, "key": key, "fingerprint": record.fingerprint, "seq": record.seq,
+            "count": record.count, "at": self._when(datetime.now(UTC)),
+        })  # fmt: skip
 
     def entries(self, app_id: str, seq: int, count: int) -> list[bytes]:
         """Entries [seq, seq + count) as stored, read inside the transaction."""
@@ -193,8 +199,7 @@ def _bound(table: Table, columns: list[str], rows: list[dict[str, Any]]) -> list
                 moment = values[i]
                 if isinstance(moment, datetime):
                     if moment not in stamps:
-                        # The text form SQLAlchemy's SQLite DateTime writes and compares.
-                        stamps[moment] = moment.astimezone(UTC).strftime(SQLITE_TIME_FORMAT)
+                        stamps[moment] = _sqlite_time(moment)
                     values[i] = stamps[moment]
             return values
 
