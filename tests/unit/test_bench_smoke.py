@@ -38,12 +38,14 @@ FILTERS = (
 # Every figure a smoke run must produce (the PostgreSQL variant is off in smoke runs).
 EXPECTED = {
     "ingest": [
+        "Ingest.append, 16 concurrent callers, batches of 100",
         "Ingest.append, batches of 100",
         "Ingest.append, 4 concurrent callers, batches of 100",
         "Ingest.append, batches of 1",
         "Ingest.append, 64 concurrent single-entry appends",
         "tree maintained, batches of 100",
         "tree maintained, batches of 1",
+        "raw sqlite3 executemany of the same rows (entries and tree tiles), batches of 1,600",
         "raw sqlite3 executemany of the same rows (entries and tree tiles), batches of 100",
         "raw sqlite3 executemany of the same rows (entries and tree tiles), batches of 1",
         "raw sqlite3 executemany of the entry rows alone, batches of 100",

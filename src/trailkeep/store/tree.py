@@ -27,6 +27,14 @@ _POSTGRES_TILES = (
     " JOIN tree_tiles AS t ON t.app_id = %(app)s AND t.level = r.level AND t.idx = r.idx"
 )
 
+# One tile by its key, a primary-key seek: what an append reads, the one or two partial tiles it
+# widens. On SQLite that is ~5 µs a tile against ~20 µs for the json_each join above, which
+# was a fifth of the tree's cost in a one-entry commit; PostgreSQL keeps the one round trip.
+_SQLITE_TILE = (
+    "SELECT hashes FROM tree_tiles WHERE app_id = :app AND level = :level AND idx = :idx"
+    " ORDER BY width DESC LIMIT 1"
+)
+
 
 def _write_tiles(mark: Callable[[str], str]) -> tuple[str, str]:
     key = f"app_id = {mark('app')} AND level = {mark('level')} AND idx = {mark('idx')}"
@@ -59,6 +67,17 @@ def read_tiles(c: Connection, app_id: str, ids: Sequence[TileId]) -> dict[TileId
     return found
 
 
+def _partial_tiles(c: Connection, app_id: str, ids: Sequence[TileId]) -> dict[TileId, bytes]:
+    if c.dialect.name == "postgresql":
+        return read_tiles(c, app_id, ids)
+    found: dict[TileId, bytes] = {}
+    for level, index in ids:
+        key = {"app": app_id, "level": level, "idx": index}
+        for (stored,) in driver_rows(c, _SQLITE_TILE, key):
+            found[(level, index)] = bytes(stored)
+    return found
+
+
 def read_nodes(c: Connection, app_id: str, ids: Sequence[NodeId]) -> dict[NodeId, bytes]:
     """Tree node hashes by (level, index), computed from their tiles; missing nodes are absent."""
     return tiles.nodes_from_tiles(ids, read_tiles(c, app_id, tiles.tiles_for(ids)))
@@ -72,7 +91,7 @@ def extend(c: Connection, app_id: str, written: Sequence[tuple[NodeId, bytes]]) 
     grown = tiles.grown_tiles(written)
     if not grown:
         return
-    partial = read_tiles(c, app_id, [tile for tile, (width, _) in grown.items() if width])
+    partial = _partial_tiles(c, app_id, [tile for tile, (width, _) in grown.items() if width])
     rows, superseded = [], []
     for (level, index), width, hashes in tiles.widened(grown, partial):
         key = {"app": app_id, "level": level, "idx": index}
