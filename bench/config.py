@@ -14,6 +14,9 @@ class Sizes:
     ingest_concurrent_entries: int = 20_000
     ingest_max_seconds: float = 15.0
     ingest_rounds: int = 2  # variants run interleaved this many times; the best round counts
+    # The one-entry variants run this many rounds more: ~2-3 s each, their ratios moved by ~0.05
+    # between runs with fsync jitter and the machine's pace.
+    ingest_batch1_extra_rounds: int = 2
     concurrencies: tuple[int, ...] = (1, 4, 16, 32, 64, 256)
     load_seconds: float = 5.0
     nodes: int = 3  # PostgreSQL multi-node run
@@ -37,6 +40,7 @@ SMOKE = Sizes(
     ingest_concurrent_entries=500,
     ingest_max_seconds=3.0,
     ingest_rounds=1,
+    ingest_batch1_extra_rounds=0,
     concurrencies=(1, 32, 64),
     load_seconds=1.0,
     reads_entries=5_000,
