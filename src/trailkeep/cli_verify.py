@@ -182,10 +182,15 @@ def _progress(total: int) -> Iterator[Callable[[int], None]]:
         yield lambda n: bar.advance(task, n)
 
 
+def _entries(count: int, adjective: str = "") -> str:
+    return f"{count} {adjective}{'entry' if count == 1 else 'entries'}"
+
+
 def _print_report(report: Report) -> None:
     root = base64.b64encode(report.root).decode()
     erased = f" ({report.erased} erased)" if report.erased else ""
-    out.print(f"OK: {report.size} entries{erased} verified against the signed checkpoint")
+    out.print(f"OK: {_entries(report.size)}{erased} verified against the signed checkpoint")
     out.print(f"tree size {report.size}, root {root}")
     if report.beyond_checkpoint:
-        out.print(f"{report.beyond_checkpoint} newer entries checked, not yet in a checkpoint")
+        newer = _entries(report.beyond_checkpoint, "newer ")
+        out.print(f"{newer} checked, not yet in a checkpoint")

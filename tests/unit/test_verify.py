@@ -11,11 +11,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trailkeep import merkle
+from trailkeep import cli_verify, merkle
 from trailkeep.model import Actor, EventWrite, Origin, prepare, with_leaf_hash
 from trailkeep.notes import Checkpoint
 from trailkeep.tiles import TILE_HEIGHT
-from trailkeep.verify import StoredTree, VerifyError, _fast_leaf, verify_entries
+from trailkeep.verify import Report, StoredTree, VerifyError, _fast_leaf, verify_entries
 from trailkeep.verify_local import spans
 
 APP = "app_verifytest"
@@ -192,3 +192,20 @@ def test_a_span_checks_the_stored_nodes_at_their_place_in_the_whole_tree(
             assert heads[-1] == nodes[(bits, start >> bits)]
     # Together the spans checked every stored interior node up to their own level, once.
     assert sorted(checked) == sorted(n for n in nodes if _stored(n) and n[0] <= bits)
+
+
+@pytest.mark.parametrize(
+    ("size", "erased", "beyond", "lines"),
+    [
+        (1, 0, 1, ["OK: 1 entry verified", "1 newer entry checked"]),
+        (5, 2, 3, ["OK: 5 entries (2 erased) verified", "3 newer entries checked"]),
+    ],
+)
+def test_the_verify_report_counts_in_words(
+    capsys: pytest.CaptureFixture[str], size: int, erased: int, beyond: int, lines: list[str]
+) -> None:
+    report = Report(size, merkle.root_of([bytes(32)] * size), erased, None, beyond)
+    cli_verify._print_report(report)
+    printed = capsys.readouterr().out
+    for line in lines:
+        assert line in printed, printed
