@@ -145,8 +145,8 @@ def _ingest_variant(batch: int, concurrency: int, commits: list[int] | None = No
     ) -> tuple[int, float]:
         async def main() -> tuple[int, float]:
             store = Store(f"sqlite:///{db}")
-            sizes = commits if commits is not None else []
-            ingest = Ingest(store, stats=IngestStats(lambda size, _seconds: sizes.append(size)))
+            stats = None if commits is None else IngestStats(lambda size, _: commits.append(size))
+            ingest = Ingest(store, stats=stats)
             await ingest.start()
             queue = iter(_chunks(pending, batch))
             started = time.perf_counter()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 
 from sqlalchemy import Connection
@@ -12,27 +11,20 @@ from trailkeep.merkle import HASH_SIZE, NodeId
 from trailkeep.store.driver import MARKS, driver_executemany, driver_rows, placeholder
 from trailkeep.tiles import TILE_WIDTH, TileId
 
-# The wanted tiles travel as one parameter (a JSON array on SQLite, two arrays on PostgreSQL),
-# so the statement's text is the same for every proof: a text per shape of proof filled
+# Each statement's text is the same for every set of tiles: a text per shape of proof filled
 # sqlite3's per-connection statement caches (native memory, ~1.8 MiB a minute in the soak).
-# CROSS JOIN keeps the wanted tiles as SQLite's outer loop, one primary-key seek each.
-_SQLITE_TILES = (
-    "SELECT t.level, t.idx, t.hashes FROM json_each(:tiles) AS r CROSS JOIN tree_tiles AS t"
-    " ON t.app_id = :app AND t.level = json_extract(r.value, '$[0]')"
-    " AND t.idx = json_extract(r.value, '$[1]')"
+# SQLite, in-process, seeks each tile by its key (~5 µs; the widest version, as two exist only
+# inside an appending transaction). A JSON array of the tiles joined through json_each cost
+# ~20 µs for the one or two tiles an append widens, a fifth of the tree's cost in a one-entry
+# commit. PostgreSQL is a round trip away, so its tiles travel as two arrays in one statement.
+_SQLITE_TILE = (
+    "SELECT hashes FROM tree_tiles WHERE app_id = :app AND level = :level AND idx = :idx"
+    " ORDER BY width DESC LIMIT 1"
 )
 _POSTGRES_TILES = (
     "SELECT t.level, t.idx, t.hashes"
     " FROM unnest(%(levels)s::int[], %(idxs)s::bigint[]) AS r(level, idx)"
     " JOIN tree_tiles AS t ON t.app_id = %(app)s AND t.level = r.level AND t.idx = r.idx"
-)
-
-# One tile by its key, a primary-key seek: what an append reads, the one or two partial tiles it
-# widens. On SQLite that is ~5 µs a tile against ~20 µs for the json_each join above, which
-# was a fifth of the tree's cost in a one-entry commit; PostgreSQL keeps the one round trip.
-_SQLITE_TILE = (
-    "SELECT hashes FROM tree_tiles WHERE app_id = :app AND level = :level AND idx = :idx"
-    " ORDER BY width DESC LIMIT 1"
 )
 
 
@@ -51,29 +43,21 @@ _WRITE_TILES = {dialect: _write_tiles(mark) for dialect, mark in MARKS.items()}
 
 def read_tiles(c: Connection, app_id: str, ids: Sequence[TileId]) -> dict[TileId, bytes]:
     """The hashes of each tile asked for (its widest stored version); unstored ones are absent."""
-    if not ids:
-        return {}
-    if c.dialect.name == "postgresql":
-        levels, indexes = [level for level, _ in ids], [index for _, index in ids]
-        rows = driver_rows(c, _POSTGRES_TILES, {"app": app_id, "levels": levels, "idxs": indexes})
-    else:
-        rows = driver_rows(c, _SQLITE_TILES, {"app": app_id, "tiles": json.dumps(ids)})
     found: dict[TileId, bytes] = {}
+    if c.dialect.name != "postgresql":
+        for level, index in ids:
+            key = {"app": app_id, "level": level, "idx": index}
+            for (stored,) in driver_rows(c, _SQLITE_TILE, key):
+                found[(level, index)] = bytes(stored)
+        return found
+    if not ids:
+        return found
+    levels, indexes = [level for level, _ in ids], [index for _, index in ids]
+    rows = driver_rows(c, _POSTGRES_TILES, {"app": app_id, "levels": levels, "idxs": indexes})
     for level, index, stored in rows:
         # Two versions of a tile exist only inside an appending transaction, between the
         # insert of the wider one and the delete of the narrower.
         if len(stored) > len(found.get((level, index), b"")):
-            found[(level, index)] = bytes(stored)
-    return found
-
-
-def _partial_tiles(c: Connection, app_id: str, ids: Sequence[TileId]) -> dict[TileId, bytes]:
-    if c.dialect.name == "postgresql":
-        return read_tiles(c, app_id, ids)
-    found: dict[TileId, bytes] = {}
-    for level, index in ids:
-        key = {"app": app_id, "level": level, "idx": index}
-        for (stored,) in driver_rows(c, _SQLITE_TILE, key):
             found[(level, index)] = bytes(stored)
     return found
 
@@ -91,7 +75,7 @@ def extend(c: Connection, app_id: str, written: Sequence[tuple[NodeId, bytes]]) 
     grown = tiles.grown_tiles(written)
     if not grown:
         return
-    partial = _partial_tiles(c, app_id, [tile for tile, (width, _) in grown.items() if width])
+    partial = read_tiles(c, app_id, [tile for tile, (width, _) in grown.items() if width])
     rows, superseded = [], []
     for (level, index), width, hashes in tiles.widened(grown, partial):
         key = {"app": app_id, "level": level, "idx": index}
