@@ -17,10 +17,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from trailkeep import merkle
-from trailkeep.model import Actor, EventWrite, Origin, format_time, prepare, with_leaf_hash
-from trailkeep.store import Store
-from trailkeep.tiles import TILE_HEIGHT, TILE_WIDTH
+from trailkeep.log import merkle
+from trailkeep.log.record import Actor, EventWrite, Origin, format_time, prepare, with_leaf_hash
+from trailkeep.log.tiles import TILE_HEIGHT, TILE_WIDTH
+from trailkeep.server.store import Store
 
 # Bump when what ``fill`` or ``fill_tree`` writes changes: cached databases are keyed by it.
 VERSION = 5

@@ -17,10 +17,10 @@ from typing import Any
 
 from bench import datagen
 from bench.harness import ORIGIN
-from trailkeep.checkpointer import load_signer
-from trailkeep.notes import Checkpoint
-from trailkeep.provision import create_app
-from trailkeep.store import CheckpointRecord, Store
+from trailkeep.log.notes import Checkpoint
+from trailkeep.server.ingest.checkpointer import load_signer
+from trailkeep.server.provision import create_app
+from trailkeep.server.store import CheckpointRecord, Store
 
 
 @dataclass(frozen=True)

@@ -220,8 +220,8 @@ def serving(
 
 def new_apps(database_url: str, count: int, name: str = "bench") -> list[dict[str, str]]:
     """Create apps (each with an all-scope key) in the database directly: faster than the CLI."""
-    from trailkeep.provision import create_app
-    from trailkeep.store import Store
+    from trailkeep.server.provision import create_app
+    from trailkeep.server.store import Store
 
     store = Store(database_url)
     try:

@@ -23,7 +23,7 @@ from bench.datagen import ACTIONS, TARGETS
 from bench.harness import BenchServer, LoadRun, Result, Run, load, new_app, new_apps, serving
 from bench.pgserver import Postgres
 from bench.suite_ingest import prepared, rate_of, raw_variant
-from trailkeep.model import EventWrite
+from trailkeep.log.record import EventWrite
 
 SUITE = "http_write"
 BATCH = 100

@@ -6,7 +6,8 @@ entries. Variants run interleaved, ``rounds`` times (the short one-entry ones a 
 and the best round of each counts, so that a burst of load from elsewhere on the machine does not
 decide a ratio.
 
-- ``ingest``: ``trailkeep.ingest.Ingest.append``, one request at a time (or 4, 16 or 64 at once).
+- ``ingest``: ``Ingest.append`` (``trailkeep.server.ingest.writer``), one request at a time
+  (or 4, 16 or 64 at once).
 - ``tree`` / ``no tree``: the writer's transaction, step for step as ``Ingest`` runs it
   (reserve, canonical form, leaf hash, ``AppendTx.insert``), with the tree maintained (the
   frontier carried from batch to batch, as ``Ingest`` does), and without it (no frontier, no
@@ -37,12 +38,12 @@ from typing import Any
 from bench.config import Sizes
 from bench.datagen import ACTIONS, TARGETS
 from bench.harness import Result, Run, new_app
-from trailkeep import merkle, tiles
-from trailkeep.ingest import Ingest, IngestStats
-from trailkeep.model import Actor, EventWrite, Origin, PendingEntry, format_time, prepare
-from trailkeep.model import with_leaf_hash as with_leaf
-from trailkeep.store import AppendTx, Store
-from trailkeep.store.engine import WAL_AUTOCHECKPOINT_PAGES
+from trailkeep.log import merkle, tiles
+from trailkeep.log.record import Actor, EventWrite, Origin, PendingEntry, format_time, prepare
+from trailkeep.log.record import with_leaf_hash as with_leaf
+from trailkeep.server.ingest.writer import Ingest, IngestStats
+from trailkeep.server.store import AppendTx, Store
+from trailkeep.server.store.engine import WAL_AUTOCHECKPOINT_PAGES
 
 SUITE = "ingest"
 # 16 callers' batches of 100, as group commit joins them: the raw ceiling of that shape.

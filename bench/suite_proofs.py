@@ -18,7 +18,7 @@ from bench import fixtures
 from bench.config import Sizes
 from bench.datagen import stored_root, tree_leaf
 from bench.harness import Result, Run, serving
-from trailkeep import merkle
+from trailkeep.log import merkle
 
 SUITE = "proofs"
 

@@ -1,8 +1,8 @@
 """Reads at scale: two apps of 1,000,000 entries in one SQLite file, over real HTTP.
 
 For each single filter the median of ``read_repeats`` requests for the first page of 100, and a
-deep page (a cursor 900,000 entries in, made with ``trailkeep.query.encode_cursor`` and the app's
-session secret, as the server makes them); the query plan of the store's own SQL for each (the
+deep page (a cursor 900,000 entries in, made with ``trailkeep.log.query.encode_cursor`` and the
+app's session secret, as the server makes them); the query plan of the store's own SQL for each (the
 statements ``Store.page`` runs, captured and run again under ``EXPLAIN QUERY PLAN``); and the
 NDJSON export's rate, against SQLite reading the same rows with nothing else to do.
 """
@@ -23,8 +23,8 @@ from sqlalchemy import event
 from bench import fixtures
 from bench.config import Sizes
 from bench.harness import Result, Run, serving
-from trailkeep.query import Filters, encode_cursor
-from trailkeep.store import Store
+from trailkeep.log.query import Filters, encode_cursor
+from trailkeep.server.store import Store
 
 SUITE = "reads"
 PAGE = 100

@@ -15,7 +15,7 @@ import time
 from bench.config import Sizes
 from bench.harness import LoadRun, Result, Run, new_app, rss_kib, serving
 from bench.suite_http import bodies
-from trailkeep.store import Store
+from trailkeep.server.store import Store
 
 SUITE = "soak"
 

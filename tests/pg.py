@@ -163,7 +163,7 @@ class PostgresCluster:
     def _template(self) -> None:
         if self._template_ready:
             return
-        from trailkeep.store import Store
+        from trailkeep.server.store import Store
 
         self.admin(f"CREATE DATABASE {TEMPLATE}")
         store = Store(self.url(TEMPLATE))

@@ -12,9 +12,9 @@ from typing import Any, Final
 from playwright.sync_api import Browser, Page
 
 from tests.support import Server, Tenant, free_port
-from trailkeep import provision
-from trailkeep.settings import Settings
-from trailkeep.store import Store
+from trailkeep.server import provision
+from trailkeep.server.settings import Settings
+from trailkeep.server.store import Store
 
 # Wraps window.fetch before any page script runs, to record each call the SDK makes.
 RECORD_FETCHES: Final = """

@@ -14,8 +14,8 @@ from tests.integration.reading import log_size
 from tests.integration.write_support import assert_problem, batch_url, events_url
 from tests.support import Server, Tenant
 from trailkeep.cli import app as cli_app
-from trailkeep.cli import normalize_origin
-from trailkeep.cli_common import CliError
+from trailkeep.cli.common import CliError
+from trailkeep.server.provision import normalize_origin
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -11,7 +11,7 @@ import pytest
 
 from tests.integration.write_support import assert_problem
 from tests.support import Server
-from trailkeep.api.sdk_assets import classic_script
+from trailkeep.server.api.sdk_assets import classic_script
 
 SOURCE = files("trailkeep").joinpath("sdk/static/trailkeep.mjs").read_bytes()
 CACHE_CONTROL = "public, max-age=86400, stale-while-revalidate=604800"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trailkeep.model import Actor, EventWrite, Origin, PendingEntry, prepare
-from trailkeep.store import Store
+from trailkeep.log.record import Actor, EventWrite, Origin, PendingEntry, prepare
+from trailkeep.server.store import Store
 
 APP = "app_ingest"
 ACTOR = Actor(type="api_key", id="key_test", name="test")

@@ -15,7 +15,7 @@ import httpx
 import rfc8785
 
 from tests.support import Server, Tenant
-from trailkeep.notes import Checkpoint, NoteVerifier, open_checkpoint
+from trailkeep.log.notes import Checkpoint, NoteVerifier, open_checkpoint
 
 Entry = dict[str, Any]
 

@@ -16,8 +16,8 @@ import pytest
 from tests.conftest import BACKENDS
 from tests.integration.ingest_support import APP, entries, new_store
 from tests.pg import PostgresCluster
-from trailkeep.ingest import Idempotency, IdempotencyConflict, Ingest
-from trailkeep.store import IdempotencyRecord, Store
+from trailkeep.server.ingest.writer import Idempotency, IdempotencyConflict, Ingest
+from trailkeep.server.store import IdempotencyRecord, Store
 
 
 @pytest.fixture(params=BACKENDS)

@@ -15,10 +15,10 @@ from sqlalchemy import text
 
 from tests.integration.ingest_support import APP, new_store
 from tests.integration.ingest_support import entries as _entries
-from trailkeep import merkle
-from trailkeep.ingest import Ingest
-from trailkeep.store import Store
-from trailkeep.tiles import TILE_HEIGHT, TILE_WIDTH
+from trailkeep.log import merkle
+from trailkeep.log.tiles import TILE_HEIGHT, TILE_WIDTH
+from trailkeep.server.ingest.writer import Ingest
+from trailkeep.server.store import Store
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ from tests.integration.reading import (
     write_batch,
 )
 from tests.support import Server, Tenant
-from trailkeep.notes import NoteSigner
+from trailkeep.log.notes import NoteSigner
 
 VECTORS = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "merkle" / "rfc6962.json"
 KEY_RE = re.compile(r"(?P<name>[^+\s]+)\+(?P<id>[0-9a-f]{8})\+(?P<key>[A-Za-z0-9+/]+=*)")

@@ -6,8 +6,8 @@ import asyncio
 import gc
 from pathlib import Path
 
-from trailkeep.api.app import create_app
-from trailkeep.settings import Settings
+from trailkeep.server.api.app import create_app
+from trailkeep.server.settings import Settings
 
 
 def test_start_up_freezes_what_it_built(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from tests.integration.reading import events_url, export_lines, ok, verifier_of
 from tests.integration.reading import wait_for_checkpoint as signed_at
 from tests.pg import PostgresCluster, RedisServer
 from tests.support import Server, Tenant
-from trailkeep.checkpointer import load_signer
+from trailkeep.server.ingest.checkpointer import load_signer
 
 pytestmark = pytest.mark.postgres
 

@@ -20,7 +20,7 @@ from tests.integration.reading import events_url, ok, verifier_of, wait_for_chec
 from tests.integration.write_support import write
 from tests.pg import PostgresCluster, RedisServer, postgres_server
 from tests.support import Server, Tenant, run_cli
-from trailkeep.store import Store
+from trailkeep.server.store import Store
 
 PARTITION_MONTHS_AHEAD = 5
 

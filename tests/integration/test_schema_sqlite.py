@@ -20,9 +20,9 @@ from bench import datagen
 from bench.suite_reads import plan, uses_index
 from sqlalchemy import create_engine
 
-from trailkeep.query import Filters
-from trailkeep.store import Store
-from trailkeep.store.engine import MIGRATIONS
+from trailkeep.log.query import Filters
+from trailkeep.server.store import Store
+from trailkeep.server.store.engine import MIGRATIONS
 
 pytestmark = pytest.mark.timeout(120)
 

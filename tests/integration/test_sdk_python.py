@@ -43,7 +43,7 @@ from starlette.routing import Route
 from tests.integration.reading import export_lines, leaf_hash, list_all, verifier_of
 from tests.integration.write_support import new_key
 from tests.support import Server, Tenant, free_port
-from trailkeep.notes import Checkpoint, NoteSigner
+from trailkeep.log.notes import Checkpoint, NoteSigner
 from trailkeep.sdk import (
     AsyncAuditBuffer,
     AsyncClient,

@@ -26,8 +26,8 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from tests.pg import PostgresCluster
-from trailkeep import merkle
-from trailkeep.store.engine import MIGRATIONS, create_engines
+from trailkeep.log import merkle
+from trailkeep.server.store.engine import MIGRATIONS, create_engines
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -48,7 +48,7 @@ def test_the_workers_are_processes_of_their_own(served: Server) -> None:
     workers = [pid for pid, c in children(served.proc.pid) if "spawn_main" in c]
     assert len(workers) == WORKERS, children(served.proc.pid)
     for worker in workers:  # each a node: its own writer process
-        writers = [c for _, c in children(worker) if "trailkeep.writer_process" in c]
+        writers = [c for _, c in children(worker) if "trailkeep.server.ingest.process" in c]
         assert len(writers) == 1, children(worker)
 
 

@@ -25,10 +25,15 @@ import pytest
 from tests.integration.ingest_support import APP, entries, new_store
 from tests.integration.write_support import events_url, write
 from tests.support import Server, alive, children
-from trailkeep import merkle
-from trailkeep.ingest import Idempotency, IdempotencyConflict, IngestStats, WriterUnavailable
-from trailkeep.store import Store
-from trailkeep.writer_process import WriterProcess
+from trailkeep.log import merkle
+from trailkeep.server.ingest.process import WriterProcess
+from trailkeep.server.ingest.writer import (
+    Idempotency,
+    IdempotencyConflict,
+    IngestStats,
+    WriterUnavailable,
+)
+from trailkeep.server.store import Store
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -173,7 +178,7 @@ def test_the_child_never_shows_the_database_url(store: Store) -> None:
         async with running(WriterProcess(store.url)) as writer:
             cmdline = Path(f"/proc/{writer.pid}/cmdline")
             arguments = (await asyncio.to_thread(cmdline.read_bytes)).split(b"\0")
-            assert b"trailkeep.writer_process" in arguments
+            assert b"trailkeep.server.ingest.process" in arguments
             assert not any(b"sqlite" in a or b"writer.db" in a for a in arguments)
 
     asyncio.run(main())
@@ -185,7 +190,7 @@ def test_a_child_whose_server_died_commits_what_it_got_and_exits(tmp_path: Path)
     script.write_text(
         "import asyncio, os, sys\n"
         "from tests.integration.ingest_support import APP, entries\n"
-        "from trailkeep.writer_process import WriterProcess\n"
+        "from trailkeep.server.ingest.process import WriterProcess\n"
         "async def main():\n"
         "    writer = WriterProcess(sys.argv[1])\n"
         "    await writer.start()\n"
@@ -223,7 +228,7 @@ def test_the_server_answers_503_while_its_writer_is_replaced(sqlite_server: Serv
     srv = sqlite_server.start()
     tenant = srv.tenant("restart")
     assert srv.proc is not None
-    (writer,) = [pid for pid, cmdline in children(srv.proc.pid) if "writer_process" in cmdline]
+    (writer,) = [pid for pid, cmdline in children(srv.proc.pid) if "ingest.process" in cmdline]
     with srv.client(tenant.key) as client:
         assert write(client, tenant.app_id, {"action": "before"})["seq"] == 0
         os.kill(writer, signal.SIGKILL)

@@ -32,8 +32,8 @@ from tests.integration.write_support import (
     write,
 )
 from tests.support import Server, Tenant
-from trailkeep import merkle
-from trailkeep.model import ACTION_PATTERN, Actor, EntryError, Origin, prepare, validate_write
+from trailkeep.log import merkle
+from trailkeep.log.record import ACTION_PATTERN, Actor, EntryError, Origin, prepare, validate_write
 
 pytestmark = pytest.mark.timeout(120)
 

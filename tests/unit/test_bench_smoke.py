@@ -20,8 +20,8 @@ from bench.datagen import fill_tree, stored_root, tree_leaf
 from bench.fixtures import _cached
 from bench.harness import parse_wrk
 
-from trailkeep import merkle
-from trailkeep.store import Store
+from trailkeep.log import merkle
+from trailkeep.server.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,7 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trailkeep import jcs
+from trailkeep.log import jcs
 
 # Keys and strings over all of Unicode (minus lone surrogates), non-BMP and U+E000.. included.
 text = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)

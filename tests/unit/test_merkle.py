@@ -1,4 +1,4 @@
-"""Tests for trailkeep.merkle: RFC 9162 trees and proofs, checkpoints and signed notes."""
+"""Tests for trailkeep.log.merkle: RFC 9162 trees and proofs, checkpoints and signed notes."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from trailkeep.merkle import (
+from trailkeep.log.merkle import (
     EMPTY_ROOT,
     HASH_SIZE,
     Checkpoint,

@@ -1,4 +1,4 @@
-"""Tests for trailkeep.model: write validation, limits, and the canonical form of an entry."""
+"""Tests for trailkeep.log.record: write validation, limits, and the canonical form of an entry."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import rfc8785
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from trailkeep.model import (
+from trailkeep.log.record import (
     ACTION_MAX,
     METADATA_MAX_DEPTH,
     RELATED_MAX,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trailkeep.api.ratelimit import MovingWindow
+from trailkeep.server.api.ratelimit import MovingWindow
 
 # Hits as (key, gap since the previous hit), so times only move forward.
 hits = st.lists(

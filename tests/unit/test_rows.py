@@ -8,9 +8,9 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trailkeep import merkle
-from trailkeep.model import Actor, EventWrite, Origin, PendingEntry, prepare
-from trailkeep.rows import Head, build
+from trailkeep.log import merkle
+from trailkeep.log.record import Actor, EventWrite, Origin, PendingEntry, prepare
+from trailkeep.server.ingest.rows import Head, build
 
 APP = "app_rows"
 MOMENT = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trailkeep.store.packed import BLOCK_ROWS, block_rows, blocks
+from trailkeep.server.store.packed import BLOCK_ROWS, block_rows, blocks
 
 COLUMNS = ("app", "seq", "name", "note", "moment", "body", "digest")
 TABLE = (

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trailkeep import merkle
-from trailkeep.merkle import NodeId
-from trailkeep.tiles import (
+from trailkeep.log import merkle
+from trailkeep.log.merkle import NodeId
+from trailkeep.log.tiles import (
     TILE_HEIGHT,
     TILE_WIDTH,
     TileId,

@@ -11,12 +11,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trailkeep import cli_verify, merkle
-from trailkeep.model import Actor, EventWrite, Origin, prepare, with_leaf_hash
-from trailkeep.notes import Checkpoint
-from trailkeep.tiles import TILE_HEIGHT
-from trailkeep.verify import Report, StoredTree, VerifyError, _fast_leaf, verify_entries
-from trailkeep.verify_local import spans
+import trailkeep.cli.verify as cli_verify
+from trailkeep.log import merkle
+from trailkeep.log.notes import Checkpoint
+from trailkeep.log.record import Actor, EventWrite, Origin, prepare, with_leaf_hash
+from trailkeep.log.tiles import TILE_HEIGHT
+from trailkeep.log.verify import Report, StoredTree, VerifyError, _fast_leaf, verify_entries
+from trailkeep.server.verify_app import spans
 
 APP = "app_verifytest"
 ACTOR = Actor(type="user", id="u1", name="Ada", role="admin")

@@ -16,9 +16,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from trailkeep.api import errors
-from trailkeep.api.errors import Problem
-from trailkeep.api.fastpath import WriteFastPath, _handler_for
+from trailkeep.server.api import errors
+from trailkeep.server.api.errors import Problem
+from trailkeep.server.api.fastpath import WriteFastPath, _handler_for
 
 CALLS: list[str] = []
 

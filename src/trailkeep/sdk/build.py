@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, Final, Literal, TypedDict
 from urllib.parse import quote
 
-from trailkeep.model import EntryError, canonical_metadata, format_time, validate_write
+from trailkeep.log.record import EntryError, canonical_metadata, format_time, validate_write
 
 from .context import RequestContext
 from .errors import TrailkeepError, local_error

@@ -7,8 +7,8 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from trailkeep import __version__
-from trailkeep.auth import SESSION_MAX_TTL_SECONDS, mint_session
-from trailkeep.notes import NoteVerifier
+from trailkeep.log.notes import NoteVerifier
+from trailkeep.server.auth import SESSION_MAX_TTL_SECONDS, mint_session
 
 from .build import Builder, Call
 from .context import EMPTY, RequestContext, current

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, TypedDict
 
-from trailkeep.model import parse_time
-from trailkeep.notes import Checkpoint, NoteError
+from trailkeep.log.notes import Checkpoint, NoteError
+from trailkeep.log.record import parse_time
 
 from .errors import VerificationError
 

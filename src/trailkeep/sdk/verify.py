@@ -13,9 +13,9 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from trailkeep import jcs, merkle
-from trailkeep.model import format_time
-from trailkeep.notes import NoteError, NoteVerifier, open_checkpoint
+from trailkeep.log import jcs, merkle
+from trailkeep.log.notes import NoteError, NoteVerifier, open_checkpoint
+from trailkeep.log.record import format_time
 
 from .errors import VerificationError
 from .models import Entry, ProvenEntry, SignedCheckpoint

@@ -1,0 +1,120 @@
+"""``trailkeep serve`` and ``trailkeep migrate``: run a node, and bring its schema up to date."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Any
+
+import typer
+
+from trailkeep.cli.common import CliError, DatabaseUrl, DataDir, open_store, out, settings_from
+from trailkeep.server import provision
+from trailkeep.server.ingest.checkpointer import load_signer
+from trailkeep.server.settings import Settings
+from trailkeep.server.store import Store
+from trailkeep.server.store.engine import MigrationError, is_postgres
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+    rate_limit: Annotated[str | None, typer.Option(help="Writes per client IP.")] = None,
+    redis_url: Annotated[str | None, typer.Option(help="Redis URL for shared limits.")] = None,
+    demo: Annotated[bool, typer.Option(help="Create and print a demo app on first start.")] = False,
+    workers: Annotated[
+        int, typer.Option(help="Worker processes (PostgreSQL and Redis only).", min=1)
+    ] = 1,
+    access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
+) -> None:
+    """Serve the HTTP API."""
+    import uvicorn
+
+    from trailkeep.server.api import create_app
+
+    given = {"data_dir": data_dir, "database_url": database_url, "rate_limit": rate_limit,
+             "redis_url": redis_url}  # fmt: skip
+    settings = settings_from(**given)
+    if workers > 1:
+        _check_workers(settings)
+    if demo or settings.demo_app:
+        store = Store(settings.resolved_database_url)
+        store.migrate()
+        made = provision.demo_app(store, settings.data_dir)
+        store.close()
+        _print_demo(made, host, port)
+    if workers == 1:
+        target: Any = create_app(settings)
+    else:
+        # Each worker is a node of its own (as several `serve` processes on one PostgreSQL
+        # are): it builds its settings from the environment, so the options given go there.
+        for name, value in given.items():
+            if value is not None:
+                os.environ[f"TRAILKEEP_{name.upper()}"] = str(value)
+        # Done once here rather than raced by the workers: the schema, and the signing key.
+        store = Store(settings.resolved_database_url)
+        try:
+            store.migrate()
+        except MigrationError as exc:
+            raise CliError(str(exc)) from None
+        finally:
+            store.close()
+        load_signer(settings.resolved_signing_key_file, settings.origin)
+        target = "trailkeep.server.api:create_app"
+    uvicorn.run(
+        target,
+        factory=workers > 1,
+        workers=workers,
+        host=host,
+        port=port,
+        # Trailkeep decides itself which proxies to believe (TRAILKEEP_TRUSTED_PROXIES).
+        proxy_headers=False,
+        server_header=False,
+        access_log=access_log,
+        log_level="info",
+    )
+
+
+def _check_workers(settings: Settings) -> None:
+    if not is_postgres(settings.resolved_database_url):
+        raise CliError(
+            "--workers needs PostgreSQL: a SQLite file takes one writing process "
+            "(run one `serve` per file, or move to PostgreSQL)"
+        )
+    if not settings.redis_url:
+        raise CliError(
+            "--workers needs --redis-url (TRAILKEEP_REDIS_URL): without a shared counter each "
+            "worker would keep its own per-IP limit, and a client would get N times its rate"
+        )
+
+
+def migrate(
+    months_ahead: Annotated[
+        int, typer.Option(help="PostgreSQL: months of `events` partitions to create ahead.", min=0)
+    ] = 3,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Bring the schema up to date (as the schema owner, before starting new nodes)."""
+    store = open_store(data_dir, database_url)
+    made = store.ensure_partitions(months_ahead)
+    out.print(f"schema is up to date; {made} partition(s) created")
+
+
+def _print_demo(made: provision.NewApp, host: str, port: int) -> None:
+    base = f"http://{host}:{port}"
+    body = '{"action":"demo.hello","target_type":"doc","target_id":"doc_1","metadata":{"n":1}}'
+    out.print("[bold]Trailkeep demo app[/bold] (credentials in the data dir's demo file)")
+    out.print(f"  app id:         {made.app_id}")
+    out.print(f"  key (all scopes): {made.key}", soft_wrap=True)
+    out.print(f"  session secret: {made.session_secret}", soft_wrap=True)
+    out.print(f"  API docs:       {base}/docs")
+    out.print("  record an entry:")
+    out.print(
+        f"    curl -sS -X POST {base}/v1/apps/{made.app_id}/events "
+        f"-H 'Authorization: Bearer {made.key}' -H 'Content-Type: application/json' "
+        f"-d '{body}'",
+        soft_wrap=True,
+        highlight=False,
+    )

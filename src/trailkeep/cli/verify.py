@@ -1,0 +1,196 @@
+"""``trailkeep verify``: check an export or the local database against signed checkpoints."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import orjson
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from trailkeep.cli.common import CliError, DatabaseUrl, DataDir, err, out, settings_from
+from trailkeep.log import merkle
+from trailkeep.log.notes import NoteError, NoteSigner, NoteVerifier
+from trailkeep.log.verify import (
+    Report,
+    VerifyError,
+    app_of,
+    open_signed,
+    verify_consistency,
+    verify_entries,
+)
+from trailkeep.server.settings import Settings
+from trailkeep.server.store import Store
+from trailkeep.server.verify_app import SPAN_BITS, verify_app
+
+FileOpt = Path | None
+_FILE = {"exists": True, "dir_okay": False, "readable": True}
+
+
+def _read(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+def _lines(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as handle:
+        for line in handle:
+            if line.strip():
+                yield line
+
+
+def _fetch_proof(server: str, api_key: str | None, app_id: str, old: int, new: int) -> list[bytes]:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    response = httpx.get(
+        f"{server.rstrip('/')}/v1/apps/{app_id}/proofs/consistency",
+        params={"from": old, "to": new}, headers=headers, timeout=30,
+    )  # fmt: skip
+    if response.status_code != 200:
+        raise CliError(f"the server refused the consistency proof: {response.text.strip()}")
+    return [bytes.fromhex(h) for h in response.json()["path"]]
+
+
+def _proof_file(path: Path) -> list[bytes]:
+    data = orjson.loads(path.read_bytes())
+    hashes = data["path"] if isinstance(data, dict) else data
+    return [bytes.fromhex(h) for h in hashes]
+
+
+def _local(settings: Settings) -> NoteVerifier:
+    # Read, never create: a verifier that made a fresh key would "verify" against nothing,
+    # and a later `serve` would sign with the stray key.
+    path = settings.resolved_signing_key_file
+    if not path.exists():
+        raise CliError(f"no signing key at {path}: give --key (the server's checkpoint key)")
+    return NoteSigner.from_signer_key(path.read_text().strip()).verifier()
+
+
+def verify(
+    entries: Annotated[
+        FileOpt, typer.Option("--entries", **_FILE, help="An NDJSON export.")
+    ] = None,
+    checkpoint: Annotated[
+        FileOpt, typer.Option("--checkpoint", **_FILE, help="A signed checkpoint.")
+    ] = None,
+    key: Annotated[FileOpt, typer.Option("--key", **_FILE, help="The note verifier key.")] = None,
+    old_checkpoint: Annotated[
+        FileOpt,
+        typer.Option("--old-checkpoint", **_FILE, help="An older checkpoint to prove consistent."),
+    ] = None,
+    consistency_proof: Annotated[
+        FileOpt, typer.Option("--consistency-proof", **_FILE, help="JSON proof from old to new.")
+    ] = None,
+    server: Annotated[
+        str | None, typer.Option("--server", help="Fetch the consistency proof from this server.")
+    ] = None,
+    api_key: Annotated[
+        str | None, typer.Option("--api-key", envvar="TRAILKEEP_KEY", help="Key for --server.")
+    ] = None,
+    app_id: Annotated[
+        str | None, typer.Option("--app", help="Verify this app in the local database instead.")
+    ] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option("--jobs", min=1, help="Processes for --app (default: one per core)."),
+    ] = None,
+    span_bits: Annotated[int, typer.Option("--span-bits", min=1, max=40, hidden=True)] = (
+        SPAN_BITS
+    ),
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Verify entries, their root against a signed checkpoint, and checkpoint consistency."""
+    settings = settings_from(data_dir=data_dir, database_url=database_url)
+    store: Store | None = None
+    if app_id is not None:
+        # The key first: a run that cannot verify anything must not create a database either.
+        verifier = NoteVerifier.from_verifier_key(_read(key).strip()) if key else _local(settings)
+        store = Store(settings.resolved_database_url)
+        store.migrate()
+    else:
+        if entries is None or checkpoint is None or key is None:
+            raise CliError("give --entries, --checkpoint and --key (or --app for the local log)")
+        try:
+            verifier = NoteVerifier.from_verifier_key(_read(key).strip())
+        except NoteError as exc:
+            raise CliError(f"--key: {exc}") from None
+    try:
+        url = settings.resolved_database_url
+        report = _run(store, url, app_id, entries, checkpoint, verifier, jobs, span_bits)
+        if old_checkpoint is not None:
+            assert report.checkpoint is not None
+            old = open_signed(_read(old_checkpoint), verifier, "--old-checkpoint")
+            if consistency_proof is not None:
+                proof = _proof_file(consistency_proof)
+            elif store is not None and old.size:
+                nodes = merkle.consistency_proof_nodes(old.size, report.checkpoint.size)
+                proof = merkle.consistency_proof(
+                    old.size, report.checkpoint.size, store.nodes(app_of(old), nodes)
+                )
+            elif server is not None and old.size:
+                proof = _fetch_proof(server, api_key, app_of(old), old.size, report.checkpoint.size)
+            elif old.size:
+                raise CliError("--old-checkpoint needs --consistency-proof or --server")
+            else:
+                proof = []
+            verify_consistency(old, report.checkpoint, proof)
+            out.print(f"consistent: checkpoint {old.size} is a prefix of {report.checkpoint.size}")
+    except VerifyError as exc:
+        err.print(f"[red]FAILED[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    _print_report(report)
+
+
+def _run(
+    store: Store | None, url: str, app_id: str | None, entries: Path | None,
+    checkpoint: Path | None, verifier: NoteVerifier, jobs: int | None, span_bits: int,
+) -> Report:  # fmt: skip
+    if store is not None and app_id is not None:
+        app = store.get_app(app_id)
+        if app is None:
+            raise CliError(f"no app {app_id!r} in this database")
+        if checkpoint is not None:
+            signed = open_signed(_read(checkpoint), verifier, "--checkpoint")
+        else:
+            record = store.latest_checkpoint(app_id)
+            if record is None:
+                raise CliError(f"no checkpoint of {app_id} is stored yet: start the server")
+            signed = open_signed(record.note, verifier, "the latest stored checkpoint")
+        size = store.log_size(app_id)
+        with _progress(size) as advance:
+            return verify_app(
+                store, url, app, signed, size, jobs=jobs, bits=span_bits, progress=advance
+            )
+    assert entries is not None
+    assert checkpoint is not None
+    signed = open_signed(_read(checkpoint), verifier, "--checkpoint")
+    with _progress(signed.size) as advance:
+        return verify_entries(_lines(entries), signed, app_id=app_of(signed), progress=advance)
+
+
+@contextmanager
+def _progress(total: int) -> Iterator[Callable[[int], None]]:
+    with Progress(
+        TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=err, transient=True, disable=total < 50_000,
+    ) as bar:  # fmt: skip
+        task = bar.add_task("entries", total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def _entries(count: int, adjective: str = "") -> str:
+    return f"{count} {adjective}{'entry' if count == 1 else 'entries'}"
+
+
+def _print_report(report: Report) -> None:
+    root = base64.b64encode(report.root).decode()
+    erased = f" ({report.erased} erased)" if report.erased else ""
+    out.print(f"OK: {_entries(report.size)}{erased} verified against the signed checkpoint")
+    out.print(f"tree size {report.size}, root {root}")
+    if report.beyond_checkpoint:
+        newer = _entries(report.beyond_checkpoint, "newer ")
+        out.print(f"{newer} checked, not yet in a checkpoint")

@@ -1,0 +1,285 @@
+"""RFC 9162 (Certificate Transparency v2) Merkle tree hashing and proofs.
+
+Pure functions only: no file, network or database I/O. Node ``(level, index)`` covers leaves
+``[index * 2**level, (index + 1) * 2**level)``. Storage keeps only complete nodes, so any proof for
+any tree size needs O(log n) point lookups, all known up front from ``*_proof_nodes``; the proof
+entries that are roots of incomplete (right-edge) subtrees are folded from their complete pieces.
+
+Checkpoints and signed notes live in ``trailkeep.log.notes`` and are re-exported here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+
+from trailkeep.log.notes import Checkpoint as Checkpoint
+from trailkeep.log.notes import NoteError as NoteError
+from trailkeep.log.notes import NoteSigner as NoteSigner
+from trailkeep.log.notes import NoteVerifier as NoteVerifier
+from trailkeep.log.notes import open_checkpoint as open_checkpoint
+
+HASH_SIZE = 32
+EMPTY_ROOT: bytes = hashlib.sha256(b"").digest()
+NodeId = tuple[int, int]
+
+_sha256 = hashlib.sha256
+
+
+class ProofError(ValueError):
+    """A proof does not verify, or its arguments are out of range."""
+
+
+def hash_leaf(data: bytes) -> bytes:
+    """Return the RFC 9162 leaf hash SHA-256(0x00 || data)."""
+    return _sha256(b"\x00" + data).digest()
+
+
+def hash_children(left: bytes, right: bytes) -> bytes:
+    """Return the RFC 9162 interior node hash SHA-256(0x01 || left || right)."""
+    return _sha256(b"\x01" + left + right).digest()
+
+
+def _check_hashes(hashes: Sequence[bytes], what: str) -> None:
+    for h in hashes:
+        if not isinstance(h, bytes) or len(h) != HASH_SIZE:
+            raise ProofError(f"{what}: every hash must be {HASH_SIZE} bytes")
+
+
+def _split(n: int) -> int:
+    """Return the largest power of two strictly below n (n >= 2)."""
+    return 1 << ((n - 1).bit_length() - 1)
+
+
+def frontier(size: int) -> list[NodeId]:
+    """Return the complete subtrees that make up [0, size), largest (leftmost) first."""
+    if size < 0:
+        raise ProofError("tree size must be non-negative")
+    return range_nodes(0, size)
+
+
+def root_from_frontier(hashes: Sequence[bytes]) -> bytes:
+    """Fold frontier hashes (in frontier() order) into the tree head; EMPTY_ROOT if empty."""
+    if not hashes:
+        return EMPTY_ROOT
+    # MTH splits at the largest power of two, so the head is a right fold of the pieces.
+    acc = hashes[-1]
+    for h in reversed(hashes[:-1]):
+        acc = _sha256(b"\x01" + h + acc).digest()
+    return acc
+
+
+def append_leaves(
+    size: int, frontier_hashes: Sequence[bytes], leaf_hashes: Sequence[bytes]
+) -> tuple[list[tuple[NodeId, bytes]], list[bytes]]:
+    """Append leaf hashes to a tree of `size` leaves; return (new nodes, new frontier hashes)."""
+    if size < 0 or len(frontier_hashes) != size.bit_count():
+        raise ProofError(f"a tree of size {size} has {max(size, 0).bit_count()} frontier hashes")
+    _check_hashes(frontier_hashes, "frontier")
+    _check_hashes(leaf_hashes, "leaves")
+    stack = list(frontier_hashes)
+    written: list[tuple[NodeId, bytes]] = []
+    sha = _sha256
+    n = size
+    for h in leaf_hashes:
+        written.append(((0, n), h))
+        level, index = 0, n
+        # The trailing one-bits of n are exactly the frontier pieces this leaf completes.
+        while index & 1:
+            h = sha(b"\x01" + stack.pop() + h).digest()
+            level += 1
+            index >>= 1
+            written.append(((level, index), h))
+        stack.append(h)
+        n += 1
+    return written, stack
+
+
+class TreeBuilder:
+    """Streaming tree head over leaf hashes in O(log n) memory."""
+
+    __slots__ = ("_size", "_stack")
+
+    def __init__(self) -> None:
+        """Start an empty tree."""
+        self._size = 0
+        self._stack: list[bytes] = []
+
+    @property
+    def size(self) -> int:
+        """Return the number of leaves appended so far."""
+        return self._size
+
+    def append(self, leaf_hash: bytes) -> None:
+        """Append one leaf hash."""
+        if len(leaf_hash) != HASH_SIZE:
+            raise ProofError(f"leaf hash must be {HASH_SIZE} bytes")
+        h, n, stack = leaf_hash, self._size, self._stack
+        while n & 1:
+            h = _sha256(b"\x01" + stack.pop() + h).digest()
+            n >>= 1
+        stack.append(h)
+        self._size += 1
+
+    def root(self) -> bytes:
+        """Return the tree head of the leaves appended so far."""
+        return root_from_frontier(self._stack)
+
+
+def root_of(leaf_hashes: Sequence[bytes]) -> bytes:
+    """Return the RFC 9162 tree head over already-hashed leaves; EMPTY_ROOT for []."""
+    builder = TreeBuilder()
+    for h in leaf_hashes:
+        builder.append(h)
+    return builder.root()
+
+
+def range_nodes(start: int, end: int) -> list[NodeId]:
+    """Decompose [start, end) into maximal complete aligned subtrees, left to right."""
+    if not 0 <= start <= end:
+        raise ProofError(f"bad range [{start}, {end})")
+    out: list[NodeId] = []
+    while start < end:
+        level = (end - start).bit_length() - 1
+        if start:
+            level = min(level, (start & -start).bit_length() - 1)
+        out.append((level, start >> level))
+        start += 1 << level
+    return out
+
+
+def _inclusion_ranges(index: int, size: int) -> list[tuple[int, int]]:
+    if not 0 <= index < size:
+        raise ProofError(f"leaf index {index} is not in a tree of size {size}")
+    out: list[tuple[int, int]] = []
+    lo, n, m = 0, size, index
+    while n > 1:  # RFC 9162 PATH(m, D[lo:lo+n]), unrolled top-down
+        k = _split(n)
+        if m < k:
+            out.append((lo + k, lo + n))
+            n = k
+        else:
+            out.append((lo, lo + k))
+            lo, m, n = lo + k, m - k, n - k
+    out.reverse()
+    return out
+
+
+def _consistency_ranges(old: int, new: int) -> list[tuple[int, int]]:
+    if not 0 < old <= new:
+        raise ProofError(f"no consistency proof from size {old} to size {new}")
+    out: list[tuple[int, int]] = []
+    lo, n, m, whole = 0, new, old, True
+    while m != n:  # RFC 9162 SUBPROOF(m, D[lo:lo+n], whole), unrolled top-down
+        k = _split(n)
+        if m <= k:
+            out.append((lo + k, lo + n))
+            n = k
+        else:
+            out.append((lo, lo + k))
+            lo, m, n, whole = lo + k, m - k, n - k, False
+    if not whole:
+        out.append((lo, lo + n))
+    out.reverse()
+    return out
+
+
+def _nodes_for(ranges: list[tuple[int, int]]) -> list[NodeId]:
+    return [node for a, b in ranges for node in range_nodes(a, b)]
+
+
+def _assemble(ranges: list[tuple[int, int]], nodes: Mapping[NodeId, bytes]) -> list[bytes]:
+    try:
+        return [root_from_frontier([nodes[n] for n in range_nodes(a, b)]) for a, b in ranges]
+    except KeyError as exc:
+        raise ProofError(f"missing node {exc.args[0]!r}") from None
+
+
+def inclusion_proof_nodes(index: int, size: int) -> list[NodeId]:
+    """Return the stored nodes needed for the inclusion proof of leaf `index` in tree `size`."""
+    return _nodes_for(_inclusion_ranges(index, size))
+
+
+def consistency_proof_nodes(old: int, new: int) -> list[NodeId]:
+    """Return the stored nodes needed for the consistency proof from tree `old` to tree `new`."""
+    return _nodes_for(_consistency_ranges(old, new))
+
+
+def inclusion_proof(index: int, size: int, nodes: Mapping[NodeId, bytes]) -> list[bytes]:
+    """Assemble the RFC 9162 inclusion proof from fetched node hashes."""
+    return _assemble(_inclusion_ranges(index, size), nodes)
+
+
+def consistency_proof(old: int, new: int, nodes: Mapping[NodeId, bytes]) -> list[bytes]:
+    """Assemble the RFC 9162 consistency proof from fetched node hashes."""
+    return _assemble(_consistency_ranges(old, new), nodes)
+
+
+def verify_inclusion(
+    leaf_hash: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes
+) -> None:
+    """Check an RFC 9162 §2.1.3.2 inclusion proof; raise ProofError if it fails."""
+    if not 0 <= index < size:
+        raise ProofError(f"leaf index {index} is not in a tree of size {size}")
+    _check_hashes([leaf_hash, root, *proof], "inclusion proof")
+    fn, sn, r = index, size - 1, leaf_hash
+    for p in proof:
+        if sn == 0:
+            raise ProofError("inclusion proof is too long")
+        if fn & 1 or fn == sn:
+            r = hash_children(p, r)
+            while not fn & 1 and fn:
+                fn >>= 1
+                sn >>= 1
+        else:
+            r = hash_children(r, p)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise ProofError("inclusion proof is too short")
+    if r != root:
+        raise ProofError("inclusion proof does not match the root")
+
+
+def verify_consistency(
+    old: int, new: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]
+) -> None:
+    """Check an RFC 9162 §2.1.4.2 consistency proof; raise ProofError if it fails."""
+    if not 0 < old <= new:
+        raise ProofError(f"no consistency proof from size {old} to size {new}")
+    _check_hashes([old_root, new_root, *proof], "consistency proof")
+    if old == new:
+        if proof:
+            raise ProofError("consistency proof between equal sizes must be empty")
+        if old_root != new_root:
+            raise ProofError("roots of equal tree sizes differ")
+        return
+    if not proof:
+        raise ProofError("consistency proof is empty")
+    path = list(proof)
+    if old & (old - 1) == 0:
+        path.insert(0, old_root)
+    fn, sn = old - 1, new - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            raise ProofError("consistency proof is too long")
+        if fn & 1 or fn == sn:
+            fr = hash_children(c, fr)
+            sr = hash_children(c, sr)
+            while not fn & 1 and fn:
+                fn >>= 1
+                sn >>= 1
+        else:
+            sr = hash_children(sr, c)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise ProofError("consistency proof is too short")
+    if fr != old_root:
+        raise ProofError("consistency proof does not match the old root")
+    if sr != new_root:
+        raise ProofError("consistency proof does not match the new root")

@@ -1,0 +1,84 @@
+"""What a read asks for: filters, and the opaque cursor that pages through them. Pure."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from base64 import urlsafe_b64decode, urlsafe_b64encode
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final, Literal
+
+from trailkeep.log.record import format_time
+
+CURSOR_VERSION: Final = 1
+_CURSOR_TAG: Final = 12  # bytes of HMAC-SHA256 kept: 96 bits is ample against forgery online
+GroupBy = Literal["action", "actor", "target_type", "day"]
+
+
+class QueryError(ValueError):
+    """A read parameter that cannot be used; ``param`` names it."""
+
+    def __init__(self, param: str, detail: str) -> None:
+        super().__init__(f"{param}: {detail}")
+        self.param = param
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """Filters of list, stats and export; all given ones must hold (AND), ``actions`` is an OR."""
+
+    actions: tuple[str, ...] = ()
+    action_prefix: str | None = None
+    actor: str | None = None
+    target_type: str | None = None
+    target_id: str | None = None
+    kind: Literal["admin", "user"] | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.since and self.until and self.since > self.until:
+            raise QueryError("since", "is after `until`")
+
+    def describe(self) -> dict[str, Any]:
+        """The filters that were used, as JSON (recorded in ``audit.read`` entries)."""
+        out: dict[str, Any] = {}
+        if self.actions:
+            out["action"] = list(self.actions)
+        for name in ("action_prefix", "actor", "target_type", "target_id", "kind"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        if self.since is not None:
+            out["since"] = format_time(self.since)
+        if self.until is not None:
+            out["until"] = format_time(self.until)
+        return out
+
+
+def _cursor_key(secret: str) -> bytes:
+    # Derived, so the app's session secret is never used directly for a second purpose.
+    return hmac.new(secret.encode(), b"trailkeep cursor key v1", hashlib.sha256).digest()
+
+
+def encode_cursor(app_id: str, secret: str, before_seq: int) -> str:
+    """An opaque cursor for "entries with seq below ``before_seq``", bound to its app."""
+    body = bytes([CURSOR_VERSION]) + before_seq.to_bytes(8, "big")
+    tag = hmac.new(_cursor_key(secret), app_id.encode() + b"\0" + body, hashlib.sha256)
+    return urlsafe_b64encode(body + tag.digest()[:_CURSOR_TAG]).decode().rstrip("=")
+
+
+def decode_cursor(app_id: str, secret: str, cursor: str) -> int:
+    """The position a cursor stands for; ``QueryError`` if it is malformed, foreign or altered."""
+    try:
+        raw = urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+    except ValueError:
+        raw = b""
+    if len(raw) != 9 + _CURSOR_TAG or raw[0] != CURSOR_VERSION:
+        raise QueryError("cursor", "not a cursor this server issued")
+    body, tag = raw[:9], raw[9:]
+    expected = hmac.new(_cursor_key(secret), app_id.encode() + b"\0" + body, hashlib.sha256)
+    if not hmac.compare_digest(tag, expected.digest()[:_CURSOR_TAG]):
+        raise QueryError("cursor", "not a cursor this server issued for this app")
+    return int.from_bytes(body[1:], "big")

@@ -1,0 +1,403 @@
+"""The entry: validation of what callers send, and the canonical form that is hashed.
+
+Everything here is pure. The canonical form of an entry is RFC 8785 (JCS) JSON; because its
+top-level keys are fixed and sorted, an entry's canonical bytes can be assembled from the
+canonical bytes of its parts, so the writer canonicalises the caller's metadata once (for the
+size check) and only formats ``seq`` and ``time`` once the order is known.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from trailkeep.log import jcs
+
+ACTION_PATTERN: Final = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
+ACTION_MAX: Final = 128
+TARGET_TYPE_MAX: Final = 64
+TARGET_ID_MAX: Final = 256
+RELATED_MAX: Final = 128
+METADATA_MAX_DEPTH: Final = 8
+ADMIN_ROLES: Final = frozenset({"owner", "admin"})
+
+# Fields the server sets. A body that carries one is refused rather than silently ignored, so
+# that a caller who believes it can set them learns otherwise.
+SERVER_OWNED: Final = frozenset(
+    {
+        "actor",
+        "time",
+        "kind",
+        "seq",
+        "id",
+        "leaf_hash",
+        "app_id",
+        "context",
+        "ip",
+        "user_agent",
+        "forwarded_by",
+    }
+)
+
+_ACTION_RE: Final = re.compile(ACTION_PATTERN)
+_TIME_FORMAT: Final = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+Kind = Literal["admin", "user"]
+
+
+class EntryError(ValueError):
+    """A write that cannot be accepted; ``code`` is the API's stable error code."""
+
+    def __init__(self, detail: str, code: str = "invalid_request") -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.code = code
+
+
+Action = Annotated[
+    str, StringConstraints(min_length=1, max_length=ACTION_MAX, pattern=ACTION_PATTERN)
+]
+TargetType = Annotated[str, StringConstraints(min_length=1, max_length=TARGET_TYPE_MAX)]
+TargetId = Annotated[str, StringConstraints(min_length=1, max_length=TARGET_ID_MAX)]
+Related = Annotated[str, StringConstraints(min_length=1, max_length=RELATED_MAX)]
+
+
+class EventWrite(BaseModel):
+    """The body of a write: flat, as the SDKs send it; the server nests it into the entry."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    action: Action = Field(description="What happened, e.g. `user.role.change`.")
+    target_type: TargetType | None = Field(default=None, description="Type of the affected thing.")
+    target_id: TargetId | None = Field(default=None, description="Id of the affected thing.")
+    metadata: dict[str, Any] | None = Field(
+        default=None,
+        description="Free-form JSON object; canonical size ≤ 10,240 bytes (configurable), "
+        "nesting ≤ 8.",
+    )
+    project: Related | None = Field(default=None, description="Where it happened: the project.")
+    server: Related | None = Field(default=None, description="Where it happened: the server.")
+    request_id: Related | None = Field(default=None, description="The caller's request id.")
+
+
+class BatchWrite(BaseModel):
+    """The body of a batch write: 1 to 1,000 entries, appended all or none."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    events: list[EventWrite] = Field(min_length=1, max_length=1000)
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who acted, as resolved from a verified credential, never from a body."""
+
+    type: Literal["user", "api_key"]
+    id: str
+    name: str | None = None
+    role: str | None = None
+    manages: bool = False  # a key with the `manage` scope
+
+    @property
+    def kind(self) -> Kind:
+        """``admin`` for owners, admins and management keys; ``user`` otherwise."""
+        if self.type == "api_key":
+            return "admin" if self.manages else "user"
+        return "admin" if self.role in ADMIN_ROLES else "user"
+
+    def as_json(self) -> dict[str, str]:
+        """The actor as it appears in an entry: unset name and role are left out."""
+        out = {"type": self.type, "id": self.id}
+        if self.name is not None:
+            out["name"] = self.name
+        if self.role is not None:
+            out["role"] = self.role
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a request came from, as the server saw it (or a trusted key forwarded it)."""
+
+    ip: str | None
+    user_agent: str | None
+    forwarded_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingEntry:
+    """A validated entry waiting for its ``seq`` and ``time``; holds its canonical pieces."""
+
+    app_id: str
+    id: str
+    action: str
+    kind: Kind
+    actor_id: str
+    target_type: str | None
+    target_id: str | None
+    head: bytes  # canonical JSON up to and including '"seq":'
+    tail: bytes  # canonical JSON from ',"target":' up to and including '"time":"'
+
+    def canonical(self, seq: int, time: str) -> bytes:
+        """The entry's RFC 8785 bytes once its position in the log is known."""
+        return b"".join((self.head, str(seq).encode(), self.tail, time.encode(), b'"}'))
+
+
+def canonical(value: Any) -> bytes:
+    """RFC 8785 canonical JSON of a JSON value (``EntryError`` for what JCS cannot encode)."""
+    try:
+        return jcs.canonical(value)
+    except jcs.CanonicalizationError as exc:
+        raise EntryError(f"metadata: {exc}") from exc
+
+
+def _string(text: str) -> bytes:
+    # A JSON string's JCS form is what orjson writes (checked in tests/unit/test_jcs.py).
+    try:
+        return orjson.dumps(text)
+    except orjson.JSONEncodeError as exc:
+        raise EntryError(f"not valid Unicode: {exc}") from None
+
+
+class _RandomPool:
+    # One getrandom() call per 256 ids instead of one per id: on the hot write path the
+    # syscall cost more than building the rest of the entry.
+    def __init__(self, chunk: int = 4096) -> None:
+        self._chunk = chunk
+        self._buffer = b""
+        self._offset = 0
+        self._lock = threading.Lock()
+        # A forked child must never hand out the bytes its parent still holds.
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        self._buffer, self._offset = b"", 0
+        self._lock = threading.Lock()
+
+    def take(self, n: int) -> bytes:
+        with self._lock:
+            if self._offset + n > len(self._buffer):
+                self._buffer, self._offset = os.urandom(self._chunk), 0
+            start = self._offset
+            self._offset += n
+        return self._buffer[start : start + n]
+
+
+_random = _RandomPool()
+
+
+def new_entry_id() -> str:
+    """An opaque entry id: the time in milliseconds, then 128 random bits.
+
+    The random bits are what keep an erased entry's leaf hash unguessable (DESIGN.md §4). The
+    time in front makes consecutive entries neighbours in the unique index on ids: with ids
+    random from their first character every insert landed on a random page of that index,
+    which cost a quarter of SQLite's insert rate at 400,000 entries and more as logs grow.
+    """
+    return f"evt_{time.time_ns() // 1_000_000:012x}{_random.take(16).hex()}"
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 UTC with microseconds, the only time format entries use."""
+    return moment.astimezone(UTC).strftime(_TIME_FORMAT)
+
+
+def parse_time(text: str) -> datetime:
+    """Parse an RFC 3339 timestamp with an explicit offset; naive times are refused."""
+    expected = "expected an RFC 3339 timestamp such as 2026-11-23T08:15:30Z"
+    if not isinstance(text, str) or len(text) < 20 or text[10] not in "Tt":
+        raise ValueError(expected)
+    try:
+        moment = datetime.fromisoformat(text.upper())
+    except ValueError:
+        raise ValueError(expected) from None
+    if moment.tzinfo is None:
+        raise ValueError("timestamp needs a timezone offset or Z")
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("timestamp is outside the years 0001-9999 once converted to UTC") from None
+
+
+def parse_body(raw: bytes) -> Any:
+    """Decode a JSON request body strictly (no NaN, no lone surrogates)."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise EntryError(f"body is not valid JSON: {exc}") from exc
+
+
+def _check_owned_fields(body: Mapping[str, Any], where: str) -> None:
+    if "actor" in body:
+        raise EntryError(
+            f"{where}actor: the actor is taken from the verified credential, not from the body",
+            code="actor_not_allowed",
+        )
+    owned = sorted(SERVER_OWNED.intersection(body))
+    if owned:
+        raise EntryError(f"{where}{owned[0]}: set by the server; remove it from the body")
+
+
+def _describe(exc: ValidationError, where: str) -> str:
+    first = exc.errors(include_url=False)[0]
+    loc = ".".join(str(part) for part in first["loc"])
+    if first["type"] == "extra_forbidden":
+        return f"{where}{loc}: unknown field"
+    return f"{where}{loc}: {first['msg']}" if loc else f"{where.rstrip('.: ')}: {first['msg']}"
+
+
+def validate_write(body: Any, where: str = "") -> EventWrite:
+    """Validate one write body; raise :class:`EntryError` with a message naming the field."""
+    if not isinstance(body, dict):
+        raise EntryError(f"{where or 'body'}: expected a JSON object")
+    _check_owned_fields(body, where)
+    try:
+        event = EventWrite.model_validate(body)
+    except ValidationError as exc:
+        raise EntryError(_describe(exc, where)) from None
+    if (event.target_type is None) != (event.target_id is None):
+        raise EntryError(f"{where}target_type, target_id: give both or neither")
+    return event
+
+
+def validate_batch(body: Any, max_entries: int = 1000) -> list[EventWrite]:
+    """Validate a batch body ``{"events": [...]}``; the error names the failing item."""
+    if not isinstance(body, dict):
+        raise EntryError("body: expected a JSON object with an `events` array")
+    unknown = sorted(set(body) - {"events"})
+    if unknown:
+        raise EntryError(f"{unknown[0]}: unknown field")
+    items = body.get("events")
+    if not isinstance(items, list) or not 1 <= len(items) <= max_entries:
+        raise EntryError(f"events: expected an array of 1 to {max_entries} entries")
+    return [validate_write(item, f"events[{i}].") for i, item in enumerate(items)]
+
+
+_EXACT_INT_LIMIT: Final = 2**53  # I-JSON (RFC 7493): integers beyond this are not exact
+
+
+def _depth(value: Any, limit: int = METADATA_MAX_DEPTH) -> int:
+    """Nesting depth, walked without recursion (a body may nest ~1,000 deep); stops past limit.
+
+    Also refuses integral floats from 2**53 up to 1e21: JCS writes them as bare digits, which
+    read back as integers outside the I-JSON range that JCS (and so `verify`) then refuses.
+    """
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            if type(item) is float and _EXACT_INT_LIMIT <= abs(item) < 1e21 and item.is_integer():
+                raise EntryError(
+                    f"metadata: {item:.0f} is an integer beyond ±(2^53-1), which JSON cannot "
+                    "carry exactly; send it as a string"
+                )
+            continue
+        deepest = max(deepest, level + 1)
+        if deepest > limit:
+            return deepest
+        stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def canonical_metadata(metadata: Mapping[str, Any] | None, max_bytes: int) -> bytes:
+    """The metadata's canonical bytes, checked against the size and nesting limits."""
+    if not metadata:
+        return b"{}"
+    if _depth(metadata) > METADATA_MAX_DEPTH:
+        raise EntryError(f"metadata: nesting deeper than {METADATA_MAX_DEPTH} levels")
+    encoded = canonical(metadata)
+    if len(encoded) > max_bytes:
+        raise EntryError(
+            f"metadata: canonical encoding is {len(encoded)} bytes; the limit is {max_bytes}",
+            code="payload_too_large",
+        )
+    return encoded
+
+
+@functools.lru_cache(maxsize=4096)
+def _actor_json(actor: Actor) -> bytes:
+    # Every entry of a batch (and of a busy key or session) has the same actor: encode it once.
+    return canonical(actor.as_json())
+
+
+@functools.lru_cache(maxsize=4096)
+def _context_json(
+    origin: Origin, project: str | None, server: str | None, request_id: str | None
+) -> bytes:
+    context: dict[str, str | None] = {"ip": origin.ip, "user_agent": origin.user_agent}
+    if origin.forwarded_by is not None:
+        context["forwarded_by"] = origin.forwarded_by
+    for name, value in (("project", project), ("server", server), ("request_id", request_id)):
+        if value is not None:
+            context[name] = value
+    return canonical(context)
+
+
+def _target_json(target_type: str | None, target_id: str | None) -> bytes:
+    if target_type is None:
+        return b"null"
+    # JCS order: "id" before "type"; strings are what orjson writes (see _string).
+    shown = b"null" if target_id is None else _string(target_id)
+    return b"".join((b'{"id":', shown, b',"type":', _string(target_type), b"}"))
+
+
+def prepare(
+    app_id: str,
+    event: EventWrite,
+    actor: Actor,
+    origin: Origin,
+    metadata_max_bytes: int,
+    *,
+    kind: Kind | None = None,
+) -> PendingEntry:
+    """Turn a validated write into an entry whose only missing parts are ``seq`` and ``time``."""
+    entry_id = new_entry_id()
+    kind = kind or actor.kind
+    # JCS orders keys by UTF-16 code units; these top-level keys are ASCII and listed sorted.
+    head = b"".join((
+        b'{"action":', _string(event.action),
+        b',"actor":', _actor_json(actor),
+        b',"app_id":', _string(app_id),
+        b',"context":', _context_json(origin, event.project, event.server, event.request_id),
+        b',"id":"', entry_id.encode(),
+        b'","kind":"', kind.encode(),
+        b'","metadata":', canonical_metadata(event.metadata, metadata_max_bytes),
+        b',"seq":',
+    ))  # fmt: skip
+    tail = b',"target":' + _target_json(event.target_type, event.target_id) + b',"time":"'
+    return PendingEntry(
+        app_id=app_id,
+        id=entry_id,
+        action=event.action,
+        kind=kind,
+        actor_id=actor.id,
+        target_type=event.target_type,
+        target_id=event.target_id,
+        head=head,
+        tail=tail,
+    )
+
+
+def with_leaf_hash(document: bytes, leaf_hash: bytes) -> bytes:
+    """An entry as every read returns it: its canonical bytes plus ``leaf_hash``."""
+    return b"".join((document[:-1], b',"leaf_hash":"', leaf_hash.hex().encode(), b'"}'))
+
+
+def erased_stub(seq: int, leaf_hash: bytes) -> dict[str, Any]:
+    """What an entry whose content was erased reads back as."""
+    return {"seq": seq, "erased": True, "leaf_hash": leaf_hash.hex()}

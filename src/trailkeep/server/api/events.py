@@ -1,0 +1,170 @@
+"""Writes: append one entry or a batch; read one entry back. No route updates or deletes."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
+from starlette.requests import Request
+from starlette.responses import Response
+
+from trailkeep.log.record import (
+    BatchWrite,
+    EntryError,
+    EventWrite,
+    parse_body,
+    prepare,
+    validate_batch,
+    validate_write,
+)
+from trailkeep.server.api.context import (
+    BATCH_BODY_MAX,
+    SINGLE_BODY_MAX,
+    admit_write,
+    authenticate,
+    idempotency_of,
+    origin_of,
+    read_body,
+)
+from trailkeep.server.api.errors import Problem
+from trailkeep.server.api.schemas import WRITE_PROBLEMS, BatchOut, EntryOut
+from trailkeep.server.api.services import Services, services
+from trailkeep.server.ingest.writer import IdempotencyConflict, WriterUnavailable
+
+router = APIRouter(prefix="/v1/apps/{app_id}", tags=["events"])
+
+APP_ID_MAX = 64
+AppId = Annotated[str, Path(description="The app's id (`app_...`).", max_length=APP_ID_MAX)]
+
+
+#: Request-body models, added to the OpenAPI components by ``create_app``.
+BODY_SCHEMAS: dict[str, Any] = {}
+
+
+# The write routes read their path parameter and headers themselves (see api/fastpath.py),
+# so they are documented here instead of declared in the signature.
+_WRITE_PARAMETERS: list[dict[str, Any]] = [
+    {
+        "name": "app_id",
+        "in": "path",
+        "required": True,
+        "description": "The app's id (`app_...`).",
+        "schema": {"type": "string", "maxLength": APP_ID_MAX},
+    },
+    {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "description": "A retry with the same key and body returns the original; another body: "
+        "409.",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    },
+]
+
+
+def _write_openapi(model: type[EventWrite] | type[BatchWrite]) -> dict[str, Any]:
+    # The bodies are validated by hand (for exact errors), so FastAPI does not see the
+    # models: document them ourselves, with references that resolve in the components.
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    BODY_SCHEMAS.update(schema.pop("$defs", {}))
+    BODY_SCHEMAS[model.__name__] = schema
+    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {
+        "parameters": _WRITE_PARAMETERS,
+        "requestBody": {"required": True, "content": {"application/json": {"schema": ref}}},
+    }
+
+
+def _app_id(request: Request) -> str:
+    app_id: str = request.path_params["app_id"]
+    if len(app_id) > APP_ID_MAX:
+        raise Problem("invalid_request", f"app_id: at most {APP_ID_MAX} characters")
+    return app_id
+
+
+async def _append(
+    svc: Services, request: Request, app_id: str, limit: int, batch: bool
+) -> tuple[list[bytes], bool]:
+    await admit_write(svc, request)
+    principal = await authenticate(svc, app_id, request)
+    if not principal.can_write():
+        raise Problem("forbidden", "this credential may not write: it needs `events:write`")
+    raw = await read_body(request, limit)
+    origin = origin_of(svc, request, principal)
+    idempotency = idempotency_of(request, principal, raw)
+    try:
+        body = parse_body(raw)
+        writes = (
+            validate_batch(body, svc.settings.max_batch_entries)
+            if batch
+            else [validate_write(body)]
+        )
+    except EntryError as exc:
+        raise Problem(exc.code, exc.detail) from None
+    max_bytes = svc.settings.metadata_max_bytes
+    pending = []
+    for i, write in enumerate(writes):
+        try:
+            pending.append(prepare(app_id, write, principal.actor, origin, max_bytes))
+        except EntryError as exc:
+            where = f"events[{i}]." if batch else ""
+            raise Problem(exc.code, where + exc.detail) from None
+    try:
+        appended = await svc.ingest.append(app_id, pending, idempotency)
+    except IdempotencyConflict:
+        raise Problem(
+            "idempotency_conflict",
+            "this Idempotency-Key was already used with a different request",
+        ) from None
+    except WriterUnavailable as exc:
+        raise unavailable(exc) from None
+    return appended.entries, appended.replayed
+
+
+def unavailable(exc: WriterUnavailable) -> Problem:
+    """The 503 for a write the writer could not take or answer; a retry is safe with a key."""
+    # A writer that ended between its commit and its answer may have stored the write: an
+    # Idempotency-Key makes the retry return it instead of storing it twice.
+    return Problem(
+        "unavailable", f"{exc}; retry shortly (with the same Idempotency-Key)", {"Retry-After": "1"}
+    )
+
+
+def _headers(request: Request, replayed: bool) -> dict[str, str]:
+    headers: dict[str, str] = dict(getattr(request.state, "extra_headers", {}))
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return headers
+
+
+@router.post(
+    "/events",
+    status_code=201,
+    summary="Append one entry",
+    response_model=EntryOut,
+    responses=WRITE_PROBLEMS,
+    openapi_extra=_write_openapi(EventWrite),
+)
+async def append_event(request: Request) -> Response:
+    """Append one entry; the actor, time, IP and user agent are the server's to set."""
+    svc = services(request)
+    entries, replayed = await _append(svc, request, _app_id(request), SINGLE_BODY_MAX, batch=False)
+    return Response(
+        entries[0], 201, headers=_headers(request, replayed), media_type="application/json"
+    )
+
+
+@router.post(
+    "/events/batch",
+    status_code=201,
+    summary="Append up to 1,000 entries, all or none",
+    response_model=BatchOut,
+    responses=WRITE_PROBLEMS,
+    openapi_extra=_write_openapi(BatchWrite),
+)
+async def append_batch(request: Request) -> Response:
+    """Append a batch in one transaction: every entry or none of them."""
+    svc = services(request)
+    entries, replayed = await _append(svc, request, _app_id(request), BATCH_BODY_MAX, batch=True)
+    body = b'{"events":[' + b",".join(entries) + b"]}"
+    return Response(body, 201, headers=_headers(request, replayed), media_type="application/json")

@@ -1,0 +1,119 @@
+"""The long-lived parts of one server node, built at start-up and shared by every request."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from starlette.requests import Request
+
+from trailkeep.server.api.metrics import Metrics
+from trailkeep.server.api.ratelimit import WriteLimiter
+from trailkeep.server.auth import Authenticator
+from trailkeep.server.ingest.checkpointer import Checkpointer, load_signer
+from trailkeep.server.ingest.process import WriterProcess
+from trailkeep.server.ingest.writer import Appender, Ingest, IngestStats
+from trailkeep.server.settings import Settings
+from trailkeep.server.store import Store
+
+log = logging.getLogger(__name__)
+
+# Daily: partitions are made months ahead, so a node that was down for a while is still fine.
+MAINTENANCE_INTERVAL_SECONDS = 24 * 3600
+
+
+@dataclass
+class Services:
+    """Everything a request handler needs, owned by the app's lifespan."""
+
+    settings: Settings
+    store: Store
+    ingest: Appender
+    auth: Authenticator
+    limiter: WriteLimiter
+    metrics: Metrics
+    checkpointer: Checkpointer
+    maintenance_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def build(cls, settings: Settings) -> Services:
+        """Open the store (migrating it) and wire the parts together."""
+        store = Store(settings.resolved_database_url)
+        store.migrate()
+        metrics = Metrics()
+        signer = load_signer(settings.resolved_signing_key_file, settings.origin)
+        checkpointer = Checkpointer(store, signer, settings.origin)
+        ttl = timedelta(seconds=settings.idempotency_ttl_seconds)
+        stats = IngestStats(on_commit=metrics.on_commit)
+        ingest: Appender
+        if settings.writer == "process":
+            ingest = WriterProcess(
+                settings.resolved_database_url,
+                idempotency_ttl=ttl, stats=stats, on_appended=checkpointer.mark,
+            )  # fmt: skip
+        else:
+            ingest = Ingest(store, idempotency_ttl=ttl, stats=stats, on_appended=checkpointer.mark)
+        return cls(
+            settings=settings,
+            store=store,
+            ingest=ingest,
+            auth=Authenticator(store),
+            limiter=WriteLimiter(settings.rate_limit, settings.redis_url),
+            metrics=metrics,
+            checkpointer=checkpointer,
+        )
+
+    async def start(self) -> None:
+        """Start the background tasks."""
+        # This month's partition before the first write; then maintenance runs daily.
+        await asyncio.to_thread(self._guarded, self._partitions)
+        await self.ingest.start()
+        await self.checkpointer.start()
+        self.maintenance_task = asyncio.create_task(self._maintain(), name="trailkeep-maintain")
+
+    async def stop(self) -> None:
+        """Drain the writer and close the database."""
+        if self.maintenance_task is not None:
+            self.maintenance_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.maintenance_task
+        await self.ingest.stop()
+        await self.checkpointer.stop()
+        self.store.close()
+
+    async def _maintain(self) -> None:
+        while True:
+            await asyncio.to_thread(self._guarded, self._partitions)
+            await asyncio.to_thread(self._guarded, self._sweep)
+            await asyncio.sleep(MAINTENANCE_INTERVAL_SECONDS)
+
+    def _partitions(self) -> None:
+        made = self.store.ensure_partitions(self.settings.partition_months_ahead)
+        if made:
+            log.info("created %d partition(s) of events ahead", made)
+
+    def _sweep(self) -> None:
+        swept = self.store.sweep_idempotency(
+            timedelta(seconds=self.settings.idempotency_ttl_seconds)
+        )
+        if swept:
+            log.info("swept %d expired idempotency keys", swept)
+
+    @staticmethod
+    def _guarded(job: Callable[[], None]) -> None:
+        try:
+            job()
+        except Exception:
+            # Appends go on: rows of a month with no partition land in the default one, and
+            # expired idempotency keys are also refused when they are read.
+            log.exception("storage maintenance failed; it runs again at the next interval")
+
+
+def services(request: Request) -> Services:
+    """The node's services, from a request."""
+    found: Services = request.app.state.services
+    return found

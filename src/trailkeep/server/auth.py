@@ -1,0 +1,255 @@
+"""Credentials: API keys, session tokens, and who the actor of a request is.
+
+A key is ``tk_<id>_<secret>``; only SHA-256 of the secret is stored (the secret carries 200
+random bits, so a slow hash would add cost and no safety) and it is compared in constant time.
+Verified keys are cached for a few seconds so a hot write path does not query the database per
+request; revocation therefore takes effect within ``KEY_CACHE_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from base64 import b32encode
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import jwt
+
+from trailkeep.log.record import ADMIN_ROLES, Actor
+from trailkeep.server.store import AppRecord, KeyRecord, Store
+
+SCOPES: Final = ("events:write", "events:read", "manage")
+KEY_PREFIX: Final = "tk_"
+KEY_CACHE_SECONDS: Final = 5.0
+SESSION_LEEWAY_SECONDS: Final = 5
+SESSION_MAX_TTL_SECONDS: Final = 7 * 24 * 3600
+
+
+class AuthError(Exception):
+    """A credential problem; ``code`` is the API's stable error code."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+def _token(nbytes: int) -> str:
+    return b32encode(secrets.token_bytes(nbytes)).decode().rstrip("=").lower()
+
+
+def new_app_id() -> str:
+    """A fresh app id."""
+    return "app_" + _token(10)
+
+
+def new_session_secret() -> str:
+    """A fresh HS256 session secret (256 bits)."""
+    return secrets.token_urlsafe(32)
+
+
+def hash_secret(secret: str) -> bytes:
+    """What is stored of a key's secret."""
+    return hashlib.sha256(secret.encode()).digest()
+
+
+def new_key(scopes: Iterable[str]) -> tuple[str, str, bytes]:
+    """Make a key: returns (key id, the full key to show once, the hash to store)."""
+    unknown = set(scopes) - set(SCOPES)
+    if unknown:
+        raise ValueError(f"unknown scope {sorted(unknown)[0]!r}; choose from {', '.join(SCOPES)}")
+    ident, secret = _token(10), _token(25)
+    return f"key_{ident}", f"{KEY_PREFIX}{ident}_{secret}", hash_secret(secret)
+
+
+def mint_session(
+    app_id: str,
+    secret: str,
+    sub: str,
+    *,
+    role: str | None = None,
+    name: str | None = None,
+    ttl: int = 3600,
+) -> str:
+    """Mint an HS256 session token for an end user of the app (what the app's backend does)."""
+    if not 0 < ttl <= SESSION_MAX_TTL_SECONDS:
+        raise ValueError(f"ttl: 1 to {SESSION_MAX_TTL_SECONDS} seconds (7 days)")
+    now = int(time.time())
+    claims: dict[str, Any] = {"sub": sub, "aud": app_id, "iat": now, "exp": now + ttl}
+    if role is not None:
+        claims["role"] = role
+    if name is not None:
+        claims["name"] = name
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is asking: the actor entries are stamped with, and what they may do."""
+
+    actor: Actor
+    key_id: str | None  # set when the request authenticated with an API key
+    scopes: frozenset[str]
+
+    @property
+    def is_person(self) -> bool:
+        """True when a person (a session) acts, directly or forwarded by a key."""
+        return self.actor.type == "user"
+
+    def can_write(self) -> bool:
+        """Sessions may record their own actions; keys need ``events:write``."""
+        return "events:write" in self.scopes
+
+    def can_read(self) -> bool:
+        """Keys with ``events:read``, and owners' and admins' sessions (also when forwarded)."""
+        return "events:read" in self.scopes
+
+
+class Authenticator:
+    """Resolve request credentials to a :class:`Principal`, for one app."""
+
+    def __init__(self, store: Store, cache_seconds: float = KEY_CACHE_SECONDS) -> None:
+        self._store = store
+        self._cache_seconds = cache_seconds
+        self._keys: dict[str, tuple[float, KeyRecord | None]] = {}
+        self._apps: dict[str, tuple[float, AppRecord | None]] = {}
+        # Whole answers, so a repeat caller costs one dict lookup on the event loop. Only
+        # successes are kept (a flood of bad tokens cannot grow it), each for at most as long
+        # as the key cache, so a revocation still takes effect within `cache_seconds`.
+        self._answers: dict[tuple[str, str, str | None], tuple[float, Principal]] = {}
+
+    def app(self, app_id: str) -> AppRecord | None:
+        """The app, cached briefly (its session secret is needed on every session request)."""
+        now = time.monotonic()
+        cached = self._apps.get(app_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        app = self._store.get_app(app_id) if len(app_id) <= 64 else None
+        self._apps[app_id] = (now + self._cache_seconds, app)
+        return app
+
+    def forget(self, app_id: str) -> None:
+        """Drop the cached app so a settings change is seen at once."""
+        self._apps.pop(app_id, None)
+
+    def _key(self, key_id: str) -> KeyRecord | None:
+        now = time.monotonic()
+        cached = self._keys.get(key_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        if len(self._keys) > 100_000:  # bound memory against a flood of random key ids
+            self._keys.clear()
+        record = self._store.get_key(key_id)
+        self._keys[key_id] = (now + self._cache_seconds, record)
+        return record
+
+    def cached(self, app_id: str, headers: Mapping[str, str]) -> Principal | None:
+        """The answer for credentials verified moments ago, or None (then call authenticate)."""
+        found = self._answers.get(
+            (app_id, headers.get("authorization", ""), headers.get("trailkeep-session"))
+        )
+        if found is None or found[0] <= time.monotonic():
+            return None
+        return found[1]
+
+    def authenticate(self, app_id: str, headers: Mapping[str, str]) -> Principal:
+        """Check the request's credentials against the app at ``app_id``."""
+        principal, lifetime = self._authenticate(app_id, headers)
+        if len(self._answers) > 100_000:
+            self._answers.clear()
+        key = (app_id, headers.get("authorization", ""), headers.get("trailkeep-session"))
+        self._answers[key] = (time.monotonic() + min(lifetime, self._cache_seconds), principal)
+        return principal
+
+    def _authenticate(self, app_id: str, headers: Mapping[str, str]) -> tuple[Principal, float]:
+        authorization = headers.get("authorization", "")
+        scheme, _, credential = authorization.partition(" ")
+        credential = credential.strip()
+        if not authorization:
+            raise AuthError("unauthenticated", "send `Authorization: Bearer <key or session>`")
+        if scheme.lower() != "bearer" or not credential:
+            raise AuthError("unauthenticated", "the Authorization header must be `Bearer <token>`")
+        forwarded = headers.get("trailkeep-session")
+        if credential.startswith(KEY_PREFIX):
+            return self._with_key(app_id, credential, forwarded)
+        if forwarded is not None:
+            raise AuthError("unauthenticated", "only an API key may forward Trailkeep-Session")
+        return self._with_session(app_id, credential, key_scopes=None)
+
+    def _with_key(
+        self, app_id: str, credential: str, forwarded: str | None
+    ) -> tuple[Principal, float]:
+        ident, _, secret = credential[len(KEY_PREFIX) :].partition("_")
+        record = self._key(f"key_{ident}") if ident and secret and len(ident) <= 32 else None
+        if record is None or not hmac.compare_digest(record.secret_hash, hash_secret(secret)):
+            raise AuthError("unauthenticated", "the API key is not valid")
+        if record.revoked_at is not None:
+            raise AuthError("unauthenticated", "the API key was revoked")
+        if record.app_id != app_id or self.app(app_id) is None:
+            raise AuthError("not_found", "no such app")
+        if forwarded is not None:
+            return self._with_session(app_id, forwarded, key_scopes=record)
+        actor = Actor(type="api_key", id=record.id, manages="manage" in record.scopes)
+        return Principal(actor=actor, key_id=record.id, scopes=record.scopes), self._cache_seconds
+
+    def _with_session(
+        self, app_id: str, token: str, key_scopes: KeyRecord | None
+    ) -> tuple[Principal, float]:
+        app = self.app(app_id)
+        try:
+            audience = jwt.decode(token, options={"verify_signature": False}).get("aud")
+        except jwt.PyJWTError as exc:
+            raise AuthError("unauthenticated", f"the session token is malformed: {exc}") from None
+        if app is None or (isinstance(audience, str) and audience != app_id):
+            raise AuthError("not_found", "no such app")
+        try:
+            claims = jwt.decode(
+                token, app.session_secret, algorithms=["HS256"], audience=app_id,
+                leeway=SESSION_LEEWAY_SECONDS, options={"require": ["sub", "exp", "aud"]},
+            )  # fmt: skip
+        except jwt.ExpiredSignatureError:
+            raise AuthError("unauthenticated", "the session token has expired") from None
+        except jwt.PyJWTError as exc:
+            raise AuthError("unauthenticated", f"the session token is not valid: {exc}") from None
+        if float(claims["exp"]) - time.time() > SESSION_MAX_TTL_SECONDS + SESSION_LEEWAY_SECONDS:
+            # A stolen token with a far-off expiry would be a key in all but name.
+            raise AuthError("unauthenticated", "the session token lives longer than 7 days")
+        actor = _session_actor(claims)
+        # Never cache a token past the moment it stops being accepted.
+        lifetime = float(claims["exp"]) + SESSION_LEEWAY_SECONDS - time.time()
+        scopes = {"events:write"}
+        if actor.role in ADMIN_ROLES:
+            scopes.add("events:read")
+        if key_scopes is not None:
+            # A backend forwarding its user's session: the user acts, with what both the key
+            # and the user may do (a reading key cannot lend its scope to a plain user).
+            allowed = key_scopes.scopes & scopes
+            return Principal(actor=actor, key_id=key_scopes.id, scopes=allowed), lifetime
+        return Principal(actor=actor, key_id=None, scopes=frozenset(scopes)), lifetime
+
+
+def _session_actor(claims: Mapping[str, Any]) -> Actor:
+    sub, name, role = claims.get("sub"), claims.get("name"), claims.get("role")
+    if not isinstance(sub, str) or not 1 <= len(sub) <= 256:
+        raise AuthError("unauthenticated", "the session's `sub` must be a string of 1-256 chars")
+    if name is not None and (not isinstance(name, str) or len(name) > 256):
+        raise AuthError("unauthenticated", "the session's `name` must be a short string")
+    if role is not None and (not isinstance(role, str) or len(role) > 64):
+        raise AuthError("unauthenticated", "the session's `role` must be a short string")
+    for claim, value in (("sub", sub), ("name", name), ("role", role)):
+        if value is not None and not _is_unicode(value):
+            # JSON allows escaped lone surrogates ("\ud800"); no entry can hold them.
+            raise AuthError("unauthenticated", f"the session's `{claim}` is not valid Unicode")
+    return Actor(type="user", id=sub, name=name, role=role)
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True

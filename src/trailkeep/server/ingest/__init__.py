@@ -1,0 +1,1 @@
+"""The write path behind the API: the group-commit writer, its process, the checkpointer."""

@@ -1,0 +1,118 @@
+"""Signed checkpoints: kept up to date while writes continue, stored before they are published.
+
+A node signs an app's checkpoint when its tree has grown, at most once a second per app, and
+on request when the stored one is stale. Before signing it proves, from the stored tree, that
+the new tree extends the last signed one, so it never signs a fork of its own history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+from trailkeep.log import merkle
+from trailkeep.log.notes import Checkpoint, NoteSigner
+from trailkeep.server.store import CheckpointRecord, Store
+
+log = logging.getLogger(__name__)
+
+MIN_INTERVAL_SECONDS = 1.0
+
+
+def load_signer(path: Path, name: str) -> NoteSigner:
+    """The node's Ed25519 note signer, created (mode 0600) on first start."""
+    if path.exists():
+        return NoteSigner.from_signer_key(path.read_text().strip())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    signer = NoteSigner.generate(name)
+    try:
+        # O_EXCL: when several processes start at once, exactly one key wins; the rest read it.
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return NoteSigner.from_signer_key(path.read_text().strip())
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(signer.signer_key() + "\n")
+    return signer
+
+
+def tree_root(store: Store, app_id: str, size: int) -> bytes:
+    """The root of the app's tree at ``size``, from its stored complete subtrees."""
+    ids = merkle.frontier(size)
+    nodes = store.nodes(app_id, ids)
+    return merkle.root_from_frontier([nodes[node] for node in ids])
+
+
+class Checkpointer:
+    """Signs and stores checkpoints for the apps this node appends to."""
+
+    def __init__(self, store: Store, signer: NoteSigner, origin: str) -> None:
+        self.store = store
+        self.signer = signer
+        self.origin = origin
+        self._dirty: set[str] = set()
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def origin_of(self, app_id: str) -> str:
+        """The checkpoint origin line of an app."""
+        return f"{self.origin}/{app_id}"
+
+    def mark(self, app_ids: set[str]) -> None:
+        """Note that these apps' trees grew (called by the writer after each commit)."""
+        self._dirty |= app_ids
+        self._wakeup.set()
+
+    async def start(self) -> None:
+        """Start signing in the background."""
+        self._task = asyncio.create_task(self._run(), name="trailkeep-checkpointer")
+
+    async def stop(self) -> None:
+        """Sign what is pending, then stop."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for app_id in sorted(self._dirty):
+            await asyncio.to_thread(self.latest, app_id, 0.0)
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            apps, self._dirty = self._dirty, set()
+            for app_id in sorted(apps):
+                try:
+                    await asyncio.to_thread(self.latest, app_id, 0.0)
+                except Exception:
+                    log.exception("could not sign a checkpoint for %s", app_id)
+            await asyncio.sleep(MIN_INTERVAL_SECONDS)
+
+    def latest(self, app_id: str, max_age: float = MIN_INTERVAL_SECONDS) -> CheckpointRecord:
+        """The newest checkpoint; a new one is signed if the tree grew and max_age has passed."""
+        stored = self.store.latest_checkpoint(app_id)
+        size = self.store.log_size(app_id)
+        now = datetime.now(UTC)
+        if stored is not None and (
+            stored.size >= size or (now - stored.created_at).total_seconds() < max_age
+        ):
+            return stored
+        root = tree_root(self.store, app_id, size)
+        if stored is not None and stored.size > 0:
+            self._check_extends(app_id, stored, size, root)
+        text = Checkpoint(self.origin_of(app_id), size, root).to_text()
+        record = CheckpointRecord(app_id, size, root, self.signer.sign(text), now)
+        if not self.store.put_checkpoint(record):
+            # Another node stored this size first; publish the stored one, never a second note.
+            again = self.store.latest_checkpoint(app_id)
+            assert again is not None
+            return again
+        return record
+
+    def _check_extends(self, app_id: str, old: CheckpointRecord, size: int, root: bytes) -> None:
+        ids = merkle.consistency_proof_nodes(old.size, size)
+        proof = merkle.consistency_proof(old.size, size, self.store.nodes(app_id, ids))
+        merkle.verify_consistency(old.size, size, old.root, root, proof)

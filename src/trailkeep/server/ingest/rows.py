@@ -1,0 +1,68 @@
+"""An append, built: the entries' stored bytes, their rows and the tree nodes they complete.
+
+Pure (no I/O): everything here follows from the entries, the first ``seq``, the entry time and
+the tree's frontier before the append, which the writer (``Ingest``) reads under the write lock.
+Kept apart from the transaction so that it can be tested on its own (tests/unit/test_rows.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from trailkeep.log import merkle
+from trailkeep.log.merkle import NodeId
+from trailkeep.log.record import PendingEntry, format_time, with_leaf_hash
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """An app's log as of a commit: its size and the tree's frontier (merkle.frontier)."""
+
+    size: int
+    frontier: list[bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class Built:
+    """One app's part of a commit: the rows to insert, the tree nodes, each group's entries."""
+
+    rows: list[dict[str, Any]]
+    written: list[tuple[NodeId, bytes]]
+    stored: list[list[bytes]]  # per group, the entries as stored
+    head: Head  # the log once these rows are committed
+
+
+def build(
+    app_id: str,
+    groups: Sequence[Sequence[PendingEntry]],
+    start: int,
+    moment: datetime,
+    frontier: list[bytes],
+) -> Built:
+    """Number ``groups``' entries from ``start``, stamp them ``moment`` and grow the tree."""
+    stamp = format_time(moment)
+    rows: list[dict[str, Any]] = []
+    leaves: list[bytes] = []
+    stored: list[list[bytes]] = []
+    seq = start
+    for group in groups:
+        entries: list[bytes] = []
+        for pending in group:
+            document = pending.canonical(seq, stamp)
+            leaf = merkle.hash_leaf(document)
+            entry = with_leaf_hash(document, leaf)
+            leaves.append(leaf)
+            entries.append(entry)
+            rows.append({
+                "app_id": app_id, "seq": seq, "id": pending.id, "time": moment,
+                "action": pending.action, "kind": pending.kind, "actor_id": pending.actor_id,
+                "target_type": pending.target_type, "target_id": pending.target_id,
+                "entry": entry,
+            })  # fmt: skip
+            seq += 1
+        stored.append(entries)
+    written, after = merkle.append_leaves(start, frontier, leaves)
+    return Built(rows, written, stored, Head(seq, after))
