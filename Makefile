@@ -43,7 +43,7 @@ bench-smoke: install
 	$(BIN)/python -m bench --smoke
 
 lock:
-	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra server --extra dev --generate-hashes --python-version 3.11 -o requirements.lock
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
