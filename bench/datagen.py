@@ -20,6 +20,7 @@ from typing import Any
 from trailkeep.log import merkle
 from trailkeep.log.record import Actor, EventWrite, Origin, format_time, prepare, with_leaf_hash
 from trailkeep.log.tiles import TILE_HEIGHT, TILE_WIDTH
+from trailkeep.server.ids import new_entry_id
 from trailkeep.server.store import Store
 
 # Bump when what ``fill`` or ``fill_tree`` writes changes: cached databases are keyed by it.
@@ -79,7 +80,9 @@ def _chunk(
             metadata={"amount": rng.randrange(10_000), "reason": "bench", "n": done + i},
             project="bench",
         )
-        pending.append(prepare(app_id, event, rng.choice(actors), rng.choice(origins), 10_240))
+        pending.append(
+            prepare(app_id, new_entry_id(), event, rng.choice(actors), rng.choice(origins), 10_240)
+        )
     with store.append_tx() as tx:
         first, _ = tx.reserve(app_id, n, start_time + step * (done + n))
         if frontier is None:

@@ -41,6 +41,7 @@ from bench.harness import Result, Run, new_app
 from trailkeep.log import merkle, tiles
 from trailkeep.log.record import Actor, EventWrite, Origin, PendingEntry, format_time, prepare
 from trailkeep.log.record import with_leaf_hash as with_leaf
+from trailkeep.server.ids import new_entry_id
 from trailkeep.server.ingest.writer import Ingest, IngestStats
 from trailkeep.server.store import AppendTx, Store
 from trailkeep.server.store.engine import WAL_AUTOCHECKPOINT_PAGES
@@ -55,7 +56,7 @@ def prepared(app_id: str, events: Iterable[EventWrite]) -> list[PendingEntry]:
     """Validated entries as the HTTP layer hands them to the writer, from one API key."""
     actor = Actor(type="api_key", id="key_bench", name="bench")
     origin = Origin(ip="203.0.113.7", user_agent="trailkeep-bench")
-    return [prepare(app_id, event, actor, origin, 10_240) for event in events]
+    return [prepare(app_id, new_entry_id(), event, actor, origin, 10_240) for event in events]
 
 
 def pending_entries(app_id: str, count: int, seed: int = 11) -> list[PendingEntry]:

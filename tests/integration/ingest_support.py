@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from trailkeep.log.record import Actor, EventWrite, Origin, PendingEntry, prepare
+from trailkeep.server.ids import new_entry_id
 from trailkeep.server.store import Store
 
 APP = "app_ingest"
@@ -23,6 +24,6 @@ def new_store(path: Path) -> Store:
 def entries(count: int, app_id: str = APP) -> list[PendingEntry]:
     """``count`` validated entries, as the write route hands them to the writer."""
     return [
-        prepare(app_id, EventWrite(action=f"test.n{n}"), ACTOR, ORIGIN, 10_240)
+        prepare(app_id, new_entry_id(), EventWrite(action=f"test.n{n}"), ACTOR, ORIGIN, 10_240)
         for n in range(count)
     ]

@@ -15,6 +15,7 @@ from sqlalchemy import text
 
 from tests.integration.ingest_support import APP, new_store
 from tests.integration.ingest_support import entries as _entries
+from tests.trees import root_of
 from trailkeep.log import merkle
 from trailkeep.log.tiles import TILE_HEIGHT, TILE_WIDTH
 from trailkeep.server.ingest.writer import Ingest
@@ -105,11 +106,11 @@ def test_appends_of_any_size_keep_the_tiles_of_the_whole_tree(store: Store) -> N
     assert len(rows) == len(expected)
     assert all(r.width * 32 == len(r.hashes) for r in rows)
     # Every proof the server serves is built from them and checks against the root.
-    root = merkle.root_of(leaves)
+    root = root_of(leaves)
     for index in (0, 255, 256, 1_500, size - 1):
         ids = merkle.inclusion_proof_nodes(index, size)
         proof = merkle.inclusion_proof(index, size, store.nodes(APP, ids))
         merkle.verify_inclusion(leaves[index], index, size, proof, root)
     ids = merkle.consistency_proof_nodes(555, size)
     proof = merkle.consistency_proof(555, size, store.nodes(APP, ids))
-    merkle.verify_consistency(555, size, merkle.root_of(leaves[:555]), root, proof)
+    merkle.verify_consistency(555, size, root_of(leaves[:555]), root, proof)

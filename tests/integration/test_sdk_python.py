@@ -42,6 +42,7 @@ from starlette.routing import Route
 
 from tests.integration.reading import export_lines, leaf_hash, list_all, verifier_of
 from tests.integration.write_support import new_key
+from tests.signers import new_signer
 from tests.support import Server, Tenant, free_port
 from trailkeep.log.notes import Checkpoint, NoteSigner
 from trailkeep.sdk import (
@@ -279,7 +280,7 @@ def test_tampered_entries_fail_verification(sdk: Client, server: Server, tenant:
         sdk.verify_entry(dataclasses.replace(proven, proof=other_sibling))
     assert caught.value.reason == "inclusion"
     # A checkpoint signed by another key (a pinned key that is not the server's).
-    impostor = NoteSigner.generate(verifier_of(server).name)
+    impostor = new_signer(verifier_of(server).name)
     with Client(server.url, tenant.app_id, tenant.key,
                 verifier_key=impostor.verifier_key()) as pinned_wrong:  # fmt: skip
         with pytest.raises(VerificationError) as caught:

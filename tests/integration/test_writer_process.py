@@ -25,6 +25,7 @@ import pytest
 from tests.integration.ingest_support import APP, entries, new_store
 from tests.integration.write_support import events_url, write
 from tests.support import Server, alive, children
+from tests.trees import root_of
 from trailkeep.log import merkle
 from trailkeep.server.ingest.process import WriterProcess
 from trailkeep.server.ingest.writer import (
@@ -80,7 +81,7 @@ def test_appends_come_back_as_committed_with_their_commits_counted(store: Store)
     leaves = [bytes.fromhex(orjson.loads(e)["leaf_hash"]) for e in stored]
     ids = merkle.frontier(358)
     stored_tree = store.nodes(APP, ids)
-    assert merkle.root_from_frontier([stored_tree[i] for i in ids]) == merkle.root_of(leaves)
+    assert merkle.root_from_frontier([stored_tree[i] for i in ids]) == root_of(leaves)
 
 
 def test_idempotency_replays_and_conflicts_cross_the_process(store: Store) -> None:

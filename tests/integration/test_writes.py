@@ -32,8 +32,9 @@ from tests.integration.write_support import (
     write,
 )
 from tests.support import Server, Tenant
-from trailkeep.log import merkle
+from tests.trees import root_of
 from trailkeep.log.record import ACTION_PATTERN, Actor, EntryError, Origin, prepare, validate_write
+from trailkeep.server.ids import new_entry_id
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -274,7 +275,14 @@ def expected_status(body: Any) -> int:
     """What the contract says a body should get: 201, or the status of its error code."""
     try:
         event = validate_write(body)
-        prepare("app_x", event, Actor(type="api_key", id="key_x"), Origin(None, None), 10_240)
+        prepare(
+            "app_x",
+            new_entry_id(),
+            event,
+            Actor(type="api_key", id="key_x"),
+            Origin(None, None),
+            10_240,
+        )
     except EntryError as exc:
         return {"invalid_request": 400, "actor_not_allowed": 400, "payload_too_large": 413}[
             exc.code
@@ -378,7 +386,7 @@ def _check_full_batch(
     # (Reads may append their own audit entries meanwhile; the checkpoint names its size.)
     checkpoint, _ = wait_for_checkpoint(client, app_id, first + 1000, verifier_of(server))
     leaves = [bytes.fromhex(e["leaf_hash"]) for e in reversed(list_all(client, app_id, {}))]
-    assert checkpoint.root == merkle.root_of(leaves[: checkpoint.size])
+    assert checkpoint.root == root_of(leaves[: checkpoint.size])
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from bench.datagen import fill_tree, stored_root, tree_leaf
 from bench.fixtures import _cached
 from bench.harness import parse_wrk
 
-from trailkeep.log import merkle
+from tests.trees import root_of
 from trailkeep.server.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -108,7 +108,7 @@ def test_generated_tree_holds_the_tiles_of_the_naive_tree(tmp_path: Path, size: 
     store.migrate()
     store.close()
     leaves = [tree_leaf(i) for i in range(size)]
-    assert fill_tree(db, "app_t", size) == merkle.root_of(leaves)
+    assert fill_tree(db, "app_t", size) == root_of(leaves)
     with sqlite3.connect(db) as connection:
         stored = {
             (level, idx): (width, bytes(hashes))
@@ -120,12 +120,12 @@ def test_generated_tree_holds_the_tiles_of_the_naive_tree(tmp_path: Path, size: 
     level = 0
     while (1 << level) <= size:  # every eighth level, its complete subtrees' roots, 256 a tile
         span = 1 << level
-        row = [merkle.root_of(leaves[i * span : (i + 1) * span]) for i in range(size >> level)]
+        row = [root_of(leaves[i * span : (i + 1) * span]) for i in range(size >> level)]
         for n in range(0, len(row), 256):
             expected[(level // 8, n // 256)] = (len(row[n : n + 256]), b"".join(row[n : n + 256]))
         level += 8
     assert stored == expected
-    assert stored_root(db, "app_t", size) == merkle.root_of(leaves)
+    assert stored_root(db, "app_t", size) == root_of(leaves)
 
 
 WRK_OUTPUT = """Running 1s test @ http://127.0.0.1:1/healthz

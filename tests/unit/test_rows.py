@@ -8,8 +8,10 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.trees import root_of
 from trailkeep.log import merkle
 from trailkeep.log.record import Actor, EventWrite, Origin, PendingEntry, prepare
+from trailkeep.server.ids import new_entry_id
 from trailkeep.server.ingest.rows import Head, build
 
 APP = "app_rows"
@@ -19,7 +21,14 @@ MOMENT = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
 def _entries(count: int, tag: str) -> list[PendingEntry]:
     actor, origin = Actor(type="user", id="usr_1"), Origin(ip=None, user_agent="hypothesis")
     return [
-        prepare(APP, EventWrite(action=f"t.{tag}{n}", metadata={"n": n}), actor, origin, 10_240)
+        prepare(
+            APP,
+            new_entry_id(),
+            EventWrite(action=f"t.{tag}{n}", metadata={"n": n}),
+            actor,
+            origin,
+            10_240,
+        )
         for n in range(count)
     ]
 
@@ -63,7 +72,7 @@ def test_rows_number_stamp_and_hash_every_entry(sizes: list[int], start: int) ->
         leaf = bytes.fromhex(document.pop("leaf_hash"))
         leaves.append(leaf)
     assert built.head == Head(start + total, built.head.frontier)
-    assert merkle.root_from_frontier(built.head.frontier) == merkle.root_of(leaves)
+    assert merkle.root_from_frontier(built.head.frontier) == root_of(leaves)
 
 
 def test_another_time_makes_other_rows() -> None:

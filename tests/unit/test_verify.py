@@ -12,11 +12,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import trailkeep.cli.verify as cli_verify
+from tests.trees import root_of
 from trailkeep.log import merkle
 from trailkeep.log.notes import Checkpoint
 from trailkeep.log.record import Actor, EventWrite, Origin, prepare, with_leaf_hash
 from trailkeep.log.tiles import TILE_HEIGHT
 from trailkeep.log.verify import Report, StoredTree, VerifyError, _fast_leaf, verify_entries
+from trailkeep.server.ids import new_entry_id
 from trailkeep.server.verify_app import spans
 
 APP = "app_verifytest"
@@ -39,11 +41,11 @@ def export(metadatas: list[dict[str, Any]]) -> tuple[list[bytes], Checkpoint]:
     lines, leaves = [], []
     for seq, meta in enumerate(metadatas):
         event = EventWrite(action="doc.share", metadata=meta)
-        document = prepare(APP, event, ACTOR, ORIGIN, 10_240).canonical(seq, TIME)
+        document = prepare(APP, new_entry_id(), event, ACTOR, ORIGIN, 10_240).canonical(seq, TIME)
         leaf = merkle.hash_leaf(document)
         leaves.append(leaf)
         lines.append(with_leaf_hash(document, leaf))
-    return lines, Checkpoint(f"trailkeep.local/{APP}", len(lines), merkle.root_of(leaves))
+    return lines, Checkpoint(f"trailkeep.local/{APP}", len(lines), root_of(leaves))
 
 
 def reserialized(line: bytes) -> bytes:
@@ -144,7 +146,7 @@ def test_stored_tree_gives_the_same_heads_as_the_tree_builder(
         if i == at:  # a head mid-way (a checkpoint older than the log) flushes early
             assert stored.root() == built.root()
     assert stored.size == built.size == count
-    assert stored.root() == built.root() == merkle.root_of(leaves)
+    assert stored.root() == built.root() == root_of(leaves)
     # Every stored interior node was checked, each once, and nothing else was asked for.
     assert sorted(fetched) == sorted(filter(_stored, nodes))
 
@@ -205,7 +207,7 @@ def test_a_span_checks_the_stored_nodes_at_their_place_in_the_whole_tree(
 def test_the_verify_report_counts_in_words(
     capsys: pytest.CaptureFixture[str], size: int, erased: int, beyond: int, lines: list[str]
 ) -> None:
-    report = Report(size, merkle.root_of([bytes(32)] * size), erased, None, beyond)
+    report = Report(size, root_of([bytes(32)] * size), erased, None, beyond)
     cli_verify._print_report(report)
     printed = capsys.readouterr().out
     for line in lines:

@@ -14,7 +14,6 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from trailkeep.cli.common import CliError, DatabaseUrl, DataDir, err, out, settings_from
-from trailkeep.log import merkle
 from trailkeep.log.notes import NoteError, NoteSigner, NoteVerifier
 from trailkeep.log.verify import (
     Report,
@@ -127,10 +126,7 @@ def verify(
             if consistency_proof is not None:
                 proof = _proof_file(consistency_proof)
             elif store is not None and old.size:
-                nodes = merkle.consistency_proof_nodes(old.size, report.checkpoint.size)
-                proof = merkle.consistency_proof(
-                    old.size, report.checkpoint.size, store.nodes(app_of(old), nodes)
-                )
+                proof = store.consistency_proof(app_of(old), old.size, report.checkpoint.size)
             elif server is not None and old.size:
                 proof = _fetch_proof(server, api_key, app_of(old), old.size, report.checkpoint.size)
             elif old.size:

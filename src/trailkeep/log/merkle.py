@@ -13,12 +13,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 
-from trailkeep.log.notes import Checkpoint as Checkpoint
-from trailkeep.log.notes import NoteError as NoteError
-from trailkeep.log.notes import NoteSigner as NoteSigner
-from trailkeep.log.notes import NoteVerifier as NoteVerifier
-from trailkeep.log.notes import open_checkpoint as open_checkpoint
-
 HASH_SIZE = 32
 EMPTY_ROOT: bytes = hashlib.sha256(b"").digest()
 NodeId = tuple[int, int]
@@ -124,14 +118,6 @@ class TreeBuilder:
     def root(self) -> bytes:
         """Return the tree head of the leaves appended so far."""
         return root_from_frontier(self._stack)
-
-
-def root_of(leaf_hashes: Sequence[bytes]) -> bytes:
-    """Return the RFC 9162 tree head over already-hashed leaves; EMPTY_ROOT for []."""
-    builder = TreeBuilder()
-    for h in leaf_hashes:
-        builder.append(h)
-    return builder.root()
 
 
 def range_nodes(start: int, end: int) -> list[NodeId]:

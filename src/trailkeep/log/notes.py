@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-_ROOT_SIZE = 32  # merkle.HASH_SIZE; not imported so that merkle can re-export this module
+from trailkeep.log.merkle import HASH_SIZE
 
 
 class NoteError(ValueError):
@@ -95,8 +95,8 @@ class Checkpoint:
             raise NoteError("checkpoint size must be an int")
         if not 0 <= self.size <= _MAX_SIZE:
             raise NoteError("checkpoint size out of range")
-        if not isinstance(self.root, bytes) or len(self.root) != _ROOT_SIZE:
-            raise NoteError(f"checkpoint root must be {_ROOT_SIZE} bytes")
+        if not isinstance(self.root, bytes) or len(self.root) != HASH_SIZE:
+            raise NoteError(f"checkpoint root must be {HASH_SIZE} bytes")
 
     def to_text(self) -> str:
         """Return the checkpoint note text, every line newline-terminated."""
@@ -227,11 +227,6 @@ class NoteSigner:
     def key_id(self) -> int:
         """Return the 32-bit key id."""
         return self._verifier.key_id
-
-    @classmethod
-    def generate(cls, name: str) -> NoteSigner:
-        """Create a signer with a fresh random Ed25519 key."""
-        return cls(name, Ed25519PrivateKey.generate().private_bytes_raw())
 
     @classmethod
     def from_signer_key(cls, text: str) -> NoteSigner:

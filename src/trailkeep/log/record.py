@@ -9,10 +9,7 @@ size check) and only formats ``seq`` and ``time`` once the order is known.
 from __future__ import annotations
 
 import functools
-import os
 import re
-import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -169,44 +166,6 @@ def _string(text: str) -> bytes:
         raise EntryError(f"not valid Unicode: {exc}") from None
 
 
-class _RandomPool:
-    # One getrandom() call per 256 ids instead of one per id: on the hot write path the
-    # syscall cost more than building the rest of the entry.
-    def __init__(self, chunk: int = 4096) -> None:
-        self._chunk = chunk
-        self._buffer = b""
-        self._offset = 0
-        self._lock = threading.Lock()
-        # A forked child must never hand out the bytes its parent still holds.
-        os.register_at_fork(after_in_child=self._forget)
-
-    def _forget(self) -> None:
-        self._buffer, self._offset = b"", 0
-        self._lock = threading.Lock()
-
-    def take(self, n: int) -> bytes:
-        with self._lock:
-            if self._offset + n > len(self._buffer):
-                self._buffer, self._offset = os.urandom(self._chunk), 0
-            start = self._offset
-            self._offset += n
-        return self._buffer[start : start + n]
-
-
-_random = _RandomPool()
-
-
-def new_entry_id() -> str:
-    """An opaque entry id: the time in milliseconds, then 128 random bits.
-
-    The random bits are what keep an erased entry's leaf hash unguessable (DESIGN.md §4). The
-    time in front makes consecutive entries neighbours in the unique index on ids: with ids
-    random from their first character every insert landed on a random page of that index,
-    which cost a quarter of SQLite's insert rate at 400,000 entries and more as logs grow.
-    """
-    return f"evt_{time.time_ns() // 1_000_000:012x}{_random.take(16).hex()}"
-
-
 def format_time(moment: datetime) -> str:
     """RFC 3339 UTC with microseconds, the only time format entries use."""
     return moment.astimezone(UTC).strftime(_TIME_FORMAT)
@@ -358,6 +317,7 @@ def _target_json(target_type: str | None, target_id: str | None) -> bytes:
 
 def prepare(
     app_id: str,
+    entry_id: str,
     event: EventWrite,
     actor: Actor,
     origin: Origin,
@@ -365,8 +325,11 @@ def prepare(
     *,
     kind: Kind | None = None,
 ) -> PendingEntry:
-    """Turn a validated write into an entry whose only missing parts are ``seq`` and ``time``."""
-    entry_id = new_entry_id()
+    """Turn a validated write into an entry whose only missing parts are ``seq`` and ``time``.
+
+    ``entry_id`` is the server's to make (``trailkeep.server.ids``): this core has no clock and
+    no randomness of its own.
+    """
     kind = kind or actor.kind
     # JCS orders keys by UTF-16 code units; these top-level keys are ASCII and listed sorted.
     head = b"".join((
@@ -396,8 +359,3 @@ def prepare(
 def with_leaf_hash(document: bytes, leaf_hash: bytes) -> bytes:
     """An entry as every read returns it: its canonical bytes plus ``leaf_hash``."""
     return b"".join((document[:-1], b',"leaf_hash":"', leaf_hash.hex().encode(), b'"}'))
-
-
-def erased_stub(seq: int, leaf_hash: bytes) -> dict[str, Any]:
-    """What an entry whose content was erased reads back as."""
-    return {"seq": seq, "erased": True, "leaf_hash": leaf_hash.hex()}

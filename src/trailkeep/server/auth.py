@@ -132,10 +132,6 @@ class Authenticator:
         self._apps[app_id] = (now + self._cache_seconds, app)
         return app
 
-    def forget(self, app_id: str) -> None:
-        """Drop the cached app so a settings change is seen at once."""
-        self._apps.pop(app_id, None)
-
     def _key(self, key_id: str) -> KeyRecord | None:
         now = time.monotonic()
         cached = self._keys.get(key_id)

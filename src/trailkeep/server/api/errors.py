@@ -46,6 +46,17 @@ class Problem(Exception):
         self.headers = headers or {}
 
 
+def unavailable(reason: str) -> Problem:
+    """The 503 for a write the writer could not take or answer; a retry is safe with a key."""
+    # A writer that ended between its commit and its answer may have stored the write: an
+    # Idempotency-Key makes the retry return it instead of storing it twice.
+    return Problem(
+        "unavailable",
+        f"{reason}; retry shortly (with the same Idempotency-Key)",
+        {"Retry-After": "1"},
+    )
+
+
 def problem_response(
     code: str, detail: str, instance: str, headers: dict[str, str] | None = None
 ) -> Response:

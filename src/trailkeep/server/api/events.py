@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -26,15 +26,13 @@ from trailkeep.server.api.context import (
     origin_of,
     read_body,
 )
-from trailkeep.server.api.errors import Problem
-from trailkeep.server.api.schemas import WRITE_PROBLEMS, BatchOut, EntryOut
+from trailkeep.server.api.errors import Problem, unavailable
+from trailkeep.server.api.schemas import APP_ID_MAX, WRITE_PROBLEMS, BatchOut, EntryOut
 from trailkeep.server.api.services import Services, services
+from trailkeep.server.ids import new_entry_id
 from trailkeep.server.ingest.writer import IdempotencyConflict, WriterUnavailable
 
 router = APIRouter(prefix="/v1/apps/{app_id}", tags=["events"])
-
-APP_ID_MAX = 64
-AppId = Annotated[str, Path(description="The app's id (`app_...`).", max_length=APP_ID_MAX)]
 
 
 #: Request-body models, added to the OpenAPI components by ``create_app``.
@@ -105,7 +103,9 @@ async def _append(
     pending = []
     for i, write in enumerate(writes):
         try:
-            pending.append(prepare(app_id, write, principal.actor, origin, max_bytes))
+            pending.append(
+                prepare(app_id, new_entry_id(), write, principal.actor, origin, max_bytes)
+            )
         except EntryError as exc:
             where = f"events[{i}]." if batch else ""
             raise Problem(exc.code, where + exc.detail) from None
@@ -117,17 +117,8 @@ async def _append(
             "this Idempotency-Key was already used with a different request",
         ) from None
     except WriterUnavailable as exc:
-        raise unavailable(exc) from None
+        raise unavailable(str(exc)) from None
     return appended.entries, appended.replayed
-
-
-def unavailable(exc: WriterUnavailable) -> Problem:
-    """The 503 for a write the writer could not take or answer; a retry is safe with a key."""
-    # A writer that ended between its commit and its answer may have stored the write: an
-    # Idempotency-Key makes the retry return it instead of storing it twice.
-    return Problem(
-        "unavailable", f"{exc}; retry shortly (with the same Idempotency-Key)", {"Retry-After": "1"}
-    )
 
 
 def _headers(request: Request, replayed: bool) -> dict[str, str]:

@@ -9,28 +9,13 @@ from fastapi import APIRouter, Query
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from trailkeep.log import merkle
 from trailkeep.server.api.context import authenticate
 from trailkeep.server.api.errors import Problem
-from trailkeep.server.api.events import AppId
-from trailkeep.server.api.schemas import PROBLEMS, ConsistencyOut, InclusionOut
+from trailkeep.server.api.schemas import PROBLEMS, AppId, ConsistencyOut, InclusionOut
 from trailkeep.server.api.services import Services, services
-from trailkeep.server.store import CheckpointRecord
 
 router = APIRouter(tags=["integrity"])
 app_router = APIRouter(prefix="/v1/apps/{app_id}", tags=["integrity"])
-
-
-async def latest_checkpoint(svc: Services, app_id: str) -> CheckpointRecord:
-    """The app's newest signed checkpoint (signed now if the stored one is stale)."""
-    return await asyncio.to_thread(svc.checkpointer.latest, app_id)
-
-
-def inclusion(svc: Services, app_id: str, seq: int, size: int) -> tuple[bytes, list[bytes]]:
-    """(leaf hash, audit path) of entry ``seq`` in the tree of ``size`` entries."""
-    ids = [(0, seq), *merkle.inclusion_proof_nodes(seq, size)]
-    nodes = svc.store.nodes(app_id, ids)
-    return nodes[(0, seq)], merkle.inclusion_proof(seq, size, nodes)
 
 
 @router.get(
@@ -53,12 +38,12 @@ async def checkpoint(request: Request, app_id: AppId) -> PlainTextResponse:
     """Origin, tree size and root hash, signed with Ed25519; any credential of the app reads it."""
     svc = services(request)
     await authenticate(svc, app_id, request)
-    record = await latest_checkpoint(svc, app_id)
+    record = await asyncio.to_thread(svc.checkpointer.latest, app_id)
     return PlainTextResponse(record.note, headers={"Cache-Control": "no-cache"})
 
 
 async def _checked_size(svc: Services, app_id: str, size: int, name: str) -> None:
-    signed = (await latest_checkpoint(svc, app_id)).size
+    signed = (await asyncio.to_thread(svc.checkpointer.latest, app_id)).size
     if size > signed:
         raise Problem(
             "invalid_request", f"{name}: {size} is beyond the latest checkpoint's size {signed}"
@@ -83,7 +68,7 @@ async def inclusion_proof(
     if seq >= tree_size:
         raise Problem("invalid_request", f"seq: must be below tree_size ({tree_size})")
     await _checked_size(svc, app_id, tree_size, "tree_size")
-    leaf, path = await asyncio.to_thread(inclusion, svc, app_id, seq, tree_size)
+    leaf, path = await asyncio.to_thread(svc.store.inclusion_proof, app_id, seq, tree_size)
     return {"seq": seq, "tree_size": tree_size, "leaf_hash": leaf.hex(),
             "path": [h.hex() for h in path]}  # fmt: skip
 
@@ -107,11 +92,7 @@ async def consistency_proof(
         raise Problem("invalid_request", "from: must not exceed `to`")
     await _checked_size(svc, app_id, to_size, "to")
 
-    def build() -> list[bytes]:
-        ids = merkle.consistency_proof_nodes(from_size, to_size)
-        return merkle.consistency_proof(from_size, to_size, svc.store.nodes(app_id, ids))
-
-    path = await asyncio.to_thread(build)
+    path = await asyncio.to_thread(svc.store.consistency_proof, app_id, from_size, to_size)
     return Response(
         ConsistencyOut.model_validate(
             {"from": from_size, "to": to_size, "path": [h.hex() for h in path]}

@@ -17,12 +17,18 @@ from starlette.responses import Response, StreamingResponse
 from trailkeep.log.query import Filters, GroupBy, QueryError, decode_cursor, encode_cursor
 from trailkeep.log.record import EntryError, EventWrite, canonical, parse_time, prepare
 from trailkeep.server.api.context import authenticate, origin_of
-from trailkeep.server.api.errors import Problem
-from trailkeep.server.api.events import AppId, unavailable
-from trailkeep.server.api.integrity import inclusion, latest_checkpoint
-from trailkeep.server.api.schemas import PROBLEMS, EntryOut, PageOut, ProvenEntryOut, StatsOut
+from trailkeep.server.api.errors import Problem, unavailable
+from trailkeep.server.api.schemas import (
+    PROBLEMS,
+    AppId,
+    EntryOut,
+    PageOut,
+    ProvenEntryOut,
+    StatsOut,
+)
 from trailkeep.server.api.services import Services, services
 from trailkeep.server.auth import Principal
+from trailkeep.server.ids import new_entry_id
 from trailkeep.server.ingest.writer import WriterUnavailable
 
 FILTERS_RECORD_MAX = 32_768
@@ -54,6 +60,7 @@ async def record_read(
     try:
         pending = prepare(
             app_id,
+            new_entry_id(),
             event,
             principal.actor,
             origin_of(svc, request, principal),
@@ -65,7 +72,7 @@ async def record_read(
     try:
         await svc.ingest.append(app_id, [pending])
     except WriterUnavailable as exc:
-        raise unavailable(exc) from None
+        raise unavailable(str(exc)) from None
 
 
 @router.get(
@@ -92,10 +99,10 @@ async def get_event(
     if not proof:
         return Response(entry, media_type="application/json")
     seq = int(orjson.loads(entry)["seq"])
-    checkpoint = await latest_checkpoint(svc, app_id)
+    checkpoint = await asyncio.to_thread(svc.checkpointer.latest, app_id)
     if seq >= checkpoint.size:  # newer than the last checkpoint: sign one that covers it
         checkpoint = await asyncio.to_thread(svc.checkpointer.latest, app_id, 0.0)
-    leaf, path = await asyncio.to_thread(inclusion, svc, app_id, seq, checkpoint.size)
+    leaf, path = await asyncio.to_thread(svc.store.inclusion_proof, app_id, seq, checkpoint.size)
     proven = {"seq": seq, "tree_size": checkpoint.size, "leaf_hash": leaf.hex(),
               "path": [h.hex() for h in path]}  # fmt: skip
     body = b"".join((

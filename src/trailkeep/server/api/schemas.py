@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Final, Literal
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
+
+APP_ID_MAX: Final = 64
+#: The ``{app_id}`` path parameter every app route takes.
+AppId = Annotated[str, Path(description="The app's id (`app_...`).", max_length=APP_ID_MAX)]
 
 
 class ActorOut(BaseModel):

@@ -8,9 +8,10 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, select, text, tuple_, update
+from sqlalchemy import Engine, insert, select, text, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
+from trailkeep.log import merkle
 from trailkeep.log.merkle import NodeId
 from trailkeep.log.query import Filters, GroupBy
 from trailkeep.server.store import reads, schema, tree
@@ -208,6 +209,17 @@ class Store:
         with self.reader_engine.connect() as c:
             return tree.read_nodes(c, app_id, ids)
 
+    def inclusion_proof(self, app_id: str, seq: int, size: int) -> tuple[bytes, list[bytes]]:
+        """(leaf hash, RFC 9162 audit path) of entry ``seq`` in the app's tree of ``size``."""
+        ids = [(0, seq), *merkle.inclusion_proof_nodes(seq, size)]
+        nodes = self.nodes(app_id, ids)
+        return nodes[(0, seq)], merkle.inclusion_proof(seq, size, nodes)
+
+    def consistency_proof(self, app_id: str, old: int, new: int) -> list[bytes]:
+        """The RFC 9162 proof that the app's tree of ``old`` entries is a prefix of ``new``."""
+        ids = merkle.consistency_proof_nodes(old, new)
+        return merkle.consistency_proof(old, new, self.nodes(app_id, ids))
+
     def leaves_with_entries(
         self, app_id: str, *, start: int = 0, end: int | None = None, chunk: int = 20_480
     ) -> Iterator[list[tuple[int, bytes, bytes | None]]]:
@@ -233,15 +245,6 @@ class Store:
                 stored = dict(driver_rows(c, sql, params))
             yield [(seq, digest, stored.get(seq)) for seq, digest in leaves]
             low = high
-
-    def count_entries(self, app_id: str) -> int:
-        """Rows actually present in ``events`` for the app (a check against the counter)."""
-        events = schema.events
-        with self.reader_engine.connect() as c:
-            total = c.execute(
-                select(func.count()).select_from(events).where(events.c.app_id == app_id)
-            ).scalar()
-        return int(total or 0)
 
     def page(
         self, app_id: str, filters: Filters, before: int | None, limit: int, newest_first: bool
