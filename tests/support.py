@@ -183,7 +183,7 @@ class Server:
 
     def session(self, tenant: Tenant, sub: str, role: str | None = None, **claims: Any) -> str:
         """Mint a session token for a user of the tenant."""
-        from trailkeep.server.auth import mint_session
+        from trailkeep.sdk import mint_session
 
         return mint_session(tenant.app_id, tenant.session_secret, sub, role=role, **claims)
 

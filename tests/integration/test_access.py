@@ -97,7 +97,7 @@ def _expired(app: Tenant) -> str:
 
 def _forged(app: Tenant) -> str:
     """An owner session for the app, signed with a secret that is not the app's."""
-    from trailkeep.server.auth import mint_session
+    from trailkeep.sdk import mint_session
 
     return mint_session(app.app_id, "not-the-secret-" + "x" * 32, "olga", role="owner")
 

@@ -228,7 +228,7 @@ def test_serve_demo_prints_credentials_and_a_curl_line_that_works(tmp_path: Path
         assert entry["actor"] == {"type": "api_key", "id": key_id_of(key)}
         assert entry["context"]["user_agent"].startswith("curl/")
         # The printed session secret is the app's: a session made with it writes too.
-        from trailkeep.server.auth import mint_session
+        from trailkeep.sdk import mint_session
 
         with srv.client(mint_session(app_id, secret, "demo_user")) as user:
             assert created(user.post(events_url(app_id), json={"action": "demo.user"}))["seq"] == 1

@@ -17,7 +17,8 @@ from trailkeep.log import merkle
 from trailkeep.log.notes import Checkpoint
 from trailkeep.log.record import Actor, EventWrite, Origin, prepare, with_leaf_hash
 from trailkeep.log.tiles import TILE_HEIGHT
-from trailkeep.log.verify import Report, StoredTree, VerifyError, _fast_leaf, verify_entries
+from trailkeep.log.verify import Report, StoredTree, VerifyError, verify_entries
+from trailkeep.log.verify.entries import fast_leaf
 from trailkeep.server.ids import new_entry_id
 from trailkeep.server.verify_app import spans
 
@@ -100,10 +101,10 @@ def test_the_fast_path_takes_exactly_the_servers_own_bytes(metas: list[dict[str,
     lines, _ = export(metas)
     for seq, line in enumerate(lines):
         leaf = bytes.fromhex(orjson.loads(line)["leaf_hash"])
-        assert _fast_leaf(seq, line, APP) == leaf
-        assert _fast_leaf(seq + 1, line, APP) is None  # another position: the slow path says so
-        assert _fast_leaf(seq, line, "app_other") is None
-        assert _fast_leaf(seq, reserialized(line), APP) is None
+        assert fast_leaf(seq, line, APP) == leaf
+        assert fast_leaf(seq + 1, line, APP) is None  # another position: the slow path says so
+        assert fast_leaf(seq, line, "app_other") is None
+        assert fast_leaf(seq, reserialized(line), APP) is None
 
 
 # --- The stored tree: one pass gives the head and checks every stored interior node ---------

@@ -19,8 +19,9 @@ from trailkeep.cli.common import (
     out,
     print_json,
 )
+from trailkeep.sdk.sessions import mint_session
 from trailkeep.server import provision
-from trailkeep.server.auth import SCOPES, mint_session
+from trailkeep.server.auth import SCOPES
 from trailkeep.server.provision import normalize_origin
 
 apps_cli = typer.Typer(help="Create and list apps (tenants).", no_args_is_help=True)

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, NamedTuple
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
@@ -148,6 +148,30 @@ class PendingEntry:
     def canonical(self, seq: int, time: str) -> bytes:
         """The entry's RFC 8785 bytes once its position in the log is known."""
         return b"".join((self.head, str(seq).encode(), self.tail, time.encode(), b'"}'))
+
+
+class IndexedFields(NamedTuple):
+    """The fields of an entry that reads filter on, as a database indexes them beside it."""
+
+    action: str
+    kind: str
+    actor_id: str
+    target_type: str | None
+    target_id: str | None
+    time: str  # RFC 3339, as format_time writes it
+
+
+def indexed_fields(entry: Mapping[str, Any]) -> IndexedFields:
+    """The indexed fields of a parsed entry (``KeyError``/``TypeError`` if it is not one)."""
+    target = entry["target"]
+    return IndexedFields(
+        action=entry["action"],
+        kind=entry["kind"],
+        actor_id=entry["actor"]["id"],
+        target_type=None if target is None else target["type"],
+        target_id=None if target is None else target["id"],
+        time=entry["time"],
+    )
 
 
 def canonical(value: Any) -> bytes:

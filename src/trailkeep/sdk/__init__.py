@@ -16,7 +16,6 @@ from .buffer import AuditBuffer, BufferStats
 from .build import Filters, Page
 from .client import Audit, Client
 from .context import RequestContext, bind, current
-from .core import Sessions
 from .errors import (
     ConfigurationError,
     ConnectionFailed,
@@ -46,6 +45,7 @@ from .models import (
     Verified,
 )
 from .retry import RetryEvent, RetryPolicy
+from .sessions import Sessions, mint_session
 
 __all__ = [
     "Actor",
@@ -88,4 +88,5 @@ __all__ = [
     "Verified",
     "bind",
     "current",
+    "mint_session",
 ]

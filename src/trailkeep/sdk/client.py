@@ -23,10 +23,11 @@ from .build import (
     stats_of,
 )
 from .context import RequestContext
-from .core import Core, Sessions, text_of, unproven
+from .core import Core, text_of, unproven
 from .errors import ConnectionFailed, InvalidRequest, NotFound
 from .models import Entry, Event, GroupBy, ProvenEntry, SignedCheckpoint, Stats, Verified
 from .retry import OnRetry, RetryPolicy, error_of
+from .sessions import Sessions
 from .verify import consistency_path
 
 

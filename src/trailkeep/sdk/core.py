@@ -8,41 +8,16 @@ from urllib.parse import urlsplit
 
 from trailkeep import __version__
 from trailkeep.log.notes import NoteVerifier
-from trailkeep.server.auth import SESSION_MAX_TTL_SECONDS, mint_session
 
 from .build import Builder, Call
 from .context import EMPTY, RequestContext, current
-from .errors import ConfigurationError, TrailkeepError, VerificationError, local_error
+from .errors import ConfigurationError, TrailkeepError, VerificationError
 from .models import Entry, ProvenEntry, SignedCheckpoint
 from .retry import Attempts, OnRetry, RetryPolicy
 from .verify import Witness, open_signed, parse_verifier_key, verify_proven
 
 USER_AGENT: Final = f"trailkeep-python/{__version__}"
 KEY_PREFIX: Final = "tk_"
-
-
-class Sessions:
-    """Mints session tokens for the app's end users with the app's session secret."""
-
-    def __init__(self, app: str, secret: str | None) -> None:
-        """Bind to the app and its secret (``None``: minting raises ConfigurationError)."""
-        self._app = app
-        self._secret = secret
-
-    def mint(
-        self, sub: str, *, role: str | None = None, name: str | None = None, ttl: int = 3600
-    ) -> str:
-        """An HS256 session token for user ``sub`` (``role`` owner/admin may read the log)."""
-        if self._secret is None:
-            raise ConfigurationError(
-                "minting sessions needs the app's session secret: pass session_secret= to the "
-                "client"
-            )
-        if not isinstance(sub, str) or not 1 <= len(sub) <= 256:
-            raise local_error("invalid_request", "sub: a string of 1 to 256 characters")
-        if not 1 <= ttl <= SESSION_MAX_TTL_SECONDS:
-            raise local_error("invalid_request", f"ttl: 1 to {SESSION_MAX_TTL_SECONDS} seconds")
-        return mint_session(self._app, self._secret, sub, role=role, name=name, ttl=ttl)
 
 
 class Core:

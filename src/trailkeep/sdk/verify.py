@@ -1,25 +1,30 @@
 """Local verification of entries, inclusion proofs and signed checkpoints (no I/O here).
 
-Nothing trusts the server: the leaf hash is recomputed from the entry's content (RFC 8785 JSON,
-SHA-256 with the 0x00 leaf prefix), the audit path is folded up to the root that the checkpoint
-states, and the checkpoint's Ed25519 signature is checked with the verifier key. A client that
-verifies several checkpoints of one app also checks that each is consistent with the last (the
-log was only appended to), through :class:`Witness`.
+The checks are the verification core's (``trailkeep.log.verify``), the same that ``trailkeep
+verify`` runs: nothing trusts the server, the leaf hash is recomputed from the entry's content
+(RFC 8785 JSON, SHA-256 with the 0x00 leaf prefix), the audit path is folded up to the root that
+the checkpoint states, and the checkpoint's Ed25519 signature is checked with the verifier key.
+This module maps the core's failures to :class:`VerificationError` with the same ``reason``.
+A client that verifies several checkpoints of one app also checks that each is consistent with
+the last (the log was only appended to), through :class:`Witness`.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
-from trailkeep.log import jcs, merkle
-from trailkeep.log.notes import NoteError, NoteVerifier, open_checkpoint
+from trailkeep.log import merkle
+from trailkeep.log.notes import NoteError, NoteVerifier
 from trailkeep.log.record import format_time
+from trailkeep.log.verify import VerifyError, leaf_of, verify_consistency, verify_inclusion
+from trailkeep.log.verify import open_signed as core_open_signed
 
 from .errors import VerificationError
 from .models import Entry, ProvenEntry, SignedCheckpoint
 
+T = TypeVar("T")
 _OPTIONAL_CONTEXT = ("project", "server", "request_id", "forwarded_by")
 
 
@@ -68,11 +73,12 @@ def entry_document(entry: Entry) -> dict[str, Any]:
     return raw
 
 
-def _leaf(document: Mapping[str, Any], what: str) -> bytes:
+def _checked(check: Callable[[], T]) -> T:
+    """Run a check of the verification core; its failure becomes a ``VerificationError``."""
     try:
-        return merkle.hash_leaf(jcs.canonical(document))
-    except jcs.CanonicalizationError as exc:
-        raise VerificationError("leaf_hash", f"{what} cannot be canonicalised: {exc}") from None
+        return check()
+    except VerifyError as exc:
+        raise VerificationError(exc.reason, str(exc)) from None
 
 
 def _hex32(text: str, what: str) -> bytes:
@@ -86,32 +92,21 @@ def _hex32(text: str, what: str) -> bytes:
 
 
 def check_leaf(entry: Entry) -> bytes:
-    """Recompute the entry's leaf hash from its content; it must equal ``entry.leaf_hash``."""
-    recorded = _hex32(entry.leaf_hash, "leaf_hash")
-    computed = _leaf(entry_document(entry), "the entry")
-    if computed != recorded:
-        raise VerificationError(
-            "leaf_hash",
-            f"entry seq {entry.seq}: its content hashes to {computed.hex()}, not to its "
-            f"leaf_hash {recorded.hex()}: the entry was altered",
-        )
+    """Recompute the entry's leaf hash from its content; it must equal ``entry.leaf_hash``.
+
+    Both what the caller reads (the typed fields) and what the server sent (``entry.raw``) must
+    hash to it, so an entry whose typed fields were changed after it arrived fails too.
+    """
+    typed = {**entry_document(entry), "leaf_hash": entry.leaf_hash}
+    leaf, _ = _checked(lambda: leaf_of(entry.seq, typed, entry.app_id))
     if entry.raw:
-        as_sent = {k: v for k, v in entry.raw.items() if k != "leaf_hash"}
-        if _leaf(as_sent, "the entry as received") != recorded:
-            raise VerificationError(
-                "leaf_hash",
-                f"entry seq {entry.seq}: the content received from the server does not hash "
-                "to its leaf_hash",
-            )
-    return recorded
+        _checked(lambda: leaf_of(entry.seq, entry.raw, entry.app_id))
+    return leaf
 
 
 def open_signed(checkpoint: SignedCheckpoint, verifier: NoteVerifier) -> None:
     """Check the checkpoint note's signature, and that its parsed body is the signed one."""
-    try:
-        body = open_checkpoint(checkpoint.note, verifier)
-    except NoteError as exc:
-        raise VerificationError("signature", f"checkpoint: {exc}") from None
+    body = _checked(lambda: core_open_signed(checkpoint.note, verifier))
     if (body.origin, body.size, body.root) != (
         checkpoint.origin,
         checkpoint.size,
@@ -137,12 +132,7 @@ def verify_proven(proven: ProvenEntry, verifier: NoteVerifier) -> None:
             f"{entry.seq} in the checkpoint's tree of {checkpoint.size}",
         )
     path = [_hex32(h, "proof hash") for h in proof.path]
-    try:
-        merkle.verify_inclusion(leaf, entry.seq, checkpoint.size, path, checkpoint.root)
-    except merkle.ProofError as exc:
-        raise VerificationError(
-            "inclusion", f"entry seq {entry.seq} is not in the signed tree: {exc}"
-        ) from None
+    _checked(lambda: verify_inclusion(leaf, entry.seq, checkpoint, path))
 
 
 class Witness:
@@ -183,13 +173,7 @@ class Witness:
         if old is not None and sizes is not None:
             small, big = (old, new) if old.size < new.size else (new, old)
             hashes = [_hex32(h, "consistency proof hash") for h in proof or []]
-            try:
-                merkle.verify_consistency(small.size, big.size, small.root, big.root, hashes)
-            except merkle.ProofError as exc:
-                raise VerificationError(
-                    "consistency",
-                    f"checkpoint {small.size} is not a prefix of checkpoint {big.size}: {exc}",
-                ) from None
+            _checked(lambda: verify_consistency(small, big, hashes))
         with self._lock:
             current = self._latest.get(new.app_id)
             if current is None or new.size > current.size:

@@ -20,13 +20,12 @@ from typing import Any, Final
 import jwt
 
 from trailkeep.log.record import ADMIN_ROLES, Actor
+from trailkeep.log.sessions import SESSION_LEEWAY_SECONDS, SESSION_MAX_TTL_SECONDS
 from trailkeep.server.store import AppRecord, KeyRecord, Store
 
 SCOPES: Final = ("events:write", "events:read", "manage")
 KEY_PREFIX: Final = "tk_"
 KEY_CACHE_SECONDS: Final = 5.0
-SESSION_LEEWAY_SECONDS: Final = 5
-SESSION_MAX_TTL_SECONDS: Final = 7 * 24 * 3600
 
 
 class AuthError(Exception):
@@ -64,27 +63,6 @@ def new_key(scopes: Iterable[str]) -> tuple[str, str, bytes]:
         raise ValueError(f"unknown scope {sorted(unknown)[0]!r}; choose from {', '.join(SCOPES)}")
     ident, secret = _token(10), _token(25)
     return f"key_{ident}", f"{KEY_PREFIX}{ident}_{secret}", hash_secret(secret)
-
-
-def mint_session(
-    app_id: str,
-    secret: str,
-    sub: str,
-    *,
-    role: str | None = None,
-    name: str | None = None,
-    ttl: int = 3600,
-) -> str:
-    """Mint an HS256 session token for an end user of the app (what the app's backend does)."""
-    if not 0 < ttl <= SESSION_MAX_TTL_SECONDS:
-        raise ValueError(f"ttl: 1 to {SESSION_MAX_TTL_SECONDS} seconds (7 days)")
-    now = int(time.time())
-    claims: dict[str, Any] = {"sub": sub, "aud": app_id, "iat": now, "exp": now + ttl}
-    if role is not None:
-        claims["role"] = role
-    if name is not None:
-        claims["name"] = name
-    return jwt.encode(claims, secret, algorithm="HS256")
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,13 +20,13 @@ from functools import partial
 from trailkeep.log import merkle
 from trailkeep.log.notes import Checkpoint
 from trailkeep.log.verify import (
+    Reason,
     Report,
     StoredTree,
     VerifyError,
     check_head,
     check_stored,
-    leaf_of,
-    local_lines,
+    stored_leaves,
 )
 from trailkeep.server.store import Store
 from trailkeep.server.store.records import AppRecord
@@ -43,7 +43,7 @@ class SpanResult:
     count: int
     root: bytes
     erased: int
-    error: tuple[str, int | None] | None = None
+    error: tuple[str, int | None, Reason] | None = None
 
 
 def check_span(store: Store, app_id: str, start: int, end: int, purge_horizon: int) -> SpanResult:
@@ -52,8 +52,7 @@ def check_span(store: Store, app_id: str, start: int, end: int, purge_horizon: i
     erased = 0
     try:
         rows = store.leaves_with_entries(app_id, start=start, end=end)
-        for seq, line in enumerate(local_lines(rows, purge_horizon, first=start), start):
-            leaf, stub = leaf_of(seq, line, app_id)
+        for leaf, stub in stored_leaves(rows, purge_horizon, app_id, first=start):
             erased += stub
             tree.append(leaf)
         if tree.size != end - start:
@@ -61,10 +60,11 @@ def check_span(store: Store, app_id: str, start: int, end: int, purge_horizon: i
                 f"missing: the tree has no leaf {start + tree.size} (its last leaf is "
                 f"{start + tree.size - 1}, the log's size is {end})",
                 start + tree.size,
+                "missing",
             )
         return SpanResult(start, end - start, tree.root(), erased)
     except VerifyError as exc:
-        return SpanResult(start, end - start, b"", erased, (exc.detail, exc.seq))
+        return SpanResult(start, end - start, b"", erased, (exc.detail, exc.seq, exc.reason))
 
 
 def _check_span_in_worker(
@@ -100,6 +100,7 @@ def verify_app(
             f"the database holds {size} entries, but the checkpoint covers {checkpoint.size}: "
             f"entries {size}..{checkpoint.size - 1} are missing",
             size,
+            "missing",
         )
     parts = spans(size, bits)
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(parts)))

@@ -14,7 +14,9 @@ from sqlalchemy.exc import IntegrityError
 from trailkeep.log import merkle
 from trailkeep.log.merkle import NodeId
 from trailkeep.log.query import Filters, GroupBy
-from trailkeep.server.store import reads, schema, tree
+from trailkeep.log.record import IndexedFields, format_time
+from trailkeep.log.verify import StoredRow
+from trailkeep.server.store import pgtext, reads, schema, tree
 from trailkeep.server.store.append import AppendTx, read_range, utc
 from trailkeep.server.store.driver import driver_rows, placeholder
 from trailkeep.server.store.engine import create_engines, migrate
@@ -222,18 +224,21 @@ class Store:
 
     def leaves_with_entries(
         self, app_id: str, *, start: int = 0, end: int | None = None, chunk: int = 20_480
-    ) -> Iterator[list[tuple[int, bytes, bytes | None]]]:
-        """Stream (seq, tree leaf hash, stored entry or None) for leaves [start, end), in order.
+    ) -> Iterator[list[StoredRow]]:
+        """Stream each leaf of [start, end) in order: its tree hash, entry and indexed columns.
 
-        Chunks come as lists: verification reads every row of a log, and per-row generator
-        and Row overhead was a fifth of its time. Each chunk is its own short read, so a long
-        verification never pins one snapshot (nor holds back SQLite's WAL checkpoints).
+        Rows are (seq, tree leaf hash, stored entry or None, the columns reads filter on or
+        None). Chunks come as lists, since verification reads every row of a log and per-row
+        generator and Row overhead would be a large part of its time. Each chunk is its own short
+        read, so a long verification never pins one snapshot (nor holds back SQLite's WAL
+        checkpoints).
         """
         mark = placeholder(self.reader_engine.dialect)
         sql = (
-            f"SELECT seq, entry FROM events WHERE app_id = {mark('app')}"
-            f" AND seq >= {mark('lo')} AND seq < {mark('hi')}"
+            "SELECT seq, entry, action, kind, actor_id, target_type, target_id, time FROM events"
+            f" WHERE app_id = {mark('app')} AND seq >= {mark('lo')} AND seq < {mark('hi')}"
         )
+        columns = self._indexed_of_postgres if self.dialect == "postgresql" else _indexed_of_sqlite
         low = start
         while end is None or low < end:
             high = low + chunk if end is None else min(low + chunk, end)
@@ -242,9 +247,15 @@ class Store:
                 if not leaves:
                     return
                 params = {"app": app_id, "lo": low, "hi": leaves[-1][0] + 1}
-                stored = dict(driver_rows(c, sql, params))
-            yield [(seq, digest, stored.get(seq)) for seq, digest in leaves]
+                stored = {row[0]: (row[1], columns(row)) for row in driver_rows(c, sql, params)}
+            yield [(seq, digest, *stored.get(seq, (None, None))) for seq, digest in leaves]
             low = high
+
+    @staticmethod
+    def _indexed_of_postgres(row: Sequence[Any]) -> IndexedFields:
+        target_type, target_id = (None if v is None else pgtext.decode(v) for v in row[5:7])
+        actor = pgtext.decode(row[4])
+        return IndexedFields(row[2], row[3], actor, target_type, target_id, format_time(row[7]))
 
     def page(
         self, app_id: str, filters: Filters, before: int | None, limit: int, newest_first: bool
@@ -292,3 +303,10 @@ class Store:
         except IntegrityError:
             return False
         return True
+
+
+def _indexed_of_sqlite(row: Sequence[Any]) -> IndexedFields:
+    # SQLite hands back the stored text "YYYY-MM-DD HH:MM:SS.ffffff" (always six digits).
+    stamp = row[7]
+    time = f"{stamp[:10]}T{stamp[11:]}Z" if isinstance(stamp, str) else repr(stamp)
+    return IndexedFields(row[2], row[3], row[4], row[5], row[6], time)
