@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-soak", action="store_true", help="skip the memory soak")
     parser.add_argument("--soak-seconds", type=float, default=None,
                         help=f"soak length (default {FULL.soak_seconds:.0f};"
-                             " issue 7 asks for 600)")  # fmt: skip
+                             " the target is stated for 600)")  # fmt: skip
     return parser
 
 

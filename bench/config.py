@@ -10,12 +10,12 @@ class Sizes:
     """Every count and duration a run uses; the smoke run takes the same code paths, smaller."""
 
     ingest_batch100_entries: int = 100_000
-    ingest_batch1_entries: int = 6_000  # ~3 s a variant: 3,000 left fsync jitter in its ratios
+    ingest_batch1_entries: int = 6_000  # long enough that fsync jitter does not decide a ratio
     ingest_concurrent_entries: int = 20_000
     ingest_max_seconds: float = 15.0
     ingest_rounds: int = 2  # variants run interleaved this many times; the best round counts
-    # The one-entry variants run this many rounds more: ~2-3 s each, their ratios moved by ~0.05
-    # between runs with fsync jitter and the machine's pace.
+    # The one-entry variants run this many rounds more: they are short, and fsync jitter and the
+    # machine's pace move their ratios from one round to the next.
     ingest_batch1_extra_rounds: int = 2
     concurrencies: tuple[int, ...] = (1, 4, 16, 32, 64, 256)
     load_seconds: float = 5.0

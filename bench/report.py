@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,12 @@ import jinja2
 HERE = Path(__file__).resolve().parent
 NOTES = HERE / "report_notes.md"
 TITLES = {
-    "ingest": "In-process append (issue 7 row 1, issue 4's tree overhead)",
-    "http_write": "HTTP writes (issues 2, 5 and 7)",
-    "reads": "Reads: list pages, query plans, export (issue 3, issue 7 rows 4-5)",
-    "proofs": "Inclusion and consistency proofs (issue 4)",
-    "verify": "`trailkeep verify` (issues 4 and 7)",
-    "soak": "Memory during an ingest soak (issue 7)",
+    "ingest": "In-process append",
+    "http_write": "HTTP writes",
+    "reads": "Reads: list pages, query plans, export",
+    "proofs": "Inclusion and consistency proofs",
+    "verify": "`trailkeep verify`",
+    "soak": "Memory during an ingest soak",
 }
 
 
@@ -42,6 +43,12 @@ def number(value: float | None, unit: str = "") -> str:
 def verdict(met: bool | None) -> str:
     """Met, missed, or nothing to meet."""
     return {True: "yes", False: "**no**", None: ""}[met]
+
+
+def plan_steps(lines: list[str]) -> list[str]:
+    """The steps of a captured query plan that read ``events``, in order, each once."""
+    steps = [line.strip() for line in lines if not line.startswith("--")]
+    return list(dict.fromkeys(s for s in steps if re.match(r"(SEARCH|SCAN) events\b", s)))
 
 
 def _plot_http(series: dict[str, Any], folder: Path) -> list[tuple[str, str]]:
@@ -137,6 +144,7 @@ def write(results: dict[str, Any], path: Path) -> None:
     )  # fmt: skip
     environment.filters["number"] = number
     environment.filters["verdict"] = verdict
+    environment.filters["plan_steps"] = plan_steps
     order = {name: i for i, name in enumerate(TITLES)}
     results["results"].sort(key=lambda r: order.get(r["suite"], len(order)))
     by_suite: dict[str, list[dict[str, Any]]] = {}

@@ -256,8 +256,8 @@ def _beside_reads(run: Run, sizes: Sizes, server: BenchServer, url: str, alone: 
     """Single writes at 32 clients while 64 more clients list the same app's log.
 
     Reads run in the event loop's thread pool; the writer is a process of its own
-    (writer_process.py), so its commits never wait in that pool's queue, nor for the GIL, behind
-    the reads.
+    (server/ingest/process.py), so its commits never wait in that pool's queue, nor for the
+    GIL, behind the reads.
     """
     single, _ = bodies()
     base, headers = _filled_app(sizes, server, url)

@@ -318,7 +318,7 @@ def _record(run: Run, best: dict[str, float], mean_commit: float) -> None:
     raw_name = "raw sqlite3 executemany of the same rows (entries and tree tiles), batches of"
     # The target is judged where a server's load puts the writer: many callers, each batch of
     # 100 joining a group commit. One caller's batches each wait for the commit before, and raw
-    # SQLite at 100 a transaction is itself below 50,000 a second on this machine.
+    # SQLite at 100 a transaction (measured beside it) can itself be below the target.
     run.add(Result(
         SUITE, "Ingest.append, 16 concurrent callers, batches of 100", grouped, unit,
         target="≥ 50,000 entries/s", met=grouped >= 50_000, baseline=best[f"raw_{GROUPED}"],

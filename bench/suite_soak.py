@@ -1,10 +1,10 @@
 """Memory under sustained ingest: the server's RSS, sampled while wrk writes without pause.
 
-Bounded: ``soak_seconds`` (2 minutes in the full run, not issue 7's 10, to keep `make bench`
-under 10 minutes), ``soak_connections`` clients sending single-entry writes, RSS read from
-``/proc/<pid>/status`` of the server and of its writer process every ``soak_sample_seconds``.
-Growth is counted from the first sample at or after ``soak_warmup_seconds`` (one minute) to the
-largest sample after it.
+Bounded: ``soak_seconds`` (2 minutes in the full run, not the 10 the target is stated for, to
+keep `make bench` under 10 minutes), ``soak_connections`` clients sending single-entry writes,
+RSS read from ``/proc/<pid>/status`` of the server and of its writer process every
+``soak_sample_seconds``. Growth is counted from the first sample at or after
+``soak_warmup_seconds`` (one minute) to the largest sample after it.
 """
 
 from __future__ import annotations

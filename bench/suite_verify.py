@@ -53,8 +53,8 @@ def run(run: Run, sizes: Sizes) -> None:
     count = int(data.meta["count"])
     entries, checkpoint, key = fixtures.export_files(data, app)
     startup, _ = _timed("verify", "--help")
-    # Best of two: the first run of each may read the 500 MB export or the 2.5 GB database from
-    # disk, after the suites before it pushed them out of the page cache (~50% slower).
+    # Best of two: the first run of each may read the export or the database from disk, after
+    # the suites before it pushed them out of the page cache.
     offline, local = float("inf"), float("inf")
     for _ in range(2):
         took, said = _timed("verify", "--entries", str(entries), "--checkpoint", str(checkpoint),
