@@ -17,10 +17,13 @@ import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 import rfc8785
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
 from tests.integration.reading import events_url, export_lines, ok, sqlite_path
 from tests.integration.test_integrity import (
@@ -371,3 +374,75 @@ def test_local_verify_detects_a_tampered_level_8_hash(saved: Saved, spans: tuple
     with restored(saved):
         _edit_tile(saved, 1, 0, lambda hashes: FORGED)
         failed(saved.verify_app(*spans), r"\bseq 0\b", "level 8, index 0")
+
+
+# --- Index columns edited behind the server's back, on either database ------------------------
+
+
+def _tamper_column(server: Server, app_id: str, seq: int, column: str, value: object) -> None:
+    """Set one indexed column of one row, with the append-only guard lifted just for it."""
+    url = server.database_url
+    if url.startswith(("postgresql://", "postgres://")):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    engine = create_engine(url, poolclass=NullPool)
+    where = "WHERE app_id = :app AND seq = :seq"
+    try:
+        with engine.begin() as c:
+            if server.backend == "postgres":
+                # In one transaction: no other session ever sees the guard lifted.
+                c.execute(text("ALTER TABLE events DISABLE TRIGGER USER"))
+                c.execute(text(f"UPDATE events SET {column} = :value {where}"),
+                          {"value": value, "app": app_id, "seq": seq})  # fmt: skip
+                c.execute(text("ALTER TABLE events ENABLE TRIGGER USER"))
+                return
+            (guard,) = c.execute(
+                text("SELECT sql FROM sqlite_master WHERE name = 'events_no_update'")
+            ).one()
+            c.execute(text("DROP TRIGGER events_no_update"))
+            c.execute(text(f"UPDATE events SET {column} = :value {where}"),
+                      {"value": value, "app": app_id, "seq": seq})  # fmt: skip
+            c.exec_driver_sql(guard)
+    finally:
+        engine.dispose()
+
+
+def _earlier(stamp: object) -> object:
+    """A moment one microsecond before ``stamp``, as the database stores it."""
+    if isinstance(stamp, datetime):
+        return stamp - timedelta(microseconds=1)
+    moment = datetime.fromisoformat(str(stamp)) - timedelta(microseconds=1)
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("action", "forged.action"),
+        ("actor_id", "someone_else"),
+        ("kind", "user"),
+        ("target_type", "invoice"),
+        ("target_id", None),
+        ("time", _earlier),
+    ],
+)
+def test_local_verify_names_an_index_column_that_disagrees_with_its_entry(
+    server: Server, column: str, value: object
+) -> None:
+    tenant = server.tenant("index columns")
+    with server.client(tenant.key) as c:
+        for n in range(6):
+            body = {"action": "doc.edit", "target_type": "doc", "target_id": f"d{n}"}
+            assert c.post(events_url(tenant.app_id), json=body).status_code == 201
+    assert json.loads(server.query(
+        "SELECT entry FROM events WHERE app_id = :app AND seq = 4", app=tenant.app_id
+    )[0][0])["kind"] == "admin"  # a key with `manage` acts as an administrator  # fmt: skip
+    verified = server.cli("verify", "--app", tenant.app_id, check=False)
+    assert verified.returncode == 0, verified.stderr + verified.stdout
+    if callable(value):
+        (stamp,) = server.query(
+            "SELECT time FROM events WHERE app_id = :app AND seq = 4", app=tenant.app_id
+        )[0]
+        value = value(stamp)
+    _tamper_column(server, tenant.app_id, 4, column, value)
+    result = server.cli("verify", "--app", tenant.app_id, check=False)
+    failed(result, r"\bseq 4\b", f"indexed column {column}")

@@ -15,10 +15,19 @@ import trailkeep.cli.verify as cli_verify
 from tests.trees import root_of
 from trailkeep.log import merkle
 from trailkeep.log.notes import Checkpoint
-from trailkeep.log.record import Actor, EventWrite, Origin, prepare, with_leaf_hash
+from trailkeep.log.record import (
+    Actor,
+    EventWrite,
+    IndexedFields,
+    Origin,
+    indexed_fields,
+    prepare,
+    with_leaf_hash,
+)
 from trailkeep.log.tiles import TILE_HEIGHT
-from trailkeep.log.verify import Report, StoredTree, VerifyError, verify_entries
+from trailkeep.log.verify import Report, StoredTree, VerifyError, check_indexed, verify_entries
 from trailkeep.log.verify.entries import fast_leaf
+from trailkeep.log.verify.stored import _columns_match_exact
 from trailkeep.server.ids import new_entry_id
 from trailkeep.server.verify_app import spans
 
@@ -213,3 +222,36 @@ def test_the_verify_report_counts_in_words(
     printed = capsys.readouterr().out
     for line in lines:
         assert line in printed, printed
+
+
+# --- The columns reads filter on, against the entry's own fields -------------------------------
+
+TARGETS = st.one_of(st.none(), st.tuples(st.text(min_size=1, max_size=8), st.text(max_size=8)))
+
+
+def _stored_row(seq: int, meta: dict[str, Any], target: tuple[str, str] | None) -> bytes:
+    event = EventWrite(
+        action="doc.share", metadata=meta,
+        target_type=None if target is None else target[0],
+        target_id=None if target is None else target[1] or "x",
+    )  # fmt: skip
+    document = prepare(APP, new_entry_id(), event, ACTOR, ORIGIN, 10_240).canonical(seq, TIME)
+    return with_leaf_hash(document, merkle.hash_leaf(document))
+
+
+@given(metadata, TARGETS, st.sampled_from(IndexedFields._fields), st.text(max_size=6))
+def test_the_exact_column_check_agrees_with_the_parsed_one(
+    meta: dict[str, Any], target: tuple[str, str] | None, column: str, other: str
+) -> None:
+    row = _stored_row(0, meta, target)
+    own = indexed_fields(orjson.loads(row))
+    assert _columns_match_exact(row, own)
+    check_indexed(0, orjson.loads(row), own)
+    changed = own._replace(**{column: other})
+    if changed == own:
+        return
+    assert not _columns_match_exact(row, changed)
+    with pytest.raises(VerifyError) as failure:
+        check_indexed(0, orjson.loads(row), changed)
+    assert (failure.value.seq, failure.value.reason) == (0, "index")
+    assert f"indexed column {column}" in str(failure.value)
