@@ -13,7 +13,6 @@ from playwright.sync_api import Browser, Page
 
 from tests.support import Server, Tenant, free_port
 from trailkeep.server import provision
-from trailkeep.server.settings import Settings
 from trailkeep.server.store import Store
 
 # Wraps window.fetch before any page script runs, to record each call the SDK makes.
@@ -123,11 +122,11 @@ def allow(server: Server, tenant: Tenant, *origins: str) -> None:
 
 
 def offline_tenant(server: Server, *origins: str) -> Tenant:
-    """An app made in the (not yet started) server's database directly, with allowed origins.
+    """An app made in the server's database directly (SQLite or PostgreSQL), with allowed origins.
 
     Saves two CLI processes (seconds each on a busy machine) where the CLI is not under test.
     """
-    store = Store(Settings(data_dir=server.data_dir).resolved_database_url)
+    store = Store(server.database_url)
     try:
         store.migrate()
         made = provision.create_app(store, "offline")

@@ -180,7 +180,7 @@ def test_apps_update_sets_adds_and_clears_origins(server: Server) -> None:
         "app_id": app_id, "allowed_origins": ["https://app.example", "http://127.0.0.1:8080"],
     }  # fmt: skip
     runner = CliRunner()
-    env = {"TRAILKEEP_DATA_DIR": str(server.data_dir)}
+    env = {name: value for name, value in server.env.items() if name.startswith("TRAILKEEP_")}
 
     def update(*args: str) -> list[str]:
         result = runner.invoke(cli_app, ["apps", "update", app_id, *args, "--json"], env=env)

@@ -19,10 +19,8 @@ from trailkeep.cli.common import (
     out,
     print_json,
 )
+from trailkeep.log.credentials import SCOPES
 from trailkeep.sdk.sessions import mint_session
-from trailkeep.server import provision
-from trailkeep.server.auth import SCOPES
-from trailkeep.server.provision import normalize_origin
 
 apps_cli = typer.Typer(help="Create and list apps (tenants).", no_args_is_help=True)
 keys_cli = typer.Typer(help="Create and revoke API keys.", no_args_is_help=True)
@@ -34,6 +32,8 @@ def apps_create(
     name: str, as_json: AsJson = False, data_dir: DataDir = None, database_url: DatabaseUrl = None
 ) -> None:
     """Create an app; prints its id, a key with every scope and its session secret."""
+    from trailkeep.server import provision
+
     made = provision.create_app(open_store(data_dir, database_url), name)
     if as_json:
         print_json({"app_id": made.app_id, "key": made.key, "key_id": made.key_id,
@@ -84,6 +84,8 @@ def apps_update(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Change an app's settings: the web origins allowed to write from a browser."""
+    from trailkeep.server.provision import normalize_origin
+
     wanted = [normalize_origin(origin) for origin in allow_origin or []]
     if not wanted and not clear_origins:
         raise CliError("nothing to change: give --allow-origin URL or --clear-origins")
@@ -112,6 +114,8 @@ def keys_create(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Create an API key with the given scopes (shown once)."""
+    from trailkeep.server import provision
+
     made = provision.create_key(open_store(data_dir, database_url), app_id, scope, name)
     if as_json:
         print_json(asdict(made))

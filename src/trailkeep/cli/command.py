@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from trailkeep.cli.apps import apps_cli, keys_cli, sessions_cli
-from trailkeep.cli.common import CliError, err
+from trailkeep.cli.common import SERVER_PACKAGES, CliError, err
 from trailkeep.cli.events import events_cli
 from trailkeep.cli.serve import migrate, serve
 from trailkeep.cli.verify import verify
@@ -37,6 +37,14 @@ def main() -> None:
         _fail(exc.format_message(), exc.exit_code)
     except typer.Abort:
         _fail("aborted", 1)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in SERVER_PACKAGES:
+            _fail(f"{type(exc).__name__}: {exc}", 1)
+        _fail(
+            f"this command runs the server's code, which needs {exc.name!r}: "
+            "pip install 'trailkeep[server]'",
+            1,
+        )
     except (CliError, LookupError, ValueError, OSError) as exc:
         _fail(str(exc), 1)
     except Exception as exc:  # one line, never a traceback, for anything else too

@@ -1,17 +1,23 @@
-"""What the ``trailkeep`` subcommands share: consoles, option types and opening the store."""
+"""What the ``trailkeep`` subcommands share: consoles, option types and opening the store.
+
+The server's packages are imported only by the commands that need them, so that ``pip install
+trailkeep`` (the SDK and the verifier, without ``[server]``) still runs ``trailkeep verify``.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
-from trailkeep.server.settings import Settings
-from trailkeep.server.store import Store
+if TYPE_CHECKING:
+    from trailkeep.server.settings import Settings
+    from trailkeep.server.store import Store
 
 out = Console()
 err = Console(stderr=True)
@@ -30,16 +36,32 @@ class CliError(Exception):
     """An error the user can act on: printed as one line, exit status 1."""
 
 
+#: The top-level packages of ``trailkeep[server]``: a command that misses one says what to install.
+SERVER_PACKAGES = frozenset(
+    {"fastapi", "starlette", "uvicorn", "sqlalchemy", "alembic", "psycopg", "redis", "limits",
+     "pydantic_settings", "prometheus_client"}
+)  # fmt: skip
+
+
 def settings_from(**overrides: Any) -> Settings:
     """Environment settings, overridden by the options that were given."""
+    from trailkeep.server.settings import Settings
+
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
 def open_store(data_dir: Path | None, database_url: str | None) -> Store:
     """Open and migrate the configured database."""
+    from trailkeep.server.store import Store
+
     store = Store(settings_from(data_dir=data_dir, database_url=database_url).resolved_database_url)
     store.migrate()
     return store
+
+
+def data_dir_of(option: Path | None) -> Path:
+    """The data directory: ``--data-dir``, else ``TRAILKEEP_DATA_DIR``, else ``./data``."""
+    return option or Path(os.environ.get("TRAILKEEP_DATA_DIR") or "./data")
 
 
 def print_json(value: Any) -> None:

@@ -1,18 +1,25 @@
-"""``trailkeep events``: list, follow and count entries through a server's HTTP API."""
+"""``trailkeep events``: list, follow and count entries through a server's HTTP API.
+
+Every request goes through the SDK's client (``trailkeep.sdk.Client``): its retries, its errors
+and its parsing, so the CLI has no HTTP client of its own.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
-from collections.abc import Iterator
-from typing import Annotated, Any
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, cast
 
-import httpx
 import typer
 from rich.table import Table
 
-from trailkeep.cli.common import AppOpt, AsJson, CliError, DataDir, out, settings_from
+from trailkeep.cli.common import AppOpt, AsJson, CliError, DataDir, data_dir_of, out
+from trailkeep.sdk import Audit, Client, ConnectionFailed, Entry, RetryPolicy, TrailkeepError
+from trailkeep.sdk.models import GroupBy
 
 events_cli = typer.Typer(help="Read an app's log through the API.", no_args_is_help=True)
 
@@ -33,13 +40,15 @@ Since = Annotated[str | None, typer.Option("--since", help="RFC 3339, inclusive.
 Until = Annotated[str | None, typer.Option("--until", help="RFC 3339, inclusive.")]
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
+#: A command line answers quickly: a couple of retries, not the SDK's patient default.
+RETRY = RetryPolicy(max_retries=2)
 
 
-def _credential(key: str | None, app_id: str, data_dir: Any) -> str:
+def _credential(key: str | None, app_id: str, data_dir: Path | None) -> str:
     if key:
         return key
     # `make run` keeps the demo app's credentials in the data directory: use them if they fit.
-    path = settings_from(data_dir=data_dir).data_dir / "demo-credentials.json"
+    path = data_dir_of(data_dir) / "demo-credentials.json"
     if path.exists():
         demo = json.loads(path.read_text())
         if demo.get("app_id") == app_id:
@@ -47,42 +56,26 @@ def _credential(key: str | None, app_id: str, data_dir: Any) -> str:
     raise CliError("give --key (or set TRAILKEEP_KEY): a key with events:read")
 
 
-class _Api:
-    def __init__(self, server: str, app_id: str, credential: str) -> None:
-        self.client = httpx.Client(
-            base_url=f"{server.rstrip('/')}/v1/apps/{app_id}",
-            headers={"Authorization": f"Bearer {credential}"},
-            timeout=60,
-        )
-
-    def get(self, path: str, params: dict[str, Any]) -> Any:
-        try:
-            response = self.client.get(path, params=params)
-        except httpx.TransportError as exc:
-            raise CliError(f"cannot reach the server: {exc}") from None
-        if response.status_code != 200:
-            try:
-                detail = response.json().get("detail", response.text)
-            except ValueError:
-                detail = response.text
-            raise CliError(f"{response.status_code}: {detail}")
-        return response.json()
-
-    def pages(self, params: dict[str, Any], follow: bool) -> Iterator[dict[str, Any]]:
-        cursor = None
-        while True:
-            page = self.get("/events", {**params, **({"cursor": cursor} if cursor else {})})
-            yield from page["data"]
-            cursor = page["next_cursor"]
-            if not follow or cursor is None:
-                return
+@contextmanager
+def _audit(server: str, app_id: str, key: str | None, data_dir: Path | None) -> Iterator[Audit]:
+    """The app's log on ``server``; the SDK's errors become one-line CLI errors."""
+    credential = _credential(key, app_id, data_dir)
+    try:
+        with Client(server, app_id, credential, timeout=60, retry=RETRY) as client:
+            yield client.audit
+    except ConnectionFailed as exc:
+        raise CliError(f"cannot reach the server: {exc.detail}") from None
+    except TrailkeepError as exc:
+        raise CliError(
+            exc.detail if exc.status is None else f"{exc.status}: {exc.detail}"
+        ) from None
 
 
 def _filters(**given: Any) -> dict[str, Any]:
     return {name: value for name, value in given.items() if value not in (None, [])}
 
 
-def _table(entries: list[dict[str, Any]]) -> Table:
+def _table(entries: list[Mapping[str, Any]]) -> Table:
     table = Table("seq", "time", "kind", "action", "actor", "target", "ip")
     for e in entries:
         target = e.get("target") or {}
@@ -113,17 +106,21 @@ def list_events(
     data_dir: DataDir = None,
 ) -> None:
     """List entries, newest first: a table, or NDJSON with --json."""
-    api = _Api(server, app_id, _credential(key, app_id, data_dir))
-    params = _filters(
+    filters = _filters(
         action=action, action_prefix=action_prefix, actor=actor, target_type=target_type,
-        target_id=target_id, kind=kind, since=since, until=until, limit=limit,
+        target_id=target_id, kind=kind, since=since, until=until,
     )  # fmt: skip
-    entries = api.pages(params, follow_all)
-    if as_json:
-        for entry in entries:
-            sys.stdout.write(json.dumps(entry, ensure_ascii=False) + "\n")
-        return
-    out.print(_table(list(entries)))
+    with _audit(server, app_id, key, data_dir) as audit:
+        if follow_all:
+            entries = (e.raw for e in audit.list(page_size=limit, **filters))
+        else:
+            entries = (e.raw for e in audit.page(limit=limit, **filters).data)
+        if as_json:
+            for entry in entries:
+                sys.stdout.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            return
+        shown = list(entries)
+    out.print(_table(shown))
 
 
 @events_cli.command("tail")
@@ -136,23 +133,23 @@ def tail(
     data_dir: DataDir = None,
 ) -> None:
     """Follow new entries as they arrive (NDJSON, oldest first)."""
-    api = _Api(server, app_id, _credential(key, app_id, data_dir))
-    latest = api.get("/events", {"limit": 1})["data"]
-    seen = latest[0]["seq"] if latest else -1
-    shown = 0
-    while count is None or shown < count:
-        fresh: list[dict[str, Any]] = []
-        for entry in api.pages({"limit": 1000}, follow=True):
-            if entry["seq"] <= seen:
-                break
-            fresh.append(entry)
-        for entry in reversed(fresh):
-            sys.stdout.write(json.dumps(entry, ensure_ascii=False) + "\n")
-            sys.stdout.flush()
-            seen, shown = entry["seq"], shown + 1
-            if count is not None and shown >= count:
-                return
-        time.sleep(interval)
+    with _audit(server, app_id, key, data_dir) as audit:
+        latest = audit.page(limit=1).data
+        seen = latest[0].seq if latest else -1
+        shown = 0
+        while count is None or shown < count:
+            fresh: list[Entry] = []
+            for entry in audit.list(page_size=1000):
+                if entry.seq <= seen:
+                    break
+                fresh.append(entry)
+            for entry in reversed(fresh):
+                sys.stdout.write(json.dumps(entry.raw, ensure_ascii=False) + "\n")
+                sys.stdout.flush()
+                seen, shown = entry.seq, shown + 1
+                if count is not None and shown >= count:
+                    return
+            time.sleep(interval)
 
 
 @events_cli.command("stats")
@@ -173,16 +170,17 @@ def stats(
     data_dir: DataDir = None,
 ) -> None:
     """Count entries grouped by action, actor, target type or day."""
-    api = _Api(server, app_id, _credential(key, app_id, data_dir))
-    params = _filters(
-        group_by=by, action=action, action_prefix=action_prefix, actor=actor,
-        target_type=target_type, target_id=target_id, kind=kind, since=since, until=until,
+    filters = _filters(
+        action=action, action_prefix=action_prefix, actor=actor, target_type=target_type,
+        target_id=target_id, kind=kind, since=since, until=until,
     )  # fmt: skip
-    groups = api.get("/stats", params)["groups"]
+    with _audit(server, app_id, key, data_dir) as audit:
+        # The server names what it accepts: `--by` is passed on as given.
+        groups = audit.stats(cast(GroupBy, by), **filters).groups
     if as_json:
-        sys.stdout.write(json.dumps(groups) + "\n")
+        sys.stdout.write(json.dumps([{"key": g.key, "count": g.count} for g in groups]) + "\n")
         return
     table = Table(by, "count")
     for group in groups:
-        table.add_row(str(group["key"]), str(group["count"]))
+        table.add_row(str(group.key), str(group.count))
     out.print(table)

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import os
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from trailkeep.cli.common import CliError, DatabaseUrl, DataDir, open_store, out, settings_from
-from trailkeep.server import provision
-from trailkeep.server.ingest.checkpointer import load_signer
-from trailkeep.server.settings import Settings
-from trailkeep.server.store import Store
-from trailkeep.server.store.engine import MigrationError, is_postgres
+
+if TYPE_CHECKING:
+    from trailkeep.server.provision import NewApp
+    from trailkeep.server.settings import Settings
 
 
 def serve(
@@ -31,7 +30,11 @@ def serve(
     """Serve the HTTP API."""
     import uvicorn
 
+    from trailkeep.server import provision
     from trailkeep.server.api import create_app
+    from trailkeep.server.ingest.checkpointer import load_signer
+    from trailkeep.server.store import Store
+    from trailkeep.server.store.engine import MigrationError
 
     given = {"data_dir": data_dir, "database_url": database_url, "rate_limit": rate_limit,
              "redis_url": redis_url}  # fmt: skip
@@ -77,6 +80,8 @@ def serve(
 
 
 def _check_workers(settings: Settings) -> None:
+    from trailkeep.server.store.engine import is_postgres
+
     if not is_postgres(settings.resolved_database_url):
         raise CliError(
             "--workers needs PostgreSQL: a SQLite file takes one writing process "
@@ -102,7 +107,7 @@ def migrate(
     out.print(f"schema is up to date; {made} partition(s) created")
 
 
-def _print_demo(made: provision.NewApp, host: str, port: int) -> None:
+def _print_demo(made: NewApp, host: str, port: int) -> None:
     base = f"http://{host}:{port}"
     body = '{"action":"demo.hello","target_type":"doc","target_id":"doc_1","metadata":{"n":1}}'
     out.print("[bold]Trailkeep demo app[/bold] (credentials in the data dir's demo file)")

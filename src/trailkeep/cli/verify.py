@@ -6,9 +6,8 @@ import base64
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import httpx
 import orjson
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -23,9 +22,11 @@ from trailkeep.log.verify import (
     verify_consistency,
     verify_entries,
 )
-from trailkeep.server.settings import Settings
-from trailkeep.server.store import Store
-from trailkeep.server.verify_app import SPAN_BITS, verify_app
+from trailkeep.sdk import Client, RetryPolicy, TrailkeepError
+
+if TYPE_CHECKING:
+    from trailkeep.server.settings import Settings
+    from trailkeep.server.store import Store
 
 FileOpt = Path | None
 _FILE = {"exists": True, "dir_okay": False, "readable": True}
@@ -43,14 +44,14 @@ def _lines(path: Path) -> Iterator[bytes]:
 
 
 def _fetch_proof(server: str, api_key: str | None, app_id: str, old: int, new: int) -> list[bytes]:
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    response = httpx.get(
-        f"{server.rstrip('/')}/v1/apps/{app_id}/proofs/consistency",
-        params={"from": old, "to": new}, headers=headers, timeout=30,
-    )  # fmt: skip
-    if response.status_code != 200:
-        raise CliError(f"the server refused the consistency proof: {response.text.strip()}")
-    return [bytes.fromhex(h) for h in response.json()["path"]]
+    if not api_key:
+        raise CliError("--server needs --api-key (or TRAILKEEP_KEY): any key of the app")
+    try:
+        with Client(server, app_id, api_key, timeout=30, retry=RetryPolicy(max_retries=2)) as c:
+            path = c.consistency_proof(old, new)
+    except TrailkeepError as exc:
+        raise CliError(f"the server refused the consistency proof: {exc}") from None
+    return [bytes.fromhex(h) for h in path]
 
 
 def _proof_file(path: Path) -> list[bytes]:
@@ -59,13 +60,20 @@ def _proof_file(path: Path) -> list[bytes]:
     return [bytes.fromhex(h) for h in hashes]
 
 
-def _local(settings: Settings) -> NoteVerifier:
+def _local_verifier(settings: Settings) -> NoteVerifier:
     # Read, never create: a verifier that made a fresh key would "verify" against nothing,
     # and a later `serve` would sign with the stray key.
     path = settings.resolved_signing_key_file
     if not path.exists():
         raise CliError(f"no signing key at {path}: give --key (the server's checkpoint key)")
     return NoteSigner.from_signer_key(path.read_text().strip()).verifier()
+
+
+def _key_file(path: Path) -> NoteVerifier:
+    try:
+        return NoteVerifier.from_verifier_key(_read(path).strip())
+    except NoteError as exc:
+        raise CliError(f"--key: {exc}") from None
 
 
 def verify(
@@ -96,76 +104,107 @@ def verify(
         int | None,
         typer.Option("--jobs", min=1, help="Processes for --app (default: one per core)."),
     ] = None,
-    span_bits: Annotated[int, typer.Option("--span-bits", min=1, max=40, hidden=True)] = (
-        SPAN_BITS
+    span_bits: Annotated[int | None, typer.Option("--span-bits", min=1, max=40, hidden=True)] = (
+        None
     ),
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Verify entries, their root against a signed checkpoint, and checkpoint consistency."""
-    settings = settings_from(data_dir=data_dir, database_url=database_url)
-    store: Store | None = None
-    if app_id is not None:
-        # The key first: a run that cannot verify anything must not create a database either.
-        verifier = NoteVerifier.from_verifier_key(_read(key).strip()) if key else _local(settings)
-        store = Store(settings.resolved_database_url)
-        store.migrate()
-    else:
-        if entries is None or checkpoint is None or key is None:
-            raise CliError("give --entries, --checkpoint and --key (or --app for the local log)")
-        try:
-            verifier = NoteVerifier.from_verifier_key(_read(key).strip())
-        except NoteError as exc:
-            raise CliError(f"--key: {exc}") from None
     try:
-        url = settings.resolved_database_url
-        report = _run(store, url, app_id, entries, checkpoint, verifier, jobs, span_bits)
-        if old_checkpoint is not None:
-            assert report.checkpoint is not None
-            old = open_signed(_read(old_checkpoint), verifier, "--old-checkpoint")
-            if consistency_proof is not None:
-                proof = _proof_file(consistency_proof)
-            elif store is not None and old.size:
-                proof = store.consistency_proof(app_of(old), old.size, report.checkpoint.size)
-            elif server is not None and old.size:
-                proof = _fetch_proof(server, api_key, app_of(old), old.size, report.checkpoint.size)
-            elif old.size:
-                raise CliError("--old-checkpoint needs --consistency-proof or --server")
-            else:
-                proof = []
-            verify_consistency(old, report.checkpoint, proof)
-            out.print(f"consistent: checkpoint {old.size} is a prefix of {report.checkpoint.size}")
+        if app_id is not None:
+            report = _local(
+                app_id, key, checkpoint, old_checkpoint, consistency_proof, server, api_key,
+                jobs, span_bits, data_dir, database_url,
+            )  # fmt: skip
+        else:
+            if entries is None or checkpoint is None or key is None:
+                raise CliError(
+                    "give --entries, --checkpoint and --key (or --app for the local log)"
+                )
+            verifier = _key_file(key)
+            signed = open_signed(_read(checkpoint), verifier, "--checkpoint")
+            with _progress(signed.size) as advance:
+                report = verify_entries(
+                    _lines(entries), signed, app_id=app_of(signed), progress=advance
+                )
+            if old_checkpoint is not None:
+                _check_old(report, _read(old_checkpoint), verifier, consistency_proof,
+                           None, server, api_key)  # fmt: skip
     except VerifyError as exc:
         err.print(f"[red]FAILED[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     _print_report(report)
 
 
-def _run(
-    store: Store | None, url: str, app_id: str | None, entries: Path | None,
-    checkpoint: Path | None, verifier: NoteVerifier, jobs: int | None, span_bits: int,
+def _local(
+    app_id: str, key: Path | None, checkpoint: Path | None, old_checkpoint: Path | None,
+    consistency_proof: Path | None, server: str | None, api_key: str | None, jobs: int | None,
+    span_bits: int | None, data_dir: Path | None, database_url: str | None,
 ) -> Report:  # fmt: skip
-    if store is not None and app_id is not None:
-        app = store.get_app(app_id)
-        if app is None:
-            raise CliError(f"no app {app_id!r} in this database")
-        if checkpoint is not None:
-            signed = open_signed(_read(checkpoint), verifier, "--checkpoint")
-        else:
-            record = store.latest_checkpoint(app_id)
-            if record is None:
-                raise CliError(f"no checkpoint of {app_id} is stored yet: start the server")
-            signed = open_signed(record.note, verifier, "the latest stored checkpoint")
-        size = store.log_size(app_id)
-        with _progress(size) as advance:
-            return verify_app(
-                store, url, app, signed, size, jobs=jobs, bits=span_bits, progress=advance
-            )
-    assert entries is not None
-    assert checkpoint is not None
-    signed = open_signed(_read(checkpoint), verifier, "--checkpoint")
-    with _progress(signed.size) as advance:
-        return verify_entries(_lines(entries), signed, app_id=app_of(signed), progress=advance)
+    """Verify an app in the local database (``--app``); this needs ``trailkeep[server]``."""
+    from trailkeep.server.store import Store
+
+    settings = settings_from(data_dir=data_dir, database_url=database_url)
+    # The key first: a run that cannot verify anything must not create a database either.
+    verifier = _key_file(key) if key else _local_verifier(settings)
+    url = settings.resolved_database_url
+    store = Store(url)
+    try:
+        store.migrate()
+        report = _verify_local(store, url, app_id, checkpoint, verifier, jobs, span_bits)
+        if old_checkpoint is not None:
+            _check_old(report, _read(old_checkpoint), verifier, consistency_proof,
+                       store.consistency_proof, server, api_key)  # fmt: skip
+        return report
+    finally:
+        store.close()
+
+
+def _verify_local(
+    store: Store, url: str, app_id: str, checkpoint: Path | None, verifier: NoteVerifier,
+    jobs: int | None, span_bits: int | None,
+) -> Report:  # fmt: skip
+    from trailkeep.server.verify_app import SPAN_BITS, verify_app
+
+    app = store.get_app(app_id)
+    if app is None:
+        raise CliError(f"no app {app_id!r} in this database")
+    if checkpoint is not None:
+        signed = open_signed(_read(checkpoint), verifier, "--checkpoint")
+    else:
+        record = store.latest_checkpoint(app_id)
+        if record is None:
+            raise CliError(f"no checkpoint of {app_id} is stored yet: start the server")
+        signed = open_signed(record.note, verifier, "the latest stored checkpoint")
+    size = store.log_size(app_id)
+    with _progress(size) as advance:
+        return verify_app(
+            store, url, app, signed, size, jobs=jobs, bits=span_bits or SPAN_BITS,
+            progress=advance,
+        )  # fmt: skip
+
+
+def _check_old(
+    report: Report, note: str, verifier: NoteVerifier, proof_file: Path | None,
+    local_proof: Callable[[str, int, int], list[bytes]] | None, server: str | None,
+    api_key: str | None,
+) -> None:  # fmt: skip
+    """Prove the older checkpoint ``note`` consistent with the one just verified."""
+    assert report.checkpoint is not None
+    old, new = open_signed(note, verifier, "--old-checkpoint"), report.checkpoint
+    if proof_file is not None:
+        proof = _proof_file(proof_file)
+    elif not old.size:
+        proof = []
+    elif local_proof is not None:
+        proof = local_proof(app_of(old), old.size, new.size)
+    elif server is not None:
+        proof = _fetch_proof(server, api_key, app_of(old), old.size, new.size)
+    else:
+        raise CliError("--old-checkpoint needs --consistency-proof or --server")
+    verify_consistency(old, new, proof)
+    out.print(f"consistent: checkpoint {old.size} is a prefix of {new.size}")
 
 
 @contextmanager

@@ -126,16 +126,20 @@ class AsyncClient:
         await self._witness(proven.checkpoint)
         return Verified(proven.entry, proven.checkpoint, verifier.name)
 
+    async def consistency_proof(self, old: int, new: int) -> list[str]:
+        """The server's RFC 9162 proof (hex hashes) that tree ``old`` is a prefix of ``new``."""
+        answer = await self.send(self._core.builder.consistency(old, new))
+        return consistency_path(answer.json())
+
     async def _witness(self, checkpoint: SignedCheckpoint) -> None:
         async with self._witness_lock:  # one proof at a time, so each is against the latest
             sizes = self._core.witness.needs_proof(checkpoint)
             path = None
             if sizes is not None:
                 try:
-                    answer = await self.send(self._core.builder.consistency(*sizes))
+                    path = await self.consistency_proof(*sizes)
                 except (InvalidRequest, NotFound) as exc:
                     raise unproven(sizes, exc) from exc
-                path = consistency_path(answer.json())
             self._core.witness.accept(checkpoint, path)
 
     async def aclose(self) -> None:

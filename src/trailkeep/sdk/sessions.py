@@ -6,7 +6,7 @@ import time
 
 import jwt
 
-from trailkeep.log.sessions import SESSION_MAX_TTL_SECONDS, session_claims
+from trailkeep.log.credentials import SESSION_MAX_TTL_SECONDS, session_claims
 
 from .errors import ConfigurationError, local_error
 

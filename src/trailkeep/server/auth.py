@@ -19,11 +19,10 @@ from typing import Any, Final
 
 import jwt
 
+from trailkeep.log.credentials import SCOPES, SESSION_LEEWAY_SECONDS, SESSION_MAX_TTL_SECONDS
 from trailkeep.log.record import ADMIN_ROLES, Actor
-from trailkeep.log.sessions import SESSION_LEEWAY_SECONDS, SESSION_MAX_TTL_SECONDS
 from trailkeep.server.store import AppRecord, KeyRecord, Store
 
-SCOPES: Final = ("events:write", "events:read", "manage")
 KEY_PREFIX: Final = "tk_"
 KEY_CACHE_SECONDS: Final = 5.0
 

@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from trailkeep.server.auth import SCOPES, new_app_id, new_key, new_session_secret
+from trailkeep.log.credentials import SCOPES
+from trailkeep.server.auth import new_app_id, new_key, new_session_secret
 from trailkeep.server.store import Store
 
 

@@ -1,6 +1,6 @@
-"""Session tokens: the claims an app's backend signs for one of its end users.
+"""Credentials as the API defines them: what an API key may do, and what a session claims.
 
-Pure: the caller gives the time. The SDK signs these claims (HS256 with the app's session
+Pure: the caller gives the time. The SDK signs session claims (HS256 with the app's session
 secret); the server verifies them with the same limits.
 """
 
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+#: What an API key may be allowed: write entries, read the log, manage the app.
+SCOPES: Final = ("events:write", "events:read", "manage")
 #: The longest a session may live: a token with a far-off expiry is a key in all but name.
 SESSION_MAX_TTL_SECONDS: Final = 7 * 24 * 3600
 #: Clock skew forgiven between the minting backend and the server, on ``exp``.
