@@ -1,4 +1,4 @@
-"""Credentials over real HTTP (DESIGN.md §2): session tokens, revoked keys, tenancy, forwarding.
+"""Credentials over real HTTP: session tokens, revoked keys, tenancy, forwarding.
 
 What test_writes.py already covers (who may read, write-only keys, key kinds, forwarding headers
 from an untrusted peer) is not repeated here.

@@ -5,7 +5,7 @@ Pure functions only: no file, network or database I/O. Node ``(level, index)`` c
 any tree size needs O(log n) point lookups, all known up front from ``*_proof_nodes``; the proof
 entries that are roots of incomplete (right-edge) subtrees are folded from their complete pieces.
 
-Checkpoints and signed notes live in ``trailkeep.log.notes`` and are re-exported here.
+Checkpoints and signed notes live in ``trailkeep.log.notes``.
 """
 
 from __future__ import annotations
