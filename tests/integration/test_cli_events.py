@@ -215,3 +215,39 @@ def test_errors_are_one_line_and_a_failure(
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: ")
     assert says in lines[0], lines[0]
+
+
+HOSTILE = {
+    "ESC": "\x1b[2J\x1b]0;pwned\x07",  # clear screen, set the window title
+    "CSI": "\x9b31m",  # the 8-bit form of ESC [
+    "BIDI": "invoice\u202efdp.exe",  # shows as "invoiceexe.pdf"
+    "MARKUP": "[/] [bold red]x[/bold red] [link=http://x]y[/link]",  # Rich's markup
+}
+
+
+def _raw_controls(text: str) -> list[str]:
+    return [c for c in text if (ord(c) < 0x20 and c not in "\n") or 0x7F <= ord(c) < 0xA0
+            or c in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"]  # fmt: skip
+
+
+def test_hostile_values_reach_the_terminal_as_inert_text(server: Server) -> None:
+    tenant = server.tenant("cli hostile")
+    session = server.session(tenant, "mallory", role="member", name=HOSTILE["ESC"] + "Mal")
+    with server.client(session) as user:
+        write_batch(user, tenant.app_id, [
+            {"action": "doc.share", "target_type": "doc", "target_id": value, "project": name}
+            for name, value in HOSTILE.items()
+        ])  # fmt: skip
+    base = ("--app", tenant.app_id, "--server", server.url, "--key", tenant.key)
+    table = run_cli("events", "list", *base, env=WIDE)
+    assert _raw_controls(table.stdout) == [], table.stdout
+    assert "doc:\\x1b[2J\\x1b]0;pwned\\x07" in table.stdout  # the bytes, made visible
+    assert "doc:\\x9b31m" in table.stdout
+    assert "doc:invoice\\u202efdp.exe" in table.stdout
+    assert "doc:[/] [bold red]x[/bold red] [link=http://x]y[/link]" in table.stdout
+    assert "\\x1b[2J\\x1b]0;pwned\\x07Mal" in table.stdout  # the actor's name too
+    lines = run_cli("events", "list", *base, "--json", env=WIDE).stdout
+    assert _raw_controls(lines) == []
+    assert {e["target"]["id"] for e in ndjson(lines)} == set(HOSTILE.values())  # exact values
+    stats = run_cli("events", "stats", *base, "--by", "actor", env=WIDE).stdout
+    assert _raw_controls(stats) == []

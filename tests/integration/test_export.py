@@ -99,7 +99,19 @@ def flatten(entry: Entry) -> dict[str, str]:
         "server": context.get("server"), "request_id": context.get("request_id"),
         "forwarded_by": context.get("forwarded_by"), "leaf_hash": entry["leaf_hash"],
     }  # fmt: skip
-    return {name: "" if value is None else value for name, value in row.items()}
+    return {name: "" if value is None else inert(value) for name, value in row.items()}
+
+
+def inert(cell: str) -> str:
+    """What the CSV holds for a text cell: no formula runs, and no control character is raw."""
+    if cell[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        cell = "'" + cell
+    unsafe = {*range(0x20), *range(0x7F, 0xA0), 0x61C, 0x200E, 0x200F, *range(0x202A, 0x202F),
+              *range(0x2066, 0x206A), 0x2028, 0x2029}  # fmt: skip
+    return "".join(
+        (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}") if ord(c) in unsafe else c
+        for c in cell
+    )
 
 
 def test_ndjson_is_the_stored_bytes_oldest_first(
@@ -143,12 +155,41 @@ def test_csv_matches_the_entries(reader: httpx.Client, corpus: Corpus) -> None:
         assert record == flatten(entry)
         assert json.loads(metadata) == entry["metadata"]  # the JSON column round-trips
     quoted = dict(zip(header, rows[-3], strict=True))
-    assert quoted["target_id"] == 'line1\nline2, "q"'
+    assert quoted["target_id"] == 'line1\\x0aline2, "q"'  # quotes and commas are CSV's to quote
     assert quoted["user_agent"] == AGENT
     assert quoted["forwarded_by"] == key_id_of(corpus.write_key)
     assert json.loads(quoted["metadata"])["big"] == 2**53 - 1
     assert json.loads(dict(zip(header, rows[-2], strict=True))["metadata"]) == {}
-    assert dict(zip(header, rows[-1], strict=True))["target_id"] == "a\rb"  # a lone CR is quoted
+    assert dict(zip(header, rows[-1], strict=True))["target_id"] == "a\\x0db"  # no raw CR
+
+
+def test_csv_cells_never_run_as_formulas_nor_carry_raw_controls(server: Server) -> None:
+    tenant = server.tenant("csv injection")
+    hostile = {
+        "target_type": "=cmd|' /C calc'!A0",
+        "target_id": "\tid \x1b]0;owned\x07 \u202etxt.exe",
+        "project": "-2+3", "server": "@SUM(A1:A2)", "request_id": '=HYPERLINK("http://x","y")',
+    }  # fmt: skip
+    # A header carries latin-1 at most: an 8-bit CSI, as a browser's user may send one.
+    agent = b"+cmd \x9b2J"
+    headers = [(b"authorization", f"Bearer {tenant.key}".encode()), (b"user-agent", agent)]
+    with httpx.Client(base_url=server.url, headers=headers, timeout=30) as client:
+        write_batch(client, tenant.app_id, [{"action": "csv.hostile", **hostile}])
+        body = _export(client, tenant.app_id, {"format": "csv"}).content.decode()
+        raw = json.loads(_export(client, tenant.app_id, {}).content)
+    header, row = list(csv.reader(io.StringIO(body, newline="")))
+    record = dict(zip(header, row, strict=True))
+    assert record["target_type"] == "'=cmd|' /C calc'!A0"
+    assert record["target_id"] == "'\\x09id \\x1b]0;owned\\x07 \\u202etxt.exe"
+    assert (record["project"], record["server"]) == ("'-2+3", "'@SUM(A1:A2)")
+    assert record["request_id"] == '\'=HYPERLINK("http://x","y")'
+    assert record["user_agent"] == "'+cmd \\x9b2J"
+    assert not any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in body.replace("\r\n", ""))
+    assert "\u202e" not in body
+    # NDJSON keeps the exact values: they are what the leaf hash covers.
+    assert raw["context"]["user_agent"] == agent.decode("latin-1")
+    assert raw["target"] == {"type": hostile["target_type"], "id": hostile["target_id"]}
+    assert raw["context"]["project"] == hostile["project"]
 
 
 FILTERS: list[dict[str, Any]] = [

@@ -15,6 +15,7 @@ from trailkeep.cli.common import (
     CliError,
     DatabaseUrl,
     DataDir,
+    cell,
     open_store,
     out,
     print_json,
@@ -61,8 +62,9 @@ def apps_list(
     table = Table(Column("app id", no_wrap=True), "name", "created", "entries")
     for a in apps:
         table.add_row(
-            a.id, a.name, a.created_at.strftime("%Y-%m-%d %H:%M"), str(store.log_size(a.id))
-        )
+            cell(a.id), cell(a.name), a.created_at.strftime("%Y-%m-%d %H:%M"),
+            str(store.log_size(a.id)),
+        )  # fmt: skip
     out.print(table)
 
 
@@ -132,7 +134,8 @@ def keys_list(app_id: AppOpt, data_dir: DataDir = None, database_url: DatabaseUr
     for key in open_store(data_dir, database_url).list_keys(app_id):
         revoked = key.revoked_at.strftime("%Y-%m-%d %H:%M") if key.revoked_at else ""
         created = key.created_at.strftime("%Y-%m-%d %H:%M")
-        table.add_row(key.id, "\n".join(sorted(key.scopes)), key.name or "", created, revoked)
+        scopes = "\n".join(sorted(key.scopes))
+        table.add_row(cell(key.id), scopes, cell(key.name), created, revoked)
     out.print(table)
 
 

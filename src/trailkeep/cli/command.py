@@ -6,10 +6,9 @@ import sys
 from typing import NoReturn
 
 import typer
-from rich.markup import escape
 
 from trailkeep.cli.apps import apps_cli, keys_cli, sessions_cli
-from trailkeep.cli.common import SERVER_PACKAGES, CliError, err
+from trailkeep.cli.common import SERVER_PACKAGES, CliError, cell, err
 from trailkeep.cli.events import events_cli
 from trailkeep.cli.serve import migrate, serve
 from trailkeep.cli.verify import verify
@@ -53,6 +52,7 @@ def main() -> None:
 
 
 def _fail(message: str, status: int) -> NoReturn:
-    # Messages echo user input: escape it so `[...]` is printed, not parsed as markup.
-    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    # Messages echo user input and servers' words: shown as inert text, never markup.
+    err.print("error: ", style="red", end="")
+    err.print(cell(message), highlight=False, soft_wrap=True)
     sys.exit(status)

@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.text import Text
+
+from trailkeep.log.render import json_line, visible
 
 if TYPE_CHECKING:
     from trailkeep.server.settings import Settings
@@ -65,5 +68,15 @@ def data_dir_of(option: Path | None) -> Path:
 
 
 def print_json(value: Any) -> None:
-    """Write a JSON document to stdout."""
+    """Write a JSON document to stdout (ASCII only: nothing in it reaches the terminal raw)."""
     sys.stdout.write(json.dumps(value, indent=2) + "\n")
+
+
+def print_json_line(value: Any) -> None:
+    """Write one JSON value as a line: the same value, with no raw control or bidi character."""
+    sys.stdout.write(json_line(json.dumps(value, ensure_ascii=False)) + "\n")
+
+
+def cell(value: object) -> Text:
+    """A table cell holding ``value`` as inert text: never Rich markup, controls made visible."""
+    return Text("" if value is None else visible(str(value)))

@@ -15,9 +15,18 @@ from pathlib import Path
 from typing import Annotated, Any, cast
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
-from trailkeep.cli.common import AppOpt, AsJson, CliError, DataDir, data_dir_of, out
+from trailkeep.cli.common import (
+    AppOpt,
+    AsJson,
+    CliError,
+    DataDir,
+    cell,
+    data_dir_of,
+    out,
+    print_json_line,
+)
 from trailkeep.sdk import Audit, Client, ConnectionFailed, Entry, RetryPolicy, TrailkeepError
 from trailkeep.sdk.models import GroupBy
 
@@ -80,9 +89,10 @@ def _table(entries: list[Mapping[str, Any]]) -> Table:
     for e in entries:
         target = e.get("target") or {}
         table.add_row(
-            str(e["seq"]), e["time"], e["kind"], e["action"],
-            e["actor"].get("name") or e["actor"]["id"],
-            f"{target['type']}:{target['id']}" if target else "", e["context"].get("ip") or "",
+            cell(e["seq"]), cell(e["time"]), cell(e["kind"]), cell(e["action"]),
+            cell(e["actor"].get("name") or e["actor"]["id"]),
+            cell(f"{target['type']}:{target['id']}" if target else ""),
+            cell(e["context"].get("ip")),
         )  # fmt: skip
     return table
 
@@ -117,7 +127,7 @@ def list_events(
             entries = (e.raw for e in audit.page(limit=limit, **filters).data)
         if as_json:
             for entry in entries:
-                sys.stdout.write(json.dumps(entry, ensure_ascii=False) + "\n")
+                print_json_line(entry)
             return
         shown = list(entries)
     out.print(_table(shown))
@@ -144,7 +154,7 @@ def tail(
                     break
                 fresh.append(entry)
             for entry in reversed(fresh):
-                sys.stdout.write(json.dumps(entry.raw, ensure_ascii=False) + "\n")
+                print_json_line(entry.raw)
                 sys.stdout.flush()
                 seen, shown = entry.seq, shown + 1
                 if count is not None and shown >= count:
@@ -178,9 +188,9 @@ def stats(
         # The server names what it accepts: `--by` is passed on as given.
         groups = audit.stats(cast(GroupBy, by), **filters).groups
     if as_json:
-        sys.stdout.write(json.dumps([{"key": g.key, "count": g.count} for g in groups]) + "\n")
+        print_json_line([{"key": g.key, "count": g.count} for g in groups])
         return
-    table = Table(by, "count")
+    table = Table(Column(header=cell(by)), "count")
     for group in groups:
-        table.add_row(str(group.key), str(group.count))
+        table.add_row(cell(group.key), cell(group.count))
     out.print(table)

@@ -12,7 +12,7 @@ import orjson
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from trailkeep.cli.common import CliError, DatabaseUrl, DataDir, err, out, settings_from
+from trailkeep.cli.common import CliError, DatabaseUrl, DataDir, cell, err, out, settings_from
 from trailkeep.log.notes import NoteError, NoteSigner, NoteVerifier
 from trailkeep.log.verify import (
     Report,
@@ -132,7 +132,9 @@ def verify(
                 _check_old(report, _read(old_checkpoint), verifier, consistency_proof,
                            None, server, api_key)  # fmt: skip
     except VerifyError as exc:
-        err.print(f"[red]FAILED[/red] {exc}", highlight=False, soft_wrap=True)
+        # The message may quote the export's own bytes: inert text, never markup.
+        err.print("FAILED ", style="red", end="")
+        err.print(cell(str(exc)), highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     _print_report(report)
 

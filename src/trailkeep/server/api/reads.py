@@ -16,6 +16,7 @@ from starlette.responses import Response, StreamingResponse
 
 from trailkeep.log.query import Filters, GroupBy, QueryError, decode_cursor, encode_cursor
 from trailkeep.log.record import EntryError, EventWrite, canonical, parse_time, prepare
+from trailkeep.log.render import csv_cell
 from trailkeep.server.api.context import authenticate, origin_of
 from trailkeep.server.api.errors import Problem, unavailable
 from trailkeep.server.api.schemas import (
@@ -249,16 +250,17 @@ CSV_COLUMNS = (
 
 
 def csv_row(entry: bytes) -> list[Any]:
-    """Flatten one entry into :data:`CSV_COLUMNS`."""
+    """Flatten one entry into :data:`CSV_COLUMNS`, every text cell defused for spreadsheets."""
     e = orjson.loads(entry)
     actor, target, context = e["actor"], e.get("target") or {}, e["context"]
-    return [
-        e["seq"], e["id"], e["time"], e["action"], e["kind"], actor["type"], actor["id"],
+    cells = [
+        e["id"], e["time"], e["action"], e["kind"], actor["type"], actor["id"],
         actor.get("name"), actor.get("role"), target.get("type"), target.get("id"),
         context.get("ip"), context.get("user_agent"), context.get("project"),
         context.get("server"), context.get("request_id"), context.get("forwarded_by"),
         orjson.dumps(e["metadata"]).decode(), e["leaf_hash"],
     ]  # fmt: skip
+    return [e["seq"], *(None if cell is None else csv_cell(cell) for cell in cells)]
 
 
 EXPORT_CHUNK = 5_000
