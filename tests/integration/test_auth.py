@@ -105,6 +105,15 @@ BAD_SESSIONS: dict[str, Callable[[Tenant, Tenant], str]] = {
         claims_for(a, nbf=int(time.time()) + 3600), a.session_secret, "HS256"),
     "lives-8-days": lambda a, o: jwt.encode(
         claims_for(a, exp=int(time.time()) + 8 * 86400), a.session_secret, "HS256"),
+    "exp-beyond-any-date": lambda a, o: jwt.encode(
+        claims_for(a, exp=10**400), a.session_secret, "HS256"),
+    "exp-as-a-string": lambda a, o: jwt.encode(
+        claims_for(a, exp=str(int(time.time()) + 600)), a.session_secret, "HS256"),
+    "exp-true": lambda a, o: jwt.encode(claims_for(a, exp=True), a.session_secret, "HS256"),
+    "exp-nan": lambda a, o: jwt.encode(claims_for(a, exp=float("nan")), a.session_secret, "HS256"),
+    "nbf-as-a-string": lambda a, o: jwt.encode(
+        claims_for(a, nbf=str(int(time.time()) - 60)), a.session_secret, "HS256"),
+    "iat-negative": lambda a, o: jwt.encode(claims_for(a, iat=-1), a.session_secret, "HS256"),
     "garbage": lambda a, o: "garbage",
     "three-dots": lambda a, o: "a.b.c",
     "not-json": lambda a, o: "eyJub3Q.eyJqc29u.c2ln",
@@ -342,13 +351,26 @@ def test_a_key_forwards_session_address_and_agent_together(
     }
 
 
-@pytest.mark.parametrize("address", ["not-an-ip", "203.0.113.7, 10.0.0.1", "", "999.1.1.1"])
+@pytest.mark.parametrize(
+    "address",
+    ["not-an-ip", "203.0.113.7, 10.0.0.1", "", "999.1.1.1", "fe80::1%=1+1", "fe80::1%",
+     "fe80::1%eth0 x", "fe80::1%" + "a" * 65],
+)  # fmt: skip
 def test_a_forwarded_address_must_be_an_ip(app: Tenant, client: httpx.Client, address: str) -> None:
     response = client.post(
         events_url(app.app_id), json={"action": "f.bad"}, headers={"Trailkeep-Client-IP": address}
     )
     problem = assert_problem(response, 400, "invalid_request")
     assert "Trailkeep-Client-IP" in problem["detail"]
+
+
+def test_a_forwarded_link_local_address_keeps_its_zone(app: Tenant, client: httpx.Client) -> None:
+    response = client.post(
+        events_url(app.app_id), json={"action": "f.zone"},
+        headers={"Trailkeep-Client-IP": "fe80::1%eth0"},
+    )  # fmt: skip
+    assert response.status_code == 201, response.text
+    assert response.json()["context"]["ip"] == "fe80::1%eth0"
 
 
 def test_a_forwarded_session_is_checked_like_any_other(

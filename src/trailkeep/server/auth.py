@@ -174,9 +174,11 @@ class Authenticator:
     ) -> tuple[Principal, float]:
         app = self.app(app_id)
         try:
-            audience = jwt.decode(token, options={"verify_signature": False}).get("aud")
+            unverified = jwt.decode(token, options={"verify_signature": False})
         except jwt.PyJWTError as exc:
             raise AuthError("unauthenticated", f"the session token is malformed: {exc}") from None
+        _check_numeric_dates(unverified)
+        audience = unverified.get("aud")
         if app is None or (isinstance(audience, str) and audience != app_id):
             raise AuthError("not_found", "no such app")
         try:
@@ -203,6 +205,25 @@ class Authenticator:
             allowed = key_scopes.scopes & scopes
             return Principal(actor=actor, key_id=key_scopes.id, scopes=allowed), lifetime
         return Principal(actor=actor, key_id=None, scopes=frozenset(scopes)), lifetime
+
+
+# 9999-12-31T23:59:59Z: the last moment a timestamp can name, and far below 2**53.
+_NUMERIC_DATE_MAX: Final = 253_402_300_799
+
+
+def _check_numeric_dates(claims: Mapping[str, Any]) -> None:
+    """``exp``, ``nbf`` and ``iat`` are NumericDates (RFC 7519): JSON numbers in range."""
+    for name in ("exp", "nbf", "iat"):
+        if name not in claims:
+            continue
+        value = claims[name]
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        # NaN fails the range test too: every comparison with it is false.
+        if not numeric or not 0 <= value <= _NUMERIC_DATE_MAX:
+            raise AuthError(
+                "unauthenticated",
+                f"the session's `{name}` must be a NumericDate: a number of seconds since 1970",
+            )
 
 
 def _session_actor(claims: Mapping[str, Any]) -> Actor:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Sequence
 
 from trailkeep.server.settings import IPNetwork
@@ -29,10 +30,16 @@ def client_ip(
     return hops[0] if hops and valid_ip(hops[0]) else peer
 
 
+# An IPv6 zone (RFC 4007: the interface of a link-local address) names an interface: a short
+# token. Python's parser takes anything after the `%`, and the value lands in an entry as is.
+_ZONE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
 def valid_ip(text: str) -> bool:
-    """True for an IPv4 or IPv6 address."""
+    """True for an IPv4 or IPv6 address (an IPv6 zone, if any, an interface-like name)."""
     try:
-        ipaddress.ip_address(text)
+        address = ipaddress.ip_address(text)
     except ValueError:
         return False
-    return True
+    zone = getattr(address, "scope_id", None)
+    return zone is None or _ZONE.fullmatch(zone) is not None
