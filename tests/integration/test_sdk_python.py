@@ -871,6 +871,40 @@ def test_the_asgi_middleware_reads_a_cookie_and_a_proxy_header(
     assert bad_ip["context"]["ip"] == "127.0.0.1"
 
 
+@SQLITE_ONLY
+def test_the_host_apps_own_bearer_tokens_never_fail_its_requests(
+    server: Server, tenant: Tenant, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The host app authenticates its users with bearer tokens of its own: a JWT of its
+    # identity provider, an opaque token, one with characters no header may carry further.
+    foreign_jwt = jwt.encode({"sub": "u1", "aud": "my-api", "exp": int(time.time()) + 600},
+                             "host-secret-" + "x" * 32, "HS256")  # fmt: skip
+    tokens = [foreign_jwt, "opaque-token-123", "ghp_\u00e9t\u00e9"]
+
+    async def main() -> list[httpx.Response]:
+        async with AsyncClient(server.url, tenant.app_id, tenant.key) as client:
+            transport = httpx.ASGITransport(app=audit_app(client), client=("10.0.0.9", 5555))
+            async with httpx.AsyncClient(transport=transport, base_url="http://app") as web:
+                return [
+                    await web.post("/orders/o1/refund", headers=[
+                        (b"authorization", b"Bearer " + token.encode())])
+                    for token in tokens
+                ]  # fmt: skip
+
+    with caplog.at_level(logging.WARNING, logger="trailkeep.sdk"):
+        answers = asyncio.run(main())
+    for answer in answers:
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["actor"] == {"type": "api_key", "id": tenant.key_id}
+        assert answer.json()["context"]["ip"] == "10.0.0.9"
+    warned = " ".join(record.getMessage() for record in caplog.records)
+    assert "refused the session found in the request" in warned  # the foreign JWT
+    assert "not a Trailkeep session" in warned  # the opaque tokens, never sent on
+    # An explicitly given session is the caller's choice: a bad one still fails loudly.
+    with Client(server.url, tenant.app_id, tenant.key) as sdk, pytest.raises(NotFound):
+        sdk.audit.log("order.refund", session=foreign_jwt)
+
+
 def wsgi_app(client: Client) -> TrailkeepWSGIMiddleware:
     """A plain WSGI app logging in its handler and while streaming its body."""
 

@@ -91,7 +91,11 @@ class AsyncClient:
                 await response.aclose()
             delay = attempts.after_answer(response)
             if delay is None:
-                raise error_of(response)
+                error = error_of(response)
+                fallback = self._core.fallback(call, error)
+                if fallback is None:
+                    raise error
+                return await self.send(fallback)
             await asyncio.sleep(delay)
 
     async def checkpoint_key(self) -> str:

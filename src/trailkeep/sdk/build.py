@@ -8,6 +8,8 @@ clients differ only in how they send a call and wait between retries.
 from __future__ import annotations
 
 import json
+import logging
+import re
 import sys
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -85,6 +87,9 @@ class Call:
     content: bytes | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     stream: bool = False
+    # Sent instead when the server refuses a session that a middleware captured (it may be the
+    # host app's own bearer token): the same write, recorded without the session.
+    fallback: Call | None = None
 
 
 def _encode(body: Any) -> bytes:
@@ -121,6 +126,29 @@ def checked_body(event: Event, where: str = "", metadata_max_bytes: int | None =
     return body
 
 
+_JWT_SEGMENT: Final = re.compile(r"[A-Za-z0-9_-]+")
+log = logging.getLogger("trailkeep.sdk")
+_warned: set[str] = set()
+
+
+def _is_session_like(token: str) -> bool:
+    """Whether a captured token can be a Trailkeep session: a printable three-part JWT."""
+    parts = token.split(".")
+    return len(parts) == 3 and all(_JWT_SEGMENT.fullmatch(part) for part in parts)
+
+
+def _warn_once(reason: str, what: str) -> None:
+    # Once per process and reason: a host app that sends its own tokens would see it on every
+    # request otherwise. The fix is in the middleware's options (session_header=None).
+    if reason not in _warned:
+        _warned.add(reason)
+        log.warning(
+            "%s: entries are recorded without it (set session_header=None on the middleware "
+            "if your app's bearer tokens are its own)",
+            what,
+        )
+
+
 def new_idempotency_key() -> str:
     """A fresh Idempotency-Key (a random UUID), kept across one write's retries."""
     return str(uuid.uuid4())
@@ -141,16 +169,23 @@ class Builder:
     def _write(
         self, path: str, body: Any, context: RequestContext, idempotency_key: str | None
     ) -> Call:
+        if context.captured and context.session and not _is_session_like(context.session):
+            _warn_once("not_a_session", "the request's bearer token is not a Trailkeep session")
+            context = context.without_session()
+        key = idempotency_key or new_idempotency_key()
         headers = {
             "Content-Type": "application/json",
-            "Idempotency-Key": idempotency_key or new_idempotency_key(),
+            "Idempotency-Key": key,
             **context.headers(),
         }
         for name in ("Idempotency-Key", "Trailkeep-Session", "Trailkeep-Client-IP"):
             value = headers.get(name, "")
             if not value.isprintable() or not value.isascii():  # the user agent is made safe
                 raise local_error("invalid_request", f"{name}: printable ASCII only")
-        return Call("POST", path, content=_encode(body), headers=headers)
+        fallback = None
+        if context.captured and context.session:
+            fallback = self._write(path, body, context.without_session(), key)
+        return Call("POST", path, content=_encode(body), headers=headers, fallback=fallback)
 
     def log(self, event: Event, context: RequestContext, idempotency_key: str | None) -> Call:
         """Append one entry."""

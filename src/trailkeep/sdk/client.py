@@ -93,7 +93,11 @@ class Client:
                 response.close()
             delay = attempts.after_answer(response)
             if delay is None:
-                raise error_of(response)
+                error = error_of(response)
+                fallback = self._core.fallback(call, error)
+                if fallback is None:
+                    raise error
+                return self.send(fallback)
             time.sleep(delay)
 
     def checkpoint_key(self) -> str:

@@ -21,6 +21,9 @@ class RequestContext:
     session: str | None = None
     client_ip: str | None = None
     user_agent: str | None = None
+    # The session was found in the incoming request by a middleware, not given by the app:
+    # it may be the host app's own token, so a refusal of it must not fail the host's request.
+    captured: bool = False
 
     def merged(
         self, session: str | None, client_ip: str | None, user_agent: str | None
@@ -30,7 +33,12 @@ class RequestContext:
             session=session if session is not None else self.session,
             client_ip=client_ip if client_ip is not None else self.client_ip,
             user_agent=user_agent if user_agent is not None else self.user_agent,
+            captured=self.captured and session is None,
         )
+
+    def without_session(self) -> RequestContext:
+        """The same end user's address and agent, acting without a session."""
+        return RequestContext(client_ip=self.client_ip, user_agent=self.user_agent)
 
     def headers(self) -> dict[str, str]:
         """The forwarding headers for a request made on the end user's behalf."""
@@ -64,7 +72,15 @@ def bind(
     session: str | None = None, client_ip: str | None = None, user_agent: str | None = None
 ) -> Iterator[RequestContext]:
     """Act for an end user inside the ``with`` block (what the middlewares do per request)."""
-    context = RequestContext(session=session, client_ip=client_ip, user_agent=user_agent)
+    with bound(
+        RequestContext(session=session, client_ip=client_ip, user_agent=user_agent)
+    ) as context:
+        yield context
+
+
+@contextmanager
+def bound(context: RequestContext) -> Iterator[RequestContext]:
+    """Make ``context`` the current end user inside the ``with`` block."""
     token = _current.set(context)
     try:
         yield context

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Final
 from urllib.parse import urlsplit
@@ -11,12 +12,19 @@ from trailkeep.log.notes import NoteVerifier
 
 from .build import Builder, Call
 from .context import EMPTY, RequestContext, current
-from .errors import ConfigurationError, TrailkeepError, VerificationError
+from .errors import (
+    ConfigurationError,
+    NotFound,
+    TrailkeepError,
+    Unauthenticated,
+    VerificationError,
+)
 from .models import Entry, ProvenEntry, SignedCheckpoint
 from .retry import Attempts, OnRetry, RetryPolicy
 from .verify import Witness, open_signed, parse_verifier_key, verify_proven
 
 USER_AGENT: Final = f"trailkeep-python/{__version__}"
+log = logging.getLogger("trailkeep.sdk")
 KEY_PREFIX: Final = "tk_"
 
 
@@ -60,6 +68,21 @@ class Core:
         """The end user to act for: the bound request context, overridden by explicit values."""
         bound = current() if self.forwards else EMPTY
         return bound.merged(session, client_ip, user_agent)
+
+    def fallback(self, call: Call, error: TrailkeepError) -> Call | None:
+        """The call to send instead when the server refused a session a middleware captured.
+
+        A host app's own bearer token looks like a session to the middleware; refused, the
+        write is recorded without it (the key acts) rather than failing the host's request.
+        """
+        if call.fallback is None or not isinstance(error, Unauthenticated | NotFound):
+            return None
+        log.warning(
+            "Trailkeep refused the session found in the request (%s): recording without it; "
+            "set session_header=None on the middleware if your app's bearer tokens are its own",
+            error.detail,
+        )
+        return call.fallback
 
     def attempts(self, call: Call) -> Attempts:
         """Fresh retry state for ``call``."""

@@ -17,7 +17,7 @@ from http.cookies import CookieError, SimpleCookie
 from typing import Any
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
-from .context import RequestContext, bind, set_current
+from .context import RequestContext, bound, set_current
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -80,6 +80,7 @@ class Capture:
             session=self.session(headers),
             client_ip=self.client_ip(headers, peer),
             user_agent=headers.get("user-agent") or None,
+            captured=True,
         )
 
 
@@ -115,7 +116,7 @@ class TrailkeepASGIMiddleware:
         client = scope.get("client")
         peer = str(client[0]) if client else None
         context = self.capture.context(headers, peer)
-        with bind(context.session, context.client_ip, context.user_agent):
+        with bound(context):
             await self.app(scope, receive, send)
 
 
