@@ -269,7 +269,8 @@ class Ingest:
             frontier_ids = merkle.frontier(start)
             known = tx.nodes(app_id, frontier_ids)
             frontier = [known[node] for node in frontier_ids]
-        built = build(app_id, [request.entries for request in fresh], start, moment, frontier)
+        groups = [request.entries for request in fresh]
+        built = build(app_id, groups, start, moment, frontier, tx.time_param(moment))
         first = start
         for request, stored in zip(fresh, built.stored, strict=True):
             request.result = Appended(stored, first)
