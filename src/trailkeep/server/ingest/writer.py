@@ -153,9 +153,9 @@ class Ingest:
 
     def _run(self, loop: asyncio.AbstractEventLoop) -> None:
         # A thread of its own, not asyncio.to_thread per commit: a commit never queues in the
-        # loop's default pool behind reads and credential lookups (writes beside 64 clients
-        # listing the log: 2.5x), and the next one starts as soon as the last is on disk,
-        # without waiting for the busy loop to hand it over.
+        # loop's default pool behind reads and credential lookups (so writes keep their pace
+        # beside clients listing the log), and the next one starts as soon as the last is on
+        # disk, without waiting for the busy loop to hand it over.
         while True:
             self._wakeup.wait()
             # Cleared before the queue is read: an append after this sets it again.

@@ -25,9 +25,9 @@ EVENT_COLUMNS: Final = tuple(column.name for column in schema.events.columns)
 EventRow = tuple[str, int, str, datetime | str, str, str, str, str | None, str | None, bytes]
 
 # From this many rows an insert goes in as blocks of rows (store/packed.py). Below it,
-# executemany: with nothing else running Python it is ~20% faster at 100 rows (blocks bind
-# padding and run a larger program), and a small insert hands the GIL back and forth only a
-# few times.
+# executemany: with nothing else running Python it is the faster of the two for small inserts
+# (blocks bind padding and run a larger program), and a small insert hands the GIL back and
+# forth only a few times.
 PACK_MIN_ROWS = 500
 
 
@@ -47,8 +47,8 @@ def _statements(mark: Callable[[str], str]) -> dict[str, str]:
 
 
 # The transaction's own statements go through the driver as text written once per dialect:
-# built and compiled as SQLAlchemy expressions on every commit, they cost more than a one-entry
-# insert (docs/performance.md).
+# built and compiled as SQLAlchemy expressions on every commit, they would cost more than a
+# one-entry insert.
 _STATEMENTS = {dialect: _statements(mark) for dialect, mark in MARKS.items()}
 _SQLITE_INSERT = (
     f"INSERT INTO {schema.events.name} ({', '.join(EVENT_COLUMNS)})"
@@ -68,7 +68,8 @@ def _stored_time(value: datetime | str) -> datetime:
 
 
 def utc(moment: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; everything Trailkeep stores is UTC.
+    """A stored moment as an aware UTC datetime (SQLite hands back naive ones)."""
+    # Everything Trailkeep stores is UTC.
     if moment is not None and moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
     return moment
@@ -151,8 +152,8 @@ class AppendTx:
             cursor.close()
 
     def _copy(self, rows: Sequence[Sequence[Any]]) -> None:
-        # COPY, in this transaction: several times faster than a multi-row INSERT on
-        # PostgreSQL, where rows go through the partition router and seven indexes anyway.
+        # COPY, in this transaction: far cheaper than a multi-row INSERT on PostgreSQL, where
+        # the rows go through the partition router and every index anyway.
         quote = self._c.dialect.identifier_preparer.quote
         columns = ", ".join(map(quote, EVENT_COLUMNS))
         statement = f"COPY {quote(schema.events.name)} ({columns}) FROM STDIN"
@@ -190,6 +191,7 @@ class AppendTx:
 
 
 def read_range(c: Connection, app_id: str, seq: int, count: int) -> list[bytes]:
+    """Entries [seq, seq + count) of an app as stored, in seq order, on connection ``c``."""
     events = schema.events
     rows = c.execute(
         select(events.c.entry)

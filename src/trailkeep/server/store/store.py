@@ -226,8 +226,9 @@ class Store:
         """Stream (seq, tree leaf hash, stored entry or None) for leaves [start, end), in order.
 
         Chunks come as lists: verification reads every row of a log, and per-row generator
-        and Row overhead was a fifth of its time. Each chunk is its own short read, so a long
-        verification never pins one snapshot (nor holds back SQLite's WAL checkpoints).
+        and Row overhead would be a large share of its time. Each chunk is its own short read,
+        so a long verification never pins one snapshot (nor holds back SQLite's WAL
+        checkpoints).
         """
         mark = placeholder(self.reader_engine.dialect)
         sql = (
