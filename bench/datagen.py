@@ -15,13 +15,12 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from trailkeep.log import merkle
 from trailkeep.log.record import Actor, EventWrite, Origin, format_time, prepare, with_leaf_hash
 from trailkeep.log.tiles import TILE_HEIGHT, TILE_WIDTH
 from trailkeep.server.ids import new_entry_id
-from trailkeep.server.store import Store
+from trailkeep.server.store import EventRow, Store
 
 # Bump when what ``fill`` or ``fill_tree`` writes changes: cached databases are keyed by it.
 VERSION = 5
@@ -89,7 +88,7 @@ def _chunk(
             ids = merkle.frontier(first)
             known = tx.nodes(app_id, ids)
             frontier = [known[i] for i in ids]
-        rows: list[dict[str, Any]] = []
+        rows: list[EventRow] = []
         leaves = []
         for offset, entry in enumerate(pending):
             seq = first + offset
@@ -97,12 +96,11 @@ def _chunk(
             document = entry.canonical(seq, format_time(moment))
             leaf = merkle.hash_leaf(document)
             leaves.append(leaf)
-            rows.append({
-                "app_id": app_id, "seq": seq, "id": entry.id, "time": moment,
-                "action": entry.action, "kind": entry.kind, "actor_id": entry.actor_id,
-                "target_type": entry.target_type, "target_id": entry.target_id,
-                "entry": with_leaf_hash(document, leaf),
-            })  # fmt: skip
+            rows.append((
+                app_id, seq, entry.id, tx.time_param(moment), entry.action, entry.kind,
+                entry.actor_id, entry.target_type, entry.target_id,
+                with_leaf_hash(document, leaf),
+            ))  # fmt: skip
         written, frontier = merkle.append_leaves(first, frontier, leaves)
         tx.insert(rows)
         tx.extend_tree(app_id, written)

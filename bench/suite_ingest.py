@@ -43,7 +43,7 @@ from trailkeep.log.record import Actor, EventWrite, Origin, PendingEntry, format
 from trailkeep.log.record import with_leaf_hash as with_leaf
 from trailkeep.server.ids import new_entry_id
 from trailkeep.server.ingest.writer import Ingest, IngestStats
-from trailkeep.server.store import AppendTx, Store
+from trailkeep.server.store import AppendTx, EventRow, Store
 from trailkeep.server.store.engine import WAL_AUTOCHECKPOINT_PAGES
 
 SUITE = "ingest"
@@ -75,12 +75,9 @@ def pending_entries(app_id: str, count: int, seed: int = 11) -> list[PendingEntr
     return prepared(app_id, (event(n) for n in range(count)))
 
 
-def _row(app_id: str, p: PendingEntry, seq: int, moment: datetime, entry: bytes) -> dict[str, Any]:
-    return {
-        "app_id": app_id, "seq": seq, "id": p.id, "time": moment, "action": p.action,
-        "kind": p.kind, "actor_id": p.actor_id, "target_type": p.target_type,
-        "target_id": p.target_id, "entry": entry,
-    }  # fmt: skip
+def _row(app_id: str, p: PendingEntry, seq: int, stored: datetime | str, entry: bytes) -> EventRow:
+    return (app_id, seq, p.id, stored, p.action, p.kind, p.actor_id, p.target_type, p.target_id,
+            entry)  # fmt: skip
 
 
 def append_tx(
@@ -93,13 +90,13 @@ def append_tx(
     ``Ingest`` keeps it; None reads it from the store. Returns the new one.
     """
     start, moment = tx.reserve(app_id, len(batch), datetime.now(UTC))
-    stamp = format_time(moment)
+    stamp, stored_time = format_time(moment), tx.time_param(moment)
     rows, leaves = [], []
     for offset, pending in enumerate(batch):
         document = pending.canonical(start + offset, stamp)
         leaf = merkle.hash_leaf(document)
         leaves.append(leaf)
-        rows.append(_row(app_id, pending, start + offset, moment, with_leaf(document, leaf)))
+        rows.append(_row(app_id, pending, start + offset, stored_time, with_leaf(document, leaf)))
     if not tree:
         tx.insert(rows)  # the same insert path, minus the tree's tiles
         return None

@@ -270,7 +270,9 @@ _EXACT_INT_LIMIT: Final = 2**53  # I-JSON (RFC 7493): integers beyond this are n
 
 
 def _depth(value: Any, limit: int = METADATA_MAX_DEPTH) -> int:
-    """Nesting depth, walked without recursion (a body may nest ~1,000 deep); stops past limit.
+    """Nesting depth, walked without recursion (a body may nest past Python's recursion limit).
+
+    The walk stops once ``limit`` is passed.
 
     Also refuses integral floats from 2**53 up to 1e21: JCS writes them as bare digits, which
     read back as integers outside the I-JSON range that JCS (and so `verify`) then refuses.

@@ -6,7 +6,7 @@ the hashes at indexes ``n * 256`` onwards. Every node between two tile levels is
 perfect subtree over hashes of one tile, so it is computed, not stored.
 
 Why tiles rather than a row per node: a tree of ``n`` leaves has ``2n - 1`` nodes, and writing
-each as a row cost about a sixth of SQLite's work per appended entry. Tiles store ``n * 256/255``
+each as a row is a large share of SQLite's work per appended entry. Tiles store ``n * 256/255``
 hashes in about ``n / 255`` rows, and a proof reads at most one row per tile level.
 """
 

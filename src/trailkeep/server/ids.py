@@ -23,6 +23,7 @@ class _RandomPool:
         self._lock = threading.Lock()
 
     def take(self, n: int) -> bytes:
+        """``n`` random bytes, from the pool, refilled from the OS as it runs out."""
         with self._lock:
             if self._offset + n > len(self._buffer):
                 self._buffer, self._offset = os.urandom(self._chunk), 0
@@ -39,7 +40,7 @@ def new_entry_id() -> str:
 
     The random bits are what keep an erased entry's leaf hash unguessable: its content cannot
     be found by hashing guesses. The time in front makes consecutive entries neighbours in the
-    unique index on ids; ids random from their first character put every insert on a random
-    page of that index, and inserts slowed down as the log grew.
+    unique index on ids; ids random from their first character would put every insert on a
+    random page of that index, and slow inserts down as the log grows.
     """
     return f"evt_{time.time_ns() // 1_000_000:012x}{_random.take(16).hex()}"

@@ -1,8 +1,15 @@
-"""Per-request helpers: rate limits, bounded bodies, credentials and the request's origin."""
+"""Per-request helpers: who is calling, rate limits, bounded bodies, credentials, the origin.
+
+A write reads its request once, in :func:`read_write`: the headers in one pass, the client's
+address once, then the body. What follows (validation, the entry, the append) works from the
+:class:`WriteRequest` it returns, never from the request again.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Final
 
 from starlette.requests import ClientDisconnect, Request
@@ -10,6 +17,7 @@ from starlette.requests import ClientDisconnect, Request
 from trailkeep.log.record import Origin
 from trailkeep.server.api.errors import Problem
 from trailkeep.server.api.network import client_ip, valid_ip
+from trailkeep.server.api.schemas import APP_ID_MAX
 from trailkeep.server.api.services import Services
 from trailkeep.server.auth import AuthError, Principal
 from trailkeep.server.ingest.writer import Idempotency
@@ -19,16 +27,97 @@ BATCH_BODY_MAX: Final = 16 << 20
 USER_AGENT_MAX: Final = 1024
 IDEMPOTENCY_KEY_MAX: Final = 255
 
+#: The headers that carry a credential, as the authenticator reads them.
+CREDENTIAL_HEADERS: Final = ("authorization", "trailkeep-session")
 
-def request_ip(svc: Services, request: Request) -> str | None:
-    """The client address as this node sees it (the peer, or a trusted proxy's word)."""
+# The headers a caller is read from, by raw name. ASGI servers send names in lower case, and
+# Starlette's own lookups compare them so, as this does.
+_CALLER_HEADERS: Final = {
+    name.encode("latin-1"): name
+    for name in (
+        *CREDENTIAL_HEADERS,
+        "user-agent",
+        "x-forwarded-for",
+        "trailkeep-client-ip",
+        "trailkeep-client-user-agent",
+        "idempotency-key",
+        "content-length",
+    )
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who sent a request, as its connection and headers say (nothing here is verified yet)."""
+
+    ip: str | None  # the peer, or a trusted proxy's word for the client
+    credentials: Mapping[str, str]  # the CREDENTIAL_HEADERS that were sent
+    user_agent: str | None
+    forwarded_ip: str | None  # Trailkeep-Client-IP: a key's word for its user's address
+    forwarded_agent: str | None  # Trailkeep-Client-User-Agent, likewise
+    idempotency_key: str | None
+    content_length: str | None
+
+
+def caller_of(svc: Services, request: Request) -> Caller:
+    """Read the caller from a request: its headers in one pass, its address once."""
+    found: dict[str, str] = {}
+    for raw, value in request.scope["headers"]:
+        name = _CALLER_HEADERS.get(raw)
+        # A repeated header counts once, by its first value, as Starlette's lookups read it.
+        if name is not None and name not in found:
+            found[name] = value.decode("latin-1")
     peer = request.client.host if request.client else None
-    return client_ip(peer, request.headers.get("x-forwarded-for"), svc.settings.trusted_proxies)
+    return Caller(
+        ip=client_ip(peer, found.get("x-forwarded-for"), svc.settings.trusted_proxies),
+        credentials={name: found[name] for name in CREDENTIAL_HEADERS if name in found},
+        user_agent=found.get("user-agent"),
+        forwarded_ip=found.get("trailkeep-client-ip"),
+        forwarded_agent=found.get("trailkeep-client-user-agent"),
+        idempotency_key=found.get("idempotency-key"),
+        content_length=found.get("content-length"),
+    )
 
 
-async def admit_write(svc: Services, request: Request) -> None:
+@dataclass(frozen=True, slots=True)
+class WriteRequest:
+    """Everything a write takes from its request, read once and checked in the API's order."""
+
+    app_id: str
+    caller: Caller
+    principal: Principal
+    body: bytes
+    origin: Origin  # the entries' network context
+    idempotency: Idempotency | None
+    limit_headers: Mapping[str, str]  # where the caller stands against its rate limit
+
+
+async def read_write(svc: Services, request: Request, limit: int) -> WriteRequest:
+    """Read a write's request: rate limit, credentials, ``events:write``, body, origin, key.
+
+    Each check answers as it always has, and in the same order, so a request with several
+    faults is refused for the first of them.
+    """
+    app_id: str = request.path_params["app_id"]
+    if len(app_id) > APP_ID_MAX:
+        raise Problem("invalid_request", f"app_id: at most {APP_ID_MAX} characters")
+    caller = caller_of(svc, request)
+    limit_headers = await _admit_write(svc, request, caller.ip)
+    principal = await authenticate(svc, app_id, caller.credentials)
+    if not principal.can_write():
+        raise Problem("forbidden", "this credential may not write: it needs `events:write`")
+    body = await read_body(request, caller.content_length, limit)
+    origin = origin_of(caller, principal)
+    idempotency = None
+    if caller.idempotency_key is not None:
+        idempotency = idempotency_of(caller.idempotency_key, request.url.path, principal, body)
+    return WriteRequest(app_id, caller, principal, body, origin, idempotency, limit_headers)
+
+
+async def _admit_write(svc: Services, request: Request, ip: str | None) -> Mapping[str, str]:
     """Count a write against its client's limit; 429 once the limit is spent."""
-    verdict = await svc.limiter.hit(request_ip(svc, request) or "unknown")
+    verdict = await svc.limiter.hit(ip or "unknown")
+    # Every answer to this request carries them, its errors too (see errors.py).
     request.state.extra_headers = verdict.headers
     if not verdict.allowed:
         raise Problem(
@@ -36,11 +125,14 @@ async def admit_write(svc: Services, request: Request) -> None:
             f"more than {svc.limiter.item.amount} writes per "
             f"{svc.limiter.item.get_expiry()} seconds from this address; retry later",
         )
+    return verdict.headers
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it is known to exceed ``limit``."""
-    declared = request.headers.get("content-length")
+async def read_body(request: Request, declared: str | None, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed ``limit``.
+
+    ``declared`` is the request's Content-Length header, if it sent one.
+    """
     if declared is not None:
         if not declared.isdigit():
             raise Problem("invalid_request", "Content-Length is not a number")
@@ -63,25 +155,25 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def authenticate(svc: Services, app_id: str, request: Request) -> Principal:
-    """Who is asking, for the app at ``app_id``; 401 or 404 when that cannot be answered."""
-    principal = svc.auth.cached(app_id, request.headers)
+async def authenticate(svc: Services, app_id: str, headers: Mapping[str, str]) -> Principal:
+    """Who is asking, for the app at ``app_id``; 401 or 404 when that cannot be answered.
+
+    ``headers`` holds at least the request's :data:`CREDENTIAL_HEADERS` (all its headers will do).
+    """
+    principal = svc.auth.cached(app_id, headers)
     if principal is not None:
         return principal
     try:
         # A miss may query the database: keep that off the event loop.
-        return await asyncio.to_thread(svc.auth.authenticate, app_id, request.headers)
+        return await asyncio.to_thread(svc.auth.authenticate, app_id, headers)
     except AuthError as exc:
         raise Problem(exc.code, exc.detail) from None
 
 
-def origin_of(svc: Services, request: Request, principal: Principal) -> Origin:
-    """The entry's network context: the request's, or what a key forwarded for its user."""
-    headers = request.headers
-    agent = headers.get("user-agent")
-    ip = request_ip(svc, request)
-    forwarded_ip = headers.get("trailkeep-client-ip")
-    forwarded_agent = headers.get("trailkeep-client-user-agent")
+def origin_of(caller: Caller, principal: Principal) -> Origin:
+    """The entry's network context: the caller's, or what a key forwarded for its user."""
+    ip, agent = caller.ip, caller.user_agent
+    forwarded_ip, forwarded_agent = caller.forwarded_ip, caller.forwarded_agent
     if forwarded_ip is None and forwarded_agent is None:
         # A key that forwards its user's session is recorded as having vouched for it.
         forwarded_by = principal.key_id if principal.is_person else None
@@ -104,19 +196,11 @@ def origin_of(svc: Services, request: Request, principal: Principal) -> Origin:
     )
 
 
-def idempotency_of(request: Request, principal: Principal, body: bytes) -> Idempotency | None:
+def idempotency_of(key: str, path: str, principal: Principal, body: bytes) -> Idempotency:
     """The write's idempotency key, fingerprinted with who sent what to which route."""
-    key = request.headers.get("idempotency-key")
-    if key is None:
-        return None
     if not 1 <= len(key) <= IDEMPOTENCY_KEY_MAX or not key.isprintable():
         raise Problem(
             "invalid_request",
             f"Idempotency-Key: 1 to {IDEMPOTENCY_KEY_MAX} printable characters",
         )
-    return Idempotency.of(
-        key,
-        request.url.path.encode(),
-        principal.actor.id.encode(),
-        body,
-    )
+    return Idempotency.of(key, path.encode(), principal.actor.id.encode(), body)

@@ -20,17 +20,14 @@ from trailkeep.log.record import (
 from trailkeep.server.api.context import (
     BATCH_BODY_MAX,
     SINGLE_BODY_MAX,
-    admit_write,
-    authenticate,
-    idempotency_of,
-    origin_of,
-    read_body,
+    WriteRequest,
+    read_write,
 )
 from trailkeep.server.api.errors import Problem, unavailable
 from trailkeep.server.api.schemas import APP_ID_MAX, WRITE_PROBLEMS, BatchOut, EntryOut
 from trailkeep.server.api.services import Services, services
 from trailkeep.server.ids import new_entry_id
-from trailkeep.server.ingest.writer import IdempotencyConflict, WriterUnavailable
+from trailkeep.server.ingest.writer import Appended, IdempotencyConflict, WriterUnavailable
 
 router = APIRouter(prefix="/v1/apps/{app_id}", tags=["events"])
 
@@ -73,44 +70,28 @@ def _write_openapi(model: type[EventWrite] | type[BatchWrite]) -> dict[str, Any]
     }
 
 
-def _app_id(request: Request) -> str:
-    app_id: str = request.path_params["app_id"]
-    if len(app_id) > APP_ID_MAX:
-        raise Problem("invalid_request", f"app_id: at most {APP_ID_MAX} characters")
-    return app_id
-
-
-async def _append(
-    svc: Services, request: Request, app_id: str, limit: int, batch: bool
-) -> tuple[list[bytes], bool]:
-    await admit_write(svc, request)
-    principal = await authenticate(svc, app_id, request)
-    if not principal.can_write():
-        raise Problem("forbidden", "this credential may not write: it needs `events:write`")
-    raw = await read_body(request, limit)
-    origin = origin_of(svc, request, principal)
-    idempotency = idempotency_of(request, principal, raw)
+async def _append(svc: Services, write: WriteRequest, batch: bool) -> Appended:
+    # The body becomes entries, and the entries are appended: nothing here reads the request.
     try:
-        body = parse_body(raw)
-        writes = (
+        body = parse_body(write.body)
+        events = (
             validate_batch(body, svc.settings.max_batch_entries)
             if batch
             else [validate_write(body)]
         )
     except EntryError as exc:
         raise Problem(exc.code, exc.detail) from None
+    app_id, actor, origin = write.app_id, write.principal.actor, write.origin
     max_bytes = svc.settings.metadata_max_bytes
     pending = []
-    for i, write in enumerate(writes):
+    for i, event in enumerate(events):
         try:
-            pending.append(
-                prepare(app_id, new_entry_id(), write, principal.actor, origin, max_bytes)
-            )
+            pending.append(prepare(app_id, new_entry_id(), event, actor, origin, max_bytes))
         except EntryError as exc:
             where = f"events[{i}]." if batch else ""
             raise Problem(exc.code, where + exc.detail) from None
     try:
-        appended = await svc.ingest.append(app_id, pending, idempotency)
+        return await svc.ingest.append(app_id, pending, write.idempotency)
     except IdempotencyConflict:
         raise Problem(
             "idempotency_conflict",
@@ -118,12 +99,11 @@ async def _append(
         ) from None
     except WriterUnavailable as exc:
         raise unavailable(str(exc)) from None
-    return appended.entries, appended.replayed
 
 
-def _headers(request: Request, replayed: bool) -> dict[str, str]:
-    headers: dict[str, str] = dict(getattr(request.state, "extra_headers", {}))
-    if replayed:
+def _headers(write: WriteRequest, appended: Appended) -> dict[str, str]:
+    headers = dict(write.limit_headers)
+    if appended.replayed:
         headers["Idempotent-Replayed"] = "true"
     return headers
 
@@ -139,9 +119,10 @@ def _headers(request: Request, replayed: bool) -> dict[str, str]:
 async def append_event(request: Request) -> Response:
     """Append one entry; the actor, time, IP and user agent are the server's to set."""
     svc = services(request)
-    entries, replayed = await _append(svc, request, _app_id(request), SINGLE_BODY_MAX, batch=False)
+    write = await read_write(svc, request, SINGLE_BODY_MAX)
+    appended = await _append(svc, write, batch=False)
     return Response(
-        entries[0], 201, headers=_headers(request, replayed), media_type="application/json"
+        appended.entries[0], 201, headers=_headers(write, appended), media_type="application/json"
     )
 
 
@@ -156,6 +137,7 @@ async def append_event(request: Request) -> Response:
 async def append_batch(request: Request) -> Response:
     """Append a batch in one transaction: every entry or none of them."""
     svc = services(request)
-    entries, replayed = await _append(svc, request, _app_id(request), BATCH_BODY_MAX, batch=True)
-    body = b'{"events":[' + b",".join(entries) + b"]}"
-    return Response(body, 201, headers=_headers(request, replayed), media_type="application/json")
+    write = await read_write(svc, request, BATCH_BODY_MAX)
+    appended = await _append(svc, write, batch=True)
+    body = b'{"events":[' + b",".join(appended.entries) + b"]}"
+    return Response(body, 201, headers=_headers(write, appended), media_type="application/json")

@@ -3,16 +3,16 @@
 A request to a FastAPI route passes through the exception middleware, FastAPI's exit-stack and
 telemetry middleware, the router's linear match over every route, and the route's own
 request/response wrapper: each a coroutine, most with a ``send`` wrapper of their own. On the
-write path that was ~40% of the event loop's time (py-spy), and one interpreter's event loop is
-what limits ``POST /events``. This middleware, the innermost of the app's own, sends
-``POST /v1/apps/{app_id}/events[/batch]`` to the same endpoint functions directly.
+write path those layers take a large share of the event loop's time, and one interpreter's
+event loop is what limits ``POST /events``. This middleware, the innermost of the app's own,
+sends ``POST /v1/apps/{app_id}/events[/batch]`` to the same endpoint functions directly.
 
 What the skipped layers did is kept: the matched route is put in the scope (the request metrics
 label by it), the path parameter is set as the router sets it, and an exception is answered by
 the app's own exception handler for its type, as the exception middleware would. Anything no
-handler claims propagates to the server-error middleware outside, as before. Every other
-request, and every other method on these paths, goes through the app unchanged; the routes
-stay in the router, and so in the OpenAPI document.
+handler claims propagates to the server-error middleware outside, as it would without this
+middleware. Every other request, and every other method on these paths, goes through the app
+unchanged; the routes stay in the router, and so in the OpenAPI document.
 """
 
 from __future__ import annotations

@@ -84,10 +84,9 @@ class MovingWindow:
     """One process's moving-window counts: at most ``amount`` hits per key in any ``period``.
 
     The semantics of `limits`' moving window, kept in memory without its cost: its in-memory
-    store starts a task per hit that hops to a worker thread to expire old hits, which took
-    ~5% of the server's CPU under write load. Here each key keeps a deque of hit times, oldest
-    first; expired times fall off the front as the key is hit, and idle keys are swept away
-    once a period.
+    store starts a task per hit that hops to a worker thread to expire old hits, a cost paid
+    on every write. Here each key keeps a deque of hit times, oldest first; expired times fall
+    off the front as the key is hit, and idle keys are swept away once a period.
     """
 
     def __init__(self, amount: int, period: float) -> None:

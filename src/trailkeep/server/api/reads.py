@@ -17,7 +17,7 @@ from starlette.responses import Response, StreamingResponse
 from trailkeep.log.query import Filters, GroupBy, QueryError, decode_cursor, encode_cursor
 from trailkeep.log.record import EntryError, EventWrite, canonical, parse_time, prepare
 from trailkeep.log.render import csv_cell
-from trailkeep.server.api.context import authenticate, origin_of
+from trailkeep.server.api.context import authenticate, caller_of, origin_of
 from trailkeep.server.api.errors import Problem, unavailable
 from trailkeep.server.api.schemas import (
     PROBLEMS,
@@ -41,7 +41,7 @@ EntryId = Annotated[str, Path(description="The entry's id (`evt_...`).", max_len
 
 async def authorize_read(svc: Services, request: Request, app_id: str) -> Principal:
     """A reader: a key with ``events:read`` or an owner's or admin's session; else 401/403."""
-    principal = await authenticate(svc, app_id, request)
+    principal = await authenticate(svc, app_id, request.headers)
     if not principal.can_read():
         raise Problem(
             "forbidden",
@@ -64,7 +64,7 @@ async def record_read(
             new_entry_id(),
             event,
             principal.actor,
-            origin_of(svc, request, principal),
+            origin_of(caller_of(svc, request), principal),
             max(svc.settings.metadata_max_bytes, 65_536),
             kind="admin",  # reading the log is an administrator's act, whoever's session it is
         )

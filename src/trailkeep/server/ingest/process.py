@@ -1,10 +1,10 @@
 """The group-commit writer in a process of its own, so that its Python has a GIL of its own.
 
 In one process the event loop (parsing and validating requests) and the writer thread
-(canonical bytes, hashes, SQLite) take turns on one GIL: at the batch peak the server used about
-one of two cores, each thread waiting for the other (docs/performance.md). Here the writer runs
-:class:`~trailkeep.server.ingest.writer.Ingest` unchanged in a child process; the server hands
-it validated entries over a socket pair and gets the stored entries back.
+(canonical bytes, hashes, SQLite) take turns on one GIL: under load each waits for the other,
+and the server cannot use a second core. Here the writer runs
+:class:`~trailkeep.server.ingest.writer.Ingest` unchanged in a child process; the server
+hands it validated entries over a socket pair and gets the stored entries back.
 
 The child is the only process that appends, so everything ``Ingest`` relies on (one writer per
 SQLite file, its cached tree frontier) still holds. It ends when the server closes its end of
@@ -49,7 +49,8 @@ log = logging.getLogger(__name__)
 _HEADER = 4
 _READY_TIMEOUT_SECONDS = 60.0
 _RESPAWN_DELAY_SECONDS = 1.0
-# A frame is at most one request: 1,000 entries of ~10 KB, and then some.
+# A frame is at most one request: a full batch of entries, each with metadata at its size
+# limit, and then some.
 _MAX_FRAME = 64 * 1024 * 1024
 
 # Entries cross as plain tuples: pickling a slotted dataclass goes through copyreg per object.

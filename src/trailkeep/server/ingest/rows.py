@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from trailkeep.log import merkle
 from trailkeep.log.merkle import NodeId
 from trailkeep.log.record import PendingEntry, format_time, with_leaf_hash
+from trailkeep.server.store import EventRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +29,7 @@ class Head:
 class Built:
     """One app's part of a commit: the rows to insert, the tree nodes, each group's entries."""
 
-    rows: list[dict[str, Any]]
+    rows: list[EventRow]  # as AppendTx.insert binds them
     written: list[tuple[NodeId, bytes]]
     stored: list[list[bytes]]  # per group, the entries as stored
     head: Head  # the log once these rows are committed
@@ -41,10 +41,15 @@ def build(
     start: int,
     moment: datetime,
     frontier: list[bytes],
+    stored_time: datetime | str,
 ) -> Built:
-    """Number ``groups``' entries from ``start``, stamp them ``moment`` and grow the tree."""
+    """Number ``groups``' entries from ``start``, stamp them ``moment`` and grow the tree.
+
+    ``stored_time`` is ``moment`` as the database binds it (``AppendTx.time_param``): the rows
+    go to the insert exactly as they are built here.
+    """
     stamp = format_time(moment)
-    rows: list[dict[str, Any]] = []
+    rows: list[EventRow] = []
     leaves: list[bytes] = []
     stored: list[list[bytes]] = []
     seq = start
@@ -56,12 +61,10 @@ def build(
             entry = with_leaf_hash(document, leaf)
             leaves.append(leaf)
             entries.append(entry)
-            rows.append({
-                "app_id": app_id, "seq": seq, "id": pending.id, "time": moment,
-                "action": pending.action, "kind": pending.kind, "actor_id": pending.actor_id,
-                "target_type": pending.target_type, "target_id": pending.target_id,
-                "entry": entry,
-            })  # fmt: skip
+            rows.append((
+                app_id, seq, pending.id, stored_time, pending.action, pending.kind,
+                pending.actor_id, pending.target_type, pending.target_id, entry,
+            ))  # fmt: skip
             seq += 1
         stored.append(entries)
     written, after = merkle.append_leaves(start, frontier, leaves)

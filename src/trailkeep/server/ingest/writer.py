@@ -153,9 +153,9 @@ class Ingest:
 
     def _run(self, loop: asyncio.AbstractEventLoop) -> None:
         # A thread of its own, not asyncio.to_thread per commit: a commit never queues in the
-        # loop's default pool behind reads and credential lookups (writes beside 64 clients
-        # listing the log: 2.5x), and the next one starts as soon as the last is on disk,
-        # without waiting for the busy loop to hand it over.
+        # loop's default pool behind reads and credential lookups (so writes keep their pace
+        # beside clients listing the log), and the next one starts as soon as the last is on
+        # disk, without waiting for the busy loop to hand it over.
         while True:
             self._wakeup.wait()
             # Cleared before the queue is read: an append after this sets it again.
@@ -269,7 +269,8 @@ class Ingest:
             frontier_ids = merkle.frontier(start)
             known = tx.nodes(app_id, frontier_ids)
             frontier = [known[node] for node in frontier_ids]
-        built = build(app_id, [request.entries for request in fresh], start, moment, frontier)
+        groups = [request.entries for request in fresh]
+        built = build(app_id, groups, start, moment, frontier, tx.time_param(moment))
         first = start
         for request, stored in zip(fresh, built.stored, strict=True):
             request.result = Appended(stored, first)

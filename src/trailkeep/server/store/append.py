@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import operator
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy import Connection, DateTime, Table, select
+from sqlalchemy import Connection, select
 
 from trailkeep.log.merkle import NodeId
 from trailkeep.server.store import pgtext, schema, tree
@@ -17,10 +16,18 @@ from trailkeep.server.store.packed import blocks
 from trailkeep.server.store.records import IdempotencyRecord
 
 SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+
+#: The columns of an entry's row (the events table's, in order), as :meth:`AppendTx.insert`
+#: binds them.
+EVENT_COLUMNS: Final = tuple(column.name for column in schema.events.columns)
+#: An entry's row: app_id, seq, id, time (as ``AppendTx.time_param`` gives it), action, kind,
+#: actor_id, target_type, target_id, entry.
+EventRow = tuple[str, int, str, datetime | str, str, str, str, str | None, str | None, bytes]
+
 # From this many rows an insert goes in as blocks of rows (store/packed.py). Below it,
-# executemany: with nothing else running Python it is ~20% faster at 100 rows (blocks bind
-# padding and run a larger program), and a small insert hands the GIL back and forth only a
-# few times.
+# executemany: with nothing else running Python it is the faster of the two for small inserts
+# (blocks bind padding and run a larger program), and a small insert hands the GIL back and
+# forth only a few times.
 PACK_MIN_ROWS = 500
 
 
@@ -40,9 +47,13 @@ def _statements(mark: Callable[[str], str]) -> dict[str, str]:
 
 
 # The transaction's own statements go through the driver as text written once per dialect:
-# built and compiled as SQLAlchemy expressions on every commit, they cost more than a one-entry
-# insert (docs/performance.md).
+# built and compiled as SQLAlchemy expressions on every commit, they would cost more than a
+# one-entry insert.
 _STATEMENTS = {dialect: _statements(mark) for dialect, mark in MARKS.items()}
+_SQLITE_INSERT = (
+    f"INSERT INTO {schema.events.name} ({', '.join(EVENT_COLUMNS)})"
+    f" VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
+)
 
 
 def _sqlite_time(moment: datetime) -> str:
@@ -57,7 +68,8 @@ def _stored_time(value: datetime | str) -> datetime:
 
 
 def utc(moment: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; everything Trailkeep stores is UTC.
+    """A stored moment as an aware UTC datetime (SQLite hands back naive ones)."""
+    # Everything Trailkeep stores is UTC.
     if moment is not None and moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
     return moment
@@ -94,67 +106,62 @@ class AppendTx:
         # The UPDATE itself waits for and takes the row lock; the seqs it returns are the
         # committed size, never one another node has also been given.
         self._locked.add(app_id)
-        params = {"count": count, "now": self._when(now), "app": app_id}
+        params = {"count": count, "now": self.time_param(now), "app": app_id}
         rows = driver_rows(self._c, self._sql["reserve"], params)
         if not rows:
             raise LookupError(f"no such app: {app_id}")
         size, last_time = rows[0]
         return int(size) - count, _stored_time(last_time)
 
-    def _when(self, moment: datetime) -> datetime | str:
-        # A moment as a parameter: psycopg binds datetimes; SQLite compares the stored text.
+    def time_param(self, moment: datetime) -> datetime | str:
+        """A moment as this database binds it: psycopg takes datetimes, SQLite stores text."""
         return moment if self._row_locks else _sqlite_time(moment)
 
     def nodes(self, app_id: str, ids: Sequence[NodeId]) -> dict[NodeId, bytes]:
         """Tree node hashes by (level, index), read inside the transaction."""
         return tree.read_nodes(self._c, app_id, ids)
 
-    def insert(self, entries: list[dict[str, Any]]) -> None:
-        """Insert entry rows."""
+    def insert(self, rows: Sequence[EventRow]) -> None:
+        """Insert entry rows, each in :data:`EVENT_COLUMNS` order, as they are given."""
+        if not rows:
+            return
         if self._row_locks:
-            self._copy(schema.events, [_text_safe(row) for row in entries])
+            self._copy([_text_safe(row) for row in rows])
         else:
-            self._insert_many(schema.events, entries)
+            self._insert_many(rows)
 
     def extend_tree(self, app_id: str, written: Sequence[tuple[NodeId, bytes]]) -> None:
         """Store the tree nodes an append completed (``merkle.append_leaves``'s first result)."""
         tree.extend(self._c, app_id, written)
 
-    def _insert_many(self, table: Table, rows: list[dict[str, Any]]) -> None:
+    def _insert_many(self, rows: Sequence[EventRow]) -> None:
         # SQLite, through the driver, in this transaction: SQLAlchemy's per-row parameter
-        # processing cost as much as SQLite's own work on the hot path (docs/performance.md).
-        if not rows:
-            return
+        # processing cost as much as SQLite's own work on the hot path. The rows are bound as
+        # they come, already in column order with the time as SQLite's text.
         raw = self._c.connection.driver_connection
         assert raw is not None
-        columns = list(rows[0])
-        bound = _bound(table, columns, rows)
         cursor = raw.cursor()
         try:
             if len(rows) < PACK_MIN_ROWS:
-                marks = ", ".join("?" * len(columns))
-                statement = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})"
-                cursor.executemany(statement, bound)
+                cursor.executemany(_SQLITE_INSERT, rows)
                 return
             limit = raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-            for block, params in blocks(table.name, columns, bound, limit):
+            for block, params in blocks(schema.events.name, EVENT_COLUMNS, rows, limit):
                 cursor.execute(block, params)
         finally:
             cursor.close()
 
-    def _copy(self, table: Table, rows: list[dict[str, Any]]) -> None:
-        # COPY, in this transaction: several times faster than a multi-row INSERT on
-        # PostgreSQL, where rows go through the partition router and seven indexes anyway.
-        if not rows:
-            return
-        columns = list(rows[0])
+    def _copy(self, rows: Sequence[Sequence[Any]]) -> None:
+        # COPY, in this transaction: far cheaper than a multi-row INSERT on PostgreSQL, where
+        # the rows go through the partition router and every index anyway.
         quote = self._c.dialect.identifier_preparer.quote
-        statement = f"COPY {quote(table.name)} ({', '.join(map(quote, columns))}) FROM STDIN"
+        columns = ", ".join(map(quote, EVENT_COLUMNS))
+        statement = f"COPY {quote(schema.events.name)} ({columns}) FROM STDIN"
         raw = self._c.connection.driver_connection
         assert raw is not None
         with raw.cursor() as cursor, cursor.copy(statement) as copy:
             for row in rows:
-                copy.write_row([row[column] for column in columns])
+                copy.write_row(row)
 
     def idempotency(self, app_id: str, key: str, ttl: timedelta) -> IdempotencyRecord | None:
         """The unexpired record of an earlier write with this idempotency key, if any."""
@@ -175,7 +182,7 @@ class AppendTx:
         """Record what a write with an idempotency key appended, in the same transaction."""
         driver_execute(self._c, self._sql["remember_key"], {
             "app": app_id, "key": key, "fingerprint": record.fingerprint, "seq": record.seq,
-            "count": record.count, "at": self._when(datetime.now(UTC)),
+            "count": record.count, "at": self.time_param(datetime.now(UTC)),
         })  # fmt: skip
 
     def entries(self, app_id: str, seq: int, count: int) -> list[bytes]:
@@ -183,33 +190,8 @@ class AppendTx:
         return read_range(self._c, app_id, seq, count)
 
 
-def _bound(table: Table, columns: list[str], rows: list[dict[str, Any]]) -> list[Any]:
-    """The rows as parameter sequences in ``columns`` order, datetimes as SQLite text."""
-    # Rows become tuples in C (itemgetter); only the DateTime columns are touched in Python,
-    # and a commit's rows share one moment, so each is formatted once. A per-value function
-    # call here was ~18% of an in-process append (docs/performance.md).
-    getter = operator.itemgetter(*columns)
-    timed = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, DateTime)]
-    if timed:
-        stamps: dict[datetime, str] = {}
-
-        def row_of(row: dict[str, Any]) -> list[Any]:
-            values = list(getter(row))
-            for i in timed:
-                moment = values[i]
-                if isinstance(moment, datetime):
-                    if moment not in stamps:
-                        stamps[moment] = _sqlite_time(moment)
-                    values[i] = stamps[moment]
-            return values
-
-        return [row_of(row) for row in rows]
-    if len(columns) == 1:
-        return [(getter(row),) for row in rows]
-    return [getter(row) for row in rows]
-
-
 def read_range(c: Connection, app_id: str, seq: int, count: int) -> list[bytes]:
+    """Entries [seq, seq + count) of an app as stored, in seq order, on connection ``c``."""
     events = schema.events
     rows = c.execute(
         select(events.c.entry)
@@ -219,16 +201,17 @@ def read_range(c: Connection, app_id: str, seq: int, count: int) -> list[bytes]:
     return [bytes(row.entry) for row in rows]
 
 
-# Caller-chosen text that the events table indexes (PostgreSQL text cannot hold NUL).
-_FREE_TEXT = ("actor_id", "target_type", "target_id")
+# Where the caller-chosen text that the events table indexes sits in a row (PostgreSQL text
+# cannot hold NUL).
+_FREE_TEXT = tuple(EVENT_COLUMNS.index(name) for name in ("actor_id", "target_type", "target_id"))
 
 
-def _text_safe(row: dict[str, Any]) -> dict[str, Any]:
-    if not any(isinstance(row[k], str) and ("\x00" in row[k] or "\x01" in row[k])
-               for k in _FREE_TEXT):  # fmt: skip
+def _text_safe(row: EventRow) -> Sequence[Any]:
+    texts = [row[i] for i in _FREE_TEXT]
+    if not any(isinstance(t, str) and ("\x00" in t or "\x01" in t) for t in texts):
         return row
-    safe = dict(row)
-    for k in _FREE_TEXT:
-        if isinstance(safe[k], str):
-            safe[k] = pgtext.encode(safe[k])
+    safe: list[Any] = list(row)
+    for i, text in zip(_FREE_TEXT, texts, strict=True):
+        if isinstance(text, str):
+            safe[i] = pgtext.encode(text)
     return safe

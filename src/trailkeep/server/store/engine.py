@@ -37,7 +37,7 @@ def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
         cursor.execute("PRAGMA busy_timeout=30000")
         # Copy the WAL back into the database every 32 MiB rather than SQLite's 4 MiB: a page
         # that several commits dirtied is copied (and the file synced) once, not once each.
-        # Raw appends at batches of 100: ~+17%; the WAL file stays bounded at about this size.
+        # The WAL file stays bounded at about this size.
         cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
         cursor.close()
 

@@ -2,20 +2,20 @@
 
 Why not ``executemany``: Python's sqlite3 releases the GIL around each row's step and takes it
 back to bind the next row. While another thread runs Python (the event loop, an export), each
-of those takes waits for it to yield the GIL, up to the 5 ms switch interval: 1,600-row inserts
-ran at ~65,000 rows/s alone and at ~270 rows/s beside one busy Python thread. A block of rows is
-one step: the driver binds every value in C, then SQLite inserts the lot with the GIL released.
+of those takes waits for that thread to yield the GIL, up to the interpreter's switch interval,
+so a large insert beside one busy Python thread spends nearly all its time waiting. A block of
+rows is one step: the driver binds every value in C, then SQLite inserts the lot with the GIL
+released.
 
 Why fixed sizes: a statement's text is the key of sqlite3's per-connection statement cache, and
 a text per row count would fill it with programs of up to a thousand rows each. So a block is
 one of ``BLOCK_ROWS`` rows long, and the rows a short block does not have are bound as NULL and
 dropped by ``WHERE column1 IS NOT NULL``: the first column must be one that is never NULL.
-Larger blocks (a whole group commit of ~1,600 entries in one statement) were no faster: the
-padding cost what the fewer statements saved.
+Blocks as large as a whole group commit would gain nothing: their padding costs what the fewer
+statements save.
 
-An earlier version sent the rows as one JSON text, which SQLite parsed at ~4 µs an entry (its
-row and its tree nodes') and which could not carry U+0000; bound values cost neither
-(docs/performance.md).
+Why bound values rather than the rows as one JSON text for SQLite to parse: parsing costs
+SQLite work for every entry, and that text cannot carry U+0000; bound values cost neither.
 """
 
 from __future__ import annotations

@@ -11,12 +11,12 @@ from trailkeep.log.merkle import HASH_SIZE, NodeId
 from trailkeep.log.tiles import TILE_WIDTH, TileId
 from trailkeep.server.store.driver import MARKS, driver_executemany, driver_rows, placeholder
 
-# Each statement's text is the same for every set of tiles: a text per shape of proof filled
-# sqlite3's per-connection statement caches (native memory, ~1.8 MiB a minute in the soak).
-# SQLite, in-process, seeks each tile by its key (~5 µs; the widest version, as two exist only
-# inside an appending transaction). A JSON array of the tiles joined through json_each cost
-# ~20 µs for the one or two tiles an append widens, a fifth of the tree's cost in a one-entry
-# commit. PostgreSQL is a round trip away, so its tiles travel as two arrays in one statement.
+# Each statement's text is the same for every set of tiles: a text per shape of proof would
+# fill sqlite3's per-connection statement caches, native memory outside Python's accounting.
+# SQLite is in-process, so a seek per tile by its key is cheap (the widest version, as two
+# exist only inside an appending transaction): cheaper, for the one or two tiles an append
+# widens, than joining a JSON array of the tiles through json_each. PostgreSQL is a round trip
+# away, so its tiles travel as two arrays in one statement.
 _SQLITE_TILE = (
     "SELECT hashes FROM tree_tiles WHERE app_id = :app AND level = :level AND idx = :idx"
     " ORDER BY width DESC LIMIT 1"
