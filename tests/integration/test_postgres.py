@@ -15,12 +15,14 @@ from typing import Any
 
 import psycopg
 import pytest
+from alembic.script import ScriptDirectory
 
 from tests.integration.reading import events_url, ok, verifier_of, wait_for_checkpoint, when
 from tests.integration.write_support import write
 from tests.pg import PostgresCluster, RedisServer, postgres_server
 from tests.support import Server, Tenant, run_cli
 from trailkeep.server.store import Store
+from trailkeep.server.store.engine import MIGRATIONS
 
 PARTITION_MONTHS_AHEAD = 5
 
@@ -74,7 +76,7 @@ def owner(srv: Server) -> psycopg.Connection[Any]:
 # ---------------------------------------------------------------------------------- partitions
 
 
-HEAD = "0005"  # the newest migration
+HEAD = ScriptDirectory(str(MIGRATIONS)).get_current_head()  # the newest migration
 INDEXES = {
     ("app_id", "seq", "time"), ("app_id", "id"), ("app_id", "action", "seq"),
     ("app_id", "actor_id", "seq"), ("app_id", "target_type", "seq"),

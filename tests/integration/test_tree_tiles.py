@@ -335,7 +335,7 @@ def test_0005_turns_every_tree_into_its_tiles(empty: Database) -> None:
         ("app_small", 0): [TILE, 44], ("app_small", 1): [1], ("app_tiny", 0): [3],
     }  # fmt: skip
 
-    upgrade(empty.owner, "head")
+    upgrade(empty.owner, "0005")
 
     assert version(empty.owner) == "0005"
     assert empty.rows() == expected
@@ -373,7 +373,7 @@ def test_0005_turns_every_tree_into_its_tiles(empty: Database) -> None:
 
 
 def test_0005_on_an_empty_log_makes_no_tiles(empty: Database) -> None:
-    upgrade(empty.owner, "head")
+    upgrade(empty.owner, "0005")
     assert version(empty.owner) == "0005"
     assert empty.rows() == []
     assert not has_table(empty.owner, "tree_nodes")
