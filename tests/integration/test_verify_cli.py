@@ -446,3 +446,17 @@ def test_local_verify_names_an_index_column_that_disagrees_with_its_entry(
     _tamper_column(server, tenant.app_id, 4, column, value)
     result = server.cli("verify", "--app", tenant.app_id, check=False)
     failed(result, r"\bseq 4\b", f"indexed column {column}")
+
+
+def test_local_verify_says_no_stub_is_accounted_for(saved: Saved) -> None:
+    # Below a raised purge horizon the database lets an entry's row go: nothing yet records
+    # why, so the report must not let a bare OK vouch for the stub.
+    with restored(saved):
+        with database(saved) as db:
+            db.execute("UPDATE apps SET purge_horizon = 5 WHERE id = ?", (saved.app_id,))
+            db.execute("DELETE FROM events WHERE app_id = ? AND seq = 2", (saved.app_id,))
+        result = saved.verify_app()
+        passed(result, NEW, saved.root)
+        assert "OK: 300 entries (1 erased)" in result.stdout
+        assert "1 erased entry is a stub" in result.stdout
+        assert "none is accounted for" in result.stdout

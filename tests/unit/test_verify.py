@@ -211,7 +211,18 @@ def test_a_span_checks_the_stored_nodes_at_their_place_in_the_whole_tree(
     ("size", "erased", "beyond", "lines"),
     [
         (1, 0, 1, ["OK: 1 entry verified", "1 newer entry checked"]),
-        (5, 2, 3, ["OK: 5 entries (2 erased) verified", "3 newer entries checked"]),
+        (
+            5,
+            2,
+            3,
+            [
+                "OK: 5 entries (2 erased) verified",
+                "3 newer entries checked",
+                "2 erased entries are stubs",
+                "none is accounted for",
+            ],
+        ),
+        (3, 1, 0, ["1 erased entry is a stub", "none is accounted for"]),
     ],
 )
 def test_the_verify_report_counts_in_words(
@@ -222,6 +233,7 @@ def test_the_verify_report_counts_in_words(
     printed = capsys.readouterr().out
     for line in lines:
         assert line in printed, printed
+    assert ("accounted for" in printed) == bool(erased)
 
 
 # --- The columns reads filter on, against the entry's own fields -------------------------------
