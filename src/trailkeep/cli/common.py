@@ -54,10 +54,17 @@ def settings_from(**overrides: Any) -> Settings:
 
 
 def open_store(data_dir: Path | None, database_url: str | None) -> Store:
-    """Open and migrate the configured database."""
+    """Open and migrate the configured database, with the node's secret key."""
+    return store_of(settings_from(data_dir=data_dir, database_url=database_url))
+
+
+def store_of(settings: Settings) -> Store:
+    """The database of ``settings``, migrated, holding the secret key (made on first use)."""
+    from trailkeep.server.secrets import SecretBox
     from trailkeep.server.store import Store
 
-    store = Store(settings_from(data_dir=data_dir, database_url=database_url).resolved_database_url)
+    secrets = SecretBox.load(settings.resolved_secret_key_file)
+    store = Store(settings.resolved_database_url, secrets=secrets)
     store.migrate()
     return store
 

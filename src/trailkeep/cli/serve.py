@@ -7,7 +7,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from trailkeep.cli.common import CliError, DatabaseUrl, DataDir, open_store, out, settings_from
+from trailkeep.cli.common import (
+    CliError,
+    DatabaseUrl,
+    DataDir,
+    open_store,
+    out,
+    settings_from,
+    store_of,
+)
 
 if TYPE_CHECKING:
     from trailkeep.server.provision import NewApp
@@ -33,7 +41,6 @@ def serve(
     from trailkeep.server import provision
     from trailkeep.server.api import create_app
     from trailkeep.server.ingest.checkpointer import load_signer
-    from trailkeep.server.store import Store
     from trailkeep.server.store.engine import MigrationError
 
     given = {"data_dir": data_dir, "database_url": database_url, "rate_limit": rate_limit,
@@ -42,8 +49,7 @@ def serve(
     if workers > 1:
         _check_workers(settings)
     if demo or settings.demo_app:
-        store = Store(settings.resolved_database_url)
-        store.migrate()
+        store = store_of(settings)
         made = provision.demo_app(store, settings.data_dir)
         store.close()
         _print_demo(made, host, port)
@@ -55,14 +61,11 @@ def serve(
         for name, value in given.items():
             if value is not None:
                 os.environ[f"TRAILKEEP_{name.upper()}"] = str(value)
-        # Done once here rather than raced by the workers: the schema, and the signing key.
-        store = Store(settings.resolved_database_url)
+        # Done once here rather than raced by the workers: the schema and the two keys.
         try:
-            store.migrate()
+            store_of(settings).close()
         except MigrationError as exc:
             raise CliError(str(exc)) from None
-        finally:
-            store.close()
         load_signer(settings.resolved_signing_key_file, settings.origin)
         target = "trailkeep.server.api:create_app"
     uvicorn.run(

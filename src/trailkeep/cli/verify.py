@@ -145,13 +145,17 @@ def _local(
     span_bits: int | None, data_dir: Path | None, database_url: str | None,
 ) -> Report:  # fmt: skip
     """Verify an app in the local database (``--app``); this needs ``trailkeep[server]``."""
+    from trailkeep.server.secrets import SecretBox
     from trailkeep.server.store import Store
 
     settings = settings_from(data_dir=data_dir, database_url=database_url)
     # The key first: a run that cannot verify anything must not create a database either.
     verifier = _key_file(key) if key else _local_verifier(settings)
     url = settings.resolved_database_url
-    store = Store(url)
+    # Verifying needs no secret; the key is used only if there is one, for an older schema's
+    # migration to seal what it finds in clear.
+    sealing = settings.resolved_secret_key_file
+    store = Store(url, secrets=SecretBox.load(sealing) if sealing.exists() else None)
     try:
         store.migrate()
         report = _verify_local(store, url, app_id, checkpoint, verifier, jobs, span_bits)

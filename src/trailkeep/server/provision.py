@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from trailkeep.log.credentials import SCOPES
 from trailkeep.server.auth import new_app_id, new_key, new_session_secret
+from trailkeep.server.files import private_dir
 from trailkeep.server.store import Store
 
 
@@ -65,7 +66,7 @@ def demo_app(store: Store, data_dir: Path) -> NewApp:
         if store.get_app(saved.app_id) is not None:
             return saved
     made = create_app(store, "Demo app")
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(data_dir)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as handle:
         json.dump(asdict(made), handle, indent=2)

@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     signing_key_file: Path | None = Field(
         default=None, description="Ed25519 note signer key; default <data_dir>/signing.key."
     )
+    secret_key_file: Path | None = Field(
+        default=None,
+        description="AES-256 key that seals the secrets the database keeps (session secrets); "
+        "default <data_dir>/secret.key. Every node needs the same one.",
+    )
     idempotency_ttl_seconds: int = Field(default=86_400, ge=60)
     max_batch_entries: int = Field(default=1_000, ge=1)
     writer: Literal["process", "thread"] = Field(
@@ -64,3 +69,8 @@ class Settings(BaseSettings):
     def resolved_signing_key_file(self) -> Path:
         """Where the checkpoint signing key is kept (outside the database)."""
         return self.signing_key_file or self.data_dir / "signing.key"
+
+    @cached_property
+    def resolved_secret_key_file(self) -> Path:
+        """Where the key that seals the database's secrets is kept (outside the database)."""
+        return self.secret_key_file or self.data_dir / "secret.key"

@@ -17,6 +17,7 @@ from trailkeep.server.auth import Authenticator
 from trailkeep.server.ingest.checkpointer import Checkpointer, load_signer
 from trailkeep.server.ingest.process import WriterProcess
 from trailkeep.server.ingest.writer import Appender, Ingest, IngestStats
+from trailkeep.server.secrets import SecretBox
 from trailkeep.server.settings import Settings
 from trailkeep.server.store import Store
 
@@ -42,8 +43,10 @@ class Services:
     @classmethod
     def build(cls, settings: Settings) -> Services:
         """Open the store (migrating it) and wire the parts together."""
-        store = Store(settings.resolved_database_url)
+        secrets = SecretBox.load(settings.resolved_secret_key_file)
+        store = Store(settings.resolved_database_url, secrets=secrets)
         store.migrate()
+        store.check_secrets()
         metrics = Metrics()
         signer = load_signer(settings.resolved_signing_key_file, settings.origin)
         checkpointer = Checkpointer(store, signer, settings.origin)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from trailkeep.log import merkle
 from trailkeep.log.notes import Checkpoint, NoteSigner
+from trailkeep.server.files import read_or_create
 from trailkeep.server.store import CheckpointRecord, Store
 
 log = logging.getLogger(__name__)
@@ -25,18 +26,8 @@ MIN_INTERVAL_SECONDS = 1.0
 
 def load_signer(path: Path, name: str) -> NoteSigner:
     """The node's Ed25519 note signer, created (mode 0600) on first start."""
-    if path.exists():
-        return NoteSigner.from_signer_key(path.read_text().strip())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    signer = NoteSigner(name, os.urandom(32))
-    try:
-        # O_EXCL: when several processes start at once, exactly one key wins; the rest read it.
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return NoteSigner.from_signer_key(path.read_text().strip())
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(signer.signer_key() + "\n")
-    return signer
+    text = read_or_create(path, lambda: NoteSigner(name, os.urandom(32)).signer_key())
+    return NoteSigner.from_signer_key(text)
 
 
 def tree_root(store: Store, app_id: str, size: int) -> bytes:

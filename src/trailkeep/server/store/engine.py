@@ -11,6 +11,9 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
+from trailkeep.server.files import private_file
+from trailkeep.server.secrets import SecretBox
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 WAL_AUTOCHECKPOINT_PAGES = 8_192  # 32 MiB of 4 KiB pages
 
@@ -18,7 +21,11 @@ WAL_AUTOCHECKPOINT_PAGES = 8_192  # 32 MiB of 4 KiB pages
 def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
     database = make_url(url).database
     if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        # The file holds every app's log and keys' hashes: created 0600 before SQLite opens it
+        # (its -wal and -shm files take the same mode), in a directory only its user enters.
+        for path in (Path(database), Path(f"{database}-wal"), Path(f"{database}-shm")):
+            if path == Path(database) or path.exists():
+                private_file(path)
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": 30},
@@ -89,12 +96,13 @@ def create_engines(url: str) -> tuple[Engine, Engine]:
 MIGRATION_LOCK = 0x746B
 
 
-def migrate(engine: Engine) -> None:
+def migrate(engine: Engine, secrets: SecretBox | None = None) -> None:
     """Bring the schema up to date (Alembic ``upgrade head``); safe to run on every start.
 
     On PostgreSQL several nodes may start at once: the upgrade runs under a transaction-level
     advisory lock, and the next node, once it holds the lock, reads the version table again
-    (READ COMMITTED) and finds nothing left to do.
+    (READ COMMITTED) and finds nothing left to do. ``secrets``, the node's secret key, lets a
+    migration seal secrets an older version stored in clear.
     """
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
@@ -103,6 +111,7 @@ def migrate(engine: Engine) -> None:
             if connection.dialect.name == "postgresql":
                 connection.execute(text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK}, 1)"))
             config.attributes["connection"] = connection
+            config.attributes["secrets"] = secrets
             command.upgrade(config, "head")
     except DBAPIError as exc:
         if getattr(exc.orig, "sqlstate", None) == "42501":  # insufficient_privilege

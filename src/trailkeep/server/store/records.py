@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+
+from trailkeep.server.secrets import SecretBox
+
+
+class SecretsUnavailable(Exception):
+    """A secret was needed from a store opened without the node's secret key."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -12,11 +18,19 @@ class AppRecord:
 
     id: str
     name: str
-    session_secret: str
+    sealed_secret: str = field(repr=False)
     created_at: datetime
     retention_days: int | None
     purge_horizon: int
     allowed_origins: tuple[str, ...]
+    secrets: SecretBox | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def session_secret(self) -> str:
+        """The HS256 secret the app's sessions are signed with, opened with the node's key."""
+        if self.secrets is None:
+            raise SecretsUnavailable("this store was opened without the node's secret key")
+        return self.secrets.open(self.sealed_secret, session_secret_context(self.id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,3 +64,8 @@ class IdempotencyRecord:
     fingerprint: bytes
     seq: int
     count: int
+
+
+def session_secret_context(app_id: str) -> str:
+    """What a sealed session secret is bound to: its app (another app's row does not open it)."""
+    return f"apps/{app_id}/session_secret"

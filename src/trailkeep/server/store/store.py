@@ -16,29 +16,40 @@ from trailkeep.log.merkle import NodeId
 from trailkeep.log.query import Filters, GroupBy
 from trailkeep.log.record import IndexedFields, format_time
 from trailkeep.log.verify import StoredRow
+from trailkeep.server.secrets import SecretBox
 from trailkeep.server.store import pgtext, reads, schema, tree
 from trailkeep.server.store.append import AppendTx, read_range, utc
 from trailkeep.server.store.driver import driver_rows, placeholder
 from trailkeep.server.store.engine import create_engines, migrate
-from trailkeep.server.store.records import AppRecord, CheckpointRecord, KeyRecord
+from trailkeep.server.store.records import (
+    AppRecord,
+    CheckpointRecord,
+    KeyRecord,
+    SecretsUnavailable,
+    session_secret_context,
+)
 
 
-def _app(row: Any) -> AppRecord:
+def _app(row: Any, secrets: SecretBox | None) -> AppRecord:
     return AppRecord(
-        id=row.id, name=row.name, session_secret=row.session_secret,
+        id=row.id, name=row.name, sealed_secret=row.session_secret,
         created_at=utc(row.created_at) or datetime.now(UTC), retention_days=row.retention_days,
         purge_horizon=row.purge_horizon, allowed_origins=tuple(json.loads(row.allowed_origins)),
+        secrets=secrets,
     )  # fmt: skip
 
 
 class Store:
     """Apps, keys, entries, the tree and checkpoints, behind one small synchronous API.
 
-    Methods block; the async server calls them from worker threads.
+    Methods block; the async server calls them from worker threads. ``secrets`` is the node's
+    secret key: a store opened without it appends, reads and verifies, but cannot make an app
+    nor give out its session secret.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, secrets: SecretBox | None = None) -> None:
         self.url = url
+        self.secrets = secrets
         self.writer_engine: Engine
         self.reader_engine: Engine
         self.writer_engine, self.reader_engine = create_engines(url)
@@ -49,8 +60,15 @@ class Store:
         return self.dialect != "postgresql" or "\x00" not in server_made_id
 
     def migrate(self) -> None:
-        """Create or upgrade the schema."""
-        migrate(self.writer_engine)
+        """Create or upgrade the schema (sealing secrets stored in clear, with the secret key)."""
+        migrate(self.writer_engine, self.secrets)
+
+    def check_secrets(self) -> None:
+        """Fail now, with the reason, if this node's secret key cannot open the stored secrets."""
+        with self.reader_engine.connect() as c:
+            row = c.execute(select(schema.apps).limit(1)).one_or_none()
+        if row is not None:
+            _ = _app(row, self.secrets).session_secret
 
     def ensure_partitions(self, months_ahead: int = 3) -> int:
         """Create the coming months' partitions of ``events`` (PostgreSQL); how many were made."""
@@ -99,12 +117,15 @@ class Store:
     # -- apps and keys -------------------------------------------------------------------
 
     def create_app(self, app_id: str, name: str, session_secret: str) -> AppRecord:
-        """Create an app and its empty log."""
+        """Create an app and its empty log; its session secret is stored sealed."""
+        if self.secrets is None:
+            raise SecretsUnavailable("making an app needs the node's secret key")
+        sealed = self.secrets.seal(session_secret, session_secret_context(app_id))
         now = datetime.now(UTC)
         with self.writer_engine.begin() as c:
             c.execute(
                 insert(schema.apps).values(
-                    id=app_id, name=name, session_secret=session_secret, created_at=now
+                    id=app_id, name=name, session_secret=sealed, created_at=now
                 )
             )
             c.execute(insert(schema.log_heads).values(app_id=app_id, size=0, last_time=None))
@@ -118,13 +139,13 @@ class Store:
             return None
         with self.reader_engine.connect() as c:
             row = c.execute(select(schema.apps).where(schema.apps.c.id == app_id)).one_or_none()
-        return None if row is None else _app(row)
+        return None if row is None else _app(row, self.secrets)
 
     def list_apps(self) -> list[AppRecord]:
         """Every app, oldest first."""
         with self.reader_engine.connect() as c:
             rows = c.execute(select(schema.apps).order_by(schema.apps.c.created_at))
-            return [_app(row) for row in rows]
+            return [_app(row, self.secrets) for row in rows]
 
     def set_allowed_origins(self, app_id: str, origins: Sequence[str]) -> bool:
         """Replace the app's CORS origins; False if there is no such app."""
