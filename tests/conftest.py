@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.pg import PostgresCluster, RedisServer, postgres_server
-from tests.support import Server, Tenant
+from tests.servers import Server, Tenant
 
 
 def _interrupt(_signum: int, _frame: object) -> None:
@@ -87,7 +87,7 @@ def server(
 @pytest.fixture
 def tenant(server: Server) -> Tenant:
     """A fresh app on the shared server."""
-    return server.tenant()
+    return server.new_app()
 
 
 @pytest.fixture

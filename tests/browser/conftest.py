@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
-from tests.browser.support import PageServer
+from tests.browser.sdk_pages import PageServer
 
 CHROMIUM = Path("/usr/bin/chromium")
 

@@ -23,16 +23,16 @@ import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from tests.integration.reading import (
+from tests.integration.http_api import (
     Entry,
     events_url,
+    expect_problem,
+    expect_status,
     export_lines,
     leaf_hash,
-    ok,
-    problem,
     write_batch,
 )
-from tests.support import Server, Tenant
+from tests.servers import Server, Tenant
 from trailkeep.log.notes import NoteSigner
 
 VECTORS = Path(__file__).resolve().parents[1] / "data" / "rfc6962.json"
@@ -152,7 +152,7 @@ def read_checkpoint(note: str, key_text: str) -> tuple[str, int, bytes]:
 
 def checkpoint_key(server: Server) -> str:
     """The server's published verifier key, without its newline."""
-    response = ok(httpx.get(f"{server.url}/v1/checkpoint-key", timeout=10))
+    response = expect_status(httpx.get(f"{server.url}/v1/checkpoint-key", timeout=10))
     assert response.headers["content-type"].startswith("text/plain")
     return response.text.strip()
 
@@ -163,7 +163,7 @@ def await_checkpoint(
     """Poll until the checkpoint covers exactly ``size`` entries: (origin, size, root, note)."""
     deadline = time.monotonic() + within
     while True:
-        response = ok(client.get(events_url(app_id, "checkpoint")))
+        response = expect_status(client.get(events_url(app_id, "checkpoint")))
         assert response.headers["content-type"].startswith("text/plain")
         origin, got, root = read_checkpoint(response.text, key_text)
         assert got <= size, (got, size)
@@ -202,7 +202,7 @@ SIZES = (1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 70)
 @pytest.fixture(scope="module")
 def log(server: Server) -> Log:
     """A fresh app with 70 entries written in uneven batches, exported and checkpointed."""
-    tenant = server.tenant("integrity")
+    tenant = server.new_app("integrity")
     key = checkpoint_key(server)
     with server.client(tenant.key) as client:
         written: list[Entry] = []
@@ -219,7 +219,7 @@ def log(server: Server) -> Log:
 @pytest.fixture(scope="module")
 def other(server: Server) -> Tenant:
     """A second app on the shared server, made once for the whole module."""
-    return server.tenant("other")
+    return server.new_app("other")
 
 
 @pytest.fixture(scope="module")
@@ -279,14 +279,14 @@ def test_checkpoint_is_a_signed_c2sp_note_over_the_entries(server: Server, log: 
 
 def test_an_empty_log_has_a_signed_empty_checkpoint(server: Server, tenant: Tenant) -> None:
     with server.client(tenant.key) as c:
-        note = ok(c.get(events_url(tenant.app_id, "checkpoint"))).text
+        note = expect_status(c.get(events_url(tenant.app_id, "checkpoint"))).text
         assert read_checkpoint(note, checkpoint_key(server)) == (
             f"trailkeep.local/{tenant.app_id}",
             0,
             hashlib.sha256(b"").digest(),
         )
         url = events_url(tenant.app_id, "proofs/inclusion")
-        problem(c.get(url, params={"seq": 0, "tree_size": 1}), 400, "invalid_request")
+        expect_problem(c.get(url, params={"seq": 0, "tree_size": 1}), 400, "invalid_request")
 
 
 def test_every_leaf_hash_is_recomputable_from_the_entry(log: Log) -> None:
@@ -296,7 +296,7 @@ def test_every_leaf_hash_is_recomputable_from_the_entry(log: Log) -> None:
 
 
 def test_checkpoint_follows_the_tree_as_it_grows(server: Server) -> None:
-    tenant = server.tenant("growing")
+    tenant = server.new_app("growing")
     key = checkpoint_key(server)
     with server.client(tenant.key) as c:
         leaves: list[bytes] = []
@@ -309,7 +309,7 @@ def test_checkpoint_follows_the_tree_as_it_grows(server: Server) -> None:
             if previous is not None:
                 old, old_root = previous
                 url = events_url(tenant.app_id, "proofs/consistency")
-                proof = ok(c.get(url, params={"from": old, "to": size})).json()
+                proof = expect_status(c.get(url, params={"from": old, "to": size})).json()
                 expected = [h.hex() for h in naive_consistency(old, leaves)]
                 assert proof == {"from": old, "to": size, "path": expected}
                 assert mth(leaves[:old]) == old_root
@@ -324,7 +324,7 @@ def test_inclusion_proofs_for_every_seq_at_several_sizes(client: httpx.Client, l
     for size in SIZES:
         root = mth(log.leaves[:size])
         for seq in range(size):
-            body = ok(client.get(url, params={"seq": seq, "tree_size": size})).json()
+            body = expect_status(client.get(url, params={"seq": seq, "tree_size": size})).json()
             path = [bytes.fromhex(h) for h in body["path"]]
             assert body == {"seq": seq, "tree_size": size, "leaf_hash": log.leaves[seq].hex(),
                             "path": body["path"]}  # fmt: skip
@@ -336,7 +336,7 @@ def test_inclusion_proofs_for_every_seq_at_several_sizes(client: httpx.Client, l
 def test_consistency_proofs_between_size_pairs(client: httpx.Client, log: Log, old: int) -> None:
     url = events_url(log.tenant.app_id, "proofs/consistency")
     for new in (s for s in SIZES if s >= old):
-        body = ok(client.get(url, params={"from": old, "to": new})).json()
+        body = expect_status(client.get(url, params={"from": old, "to": new})).json()
         expected = [h.hex() for h in naive_consistency(old, log.leaves[:new])]
         assert body == {"from": old, "to": new, "path": expected}, (old, new)
         assert bool(expected) == (new != old)
@@ -365,7 +365,7 @@ def test_bad_inclusion_parameters_are_400(
 ) -> None:
     assert len(log.entries) == N
     url = events_url(log.tenant.app_id, "proofs/inclusion")
-    problem(client.get(url, params=params), 400, "invalid_request")
+    expect_problem(client.get(url, params=params), 400, "invalid_request")
 
 
 @pytest.mark.parametrize("params", BAD_CONSISTENCY, ids=str)
@@ -374,7 +374,7 @@ def test_bad_consistency_parameters_are_400(
 ) -> None:
     assert len(log.entries) == N
     url = events_url(log.tenant.app_id, "proofs/consistency")
-    problem(client.get(url, params=params), 400, "invalid_request")
+    expect_problem(client.get(url, params=params), 400, "invalid_request")
 
 
 ROUTES = ("checkpoint", "proofs/inclusion?seq=0&tree_size=1", "proofs/consistency?from=1&to=1")
@@ -383,11 +383,11 @@ ROUTES = ("checkpoint", "proofs/inclusion?seq=0&tree_size=1", "proofs/consistenc
 @pytest.mark.parametrize("route", ROUTES)
 def test_integrity_routes_are_per_app(server: Server, log: Log, other: Tenant, route: str) -> None:
     with server.client(other.key) as c:
-        problem(c.get(events_url(log.tenant.app_id, route)), 404, "not_found")
+        expect_problem(c.get(events_url(log.tenant.app_id, route)), 404, "not_found")
     with server.client() as nobody:
-        problem(nobody.get(events_url(log.tenant.app_id, route)), 401, "unauthenticated")
+        expect_problem(nobody.get(events_url(log.tenant.app_id, route)), 401, "unauthenticated")
     with server.client("tk_nope_nope") as bad:
-        problem(bad.get(events_url(log.tenant.app_id, route)), 401, "unauthenticated")
+        expect_problem(bad.get(events_url(log.tenant.app_id, route)), 401, "unauthenticated")
 
 
 # --- One entry, verifiable on its own ------------------------------------------------------
@@ -414,9 +414,9 @@ def test_get_with_proof_verifies_offline(server: Server, other: Tenant) -> None:
         written = write_n(c, other.app_id, 0, 6)
         for entry in (written[-1], written[0], written[3]):  # newest first: not yet checkpointed
             url = events_url(other.app_id, f"events/{entry['id']}")
-            body = ok(c.get(url, params={"proof": "true"})).json()
+            body = expect_status(c.get(url, params={"proof": "true"})).json()
             assert check_proven(body, key, other.app_id) == entry
-            assert ok(c.get(url)).json() == entry  # without proof=true: the bare entry
+            assert expect_status(c.get(url)).json() == entry  # without proof=true: the bare entry
         # The offline check is not a formality: a changed entry no longer verifies.
         body["entry"]["metadata"]["n"] = 4
         with pytest.raises(AssertionError):
@@ -430,7 +430,7 @@ def test_get_with_proof_by_an_owner_session(server: Server, other: Tenant) -> No
     owner = server.session(other, "olga", role="owner")
     with server.client(owner) as o:
         url = events_url(other.app_id, f"events/{middle['id']}")
-        body = ok(o.get(url, params={"proof": "true"})).json()
+        body = expect_status(o.get(url, params={"proof": "true"})).json()
     assert check_proven(body, key, other.app_id) == middle
 
 
@@ -439,9 +439,9 @@ def test_get_with_proof_of_another_apps_entry_is_404(
 ) -> None:
     with server.client(other.key) as c:
         url = events_url(other.app_id, f"events/{log.entries[0]['id']}")
-        problem(c.get(url, params={"proof": "true"}), 404, "not_found")
+        expect_problem(c.get(url, params={"proof": "true"}), 404, "not_found")
         url = events_url(log.tenant.app_id, f"events/{log.entries[0]['id']}")
-        problem(c.get(url, params={"proof": "true"}), 404, "not_found")
+        expect_problem(c.get(url, params={"proof": "true"}), 404, "not_found")
 
 
 # --- The signing key (a file, not in the database: these run on SQLite only) ---------------
@@ -457,7 +457,7 @@ def test_signing_key_is_made_0600_in_the_data_dir_and_kept(sqlite_server: Server
     assert made.is_file()
     assert _mode(made) == 0o600
     key = checkpoint_key(srv)
-    tenant = srv.tenant()
+    tenant = srv.new_app()
     with srv.client(tenant.key) as c:
         leaves = [leaf_hash(e) for e in write_n(c, tenant.app_id, 0, 3)]
         *_, before = await_checkpoint(c, tenant.app_id, key, 3)
@@ -468,7 +468,7 @@ def test_signing_key_is_made_0600_in_the_data_dir_and_kept(sqlite_server: Server
     assert made.read_bytes() == content
     with srv.client(tenant.key) as c:
         # The checkpoint signed before the restart still verifies; so does the next one.
-        assert ok(c.get(events_url(tenant.app_id, "checkpoint"))).text == before
+        assert expect_status(c.get(events_url(tenant.app_id, "checkpoint"))).text == before
         leaves += [leaf_hash(e) for e in write_n(c, tenant.app_id, 3, 2)]
         _, _, root, _ = await_checkpoint(c, tenant.app_id, key, 5)
     assert root == mth(leaves)
@@ -494,7 +494,7 @@ def test_a_given_signing_key_file_and_origin_are_used(
     srv = sqlite_server.start()
     assert checkpoint_key(srv) == verifier
     assert not (srv.data_dir / "signing.key").exists()
-    tenant = srv.tenant()
+    tenant = srv.new_app()
     with srv.client(tenant.key) as c:
         leaves = [leaf_hash(e) for e in write_n(c, tenant.app_id, 0, 4)]
         origin, _, root, _ = await_checkpoint(c, tenant.app_id, verifier, 4)

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import rfc8785
 
-from tests.integration.reading import events_url, export_lines, ok, sqlite_path
+from tests.integration.http_api import events_url, expect_status, export_lines
 from tests.integration.test_integrity import (
     await_checkpoint,
     checkpoint_key,
@@ -30,7 +30,7 @@ from tests.integration.test_integrity import (
     signer_key_pair,
     write_n,
 )
-from tests.support import Server, run_cli
+from tests.servers import Server, run_cli
 
 # Past one full tile of leaves (256), so the tree stores a level-8 hash too.
 OLD, NEW = 20, 300
@@ -70,7 +70,7 @@ def fetch_files(server: Server, folder: Path) -> tuple[str, str, list[bytes], by
 
     Returns (app id, all-scopes key, export lines, root at 300).
     """
-    tenant = server.tenant("verify cli")
+    tenant = server.new_app("verify cli")
     key = checkpoint_key(server)
     with server.client(tenant.key) as c:
         write_n(c, tenant.app_id, 0, OLD)
@@ -79,7 +79,7 @@ def fetch_files(server: Server, folder: Path) -> tuple[str, str, list[bytes], by
         _, _, root, new = await_checkpoint(c, tenant.app_id, key, NEW)
         lines = export_lines(c, tenant.app_id, {})
         url = events_url(tenant.app_id, "proofs/consistency")
-        proof = ok(c.get(url, params={"from": OLD, "to": NEW})).content
+        proof = expect_status(c.get(url, params={"from": OLD, "to": NEW})).content
     assert [json.loads(line)["seq"] for line in lines] == list(range(NEW))
     assert root == mth([bytes.fromhex(json.loads(line)["leaf_hash"]) for line in lines])
     folder.mkdir(parents=True, exist_ok=True)
@@ -252,7 +252,7 @@ def test_another_key_fails(saved: Saved) -> None:
 @contextmanager
 def database(saved: Saved) -> Iterator[sqlite3.Connection]:
     """The SQLite file with its append-only triggers dropped, committed on leaving."""
-    db = sqlite3.connect(sqlite_path(saved.server))
+    db = sqlite3.connect(saved.server.sqlite_file)
     try:
         for trigger in ("events_no_update", "events_no_early_delete", "tree_tiles_no_update",
                         "tree_tiles_no_delete"):  # fmt: skip

@@ -1,4 +1,4 @@
-"""What the writer's tests share: a migrated SQLite store with one app, and prepared entries."""
+"""What the writer's tests hand it: a migrated SQLite store with one app, and pending entries."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ ACTOR = Actor(type="api_key", id="key_test", name="test")
 ORIGIN = Origin(ip="127.0.0.1", user_agent="pytest")
 
 
-def new_store(path: Path) -> Store:
+def store_with_app(path: Path) -> Store:
     """A migrated SQLite store at ``path`` holding the app ``APP``."""
     made = Store(f"sqlite:///{path}")
     made.migrate()
@@ -21,7 +21,7 @@ def new_store(path: Path) -> Store:
     return made
 
 
-def entries(count: int, app_id: str = APP) -> list[PendingEntry]:
+def pending_entries(count: int, app_id: str = APP) -> list[PendingEntry]:
     """``count`` validated entries, as the write route hands them to the writer."""
     return [
         prepare(app_id, new_entry_id(), EventWrite(action=f"test.n{n}"), ACTOR, ORIGIN, 10_240)
