@@ -7,6 +7,7 @@ SQLite, or without a shared rate-limit counter, the command refuses to start.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -47,14 +48,29 @@ def served(
         pg_cluster.drop(database.name)
 
 
+def writers_by_worker(server: Server) -> dict[int, list[str]]:
+    """Each worker process of the server, with the command lines of the writers it started."""
+    assert server.proc is not None
+    workers = [pid for pid, c in children(server.proc.pid) if "spawn_main" in c]
+    return {
+        worker: [c for _, c in children(worker) if "trailkeep.server.ingest.process" in c]
+        for worker in workers
+    }
+
+
 @pytest.mark.postgres
 def test_the_workers_are_processes_of_their_own(served: Server) -> None:
-    assert served.proc is not None
-    workers = [pid for pid, c in children(served.proc.pid) if "spawn_main" in c]
-    assert len(workers) == WORKERS, children(served.proc.pid)
-    for worker in workers:  # each a node: its own writer process
-        writers = [c for _, c in children(worker) if "trailkeep.server.ingest.process" in c]
-        assert len(writers) == 1, children(worker)
+    # The server answers once one worker is up; the other may still be starting its writer.
+    deadline = time.monotonic() + 60
+    found = writers_by_worker(served)
+    while len(found) != WORKERS or any(len(w) != 1 for w in found.values()):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+        found = writers_by_worker(served)
+    assert len(found) == WORKERS, found
+    for writers in found.values():  # each a node: its own writer process
+        assert len(writers) == 1, found
 
 
 @pytest.mark.postgres
