@@ -3,9 +3,9 @@
 Every test that uses ``server``, ``tenant`` or ``fresh_server`` runs twice: on SQLite (the
 embedded default) and on PostgreSQL with Redis (``-m postgres`` selects the second half,
 ``-m 'not postgres'`` the first). The PostgreSQL cluster and the Redis server are made once
-per session, only if a PostgreSQL test is selected; each server gets a database of its own,
-connects as a member of the restricted ``trailkeep_service`` role, and counts its rate limits
-in a Redis database of its own.
+per session (once per pytest-xdist worker), only if a PostgreSQL test is selected; each server
+gets a database of its own, connects as a member of the restricted ``trailkeep_service`` role,
+and counts its rate limits in a Redis database of its own.
 """
 
 from __future__ import annotations
@@ -76,17 +76,37 @@ def new_server(request: pytest.FixtureRequest, backend: str, data_dir: Path) -> 
 
 
 @pytest.fixture(scope="session")
-def server(
-    request: pytest.FixtureRequest, backend: str, tmp_path_factory: pytest.TempPathFactory
+def shared_sqlite_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
-    """A shared `trailkeep serve`, with a rate limit high enough not to interfere."""
-    with new_server(request, backend, tmp_path_factory.mktemp(f"server-{backend}")) as srv:
+    """The session's shared server on SQLite, started when a test first needs it."""
+    with new_server(request, "sqlite", tmp_path_factory.mktemp("server-sqlite")) as srv:
         yield srv.start()
+
+
+@pytest.fixture(scope="session")
+def shared_postgres_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """The session's shared server on PostgreSQL and Redis, started when a test first needs it."""
+    with new_server(request, "postgres", tmp_path_factory.mktemp("server-postgres")) as srv:
+        yield srv.start()
+
+
+@pytest.fixture(scope="session")
+def server(request: pytest.FixtureRequest, backend: str) -> Server:
+    """The shared `trailkeep serve` of the test's backend, with a rate limit too high to bite.
+
+    Each backend's server lives for the whole session: tests of the two backends may come in
+    any order (pytest-xdist hands them out), and switching backends must not restart one.
+    """
+    shared: Server = request.getfixturevalue(f"shared_{backend}_server")
+    return shared
 
 
 @pytest.fixture
 def tenant(server: Server) -> Tenant:
-    """A fresh app on the shared server."""
+    """A fresh app (an empty log) on the shared server."""
     return server.new_app()
 
 
