@@ -14,6 +14,7 @@ import contextlib
 import signal
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -35,6 +36,39 @@ def _interrupt(_signum: int, _frame: object) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     """A suite stopped with SIGTERM still tears its fixtures down (servers, clusters)."""
     signal.signal(signal.SIGTERM, _interrupt)
+
+
+# Modules whose tests share servers of their own (module-scoped fixtures that start `trailkeep
+# serve`): under `--dist loadgroup` one pytest-xdist worker runs all of such a module's tests,
+# so those servers start once; every other test goes to whichever worker is free.
+ONE_WORKER_MODULES = frozenset({
+    "tests/integration/test_multinode.py",  # three nodes on one database
+    "tests/integration/test_postgres.py",  # a server keeping five months of partitions ahead
+    "tests/integration/test_verify_cli.py",  # a stopped server's files and database
+    "tests/integration/test_workers.py",  # `serve --workers 2`
+})  # fmt: skip
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup`` with the groups above, read from the tests' node ids.
+
+    pytest-xdist 3.8 hands ``xdist_group`` marks to its scheduler by appending ``@group`` to
+    node ids, which pytest 9.2's structured node ids no longer take (pytest-xdist#1386): its
+    loadgroup then schedules every test on its own. Groups by module path do not need that.
+    """
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleGroups(LoadScopeScheduling):
+        """One unit of work per listed module; one per test elsewhere. Larger units go first."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module in ONE_WORKER_MODULES else nodeid
+
+    return ModuleGroups(config, log)
 
 
 BACKENDS = [
