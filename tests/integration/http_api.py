@@ -110,6 +110,16 @@ def write_batch(
     return stored
 
 
+def write_numbered(client: httpx.Client, app_id: str, first: int, count: int) -> list[Entry]:
+    """Append ``count`` numbered `doc.edit` entries (``first`` on) in one batch; return them."""
+    events = [
+        {"action": "doc.edit", "target_type": "doc", "target_id": f"d{i}",
+         "metadata": {"n": i, "note": "caf\u00e9 \u2603", "ratio": i / 8}}
+        for i in range(first, first + count)
+    ]  # fmt: skip
+    return write_batch(client, app_id, events)
+
+
 def write_many(client: httpx.Client, app_id: str, events: Sequence[Mapping[str, Any]]) -> None:
     """Append any number of entries, 1,000 per batch."""
     for start in range(0, len(events), 1000):

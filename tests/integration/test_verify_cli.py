@@ -22,13 +22,12 @@ from pathlib import Path
 import pytest
 import rfc8785
 
-from tests.integration.http_api import events_url, expect_status, export_lines
-from tests.integration.test_integrity import (
+from tests.integration.http_api import events_url, expect_status, export_lines, write_numbered
+from tests.integration.independent_checks import (
     await_checkpoint,
     checkpoint_key,
     mth,
     signer_key_pair,
-    write_n,
 )
 from tests.servers import Server, run_cli
 
@@ -73,9 +72,9 @@ def fetch_files(server: Server, folder: Path) -> tuple[str, str, list[bytes], by
     tenant = server.new_app("verify cli")
     key = checkpoint_key(server)
     with server.client(tenant.key) as c:
-        write_n(c, tenant.app_id, 0, OLD)
+        write_numbered(c, tenant.app_id, 0, OLD)
         *_, old = await_checkpoint(c, tenant.app_id, key, OLD)
-        write_n(c, tenant.app_id, OLD, NEW - OLD)
+        write_numbered(c, tenant.app_id, OLD, NEW - OLD)
         _, _, root, new = await_checkpoint(c, tenant.app_id, key, NEW)
         lines = export_lines(c, tenant.app_id, {})
         url = events_url(tenant.app_id, "proofs/consistency")
