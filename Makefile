@@ -33,8 +33,13 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# Two pytest-xdist workers (TEST_WORKERS=n to change): most of the suite's time is servers and
+# processes starting, which two cores run side by side. --dist loadgroup keeps each module that
+# starts servers of its own on one worker, so they start once (tests/conftest.py).
+TEST_WORKERS ?= 2
+
 test: install system-deps lint typecheck
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup
 
 bench: install system-deps
 	command -v wrk >/dev/null || WITH_BENCH=1 bash scripts/install-system-deps.sh

@@ -79,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
                                   ROOT / "docs" / "performance.md")  # fmt: skip
     os.chdir(ROOT)
     run = Run(smoke=args.smoke, out=out)
+    # One secret key for the run's servers and the apps it makes (and its cached databases).
+    os.environ["TRAILKEEP_SECRET_KEY_FILE"] = str(run.cache / "secret.key")
     started = time.monotonic()
     from bench import suite_http, suite_ingest, suite_proofs, suite_reads, suite_soak, suite_verify
 

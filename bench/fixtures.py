@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import datagen
-from bench.harness import ORIGIN
+from bench.harness import ORIGIN, secret_key
 from trailkeep.log.notes import Checkpoint
 from trailkeep.server.ingest.checkpointer import load_signer
 from trailkeep.server.provision import create_app
@@ -67,7 +67,7 @@ def reads_db(cache: Path, count: int) -> DataDir:
 
     def build(path: Path) -> dict[str, Any]:
         print(f"  building the read database: 2 x {count:,} entries (cached afterwards)")
-        store = Store(f"sqlite:///{path / 'trailkeep.db'}")
+        store = Store(f"sqlite:///{path / 'trailkeep.db'}", secrets=secret_key())
         store.migrate()
         apps = [_app(create_app(store, "bench A")), _app(create_app(store, "bench B"))]
         last = [time.monotonic()]
@@ -90,7 +90,7 @@ def proofs_db(cache: Path, size: int) -> DataDir:
     def build(path: Path) -> dict[str, Any]:
         print(f"  building the proof database: a tree of {size:,} leaves (cached afterwards)")
         db = path / "trailkeep.db"
-        store = Store(f"sqlite:///{db}")
+        store = Store(f"sqlite:///{db}", secrets=secret_key())
         store.migrate()
         app = _app(create_app(store, "bench proofs"))
         store.close()

@@ -218,12 +218,24 @@ def serving(
         server.stop()
 
 
+def secret_key() -> Any:
+    """The one secret key of a bench run: every server it starts and every app it makes share it.
+
+    Kept in the cache (``main`` points TRAILKEEP_SECRET_KEY_FILE there), beside the databases
+    whose sealed session secrets it opens.
+    """
+    from trailkeep.server.secrets import SecretBox
+
+    default = Path(__file__).resolve().parent / "out" / "cache" / "secret.key"
+    return SecretBox.load(Path(os.environ.setdefault("TRAILKEEP_SECRET_KEY_FILE", str(default))))
+
+
 def new_apps(database_url: str, count: int, name: str = "bench") -> list[dict[str, str]]:
     """Create apps (each with an all-scope key) in the database directly: faster than the CLI."""
     from trailkeep.server.provision import create_app
     from trailkeep.server.store import Store
 
-    store = Store(database_url)
+    store = Store(database_url, secrets=secret_key())
     try:
         store.migrate()
         made = [create_app(store, f"{name} {n}") for n in range(count)]

@@ -30,7 +30,7 @@ from pathlib import Path
 import psycopg
 import redis
 
-from tests.support import Server, free_port
+from tests.servers import Server, free_port
 
 PG_HINT = (
     "PostgreSQL 15+ server binaries (initdb, pg_ctl) are needed for the PostgreSQL half of the "

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
-from tests.browser.support import PageServer
+from tests.browser.sdk_pages import PageServer
+from tests.servers import Server
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -27,6 +28,13 @@ def backend() -> str:
     """SQLite only: the SDK and CORS read nothing the two stores do differently (the store's own
     tests cover allowed origins on both), and a browser run costs seconds per test."""
     return "sqlite"
+
+
+@pytest.fixture(scope="session")
+def server(shared_sqlite_server: Server) -> Server:
+    """The shared SQLite server, named here: the session-wide ``server`` may still hold the
+    PostgreSQL one when a worker comes here from PostgreSQL tests."""
+    return shared_sqlite_server
 
 
 @pytest.fixture(scope="package")

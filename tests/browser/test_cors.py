@@ -9,10 +9,8 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from tests.browser.support import offline_tenant
-from tests.integration.reading import log_size
-from tests.integration.write_support import assert_problem, batch_url, events_url
-from tests.support import Server, Tenant
+from tests.integration.http_api import batch_url, events_url, expect_problem, log_size
+from tests.servers import Server, Tenant
 from trailkeep.cli import app as cli_app
 from trailkeep.cli.common import CliError
 from trailkeep.server.provision import normalize_origin
@@ -27,7 +25,7 @@ EXPOSED = "Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, I
 @pytest.fixture(scope="module")
 def app(server: Server) -> Tenant:
     """An app that allows one origin (made in the database directly: the CLI is tested below)."""
-    return offline_tenant(server, ALLOWED, "http://127.0.0.1:3000")
+    return server.new_app("cors", origins=(ALLOWED, "http://127.0.0.1:3000"))
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +77,7 @@ def test_any_other_preflight_is_refused(
     http: httpx.Client, app: Tenant, origin: str, method: str, app_id: str | None
 ) -> None:
     response = preflight(http, events_url(app_id or app.app_id), origin, method)
-    problem = assert_problem(response, 403, "forbidden")
+    problem = expect_problem(response, 403, "forbidden")
     assert "access-control-allow-origin" not in response.headers
     if method == "POST":
         assert problem["detail"] == (
@@ -98,7 +96,7 @@ def test_a_write_from_a_disallowed_origin_is_refused_before_anything_happens(
                 "events": [{"action": "cors.refused"}]
             }  # fmt: skip
             response = client.post(path, json=body, headers={"Origin": OTHER})
-            assert_problem(response, 403, "forbidden")
+            expect_problem(response, 403, "forbidden")
             assert "access-control-allow-origin" not in response.headers
             assert "ratelimit-limit" not in response.headers  # refused before being counted
         # Without an Origin (a backend, curl) or from the server's own origin, nothing changes.
@@ -126,7 +124,7 @@ def test_responses_to_an_allowed_origin_are_readable_errors_included(
     assert (created.status_code, replayed.status_code, batch.status_code) == (201, 201, 201)
     assert replayed.json() == created.json()
     assert replayed.headers["idempotent-replayed"] == "true"
-    assert_problem(invalid, 400, "invalid_request")
+    expect_problem(invalid, 400, "invalid_request")
     for response in (created, replayed, invalid, batch):
         assert response.headers["access-control-allow-origin"] == ALLOWED
         assert response.headers["access-control-expose-headers"] == EXPOSED
@@ -172,7 +170,7 @@ def test_anything_but_an_origin_is_refused(given: str) -> None:
 
 
 def test_apps_update_sets_adds_and_clears_origins(server: Server) -> None:
-    app_id = offline_tenant(server).app_id
+    app_id = server.new_app("origins").app_id
     # One run of the real command; the rest in-process (a CLI process costs seconds here).
     real = server.cli("apps", "update", app_id, "--allow-origin", "HTTPS://App.Example:443/",
                       "--allow-origin", "http://127.0.0.1:8080", "--json")  # fmt: skip

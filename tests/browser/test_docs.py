@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage
 
-from tests.browser.support import PageServer, offline_tenant, sdk_page
-from tests.integration.reading import list_all
-from tests.support import Server, Tenant
+from tests.browser.sdk_pages import PageServer, sdk_page
+from tests.integration.http_api import list_all
+from tests.servers import Server, Tenant
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -43,7 +43,7 @@ def blocks(substitutions: dict[str, str]) -> list[tuple[str, str]]:
 def test_every_example_in_the_guide_runs(
     browser: Browser, pages: PageServer, server: Server
 ) -> None:
-    app: Tenant = offline_tenant(server)  # no origins yet: the guide's `sh` step adds ours
+    app: Tenant = server.new_app("docs")  # no origins yet: the guide's `sh` step adds ours
     examples = blocks({
         "https://audit.example.com": server.url, "app_4f6ts2xqvbwy3kdn": app.app_id,
         "https://shop.example": pages.origin, "replace-with-the-app-session-secret":

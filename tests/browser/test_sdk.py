@@ -15,18 +15,15 @@ import pytest
 import rfc8785
 from playwright.sync_api import Browser, Route
 
-from tests.browser.support import (
+from tests.browser.sdk_pages import (
     PageServer,
-    allow,
-    attempts,
-    call,
-    offline_tenant,
+    recorded_fetches,
+    sdk_call,
     sdk_page,
     sdk_page_html,
 )
-from tests.integration.reading import list_all, log_size
-from tests.integration.write_support import check_entry, events_url
-from tests.support import Server, Tenant
+from tests.integration.http_api import check_entry, events_url, list_all, log_size
+from tests.servers import Server, Tenant
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -34,9 +31,7 @@ pytestmark = pytest.mark.timeout(120)
 @pytest.fixture(scope="module")
 def app(server: Server, pages: PageServer) -> Tenant:
     """An app that allows the page server's origin; each test acts as a user of its own."""
-    made = server.tenant("browser")
-    allow(server, made, pages.origin)
-    return made
+    return server.new_app("browser", origins=(pages.origin,))
 
 
 def stored(server: Server, tenant: Tenant, actor: str) -> list[dict[str, Any]]:
@@ -50,13 +45,13 @@ def test_entry_actor_ip_and_user_agent_come_from_the_session_and_the_browser(
 ) -> None:
     token = server.session(app, "user_42", name="Ada")
     with sdk_page(browser, pages, server, app, token) as page:
-        outcome = call(page, "log", {
+        outcome = sdk_call(page, "log", {
             "action": "order.refund", "targetType": "order", "targetId": "ord_9",
             "metadata": {"amount": 49.99, "actor": "mallory", "user_agent": "fake"},
             "project": "checkout", "server": "web-3", "requestId": "req-1",
         })  # fmt: skip
         agent = page.evaluate("navigator.userAgent")
-        sent = attempts(page)
+        sent = recorded_fetches(page)
     assert outcome["ok"], outcome
     entry = outcome["value"]
     check_entry(entry)
@@ -81,8 +76,8 @@ def test_an_actor_field_is_refused_by_the_sdk_and_by_the_server(
 ) -> None:
     token = server.session(app, "user_7")
     with sdk_page(browser, pages, server, app, token) as page:
-        refused = call(page, "log", {"action": "user.login", "actor": {"id": "admin"}})
-        sent = attempts(page)
+        refused = sdk_call(page, "log", {"action": "user.login", "actor": {"id": "admin"}})
+        sent = recorded_fetches(page)
         # The same body sent by hand, bypassing the SDK: the server refuses it too.
         direct = page.evaluate(
             """async ([url, token]) => {
@@ -120,8 +115,10 @@ def test_a_dropped_response_is_retried_without_a_duplicate(
 
     with sdk_page(browser, pages, server, app, token, backoffMs=20) as page:
         page.route(server.url + events_url(app.app_id), drop_first_response)
-        outcome = call(page, "log", {"action": "doc.share", "targetType": "doc", "targetId": "d1"})
-        sent = attempts(page)
+        outcome = sdk_call(
+            page, "log", {"action": "doc.share", "targetType": "doc", "targetId": "d1"}
+        )
+        sent = recorded_fetches(page)
     assert outcome["ok"], outcome
     assert first[0]["status"] == 201
     assert outcome["value"] == first[0]["entry"]
@@ -151,7 +148,7 @@ def test_server_errors_are_retried_and_client_errors_are_not(
 
     with sdk_page(browser, pages, server, app, token, backoffMs=20) as page:
         page.route(server.url + events_url(app.app_id), fail_twice)
-        outcome = call(page, "log", {"action": "flaky.proxy"})
+        outcome = sdk_call(page, "log", {"action": "flaky.proxy"})
         # A 400 from the server is final: one attempt, the server's problem as the error.
         too_big = {"action": "big.metadata", "metadata": {"blob": "x" * 10_300}}
         page.evaluate(
@@ -159,8 +156,8 @@ def test_server_errors_are_retried_and_client_errors_are_not(
             {"endpoint": server.url, "app": app.app_id, "session": token,
              "metadataMaxBytes": 20_000},
         )  # fmt: skip
-        refused = call(page, "log", too_big)
-        sent = attempts(page)
+        refused = sdk_call(page, "log", too_big)
+        sent = recorded_fetches(page)
     assert outcome["ok"], outcome
     assert [a.get("status") for a in sent[:3]] == [502, 503, 201]
     assert len({a["key"] for a in sent[:3]}) == 1
@@ -178,7 +175,7 @@ def test_rate_limited_writes_wait_for_retry_after(
     browser: Browser, pages: PageServer, fresh_server: Server
 ) -> None:
     fresh_server.env["TRAILKEEP_RATE_LIMIT"] = "1/2 seconds"
-    tenant = offline_tenant(fresh_server, pages.origin)
+    tenant = fresh_server.new_app("rate limited", origins=(pages.origin,))
     srv = fresh_server.start()
     token = srv.session(tenant, "user_9")
     with sdk_page(browser, pages, srv, tenant, token) as page:
@@ -186,7 +183,7 @@ def test_rate_limited_writes_wait_for_retry_after(
             """() => Promise.all([trailkeep.audit.log({action: "limit.one"}),
                                   trailkeep.audit.log({action: "limit.two"})])"""
         )
-        sent = attempts(page)
+        sent = recorded_fetches(page)
     assert sorted(entry["action"] for entry in outcome) == ["limit.one", "limit.two"]
     assert sorted(a["status"] for a in sent) == [201, 201, 429]
     limited = next(a for a in sent if a["status"] == 429)
@@ -204,8 +201,8 @@ def test_a_disallowed_origin_is_refused_and_nothing_is_appended(
     token = server.session(app, "user_1")
     # The page server under its other name: an origin the app does not list.
     with sdk_page(browser, pages, server, app, token, pages.other_origin, backoffMs=5) as page:
-        outcome = call(page, "log", {"action": "should.not.land"})
-        sent = attempts(page)
+        outcome = sdk_call(page, "log", {"action": "should.not.land"})
+        sent = recorded_fetches(page)
     assert outcome["isTrailkeepError"] is True
     assert (outcome["code"], outcome["status"]) == ("network_error", 0)
     assert pages.other_origin in outcome["detail"]
@@ -230,8 +227,8 @@ def test_a_tampered_token_is_refused(
 ) -> None:
     token = tampered(server.session(app, "user_2"))
     with sdk_page(browser, pages, server, app, token) as page:
-        outcome = call(page, "log", {"action": "admin.escalate"})
-        sent = attempts(page)
+        outcome = sdk_call(page, "log", {"action": "admin.escalate"})
+        sent = recorded_fetches(page)
     assert outcome["isTrailkeepError"] is True
     assert (outcome["code"], outcome["status"]) == ("unauthenticated", 401)
     assert "signature" in outcome["detail"].lower()
@@ -312,9 +309,12 @@ def test_an_entry_logged_while_the_page_unloads_is_kept(
         page.goto(pages.add("/leave.html", html))
         with page.expect_navigation(url=pages.origin + "/gone.html"):
             page.mouse.click(5, 5)
+        # The page that logged is gone, and everything it still had running. The browser itself
+        # stays open meanwhile: closing the context too could cancel the request before a busy
+        # machine has sent it, which is no part of what a page leaving does.
+        deadline = time.monotonic() + 20
+        while not (entries := stored(server, app, "user_bye")) and time.monotonic() < deadline:
+            time.sleep(0.1)
     finally:
-        context.close()  # the page, and everything it still had running, is gone
-    deadline = time.monotonic() + 20
-    while not (entries := stored(server, app, "user_bye")) and time.monotonic() < deadline:
-        time.sleep(0.1)
+        context.close()
     assert [(e["action"], e["actor"]["id"]) for e in entries] == [("page.leave", "user_bye")]

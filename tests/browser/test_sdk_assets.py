@@ -9,8 +9,8 @@ from importlib.resources import files
 import httpx
 import pytest
 
-from tests.integration.write_support import assert_problem
-from tests.support import Server
+from tests.integration.http_api import expect_problem
+from tests.servers import Server
 from trailkeep.server.api.sdk_assets import classic_script
 
 SOURCE = files("trailkeep").joinpath("sdk/static/trailkeep.mjs").read_bytes()
@@ -84,7 +84,7 @@ def test_head_answers_the_headers_alone(http: httpx.Client) -> None:
 
 
 def test_other_names_are_not_found(http: httpx.Client) -> None:
-    assert_problem(http.get("/sdk/trailkeep.min.js"), 404, "not_found")
+    expect_problem(http.get("/sdk/trailkeep.min.js"), 404, "not_found")
 
 
 @pytest.mark.parametrize(

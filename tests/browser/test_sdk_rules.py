@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from playwright.sync_api import Browser, Page
 
-from tests.browser.support import PageServer, allow, attempts, call_json, sdk_page
-from tests.integration.write_support import events_url, raw_post
-from tests.support import Server, Tenant
+from tests.browser.sdk_pages import PageServer, recorded_fetches, sdk_call_json, sdk_page
+from tests.integration.http_api import events_url, post_bytes
+from tests.servers import Server, Tenant
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -43,9 +43,7 @@ JSON_VALUES = st.recursive(
 @pytest.fixture(scope="module")
 def app(server: Server, pages: PageServer) -> Tenant:
     """An app that allows the page server's origin."""
-    made = server.tenant("rules")
-    allow(server, made, pages.origin)
-    return made
+    return server.new_app("rules", origins=(pages.origin,))
 
 
 @pytest.fixture(scope="module")
@@ -172,11 +170,11 @@ def test_the_sdk_refuses_exactly_what_the_server_refuses(
 ) -> None:
     body = json.dumps({SNAKE.get(k, k): v for k, v in entry.items()})
     with server.client(token) as client:
-        answer = raw_post(client, events_url(app.app_id), body.encode())
+        answer = post_bytes(client, events_url(app.app_id), body.encode())
     server_code = None if answer.status_code == 201 else answer.json()["code"]
-    sent_before = len(attempts(page))
-    outcome = call_json(page, "log", json.dumps(entry))
-    sent = len(attempts(page)) - sent_before
+    sent_before = len(recorded_fetches(page))
+    outcome = sdk_call_json(page, "log", json.dumps(entry))
+    sent = len(recorded_fetches(page)) - sent_before
     if server_code is None:
         assert outcome["ok"], outcome
         assert sent == 1
@@ -192,15 +190,15 @@ def test_batch_errors_name_the_entry_as_the_server_does(
     entries = [{"action": "ok.one"}, {"action": "t", "targetType": "order"}]
     body = json.dumps({"events": [{SNAKE.get(k, k): v for k, v in e.items()} for e in entries]})
     with server.client(token) as client:
-        answer = raw_post(client, events_url(app.app_id) + "/batch", body.encode()).json()
-    outcome = call_json(page, "logMany", json.dumps(entries))
+        answer = post_bytes(client, events_url(app.app_id) + "/batch", body.encode()).json()
+    outcome = sdk_call_json(page, "logMany", json.dumps(entries))
     assert (outcome["code"], outcome["status"]) == (answer["code"], answer["status"])
     assert (
         outcome["detail"]
         == answer["detail"]
         == ("events[1].target_type, target_id: give both or neither")
     )
-    too_many = call_json(page, "logMany", json.dumps([{"action": "x"}] * 1001))
+    too_many = sdk_call_json(page, "logMany", json.dumps([{"action": "x"}] * 1001))
     assert (too_many["code"], too_many["detail"]) == (
         "invalid_request",
         "events: expected an array of 1 to 1000 entries",
@@ -208,7 +206,7 @@ def test_batch_errors_name_the_entry_as_the_server_does(
 
 
 def test_snake_case_fields_get_a_hint(page: Page) -> None:
-    outcome = call_json(page, "log", json.dumps({"action": "t", "target_type": "order"}))
+    outcome = sdk_call_json(page, "log", json.dumps({"action": "t", "target_type": "order"}))
     assert (outcome["code"], outcome["status"]) == ("invalid_request", 400)
     assert outcome["detail"] == "target_type: unknown field; did you mean targetType?"
 

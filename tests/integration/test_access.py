@@ -15,17 +15,17 @@ import httpx
 import jwt
 import pytest
 
-from tests.integration.reading import (
+from tests.integration.corpus import parse_time
+from tests.integration.http_api import (
     Entry,
     events_url,
+    expect_problem,
+    expect_status,
     key_id_of,
     log_size,
-    ok,
-    problem,
-    when,
     write_batch,
 )
-from tests.support import Server, Tenant
+from tests.servers import Server, Tenant
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -55,7 +55,7 @@ def _bearer(token: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def setup(server: Server) -> Setup:
     """An app with 20 entries, and one credential of each kind the rules tell apart."""
-    app, other = server.tenant("access"), server.tenant("access other")
+    app, other = server.new_app("access"), server.new_app("access other")
     with server.client(app.key) as client:
         entries = write_batch(client, app.app_id, [
             {"action": f"acc.a{i % 4}", "target_type": "doc", "target_id": f"d{i % 3}"}
@@ -63,7 +63,7 @@ def setup(server: Server) -> Setup:
         ])  # fmt: skip
     with server.client(other.key) as client:
         write_batch(client, other.app_id, [{"action": "acc.other"}])
-    read_key = server.key(app.app_id, "events:read")
+    read_key = server.new_key(app.app_id, "events:read").key
     session = server.session
     credentials = {
         "owner": _bearer(session(app, "olga", role="owner", name="Olga")),
@@ -73,7 +73,7 @@ def setup(server: Server) -> Setup:
         "member": _bearer(session(app, "mia", role="member")),
         "no role": _bearer(session(app, "nora")),
         "Owner (case)": _bearer(session(app, "oscar", role="Owner")),
-        "write-only key": _bearer(server.key(app.app_id, "events:write")),
+        "write-only key": _bearer(server.new_key(app.app_id, "events:write").key),
         "none": {},
         "garbage": _bearer("garbage"),
         "empty bearer": {"Authorization": "Bearer"},
@@ -158,7 +158,7 @@ def _expected_status(who: str) -> tuple[int, str]:
 @pytest.mark.parametrize("route", list(READ_ROUTES))
 def test_readers_may_read(server: Server, setup: Setup, route: str) -> None:
     for who in READERS:
-        response = ok(_call(server, setup, READ_ROUTES[route], who))
+        response = expect_status(_call(server, setup, READ_ROUTES[route], who))
         kind = response.headers["content-type"]
         if route == "export csv":
             assert kind.startswith("text/csv"), who
@@ -178,7 +178,7 @@ def test_everyone_else_is_refused_and_nothing_is_recorded(
     before = log_size(reader, setup.app_id)
     for who in FORBIDDEN + UNAUTHENTICATED + FOREIGN:
         status, code = _expected_status(who)
-        body = problem(_call(server, setup, READ_ROUTES[route], who), status, code)
+        body = expect_problem(_call(server, setup, READ_ROUTES[route], who), status, code)
         assert body["detail"], who
     assert log_size(reader, setup.app_id) == before
 
@@ -189,10 +189,10 @@ def test_integrity_routes_take_any_credential_of_the_app(
 ) -> None:
     """Checkpoints and proofs reveal only hashes: any credential of the app reads them."""
     for who in READERS + FORBIDDEN:
-        ok(_call(server, setup, INTEGRITY_ROUTES[route], who))
+        expect_status(_call(server, setup, INTEGRITY_ROUTES[route], who))
     for who in UNAUTHENTICATED + FOREIGN:
         status, code = _expected_status(who)
-        problem(_call(server, setup, INTEGRITY_ROUTES[route], who), status, code)
+        expect_problem(_call(server, setup, INTEGRITY_ROUTES[route], who), status, code)
 
 
 # ----------------------------------------------------------------------------- audit entries
@@ -200,12 +200,14 @@ def test_integrity_routes_take_any_credential_of_the_app(
 
 def _utc(text: str) -> str:
     """An RFC 3339 time as the server records it: UTC, microseconds, `Z`."""
-    return when(text).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return parse_time(text).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _filters(setup: Setup) -> tuple[dict[str, Any], dict[str, Any]]:
     """Query parameters using every filter, and the `filters` object an audit entry records."""
-    since = when(setup.entries[2]["time"]).astimezone(timezone(timedelta(hours=5, minutes=30)))
+    since = parse_time(setup.entries[2]["time"]).astimezone(
+        timezone(timedelta(hours=5, minutes=30))
+    )
     until = "2999-01-01T00:00:00.5-08:00"
     params = {
         "action": ["acc.a2", "acc.a0"], "action_prefix": "acc.", "actor": key_id_of(setup.app.key),
@@ -219,7 +221,7 @@ def _filters(setup: Setup) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def _new_entries(reader: httpx.Client, app_id: str, since_seq: int) -> list[Entry]:
-    data = ok(reader.get(events_url(app_id), params={"limit": 1000})).json()["data"]
+    data = expect_status(reader.get(events_url(app_id), params={"limit": 1000})).json()["data"]
     return [e for e in reversed(data) if e["seq"] >= since_seq]
 
 
@@ -257,7 +259,7 @@ def test_a_session_read_appends_one_audit_entry(
 ) -> None:
     path, params, action, metadata = _audited_read(setup, which)
     before = log_size(reader, setup.app_id)
-    response = ok(_get(server, setup, who, path, params))
+    response = expect_status(_get(server, setup, who, path, params))
     body: Any = response.json() if "export" not in which else None
     if which.startswith("list"):
         assert all(e["seq"] < before for e in body["data"])  # the page is read before its record
@@ -281,7 +283,7 @@ def test_session_reads_are_recorded_in_order(
     before = log_size(reader, setup.app_id)
     for which in ("stats", "list", "export", "get"):
         path, params, _, _ = _audited_read(setup, which)
-        ok(_get(server, setup, "admin", path, params))
+        expect_status(_get(server, setup, "admin", path, params))
     added = _new_entries(reader, setup.app_id, before)
     assert [e["action"] for e in added] == ["audit.read", "audit.read", "audit.export",
                                             "audit.read"]  # fmt: skip
@@ -295,7 +297,7 @@ def test_reads_with_a_key_append_nothing(
     before = log_size(reader, setup.app_id)
     for which in AUDITED:
         path, params, _, _ = _audited_read(setup, which)
-        ok(_get(server, setup, who, path, params))
+        expect_status(_get(server, setup, who, path, params))
     assert log_size(reader, setup.app_id) == before
 
 
@@ -305,13 +307,17 @@ def test_failed_session_reads_append_nothing(
     before = log_size(reader, setup.app_id)
     owner = setup.credentials["owner"]
     with httpx.Client(base_url=server.url, headers=owner, timeout=30) as boss:
-        problem(boss.get(events_url(setup.app_id, "events/evt_nosuchentry")), 404, "not_found")
-        problem(boss.get(events_url(setup.app_id), params={"limit": 0}), 400, "invalid_request")
-        problem(boss.get(events_url(setup.app_id, "stats"), params={"group_by": "x"}), 400,
+        expect_problem(
+            boss.get(events_url(setup.app_id, "events/evt_nosuchentry")), 404, "not_found"
+        )
+        expect_problem(
+            boss.get(events_url(setup.app_id), params={"limit": 0}), 400, "invalid_request"
+        )
+        expect_problem(boss.get(events_url(setup.app_id, "stats"), params={"group_by": "x"}), 400,
                 "invalid_request")  # fmt: skip
-        problem(boss.get(events_url(setup.app_id, "export"), params={"format": "xml"}), 400,
+        expect_problem(boss.get(events_url(setup.app_id, "export"), params={"format": "xml"}), 400,
                 "invalid_request")  # fmt: skip
-        problem(boss.get(events_url(setup.app_id), params={"cursor": "nope"}), 400,
+        expect_problem(boss.get(events_url(setup.app_id), params={"cursor": "nope"}), 400,
                 "invalid_request")  # fmt: skip
     assert log_size(reader, setup.app_id) == before
 
@@ -326,7 +332,7 @@ def test_a_session_forwarded_by_a_read_key_is_recorded_as_the_person(
         "Trailkeep-Client-IP": "203.0.113.7", "Trailkeep-Client-User-Agent": "Browser/1",
     }  # fmt: skip
     with httpx.Client(base_url=server.url, headers=headers, timeout=30) as backend:
-        ok(backend.get(events_url(setup.app_id, "stats")))
+        expect_status(backend.get(events_url(setup.app_id, "stats")))
     (audit,) = _new_entries(reader, setup.app_id, before)
     assert audit["action"] == "audit.read"
     assert audit["kind"] == "admin"
@@ -345,7 +351,7 @@ def test_a_read_key_cannot_lend_its_scope_to_a_member_session(
     member = setup.credentials["member"]["Authorization"].split(" ", 1)[1]
     headers = {"Authorization": f"Bearer {setup.read_key}", "Trailkeep-Session": member}
     with httpx.Client(base_url=server.url, headers=headers, timeout=30) as backend:
-        problem(backend.get(events_url(setup.app_id), params={"limit": 1}), 403, "forbidden")
+        expect_problem(backend.get(events_url(setup.app_id), params={"limit": 1}), 403, "forbidden")
     assert log_size(reader, setup.app_id) == before
 
 
@@ -359,8 +365,10 @@ def test_filters_too_large_to_record_are_not_a_500(
         base_url=server.url, headers=setup.credentials["read key"], timeout=30
     ) as key:
         # The same limit for everyone, so a query never depends on who runs it.
-        problem(key.get(events_url(setup.app_id, route), params=params), 400, "invalid_request")
+        expect_problem(
+            key.get(events_url(setup.app_id, route), params=params), 400, "invalid_request"
+        )
     before = log_size(reader, setup.app_id)
     response = _get(server, setup, "owner", events_url(setup.app_id, route), params)
-    assert "too large to record" in problem(response, 400, "invalid_request")["detail"]
+    assert "too large to record" in expect_problem(response, 400, "invalid_request")["detail"]
     assert log_size(reader, setup.app_id) == before

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import BACKENDS
-from tests.integration.ingest_support import APP, entries, new_store
+from tests.integration.writer_inputs import APP, pending_entries, store_with_app
 from tests.pg import PostgresCluster
+from tests.signers import new_secret_box
 from trailkeep.server.ingest.writer import Idempotency, IdempotencyConflict, Ingest
 from trailkeep.server.store import IdempotencyRecord, Store
 
@@ -24,13 +25,13 @@ from trailkeep.server.store import IdempotencyRecord, Store
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     """A migrated store holding the app ``APP``, on each backend."""
     if request.param == "sqlite":
-        made = new_store(tmp_path / "tx.db")
+        made = store_with_app(tmp_path / "tx.db")
         yield made
         made.close()
         return
     cluster: PostgresCluster = request.getfixturevalue("pg_cluster")
     database = cluster.database()
-    made = Store(database.service_url)
+    made = Store(database.service_url, secrets=new_secret_box())
     made.create_app(APP, "ingest", "s" * 32)
     yield made
     made.close()
@@ -74,18 +75,18 @@ def test_the_writer_replays_a_key_until_it_expires(store: Store) -> None:
         key = Idempotency.of("k-1", b"body")
         ingest = Ingest(store, idempotency_ttl=timedelta(hours=1))
         await ingest.start()
-        first = await ingest.append(APP, entries(2), key)
-        again = await ingest.append(APP, entries(2), key)
+        first = await ingest.append(APP, pending_entries(2), key)
+        again = await ingest.append(APP, pending_entries(2), key)
         assert again.replayed
         assert again.first_seq == first.first_seq == 0
         assert again.entries == first.entries
         with pytest.raises(IdempotencyConflict):
-            await ingest.append(APP, entries(2), Idempotency.of("k-1", b"another body"))
+            await ingest.append(APP, pending_entries(2), Idempotency.of("k-1", b"another body"))
         await ingest.stop()
         # The same key, remembered for no time at all: appended again, at the next seqs.
         forgetful = Ingest(store, idempotency_ttl=timedelta(0))
         await forgetful.start()
-        fresh = await forgetful.append(APP, entries(2), key)
+        fresh = await forgetful.append(APP, pending_entries(2), key)
         await forgetful.stop()
         assert not fresh.replayed
         assert fresh.first_seq == 2

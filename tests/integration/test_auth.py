@@ -17,15 +17,14 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.integration.write_support import (
-    assert_problem,
+from tests.integration.http_api import (
     batch_url,
-    created,
     events_url,
-    new_key,
+    expect_created,
+    expect_problem,
     next_seq,
 )
-from tests.support import Server, Tenant
+from tests.servers import Server, Tenant
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -37,13 +36,13 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def app(server: Server) -> Tenant:
     """The app under test."""
-    return server.tenant("auth")
+    return server.new_app("auth")
 
 
 @pytest.fixture(scope="module")
 def other(server: Server) -> Tenant:
     """Another app on the same server."""
-    return server.tenant("auth-other")
+    return server.new_app("auth-other")
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +55,9 @@ def client(server: Server, app: Tenant) -> Iterator[httpx.Client]:
 @pytest.fixture(scope="module")
 def written(client: httpx.Client, app: Tenant) -> str:
     """The id of an entry to read back."""
-    return str(created(client.post(events_url(app.app_id), json={"action": "auth.seed"}))["id"])
+    return str(
+        expect_created(client.post(events_url(app.app_id), json={"action": "auth.seed"}))["id"]
+    )
 
 
 def claims_for(app: Tenant, **claims: Any) -> dict[str, Any]:
@@ -140,13 +141,13 @@ def test_bad_credentials_are_401(
             bad.post(batch_url(app.app_id), json={"events": [{"action": "auth.bad"}]}),
             bad.get(f"{events_url(app.app_id)}/{written}"),
         ):
-            assert_problem(response, 401, "unauthenticated")
+            expect_problem(response, 401, "unauthenticated")
     assert next_seq(client, app.app_id) == before + 1
 
 
 def test_an_expired_session_says_so(server: Server, app: Tenant, other: Tenant) -> None:
     with server.client(BAD_SESSIONS["expired"](app, other)) as expired:
-        problem = assert_problem(
+        problem = expect_problem(
             expired.post(events_url(app.app_id), json={"action": "a"}), 401, "unauthenticated"
         )
     assert "expired" in problem["detail"]
@@ -165,7 +166,7 @@ def test_malformed_authorization_headers_are_401(
             json={"action": "auth.bad"},
             headers={"Authorization": authorization.format(key=app.key)},
         )
-    assert_problem(response, 401, "unauthenticated")
+    expect_problem(response, 401, "unauthenticated")
 
 
 def test_the_bearer_scheme_is_case_insensitive(server: Server, app: Tenant) -> None:
@@ -175,7 +176,7 @@ def test_the_bearer_scheme_is_case_insensitive(server: Server, app: Tenant) -> N
             json={"action": "auth.case"},
             headers={"Authorization": f"bEaReR {app.key}"},
         )
-    assert created(response)["actor"] == {"type": "api_key", "id": app.key_id}
+    assert expect_created(response)["actor"] == {"type": "api_key", "id": app.key_id}
 
 
 # --- tenancy -----------------------------------------------------------------------------
@@ -190,10 +191,10 @@ def test_another_apps_session_is_404(
         jwt.encode(claims_for(app, aud=other.app_id), app.session_secret, "HS256"),
     ):
         with server.client(token) as stranger:
-            assert_problem(
+            expect_problem(
                 stranger.post(events_url(app.app_id), json={"action": "x"}), 404, "not_found"
             )
-            assert_problem(stranger.get(f"{events_url(app.app_id)}/{written}"), 404, "not_found")
+            expect_problem(stranger.get(f"{events_url(app.app_id)}/{written}"), 404, "not_found")
     assert next_seq(client, app.app_id) == before + 1
 
 
@@ -202,42 +203,42 @@ def test_a_key_of_one_app_cannot_write_to_another(
 ) -> None:
     before = next_seq(client, app.app_id)
     with server.client(other.key) as stranger:
-        assert_problem(
+        expect_problem(
             stranger.post(events_url(app.app_id), json={"action": "x"}), 404, "not_found"
         )
-        assert_problem(
+        expect_problem(
             stranger.post(batch_url(app.app_id), json={"events": [{"action": "x"}]}),
             404,
             "not_found",
         )
         # Nor does an unknown app exist for it, and its own app still works.
-        assert_problem(
+        expect_problem(
             stranger.post(events_url("app_nosuchapp00000000"), json={"action": "x"}),
             404,
             "not_found",
         )
-        assert created(stranger.post(events_url(other.app_id), json={"action": "x"}))
+        assert expect_created(stranger.post(events_url(other.app_id), json={"action": "x"}))
     assert next_seq(client, app.app_id) == before + 1
 
 
 def test_a_revoked_key_is_refused_within_seconds(
     server: Server, app: Tenant, client: httpx.Client
 ) -> None:
-    key_id, key = new_key(server, app, "events:write")
-    with server.client(key) as doomed:
-        assert created(doomed.post(events_url(app.app_id), json={"action": "k.live"}))
-        server.cli("keys", "revoke", key_id)
+    doomed_key = server.new_key(app.app_id, "events:write")
+    with server.client(doomed_key.key) as doomed:
+        assert expect_created(doomed.post(events_url(app.app_id), json={"action": "k.live"}))
+        server.cli("keys", "revoke", doomed_key.key_id)
         deadline = time.monotonic() + 10
         while (
             response := doomed.post(events_url(app.app_id), json={"action": "k.dead"})
         ).status_code == 201:
             assert time.monotonic() < deadline, "the revoked key was still accepted after 10 s"
             time.sleep(0.2)
-        problem = assert_problem(response, 401, "unauthenticated")
+        problem = expect_problem(response, 401, "unauthenticated")
         assert "revoked" in problem["detail"]
         before = next_seq(client, app.app_id)
         for _ in range(3):
-            assert_problem(
+            expect_problem(
                 doomed.post(events_url(app.app_id), json={"action": "k.dead"}),
                 401,
                 "unauthenticated",
@@ -257,7 +258,7 @@ def test_a_session_writes_as_its_user(
     server: Server, app: Tenant, role: str | None, name: str | None, kind: str
 ) -> None:
     with server.client(server.session(app, "user_42", role=role, name=name)) as user:
-        entry = created(user.post(events_url(app.app_id), json={"action": "s.write"}))
+        entry = expect_created(user.post(events_url(app.app_id), json={"action": "s.write"}))
     # An unset name or role is left out of the actor, not stored as null.
     claims = {"name": name, "role": role}
     expected = {"type": "user", "id": "user_42"} | {k: v for k, v in claims.items() if v}
@@ -281,7 +282,7 @@ def test_a_key_forwarding_a_session_writes_as_that_user(
     response = client.post(
         events_url(app.app_id), json={"action": "f.session"}, headers={"Trailkeep-Session": session}
     )
-    entry = created(response)
+    entry = expect_created(response)
     assert entry["actor"] == {"type": "user", "id": "user_9", "name": "Bo"} | (
         {"role": role} if role else {}
     )
@@ -293,7 +294,7 @@ def test_a_forwarded_session_records_the_key_that_forwarded_it(
     server: Server, app: Tenant, client: httpx.Client
 ) -> None:
     session = server.session(app, "user_9", role="member")
-    entry = created(
+    entry = expect_created(
         client.post(
             events_url(app.app_id),
             json={"action": "f.session"},
@@ -305,7 +306,7 @@ def test_a_forwarded_session_records_the_key_that_forwarded_it(
 
 def test_a_key_forwards_its_users_address_and_agent(app: Tenant, client: httpx.Client) -> None:
     headers = {"Trailkeep-Client-IP": "203.0.113.7", "Trailkeep-Client-User-Agent": "Firefox/1"}
-    entry = created(
+    entry = expect_created(
         client.post(events_url(app.app_id), json={"action": "f.origin"}, headers=headers)
     )
     assert entry["actor"] == {"type": "api_key", "id": app.key_id}
@@ -315,7 +316,7 @@ def test_a_key_forwards_its_users_address_and_agent(app: Tenant, client: httpx.C
         "user_agent": "Firefox/1",
         "forwarded_by": app.key_id,
     }
-    only_ip = created(
+    only_ip = expect_created(
         client.post(
             events_url(app.app_id),
             json={"action": "f.ip"},
@@ -360,7 +361,7 @@ def test_a_forwarded_address_must_be_an_ip(app: Tenant, client: httpx.Client, ad
     response = client.post(
         events_url(app.app_id), json={"action": "f.bad"}, headers={"Trailkeep-Client-IP": address}
     )
-    problem = assert_problem(response, 400, "invalid_request")
+    problem = expect_problem(response, 400, "invalid_request")
     assert "Trailkeep-Client-IP" in problem["detail"]
 
 
@@ -386,19 +387,19 @@ def test_a_forwarded_session_is_checked_like_any_other(
         response = client.post(
             events_url(app.app_id), json={"action": "f.bad"}, headers={"Trailkeep-Session": token}
         )
-        assert_problem(response, status, code)
+        expect_problem(response, status, code)
     assert next_seq(client, app.app_id) == before + 1
 
 
 def test_a_forwarding_key_keeps_its_own_scopes(server: Server, app: Tenant) -> None:
-    _, read_only = new_key(server, app, "events:read")
+    read_only = server.new_key(app.app_id, "events:read").key
     with server.client(read_only) as reader:
         response = reader.post(
             events_url(app.app_id),
             json={"action": "f.scope"},
             headers={"Trailkeep-Session": server.session(app, "u", role="owner")},
         )
-    assert_problem(response, 403, "forbidden")
+    expect_problem(response, 403, "forbidden")
 
 
 @pytest.mark.parametrize(
@@ -426,6 +427,6 @@ def test_a_session_may_not_forward_anything(
             json={"action": "f.session"},
             headers={header: value.format(session=other_user)},
         )
-    problem = assert_problem(response, status, code)
+    problem = expect_problem(response, status, code)
     assert header in problem["detail"]
     assert next_seq(client, app.app_id) == before + 1

@@ -20,9 +20,8 @@ import httpx
 import jwt
 import pytest
 
-from tests.integration.reading import key_id_of
-from tests.integration.write_support import check_entry, created, events_url
-from tests.support import BIN, Server, run_cli
+from tests.integration.http_api import check_entry, events_url, expect_created, key_id_of
+from tests.servers import BIN, Server, run_cli
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -144,21 +143,23 @@ def test_errors_are_one_clear_line(
 
 
 def test_a_minted_session_is_accepted_by_the_server(server: Server) -> None:
-    tenant = server.tenant("cli-sessions")
+    # The app too is made by the CLI, beside the running server that must accept it.
+    made = json.loads(server.cli("apps", "create", "cli-sessions", "--json").stdout)
+    app_id = made["app_id"]
     args = ["--sub", "user_42", "--role", "admin", "--name", "Ada Lovelace", "--ttl", "120"]
-    token = server.cli("sessions", "mint", "--app", tenant.app_id, *args).stdout.strip()
+    token = server.cli("sessions", "mint", "--app", app_id, *args).stdout.strip()
     assert "\n" not in token
-    claims = jwt.decode(token, tenant.session_secret, algorithms=["HS256"], audience=tenant.app_id)
+    claims = jwt.decode(token, made["session_secret"], algorithms=["HS256"], audience=app_id)
     assert {k: claims[k] for k in ("sub", "aud", "role", "name")} == {
         "sub": "user_42",
-        "aud": tenant.app_id,
+        "aud": app_id,
         "role": "admin",
         "name": "Ada Lovelace",
     }
     assert claims["exp"] - claims["iat"] == 120
     assert abs(claims["iat"] - time.time()) < 60
     with server.client(token) as ada:
-        entry = created(ada.post(events_url(tenant.app_id), json={"action": "cli.session"}))
+        entry = expect_created(ada.post(events_url(app_id), json={"action": "cli.session"}))
         assert entry["actor"] == {
             "type": "user",
             "id": "user_42",
@@ -166,7 +167,7 @@ def test_a_minted_session_is_accepted_by_the_server(server: Server) -> None:
             "role": "admin",
         }
         assert entry["kind"] == "admin"
-        assert ada.get(f"{events_url(tenant.app_id)}/{entry['id']}").status_code == 200
+        assert ada.get(f"{events_url(app_id)}/{entry['id']}").status_code == 200
 
 
 # --- serve --demo ------------------------------------------------------------------------
@@ -231,7 +232,10 @@ def test_serve_demo_prints_credentials_and_a_curl_line_that_works(tmp_path: Path
         from trailkeep.sdk import mint_session
 
         with srv.client(mint_session(app_id, secret, "demo_user")) as user:
-            assert created(user.post(events_url(app_id), json={"action": "demo.user"}))["seq"] == 1
+            assert (
+                expect_created(user.post(events_url(app_id), json={"action": "demo.user"}))["seq"]
+                == 1
+            )
         saved = srv.data_dir / "demo-credentials.json"
         assert stat.S_IMODE(os.stat(saved).st_mode) == 0o600
         # A later start keeps the same app and prints the same credentials.
@@ -239,8 +243,7 @@ def test_serve_demo_prints_credentials_and_a_curl_line_that_works(tmp_path: Path
         again = serve_demo(srv)
         assert (printed(again, "app id"), printed(again, "key (all scopes)")) == (app_id, key)
         with srv.client(key) as client:
-            assert (
-                created(client.post(events_url(app_id), json={"action": "demo.again"}))["seq"] == 2
-            )
+            again_entry = client.post(events_url(app_id), json={"action": "demo.again"})
+            assert expect_created(again_entry)["seq"] == 2
     finally:
         srv.stop()

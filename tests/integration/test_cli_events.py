@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.reading import Entry, events_url, list_all, ok, write_batch
-from tests.support import BIN, Server, Tenant, free_port, run_cli
+from tests.integration.http_api import Entry, events_url, expect_status, list_all, write_batch
+from tests.servers import BIN, Server, Tenant, free_port, run_cli
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -50,7 +50,7 @@ class CliApp:
 @pytest.fixture(scope="module")
 def app(server: Server) -> CliApp:
     """24 entries by a management key (admin) and 12 by a plain user's session (user)."""
-    tenant = server.tenant("cli events")
+    tenant = server.new_app("cli events")
     entries: list[Entry] = []
     ada = server.session(tenant, "ada", role="member", name="Ada")
     with server.client(tenant.key) as key, server.client(ada) as user:
@@ -61,13 +61,13 @@ def app(server: Server) -> CliApp:
             ])  # fmt: skip
             entries += write_batch(user, tenant.app_id, [{"action": "cli.login"}] * 4)
     assert [e["seq"] for e in entries] == list(range(36))
-    return CliApp(server, tenant, server.key(tenant.app_id, "events:read"), entries)
+    return CliApp(server, tenant, server.new_key(tenant.app_id, "events:read").key, entries)
 
 
 @pytest.fixture(scope="module")
 def other(server: Server) -> Tenant:
     """A second app: its key is foreign to `app`, and `tail` follows it."""
-    return server.tenant("cli other")
+    return server.new_app("cli other")
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,7 @@ def test_list_json_with_filters_equals_the_api(app: CliApp, api: httpx.Client) -
     )  # fmt: skip
     params = {"action": ["cli.login", "cli.refund"], "kind": "admin",
               "since": app.entries[10]["time"], "limit": 5}  # fmt: skip
-    first_page = ok(api.get(events_url(app.app_id), params=params)).json()["data"]
+    first_page = expect_status(api.get(events_url(app.app_id), params=params)).json()["data"]
     assert len(first_page) == 5
     assert ndjson(result.stdout) == first_page
     assert result.stderr == ""
@@ -129,7 +129,7 @@ def test_stats_by_action_shows_the_counts(app: CliApp, api: httpx.Client) -> Non
     assert {row[0]: int(row[1]) for row in rows} == dict(counts)
     assert [int(row[1]) for row in rows] == sorted(counts.values(), reverse=True)
     by_actor = json.loads(app.cli("stats", "--by", "actor", "--kind", "user", "--json").stdout)
-    groups = ok(api.get(events_url(app.app_id, "stats"), params={"group_by": "actor",
+    groups = expect_status(api.get(events_url(app.app_id, "stats"), params={"group_by": "actor",
                                                                  "kind": "user"}))  # fmt: skip
     assert by_actor == groups.json()["groups"] == [{"key": "ada", "count": 12}]
 

@@ -20,9 +20,17 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.reading import list_all, verifier_of, wait_for_checkpoint
-from tests.integration.write_support import batch_url, check_entry, events_url, write
-from tests.support import Server, alive, children
+from tests.integration.http_api import (
+    batch_url,
+    check_entry,
+    checkpoint_verifier,
+    events_url,
+    list_all,
+    wait_for_checkpoint,
+    write_one,
+)
+from tests.processes import alive, children
+from tests.servers import Server
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -114,7 +122,7 @@ def test_every_acknowledged_entry_survives_the_server_stopping(
 ) -> None:
     fresh_server.env["TRAILKEEP_WRITER"] = writer
     srv = fresh_server.start()
-    tenant = srv.tenant("durable")
+    tenant = srv.new_app("durable")
     writers = Writers(srv, tenant.app_id, tenant.key)
     for thread in writers.threads:
         thread.start()
@@ -169,9 +177,9 @@ def test_every_acknowledged_entry_survives_the_server_stopping(
             )
 
         # The log goes on where it stopped, and verifies from the first entry to the last.
-        assert write(client, tenant.app_id, {"action": "dur.after"})["seq"] == size
+        assert write_one(client, tenant.app_id, {"action": "dur.after"})["seq"] == size
         checkpoint, _ = wait_for_checkpoint(
-            client, tenant.app_id, size + 1, verifier_of(srv), within=15
+            client, tenant.app_id, size + 1, checkpoint_verifier(srv), within=15
         )
         assert checkpoint.size == size + 1
     result = srv.cli("verify", "--app", tenant.app_id, check=False)

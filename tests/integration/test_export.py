@@ -15,19 +15,17 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.reading import (
-    Corpus,
+from tests.integration.corpus import Corpus, build_corpus, filtered
+from tests.integration.http_api import (
     Entry,
-    build_corpus,
     events_url,
+    expect_problem,
+    expect_status,
     key_id_of,
     list_all,
-    ok,
-    problem,
-    select,
     write_batch,
 )
-from tests.support import Server
+from tests.servers import Server
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -69,7 +67,7 @@ def reader(server: Server, corpus: Corpus) -> Iterator[httpx.Client]:
 
 
 def _export(client: httpx.Client, app_id: str, params: dict[str, Any]) -> httpx.Response:
-    return ok(client.get(events_url(app_id, "export"), params=params))
+    return expect_status(client.get(events_url(app_id, "export"), params=params))
 
 
 def ndjson_lines(response: httpx.Response) -> list[bytes]:
@@ -126,7 +124,9 @@ def test_ndjson_is_the_stored_bytes_oldest_first(
     for seq, raw in corpus.raw.items():  # the 201 bodies of the single writes
         assert lines[seq] == raw
     for seq in (0, 60, len(lines) - 1):
-        one = ok(reader.get(events_url(corpus.app_id, f"events/{corpus.entries[seq]['id']}")))
+        one = expect_status(
+            reader.get(events_url(corpus.app_id, f"events/{corpus.entries[seq]['id']}"))
+        )
         assert one.content == lines[seq]
     newest_first = list_all(reader, corpus.app_id, {"limit": 1000})
     assert [json.loads(line) for line in reversed(lines)] == newest_first
@@ -212,7 +212,7 @@ def test_filters_apply_to_both_formats(
         name: corpus.entries[value]["time"] if name in ("since", "until") else value
         for name, value in spec.items()
     }
-    want = select(corpus.entries, params)
+    want = filtered(corpus.entries, params)
     rows = stored(server, corpus.app_id)
     lines = ndjson_lines(_export(reader, corpus.app_id, {**params, "format": "ndjson"}))
     assert lines == [rows[e["seq"]] for e in want]
@@ -227,7 +227,7 @@ def test_filters_apply_to_both_formats(
 @pytest.mark.parametrize("fmt", ["CSV", "parquet", "ndjson ", "json"])
 def test_other_formats_are_refused(reader: httpx.Client, corpus: Corpus, fmt: str) -> None:
     response = reader.get(events_url(corpus.app_id, "export"), params={"format": fmt})
-    assert "format" in problem(response, 400, "invalid_request")["detail"]
+    assert "format" in expect_problem(response, 400, "invalid_request")["detail"]
 
 
 # ------------------------------------------------------------- more entries than one chunk
@@ -236,7 +236,7 @@ def test_other_formats_are_refused(reader: httpx.Client, corpus: Corpus, fmt: st
 @pytest.fixture(scope="module")
 def big(server: Server) -> tuple[str, str, list[Entry]]:
     """(app id, read key, entries): 12,000 entries written in 12 batches of 1,000."""
-    tenant = server.tenant("export big")
+    tenant = server.new_app("export big")
     written: list[Entry] = []
     with server.client(tenant.key) as client:
         for b in range(12):
@@ -282,7 +282,7 @@ def test_a_long_filtered_export_crosses_chunks(
         name: written[value]["time"] if name in ("since", "until") else value
         for name, value in spec.items()
     }
-    want = select(written, params)
+    want = filtered(written, params)
     assert len(want) >= 3000
     rows = stored(server, app_id)
     with server.client(key) as client:

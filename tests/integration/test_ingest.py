@@ -13,8 +13,7 @@ import orjson
 import pytest
 from sqlalchemy import text
 
-from tests.integration.ingest_support import APP, new_store
-from tests.integration.ingest_support import entries as _entries
+from tests.integration.writer_inputs import APP, pending_entries, store_with_app
 from tests.trees import root_of
 from trailkeep.log import merkle
 from trailkeep.log.tiles import TILE_HEIGHT, TILE_WIDTH
@@ -24,7 +23,7 @@ from trailkeep.server.store import Store
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
-    made = new_store(tmp_path / "ingest.db")
+    made = store_with_app(tmp_path / "ingest.db")
     yield made
     made.close()
 
@@ -41,7 +40,7 @@ def test_a_write_does_not_wait_behind_a_busy_thread_pool(store: Store) -> None:
         await ingest.start()
         blocked = loop.run_in_executor(None, release.wait, 10)  # the pool's one thread, taken
         started = time.perf_counter()
-        appended = await ingest.append(APP, _entries(3))
+        appended = await ingest.append(APP, pending_entries(3))
         elapsed = time.perf_counter() - started
         assert [e.count(b'"seq":') for e in appended.entries] == [1, 1, 1]
         release.set()
@@ -56,14 +55,14 @@ def test_stop_commits_what_is_queued_then_refuses(store: Store) -> None:
     async def main() -> None:
         ingest = Ingest(store)
         await ingest.start()
-        writes = [asyncio.ensure_future(ingest.append(APP, _entries(10))) for _ in range(20)]
+        writes = [asyncio.ensure_future(ingest.append(APP, pending_entries(10))) for _ in range(20)]
         await asyncio.sleep(0)  # every append is queued
         await ingest.stop()
         done = [w.result() for w in writes]  # all answered by the time stop() returns
         seqs = sorted(e.first_seq for e in done)
         assert seqs == list(range(0, 200, 10))
         with pytest.raises(RuntimeError, match="not running"):
-            await ingest.append(APP, _entries(1))
+            await ingest.append(APP, pending_entries(1))
 
     asyncio.run(main())
     assert store.log_size(APP) == 200
@@ -72,7 +71,7 @@ def test_stop_commits_what_is_queued_then_refuses(store: Store) -> None:
 def test_an_append_before_start_is_refused(store: Store) -> None:
     async def main() -> None:
         with pytest.raises(RuntimeError, match="not running"):
-            await Ingest(store).append(APP, _entries(1))
+            await Ingest(store).append(APP, pending_entries(1))
 
     asyncio.run(main())
 
@@ -86,7 +85,7 @@ def test_appends_of_any_size_keep_the_tiles_of_the_whole_tree(store: Store) -> N
         await ingest.start()
         stored: list[bytes] = []
         for count in sizes:
-            stored += (await ingest.append(APP, _entries(count))).entries
+            stored += (await ingest.append(APP, pending_entries(count))).entries
         await ingest.stop()
         return stored
 

@@ -1,8 +1,9 @@
 """The verifiable log over real HTTP (issue 4): signed checkpoints, proofs, the signing key.
 
-Everything the server says is checked here with code written in this module: a naive recursive
-RFC 9162 tree (§2.1.1-2.1.4) over leaf hashes recomputed from the entries' content, and the
-C2SP signed note's Ed25519 signature checked with `cryptography` directly, not with trailkeep's.
+Everything the server says is checked with code written for the tests (independent_checks.py):
+a naive recursive RFC 9162 tree (§2.1.1-2.1.4) over leaf hashes recomputed from the entries'
+content, and the C2SP signed note's Ed25519 signature checked with `cryptography` directly, not
+with trailkeep's.
 """
 
 from __future__ import annotations
@@ -10,178 +11,42 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import re
 import stat
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from tests.integration.reading import (
+from tests.integration.http_api import (
     Entry,
     events_url,
+    expect_problem,
+    expect_status,
     export_lines,
     leaf_hash,
-    ok,
-    problem,
-    write_batch,
+    write_numbered,
 )
-from tests.support import Server, Tenant
+from tests.integration.independent_checks import (
+    await_checkpoint,
+    checkpoint_key,
+    key_id,
+    mth,
+    naive_consistency,
+    naive_path,
+    open_note,
+    parse_key,
+    read_checkpoint,
+    root_from_path,
+    signer_key_pair,
+)
+from tests.servers import Server, Tenant
 from trailkeep.log.notes import NoteSigner
 
 VECTORS = Path(__file__).resolve().parents[1] / "data" / "rfc6962.json"
-KEY_RE = re.compile(r"(?P<name>[^+\s]+)\+(?P<id>[0-9a-f]{8})\+(?P<key>[A-Za-z0-9+/]+=*)")
-SIG_PREFIX = "\u2014 "
-
-# --- A naive RFC 9162 tree over leaf hashes, straight from §2.1.1-2.1.4 ---------------------
-
-
-def _k(n: int) -> int:
-    """The largest power of two strictly below n (n >= 2)."""
-    k = 1
-    while k * 2 < n:
-        k *= 2
-    return k
-
-
-def _node(left: bytes, right: bytes) -> bytes:
-    return hashlib.sha256(b"\x01" + left + right).digest()
-
-
-def mth(leaves: Sequence[bytes]) -> bytes:
-    """MTH(D[n]) over already-hashed leaves."""
-    if not leaves:
-        return hashlib.sha256(b"").digest()
-    if len(leaves) == 1:
-        return leaves[0]
-    k = _k(len(leaves))
-    return _node(mth(leaves[:k]), mth(leaves[k:]))
-
-
-def naive_path(m: int, leaves: Sequence[bytes]) -> list[bytes]:
-    """PATH(m, D[n])."""
-    if len(leaves) == 1:
-        return []
-    k = _k(len(leaves))
-    if m < k:
-        return [*naive_path(m, leaves[:k]), mth(leaves[k:])]
-    return [*naive_path(m - k, leaves[k:]), mth(leaves[:k])]
-
-
-def _subproof(m: int, leaves: Sequence[bytes], whole: bool) -> list[bytes]:
-    n = len(leaves)
-    if m == n:
-        return [] if whole else [mth(leaves)]
-    k = _k(n)
-    if m <= k:
-        return [*_subproof(m, leaves[:k], whole), mth(leaves[k:])]
-    return [*_subproof(m - k, leaves[k:], False), mth(leaves[:k])]
-
-
-def naive_consistency(m: int, leaves: Sequence[bytes]) -> list[bytes]:
-    """PROOF(m, D[n]) = SUBPROOF(m, D[n], true)."""
-    return _subproof(m, leaves, True)
-
-
-def root_from_path(leaf: bytes, m: int, n: int, path: Sequence[bytes]) -> bytes:
-    """The root an inclusion path of leaf m in a tree of n leaves leads to (PATH run backwards)."""
-    if n == 1:
-        assert not path, "inclusion path is too long"
-        return leaf
-    assert path, "inclusion path is too short"
-    k = _k(n)
-    if m < k:
-        return _node(root_from_path(leaf, m, k, path[:-1]), path[-1])
-    return _node(path[-1], root_from_path(leaf, m - k, n - k, path[:-1]))
-
-
-# --- Keys and signed notes, read with `cryptography` directly ------------------------------
-
-
-def parse_key(text: str) -> tuple[str, bytes, bytes]:
-    """(name, 4-byte key id, raw Ed25519 public key) of a note verifier key."""
-    match = KEY_RE.fullmatch(text)
-    assert match, text
-    raw = base64.b64decode(match["key"], validate=True)
-    assert len(raw) == 33
-    assert raw[0] == 0x01
-    return match["name"], bytes.fromhex(match["id"]), raw[1:]
-
-
-def key_id(name: str, public: bytes) -> bytes:
-    """Go sumdb/note key id: the first 4 bytes of SHA-256(name || 0x0A || 0x01 || public key)."""
-    return hashlib.sha256(name.encode() + b"\n\x01" + public).digest()[:4]
-
-
-def open_note(note: str, key_text: str) -> list[str]:
-    """The text lines of a note whose signature by this key verifies; else AssertionError."""
-    name, kid, public = parse_key(key_text)
-    text, sep, block = note.rpartition("\n\n")
-    assert sep, note
-    assert block.endswith("\n")
-    signed = (text + "\n").encode()
-    mine = [line for line in block[:-1].split("\n") if line.startswith(f"{SIG_PREFIX}{name} ")]
-    assert len(mine) == 1, block
-    blob = base64.b64decode(mine[0].split(" ")[2], validate=True)
-    assert len(blob) == 4 + 64
-    assert blob[:4] == kid
-    try:
-        Ed25519PublicKey.from_public_bytes(public).verify(blob[4:], signed)
-    except InvalidSignature:
-        raise AssertionError("the checkpoint's signature does not verify") from None
-    return text.split("\n")
-
-
-def read_checkpoint(note: str, key_text: str) -> tuple[str, int, bytes]:
-    """(origin, size, root) of a C2SP checkpoint signed by this key."""
-    lines = open_note(note, key_text)
-    assert len(lines) == 3, lines
-    origin, size, root = lines
-    assert re.fullmatch(r"0|[1-9][0-9]*", size), size
-    raw = base64.b64decode(root, validate=True)
-    assert len(raw) == 32
-    assert base64.b64encode(raw).decode() == root
-    return origin, int(size), raw
-
-
-def checkpoint_key(server: Server) -> str:
-    """The server's published verifier key, without its newline."""
-    response = ok(httpx.get(f"{server.url}/v1/checkpoint-key", timeout=10))
-    assert response.headers["content-type"].startswith("text/plain")
-    return response.text.strip()
-
-
-def await_checkpoint(
-    client: httpx.Client, app_id: str, key_text: str, size: int, within: float = 3.0
-) -> tuple[str, int, bytes, str]:
-    """Poll until the checkpoint covers exactly ``size`` entries: (origin, size, root, note)."""
-    deadline = time.monotonic() + within
-    while True:
-        response = ok(client.get(events_url(app_id, "checkpoint")))
-        assert response.headers["content-type"].startswith("text/plain")
-        origin, got, root = read_checkpoint(response.text, key_text)
-        assert got <= size, (got, size)
-        if got == size:
-            return origin, got, root, response.text
-        if time.monotonic() > deadline:
-            raise AssertionError(f"checkpoint still at {got} entries, the log holds {size}")
-        time.sleep(0.05)
-
-
-def write_n(client: httpx.Client, app_id: str, first: int, count: int) -> list[Entry]:
-    """Append ``count`` numbered entries in one batch."""
-    events = [
-        {"action": "doc.edit", "target_type": "doc", "target_id": f"d{i}",
-         "metadata": {"n": i, "note": "caf\u00e9 \u2603", "ratio": i / 8}}
-        for i in range(first, first + count)
-    ]  # fmt: skip
-    return write_batch(client, app_id, events)
 
 
 @dataclass
@@ -202,12 +67,12 @@ SIZES = (1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 70)
 @pytest.fixture(scope="module")
 def log(server: Server) -> Log:
     """A fresh app with 70 entries written in uneven batches, exported and checkpointed."""
-    tenant = server.tenant("integrity")
+    tenant = server.new_app("integrity")
     key = checkpoint_key(server)
     with server.client(tenant.key) as client:
         written: list[Entry] = []
         for count in BATCHES:
-            written += write_n(client, tenant.app_id, len(written), count)
+            written += write_numbered(client, tenant.app_id, len(written), count)
         *_, note = await_checkpoint(client, tenant.app_id, key, len(written))
         # Reads with a key are not recorded, so the log stays exactly what was written.
         entries = [json.loads(line) for line in export_lines(client, tenant.app_id, {})]
@@ -219,7 +84,7 @@ def log(server: Server) -> Log:
 @pytest.fixture(scope="module")
 def other(server: Server) -> Tenant:
     """A second app on the shared server, made once for the whole module."""
-    return server.tenant("other")
+    return server.new_app("other")
 
 
 @pytest.fixture(scope="module")
@@ -279,14 +144,14 @@ def test_checkpoint_is_a_signed_c2sp_note_over_the_entries(server: Server, log: 
 
 def test_an_empty_log_has_a_signed_empty_checkpoint(server: Server, tenant: Tenant) -> None:
     with server.client(tenant.key) as c:
-        note = ok(c.get(events_url(tenant.app_id, "checkpoint"))).text
+        note = expect_status(c.get(events_url(tenant.app_id, "checkpoint"))).text
         assert read_checkpoint(note, checkpoint_key(server)) == (
             f"trailkeep.local/{tenant.app_id}",
             0,
             hashlib.sha256(b"").digest(),
         )
         url = events_url(tenant.app_id, "proofs/inclusion")
-        problem(c.get(url, params={"seq": 0, "tree_size": 1}), 400, "invalid_request")
+        expect_problem(c.get(url, params={"seq": 0, "tree_size": 1}), 400, "invalid_request")
 
 
 def test_every_leaf_hash_is_recomputable_from_the_entry(log: Log) -> None:
@@ -296,20 +161,20 @@ def test_every_leaf_hash_is_recomputable_from_the_entry(log: Log) -> None:
 
 
 def test_checkpoint_follows_the_tree_as_it_grows(server: Server) -> None:
-    tenant = server.tenant("growing")
+    tenant = server.new_app("growing")
     key = checkpoint_key(server)
     with server.client(tenant.key) as c:
         leaves: list[bytes] = []
         previous: tuple[int, bytes] | None = None
         for count in (1, 3, 1, 40):
-            leaves += [leaf_hash(e) for e in write_n(c, tenant.app_id, len(leaves), count)]
+            leaves += [leaf_hash(e) for e in write_numbered(c, tenant.app_id, len(leaves), count)]
             origin, size, root, _ = await_checkpoint(c, tenant.app_id, key, len(leaves))
             assert origin == f"trailkeep.local/{tenant.app_id}"
             assert root == mth(leaves)
             if previous is not None:
                 old, old_root = previous
                 url = events_url(tenant.app_id, "proofs/consistency")
-                proof = ok(c.get(url, params={"from": old, "to": size})).json()
+                proof = expect_status(c.get(url, params={"from": old, "to": size})).json()
                 expected = [h.hex() for h in naive_consistency(old, leaves)]
                 assert proof == {"from": old, "to": size, "path": expected}
                 assert mth(leaves[:old]) == old_root
@@ -324,7 +189,7 @@ def test_inclusion_proofs_for_every_seq_at_several_sizes(client: httpx.Client, l
     for size in SIZES:
         root = mth(log.leaves[:size])
         for seq in range(size):
-            body = ok(client.get(url, params={"seq": seq, "tree_size": size})).json()
+            body = expect_status(client.get(url, params={"seq": seq, "tree_size": size})).json()
             path = [bytes.fromhex(h) for h in body["path"]]
             assert body == {"seq": seq, "tree_size": size, "leaf_hash": log.leaves[seq].hex(),
                             "path": body["path"]}  # fmt: skip
@@ -336,7 +201,7 @@ def test_inclusion_proofs_for_every_seq_at_several_sizes(client: httpx.Client, l
 def test_consistency_proofs_between_size_pairs(client: httpx.Client, log: Log, old: int) -> None:
     url = events_url(log.tenant.app_id, "proofs/consistency")
     for new in (s for s in SIZES if s >= old):
-        body = ok(client.get(url, params={"from": old, "to": new})).json()
+        body = expect_status(client.get(url, params={"from": old, "to": new})).json()
         expected = [h.hex() for h in naive_consistency(old, log.leaves[:new])]
         assert body == {"from": old, "to": new, "path": expected}, (old, new)
         assert bool(expected) == (new != old)
@@ -365,7 +230,7 @@ def test_bad_inclusion_parameters_are_400(
 ) -> None:
     assert len(log.entries) == N
     url = events_url(log.tenant.app_id, "proofs/inclusion")
-    problem(client.get(url, params=params), 400, "invalid_request")
+    expect_problem(client.get(url, params=params), 400, "invalid_request")
 
 
 @pytest.mark.parametrize("params", BAD_CONSISTENCY, ids=str)
@@ -374,7 +239,7 @@ def test_bad_consistency_parameters_are_400(
 ) -> None:
     assert len(log.entries) == N
     url = events_url(log.tenant.app_id, "proofs/consistency")
-    problem(client.get(url, params=params), 400, "invalid_request")
+    expect_problem(client.get(url, params=params), 400, "invalid_request")
 
 
 ROUTES = ("checkpoint", "proofs/inclusion?seq=0&tree_size=1", "proofs/consistency?from=1&to=1")
@@ -383,11 +248,11 @@ ROUTES = ("checkpoint", "proofs/inclusion?seq=0&tree_size=1", "proofs/consistenc
 @pytest.mark.parametrize("route", ROUTES)
 def test_integrity_routes_are_per_app(server: Server, log: Log, other: Tenant, route: str) -> None:
     with server.client(other.key) as c:
-        problem(c.get(events_url(log.tenant.app_id, route)), 404, "not_found")
+        expect_problem(c.get(events_url(log.tenant.app_id, route)), 404, "not_found")
     with server.client() as nobody:
-        problem(nobody.get(events_url(log.tenant.app_id, route)), 401, "unauthenticated")
+        expect_problem(nobody.get(events_url(log.tenant.app_id, route)), 401, "unauthenticated")
     with server.client("tk_nope_nope") as bad:
-        problem(bad.get(events_url(log.tenant.app_id, route)), 401, "unauthenticated")
+        expect_problem(bad.get(events_url(log.tenant.app_id, route)), 401, "unauthenticated")
 
 
 # --- One entry, verifiable on its own ------------------------------------------------------
@@ -411,12 +276,12 @@ def check_proven(body: dict[str, Any], key_text: str, app_id: str) -> Entry:
 def test_get_with_proof_verifies_offline(server: Server, other: Tenant) -> None:
     key = checkpoint_key(server)
     with server.client(other.key) as c:
-        written = write_n(c, other.app_id, 0, 6)
+        written = write_numbered(c, other.app_id, 0, 6)
         for entry in (written[-1], written[0], written[3]):  # newest first: not yet checkpointed
             url = events_url(other.app_id, f"events/{entry['id']}")
-            body = ok(c.get(url, params={"proof": "true"})).json()
+            body = expect_status(c.get(url, params={"proof": "true"})).json()
             assert check_proven(body, key, other.app_id) == entry
-            assert ok(c.get(url)).json() == entry  # without proof=true: the bare entry
+            assert expect_status(c.get(url)).json() == entry  # without proof=true: the bare entry
         # The offline check is not a formality: a changed entry no longer verifies.
         body["entry"]["metadata"]["n"] = 4
         with pytest.raises(AssertionError):
@@ -426,11 +291,11 @@ def test_get_with_proof_verifies_offline(server: Server, other: Tenant) -> None:
 def test_get_with_proof_by_an_owner_session(server: Server, other: Tenant) -> None:
     key = checkpoint_key(server)
     with server.client(other.key) as c:
-        middle = write_n(c, other.app_id, 0, 3)[1]
+        middle = write_numbered(c, other.app_id, 0, 3)[1]
     owner = server.session(other, "olga", role="owner")
     with server.client(owner) as o:
         url = events_url(other.app_id, f"events/{middle['id']}")
-        body = ok(o.get(url, params={"proof": "true"})).json()
+        body = expect_status(o.get(url, params={"proof": "true"})).json()
     assert check_proven(body, key, other.app_id) == middle
 
 
@@ -439,9 +304,9 @@ def test_get_with_proof_of_another_apps_entry_is_404(
 ) -> None:
     with server.client(other.key) as c:
         url = events_url(other.app_id, f"events/{log.entries[0]['id']}")
-        problem(c.get(url, params={"proof": "true"}), 404, "not_found")
+        expect_problem(c.get(url, params={"proof": "true"}), 404, "not_found")
         url = events_url(log.tenant.app_id, f"events/{log.entries[0]['id']}")
-        problem(c.get(url, params={"proof": "true"}), 404, "not_found")
+        expect_problem(c.get(url, params={"proof": "true"}), 404, "not_found")
 
 
 # --- The signing key (a file, not in the database: these run on SQLite only) ---------------
@@ -457,9 +322,9 @@ def test_signing_key_is_made_0600_in_the_data_dir_and_kept(sqlite_server: Server
     assert made.is_file()
     assert _mode(made) == 0o600
     key = checkpoint_key(srv)
-    tenant = srv.tenant()
+    tenant = srv.new_app()
     with srv.client(tenant.key) as c:
-        leaves = [leaf_hash(e) for e in write_n(c, tenant.app_id, 0, 3)]
+        leaves = [leaf_hash(e) for e in write_numbered(c, tenant.app_id, 0, 3)]
         *_, before = await_checkpoint(c, tenant.app_id, key, 3)
     content = made.read_bytes()
     srv.stop()
@@ -468,18 +333,10 @@ def test_signing_key_is_made_0600_in_the_data_dir_and_kept(sqlite_server: Server
     assert made.read_bytes() == content
     with srv.client(tenant.key) as c:
         # The checkpoint signed before the restart still verifies; so does the next one.
-        assert ok(c.get(events_url(tenant.app_id, "checkpoint"))).text == before
-        leaves += [leaf_hash(e) for e in write_n(c, tenant.app_id, 3, 2)]
+        assert expect_status(c.get(events_url(tenant.app_id, "checkpoint"))).text == before
+        leaves += [leaf_hash(e) for e in write_numbered(c, tenant.app_id, 3, 2)]
         _, _, root, _ = await_checkpoint(c, tenant.app_id, key, 5)
     assert root == mth(leaves)
-
-
-def signer_key_pair(name: str, seed: bytes) -> tuple[str, str]:
-    """A Go sumdb/note (signer key, verifier key) pair, encoded here."""
-    public = Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes_raw()
-    kid = key_id(name, public).hex()
-    secret, public_text = (base64.b64encode(b"\x01" + raw).decode() for raw in (seed, public))
-    return f"PRIVATE+KEY+{name}+{kid}+{secret}", f"{name}+{kid}+{public_text}"
 
 
 def test_a_given_signing_key_file_and_origin_are_used(
@@ -494,9 +351,9 @@ def test_a_given_signing_key_file_and_origin_are_used(
     srv = sqlite_server.start()
     assert checkpoint_key(srv) == verifier
     assert not (srv.data_dir / "signing.key").exists()
-    tenant = srv.tenant()
+    tenant = srv.new_app()
     with srv.client(tenant.key) as c:
-        leaves = [leaf_hash(e) for e in write_n(c, tenant.app_id, 0, 4)]
+        leaves = [leaf_hash(e) for e in write_numbered(c, tenant.app_id, 0, 4)]
         origin, _, root, _ = await_checkpoint(c, tenant.app_id, verifier, 4)
     assert origin == f"audit.example.test/{tenant.app_id}"
     assert root == mth(leaves)

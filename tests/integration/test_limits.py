@@ -13,17 +13,16 @@ import httpx
 import pytest
 import rfc8785
 
-from tests.integration.reading import events_url as route
-from tests.integration.reading import log_size
-from tests.integration.write_support import (
-    assert_problem,
+from tests.integration.http_api import (
     batch_url,
-    created,
     events_url,
+    expect_created,
+    expect_problem,
+    log_size,
     next_seq,
-    raw_post,
+    post_bytes,
 )
-from tests.support import Server, Tenant
+from tests.servers import Server, Tenant
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -39,7 +38,7 @@ def rate_headers(response: httpx.Response) -> tuple[int, int]:
 
 def assert_limited(response: httpx.Response, limit: int) -> None:
     """A 429 `rate_limited` with Retry-After and the RateLimit-* headers of a spent limit."""
-    assert_problem(response, 429, "rate_limited")
+    expect_problem(response, 429, "rate_limited")
     assert 1 <= int(response.headers["retry-after"]) <= 60
     assert rate_headers(response) == (limit, 0)
 
@@ -50,7 +49,7 @@ def start(srv: Server, rate: str, proxies: str | None = None) -> Tenant:
     if proxies is not None:
         srv.env["TRAILKEEP_TRUSTED_PROXIES"] = proxies
     srv.start()
-    return srv.tenant("limited")
+    return srv.new_app("limited")
 
 
 def write_from(client: httpx.Client, app_id: str, client_ip: str) -> httpx.Response:
@@ -84,7 +83,7 @@ def test_the_default_limit_passes_200_writes_and_refuses_the_201st(fresh_server:
                 response = client.post(
                     events_url(tenant.app_id), json={"action": "rl.one"}, headers=spoof
                 )
-                entry = created(response)
+                entry = expect_created(response)
                 assert (entry["seq"], entry["context"]["ip"]) == (appended, "127.0.0.1")
                 appended += 1
             assert rate_headers(response) == (200, 199 - i)
@@ -99,9 +98,9 @@ def test_the_default_limit_passes_200_writes_and_refuses_the_201st(fresh_server:
         # Reads are not limited, and the refused writes appended nothing.
         for _ in range(5):
             assert log_size(client, tenant.app_id) == 300
-        newest = client.get(route(tenant.app_id), params={"limit": 1}).json()["data"][0]
+        newest = client.get(events_url(tenant.app_id), params={"limit": 1}).json()["data"][0]
         assert client.get(f"{events_url(tenant.app_id)}/{newest['id']}").status_code == 200
-        assert client.get(route(tenant.app_id, "stats")).status_code == 200
+        assert client.get(events_url(tenant.app_id, "stats")).status_code == 200
     assert httpx.get(f"{fresh_server.url}/healthz").status_code == 200
 
 
@@ -112,7 +111,7 @@ def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit(
     with fresh_server.client(tenant.key) as proxy:
         for i in range(5):
             response = write_from(proxy, tenant.app_id, "203.0.113.5")
-            assert created(response)["context"]["ip"] == "203.0.113.5"
+            assert expect_created(response)["context"]["ip"] == "203.0.113.5"
             assert rate_headers(response) == (5, 4 - i)
         assert_limited(write_from(proxy, tenant.app_id, "203.0.113.5"), 5)
         # A client cannot dodge its limit by prepending addresses: the server walks the chain
@@ -121,11 +120,11 @@ def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit(
         assert_limited(write_from(proxy, tenant.app_id, "198.51.100.9, 203.0.113.5, 127.0.0.7"), 5)
         # Another client behind the same proxy is not affected.
         other = write_from(proxy, tenant.app_id, "198.51.100.9, 203.0.113.6")
-        assert created(other)["context"]["ip"] == "203.0.113.6"
+        assert expect_created(other)["context"]["ip"] == "203.0.113.6"
         assert rate_headers(other) == (5, 4)
         # Nor is the proxy's own traffic (no X-Forwarded-For: the peer is the client).
         own = proxy.post(events_url(tenant.app_id), json={"action": "rl.own"})
-        assert created(own)["context"]["ip"] == "127.0.0.1"
+        assert expect_created(own)["context"]["ip"] == "127.0.0.1"
         assert rate_headers(own) == (5, 4)
         assert log_size(proxy, tenant.app_id) == 7
 
@@ -136,7 +135,7 @@ def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit(
 @pytest.fixture(scope="module")
 def app(server: Server) -> Tenant:
     """One app for the size tests."""
-    return server.tenant("limits")
+    return server.new_app("limits")
 
 
 @pytest.fixture(scope="module")
@@ -162,25 +161,25 @@ def test_bodies_over_the_limit_are_413_before_parsing(
     valid = b'{"events":[{"action":"size.ok"}]}' if batch else b'{"action":"size.ok"}'
     before = next_seq(client, app.app_id)
     # Invalid JSON at the limit is parsed (400); one byte more is never parsed (413, not 400).
-    assert_problem(raw_post(client, url, b"x" * limit), 400, "invalid_request")
-    problem = assert_problem(raw_post(client, url, b"x" * (limit + 1)), 413, "payload_too_large")
+    expect_problem(post_bytes(client, url, b"x" * limit), 400, "invalid_request")
+    problem = expect_problem(post_bytes(client, url, b"x" * (limit + 1)), 413, "payload_too_large")
     assert f"{limit:,}" in problem["detail"]
     # The same without a Content-Length (chunked): counted while it streams in.
     chunks = (b"x" * 65_536 for _ in range(limit // 65_536 + 1))
     streamed = client.post(url, content=chunks, headers={"content-type": "application/json"})
     assert "content-length" not in streamed.request.headers
-    assert_problem(streamed, 413, "payload_too_large")
+    expect_problem(streamed, 413, "payload_too_large")
     # A valid body padded with whitespace to exactly the limit is accepted; one byte more is not.
-    accepted = raw_post(client, url, padded(valid, limit))
+    accepted = post_bytes(client, url, padded(valid, limit))
     assert accepted.status_code == 201, accepted.text
-    assert_problem(raw_post(client, url, padded(valid, limit + 1)), 413, "payload_too_large")
+    expect_problem(post_bytes(client, url, padded(valid, limit + 1)), 413, "payload_too_large")
     assert next_seq(client, app.app_id) == before + 2
 
 
 def test_a_batch_may_be_larger_than_a_single_write(app: Tenant, client: httpx.Client) -> None:
     body = padded(b'{"events":[{"action":"size.big"}]}', 2 * MIB)
-    assert_problem(raw_post(client, events_url(app.app_id), body), 413, "payload_too_large")
-    response = raw_post(client, batch_url(app.app_id), body)
+    expect_problem(post_bytes(client, events_url(app.app_id), body), 413, "payload_too_large")
+    response = post_bytes(client, batch_url(app.app_id), body)
     assert response.status_code == 201, response.text
 
 
@@ -206,12 +205,12 @@ def test_metadata_of_10240_canonical_bytes_passes_and_10241_fails(
 ) -> None:
     assert canonical_size(at) == 10_240
     assert canonical_size(over) == 10_241
-    entry = created(
+    entry = expect_created(
         client.post(events_url(app.app_id), json={"action": "meta.edge", "metadata": at})
     )
     assert entry["metadata"] == at
     before = next_seq(client, app.app_id)
-    problem = assert_problem(
+    problem = expect_problem(
         client.post(events_url(app.app_id), json={"action": "meta.over", "metadata": over}),
         413,
         "payload_too_large",
@@ -234,8 +233,8 @@ def test_the_limit_counts_the_canonical_form_not_the_bytes_sent(
         + b'"\n  }\n}'
     )
     assert len(sent) > 40_000
-    entry = created(raw_post(client, events_url(app.app_id), sent))
+    entry = expect_created(post_bytes(client, events_url(app.app_id), sent))
     assert entry["metadata"] == {"a": "z" * 6_219, "b": "\u00e9" * 2_000, "c": 1}
     bigger = sent.replace(b'"c": 1.000', b'"c": 10.00')
     assert canonical_size({**metadata, "c": 10}) == 10_241
-    assert_problem(raw_post(client, events_url(app.app_id), bigger), 413, "payload_too_large")
+    expect_problem(post_bytes(client, events_url(app.app_id), bigger), 413, "payload_too_large")

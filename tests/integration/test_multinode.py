@@ -17,10 +17,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.reading import events_url, export_lines, ok, verifier_of
-from tests.integration.reading import wait_for_checkpoint as signed_at
+from tests.integration.http_api import (
+    checkpoint_verifier,
+    events_url,
+    expect_status,
+    export_lines,
+    wait_for_checkpoint,
+)
 from tests.pg import PostgresCluster, RedisServer
-from tests.support import Server, Tenant
+from tests.servers import Server, Tenant
 from trailkeep.server.ingest.checkpointer import load_signer
 
 pytestmark = pytest.mark.postgres
@@ -46,6 +51,7 @@ def nodes(
         "TRAILKEEP_DATABASE_URL": database.service_url,
         "TRAILKEEP_REDIS_URL": redis_server.url(),
         "TRAILKEEP_SIGNING_KEY_FILE": str(key_file),
+        "TRAILKEEP_SECRET_KEY_FILE": str(root / "secret.key"),  # and the same secret key
         "TRAILKEEP_RATE_LIMIT": f"{LIMIT}/minute",
         "TRAILKEEP_TRUSTED_PROXIES": "127.0.0.1/32",
     }
@@ -81,11 +87,13 @@ def _write_all(nodes: list[Server], tenant: Tenant, client: int) -> list[list[in
             node = http[(client + i) % len(http)]
             action = {"action": f"mn.c{client}", "metadata": {"i": i}}
             if size == 1:
-                body = ok(node.post(events_url(tenant.app_id), json=action), 201).json()
+                body = expect_status(node.post(events_url(tenant.app_id), json=action), 201).json()
                 got.append([body["seq"]])
             else:
                 batch = {"events": [action] * size}
-                response = ok(node.post(events_url(tenant.app_id, "events/batch"), json=batch), 201)
+                response = expect_status(
+                    node.post(events_url(tenant.app_id, "events/batch"), json=batch), 201
+                )
                 got.append([e["seq"] for e in response.json()["events"]])
     finally:
         for c in http:
@@ -96,7 +104,7 @@ def _write_all(nodes: list[Server], tenant: Tenant, client: int) -> list[list[in
 def test_thirty_clients_on_three_nodes_make_one_gapless_verifiable_log(nodes: list[Server]) -> None:
     assert sum(map(sum, map(_plan, range(CLIENTS)))) == TOTAL
     assert max(len(_plan(c)) for c in range(CLIENTS)) < LIMIT
-    tenant = nodes[0].tenant("multinode")
+    tenant = nodes[0].new_app("multinode")
     with ThreadPoolExecutor(CLIENTS) as pool:
         results = list(pool.map(lambda c: _write_all(nodes, tenant, c), range(CLIENTS)))
     requests = [seqs for per_client in results for seqs in per_client]
@@ -104,11 +112,11 @@ def test_thirty_clients_on_three_nodes_make_one_gapless_verifiable_log(nodes: li
     assert seqs == list(range(TOTAL))  # no gap, no seq given twice
     for request in requests:  # a batch is one run of consecutive seqs
         assert request == list(range(request[0], request[0] + len(request)))
-    verifier = verifier_of(nodes[0])
+    verifier = checkpoint_verifier(nodes[0])
     for node in nodes[1:]:
-        assert verifier_of(node).verifier_key() == verifier.verifier_key()
+        assert checkpoint_verifier(node).verifier_key() == verifier.verifier_key()
     with nodes[2].client(tenant.key) as reader:
-        signed_at(reader, tenant.app_id, TOTAL, verifier, within=30)
+        wait_for_checkpoint(reader, tenant.app_id, TOTAL, verifier, within=30)
         lines = export_lines(reader, tenant.app_id, {})
     assert len(lines) == TOTAL
     entries: list[dict[str, Any]] = [json.loads(line) for line in lines]
@@ -124,7 +132,7 @@ def test_thirty_clients_on_three_nodes_make_one_gapless_verifiable_log(nodes: li
 
 def test_the_rate_limit_is_the_sum_over_nodes(nodes: list[Server]) -> None:
     """90 writes from one address over three nodes: exactly 50 pass, not 50 on each node."""
-    tenant = nodes[0].tenant("limited")
+    tenant = nodes[0].new_app("limited")
     headers = {"Authorization": f"Bearer {tenant.key}", "X-Forwarded-For": "203.0.113.77"}
     statuses: list[int] = []
     lock = threading.Lock()
@@ -144,14 +152,12 @@ def test_the_rate_limit_is_the_sum_over_nodes(nodes: list[Server]) -> None:
     assert statuses.count(201) == LIMIT
     assert statuses.count(429) == 90 - LIMIT
     with nodes[1].client(tenant.key, **{"X-Forwarded-For": "203.0.113.78"}) as other:
-        assert (
-            ok(other.get(events_url(tenant.app_id), params={"limit": 1})).json()["data"][0]["seq"]
-            == LIMIT - 1
-        )
+        newest = expect_status(other.get(events_url(tenant.app_id), params={"limit": 1}))
+        assert newest.json()["data"][0]["seq"] == LIMIT - 1
 
 
 def test_one_idempotency_key_sent_to_every_node_at_once_appends_once(nodes: list[Server]) -> None:
-    tenant = nodes[0].tenant("idempotent")
+    tenant = nodes[0].new_app("idempotent")
     body = {"action": "idem.once", "metadata": {"n": 1}}
     barrier = threading.Barrier(NODES * 2)
 
@@ -169,5 +175,6 @@ def test_one_idempotency_key_sent_to_every_node_at_once_appends_once(nodes: list
         "true"
     ] * (NODES * 2 - 1)
     with nodes[0].client(tenant.key, **{"X-Forwarded-For": "198.51.100.99"}) as reader:
-        data = ok(reader.get(events_url(tenant.app_id), params={"limit": 10})).json()["data"]
+        listed = expect_status(reader.get(events_url(tenant.app_id), params={"limit": 10}))
+        data = listed.json()["data"]
     assert [e["seq"] for e in data] == [0]

@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from tests.pg import PostgresCluster
+from tests.signers import new_secret_box
 from trailkeep.server import provision
 from trailkeep.server.store import CheckpointRecord, Store
 
@@ -77,7 +78,7 @@ class Log:
 
 
 def _made(url: str, attacker_url: str) -> Log:
-    store = Store(url)
+    store = Store(url, secrets=new_secret_box())
     try:
         store.migrate()
         app, other = provision.create_app(store, "replace"), provision.create_app(store, "other")

@@ -16,19 +16,18 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.reading import (
+from tests.integration.corpus import filtered, passes_filters
+from tests.integration.http_api import (
     Entry,
     events_url,
+    expect_problem,
+    expect_status,
     key_id_of,
     list_all,
-    matches,
-    ok,
-    pages,
-    problem,
-    select,
+    list_pages,
     write_batch,
 )
-from tests.support import Server, Tenant
+from tests.servers import Server, Tenant
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -61,7 +60,7 @@ def _body(i: int) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def paged(server: Server) -> Paged:
     """12 batches of 25, each by one of three writers in turn (so times and actors vary)."""
-    tenant = server.tenant("paging")
+    tenant = server.new_app("paging")
     writers = [
         server.client(tenant.key),
         server.client(server.session(tenant, OWNER, role="owner")),
@@ -82,7 +81,7 @@ def paged(server: Server) -> Paged:
 @pytest.fixture(scope="module")
 def live(server: Server) -> Tenant:
     """A second app, which the live-paging tests keep growing (each walks all of it)."""
-    return server.tenant("paging live")
+    return server.new_app("paging live")
 
 
 @pytest.fixture(scope="module")
@@ -123,12 +122,12 @@ def _check_page_shape(responses: list[httpx.Response], limit: int) -> None:
 
 def walk_links(client: httpx.Client, first: str, params: Mapping[str, Any]) -> list[httpx.Response]:
     """Every page of a list, following each `Link` URL exactly as the server gave it."""
-    responses = [ok(client.get(first, params=params))]
+    responses = [expect_status(client.get(first, params=params))]
     for _ in range(10_000):
         link = _next_link(responses[-1])
         if link is None:
             return responses
-        responses.append(ok(client.get(link)))
+        responses.append(expect_status(client.get(link)))
     raise AssertionError("paging never ended")
 
 
@@ -160,8 +159,8 @@ def test_cursor_and_link_walks_yield_every_entry_once(
     reader: httpx.Client, paged: Paged, limit: int, spec: dict[str, Any]
 ) -> None:
     params = {**_resolve(paged, spec), "limit": limit}
-    want = list(reversed(select(paged.entries, params)))
-    by_cursor = list(pages(reader, paged.app_id, params))
+    want = list(reversed(filtered(paged.entries, params)))
+    by_cursor = list(list_pages(reader, paged.app_id, params))
     _check_page_shape(by_cursor, limit)
     got = [e for page in by_cursor for e in page.json()["data"]]
     assert _seqs(got) == _seqs(want)
@@ -176,10 +175,10 @@ def test_an_exact_multiple_of_the_limit_ends_with_a_full_page(
     reader: httpx.Client, paged: Paged
 ) -> None:
     params = {"actor": key_id_of(paged.tenant.key)}  # four batches of 25
-    want = _seqs(list(reversed(select(paged.entries, params))))
+    want = _seqs(list(reversed(filtered(paged.entries, params))))
     assert len(want) == 100
     for limit, count in ((25, 4), (100, 1), (99, 2), (50, 2)):
-        walked = list(pages(reader, paged.app_id, {**params, "limit": limit}))
+        walked = list(list_pages(reader, paged.app_id, {**params, "limit": limit}))
         assert len(walked) == count, limit
         assert [int(e["seq"]) for p in walked for e in p.json()["data"]] == want
         _check_page_shape(walked, limit)
@@ -187,7 +186,7 @@ def test_an_exact_multiple_of_the_limit_ends_with_a_full_page(
 
 def test_the_link_keeps_repeated_filters_and_the_limit(reader: httpx.Client, paged: Paged) -> None:
     params: dict[str, Any] = {"action": ["pg.gamma", "other.x"], "kind": "user", "limit": 6}
-    first = ok(reader.get(events_url(paged.app_id), params=params))
+    first = expect_status(reader.get(events_url(paged.app_id), params=params))
     link = _next_link(first)
     assert link is not None
     url = httpx.URL(link)
@@ -201,11 +200,12 @@ def test_the_link_keeps_repeated_filters_and_the_limit(reader: httpx.Client, pag
 def test_a_cursor_is_bound_to_its_app(
     server: Server, reader: httpx.Client, paged: Paged, live: Tenant
 ) -> None:
-    cursor = ok(reader.get(events_url(paged.app_id), params={"limit": 5})).json()["next_cursor"]
+    first = expect_status(reader.get(events_url(paged.app_id), params={"limit": 5}))
+    cursor = first.json()["next_cursor"]
     other = live
     with server.client(other.key) as stranger:
         write_batch(stranger, other.app_id, [{"action": "pg.alpha"}] * 10)
-        body = problem(
+        body = expect_problem(
             stranger.get(events_url(other.app_id), params={"cursor": cursor}), 400,
             "invalid_request",
         )  # fmt: skip
@@ -213,7 +213,8 @@ def test_a_cursor_is_bound_to_its_app(
         # Not bound to a credential: the app's owner continues the key's walk.
     owner = server.session(paged.tenant, OWNER, role="owner")
     with server.client(owner) as boss:
-        data = ok(boss.get(events_url(paged.app_id), params={"cursor": cursor})).json()["data"]
+        page = expect_status(boss.get(events_url(paged.app_id), params={"cursor": cursor}))
+        data = page.json()["data"]
     assert _seqs(data) == list(range(294, 244, -1))
 
 
@@ -221,14 +222,16 @@ def test_a_cursor_reused_with_other_filters_continues_from_its_position(
     reader: httpx.Client, paged: Paged
 ) -> None:
     """A cursor stands for a position in the app's log only: "below seq N", whatever the filters."""
-    first = ok(reader.get(events_url(paged.app_id), params={"action": "pg.alpha", "limit": 10}))
+    first = expect_status(
+        reader.get(events_url(paged.app_id), params={"action": "pg.alpha", "limit": 10})
+    )
     body = first.json()
     position = int(body["data"][-1]["seq"])
     assert position < 290  # the filter skipped entries: the position is not "the 10th newest"
     for params in ({"actor": MEMBER}, {}, {"action_prefix": "other.", "limit": 3}):
         got = list_all(reader, paged.app_id, {**params, "cursor": body["next_cursor"]})
         below = [e for e in paged.entries if e["seq"] < position]
-        assert got == list(reversed(select(below, params))), params
+        assert got == list(reversed(filtered(below, params))), params
 
 
 # ------------------------------------------------------------------ paging while writes arrive
@@ -301,7 +304,9 @@ def test_paging_while_writes_arrive_never_repeats_or_skips(
     tenant = live
     owner = server.session(tenant, OWNER, role="owner")
     with server.client(tenant.key) as client, server.client(owner) as boss:
-        for b in range(2):
+        # Enough of every filter's entries (60 of the rarest) for a walk of several pages,
+        # whichever of these tests ran before on this app (pytest-xdist may run none).
+        for b in range(3):
             batch = [_body(b * 100 + i) for i in range(100)]
             write_batch(boss if b % 2 else client, tenant.app_id, batch)
         params = {**spec, "limit": 23}
@@ -309,17 +314,19 @@ def test_paging_while_writes_arrive_never_repeats_or_skips(
         with Writers(server, tenant) as writers:
             writers.wait_for_more(0)
             # Two walks at once: one by `next_cursor`, one by following `Link` exactly.
-            first_a = ok(client.get(url, params=params))
-            first_b = ok(client.get(url, params=params))
+            first_a = expect_status(client.get(url, params=params))
+            first_b = expect_status(client.get(url, params=params))
             walk_a, walk_b = [first_a], [first_b]
             cursor, link = first_a.json()["next_cursor"], _next_link(first_b)
             while cursor is not None or link is not None:
                 writers.wait_for_more(writers.count())  # new entries land between any two pages
                 if cursor is not None:
-                    walk_a.append(ok(client.get(url, params={**params, "cursor": cursor})))
+                    walk_a.append(
+                        expect_status(client.get(url, params={**params, "cursor": cursor}))
+                    )
                     cursor = walk_a[-1].json()["next_cursor"]
                 if link is not None:
-                    walk_b.append(ok(client.get(link)))
+                    walk_b.append(expect_status(client.get(link)))
                     link = _next_link(walk_b[-1])
         everything = list_all(client, tenant.app_id, {"limit": 1000})
     assert _seqs(everything) == list(range(len(everything) - 1, -1, -1))
@@ -330,7 +337,7 @@ def test_paging_while_writes_arrive_never_repeats_or_skips(
         _check_page_shape(walk, 23)
         got = [e for page in walk for e in page.json()["data"]]
         top = int(walk[0].json()["data"][0]["seq"])
-        want = [e for e in everything if e["seq"] <= top and matches(e, spec)]
+        want = [e for e in everything if e["seq"] <= top and passes_filters(e, spec)]
         assert _seqs(got) == _seqs(want)
         assert got == want
         assert len(want) > 50

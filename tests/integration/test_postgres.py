@@ -17,10 +17,16 @@ import psycopg
 import pytest
 from alembic.script import ScriptDirectory
 
-from tests.integration.reading import events_url, ok, verifier_of, wait_for_checkpoint, when
-from tests.integration.write_support import write
+from tests.integration.corpus import parse_time
+from tests.integration.http_api import (
+    checkpoint_verifier,
+    events_url,
+    expect_status,
+    wait_for_checkpoint,
+    write_one,
+)
 from tests.pg import PostgresCluster, RedisServer, postgres_server
-from tests.support import Server, Tenant, run_cli
+from tests.servers import Server, Tenant, run_cli
 from trailkeep.server.store import Store
 from trailkeep.server.store.engine import MIGRATIONS
 
@@ -56,14 +62,14 @@ def pg(
 @pytest.fixture(scope="module")
 def written(pg: Server) -> tuple[Tenant, list[dict[str, Any]]]:
     """An app with 12 entries and a signed checkpoint over them."""
-    tenant = pg.tenant("partitioned")
+    tenant = pg.new_app("partitioned")
     with pg.client(tenant.key) as client:
         entries = [
-            write(client, tenant.app_id, {"action": f"pg.a{i % 3}", "target_type": "doc",
+            write_one(client, tenant.app_id, {"action": f"pg.a{i % 3}", "target_type": "doc",
                                           "target_id": f"d{i}"})
             for i in range(12)
         ]  # fmt: skip
-        wait_for_checkpoint(client, tenant.app_id, 12, verifier_of(pg))
+        wait_for_checkpoint(client, tenant.app_id, 12, checkpoint_verifier(pg))
     return tenant, entries
 
 
@@ -97,7 +103,7 @@ def test_entries_are_in_monthly_partitions_each_with_the_read_indexes(
     pg: Server, written: tuple[Tenant, list[dict[str, Any]]]
 ) -> None:
     tenant, entries = written
-    first = when(entries[0]["time"])
+    first = parse_time(entries[0]["time"])
     with owner(pg) as db:
         parts = {
             row[0]
@@ -120,7 +126,7 @@ def test_entries_are_in_monthly_partitions_each_with_the_read_indexes(
         )
         expected: dict[str, int] = {}
         for entry in entries:
-            home = partition_of(when(entry["time"]))
+            home = partition_of(parse_time(entry["time"]))
             expected[home] = expected.get(home, 0) + 1
         assert homes == expected
         for part in parts:
@@ -142,7 +148,7 @@ def test_a_time_range_reads_only_its_months(
     pg: Server, written: tuple[Tenant, list[dict[str, Any]]]
 ) -> None:
     tenant, entries = written
-    start = month_after(when(entries[0]["time"]), 0)
+    start = month_after(parse_time(entries[0]["time"]), 0)
     with owner(pg) as db:
         row = db.execute(
             "EXPLAIN (FORMAT JSON) SELECT seq FROM events WHERE app_id = %s "
@@ -227,7 +233,7 @@ def test_triggers_refuse_changes_even_to_the_owner(
     pg: Server, written: tuple[Tenant, list[dict[str, Any]]], statement: str
 ) -> None:
     tenant, entries = written
-    part = partition_of(when(entries[-1]["time"]))
+    part = partition_of(parse_time(entries[-1]["time"]))
     with owner(pg) as db:
         before = _counts(db, tenant.app_id)
         assert before[0] == (12,)
@@ -240,10 +246,10 @@ def test_triggers_refuse_changes_even_to_the_owner(
 @pytest.mark.postgres
 def test_entries_below_the_purge_horizon_may_be_deleted(pg: Server) -> None:
     """The only DELETE the triggers let through, for retention: below the raised horizon."""
-    tenant = pg.tenant("horizon")
+    tenant = pg.new_app("horizon")
     with pg.client(tenant.key) as client:
         for i in range(3):
-            write(client, tenant.app_id, {"action": f"h.e{i}"})
+            write_one(client, tenant.app_id, {"action": f"h.e{i}"})
     with owner(pg) as db:
         db.execute("UPDATE apps SET purge_horizon = 2 WHERE id = %s", (tenant.app_id,))
         gone = db.execute("DELETE FROM events WHERE app_id = %s AND seq < 2", (tenant.app_id,))
@@ -334,9 +340,9 @@ def test_nodes_starting_together_on_an_empty_database_migrate_once(
             assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [(HEAD,)]
         made = json.loads(nodes[0].cli("apps", "create", "together", "--json").stdout)
         with nodes[1].client(made["key"]) as client:
-            assert write(client, made["app_id"])["seq"] == 0
+            assert write_one(client, made["app_id"])["seq"] == 0
         with nodes[2].client(made["key"]) as client:
-            assert write(client, made["app_id"])["seq"] == 1
+            assert write_one(client, made["app_id"])["seq"] == 1
     finally:
         for node in nodes:
             node.stop()
@@ -379,21 +385,25 @@ def test_values_with_nul_are_stored_and_found_exactly(server: Server, tenant: Te
         for kind, count in kinds.items():
             for _ in range(count):
                 body = {"action": "nul.w", "target_type": kind, "target_id": ids[i % len(ids)]}
-                written.append(write(client, tenant.app_id, body))
+                written.append(write_one(client, tenant.app_id, body))
                 i += 1
     with server.client(tenant.key) as reader:
         for target_id in ids:
-            got = ok(reader.get(events_url(tenant.app_id), params={"target_id": target_id}))
+            got = expect_status(
+                reader.get(events_url(tenant.app_id), params={"target_id": target_id})
+            )
             seqs = sorted(e["seq"] for e in got.json()["data"])
             assert seqs == [e["seq"] for e in written if e["target"]["id"] == target_id]
-        by_actor = ok(reader.get(events_url(tenant.app_id), params={"actor": "u\x00\x01"}))
+        by_actor = expect_status(
+            reader.get(events_url(tenant.app_id), params={"actor": "u\x00\x01"})
+        )
         assert len(by_actor.json()["data"]) == 6
         assert written[0]["actor"]["id"] == "u\x00\x01"
-        stats = ok(
+        stats = expect_status(
             reader.get(events_url(tenant.app_id, "stats"), params={"group_by": "target_type"})
         ).json()["groups"]
         assert [(g["key"], g["count"]) for g in stats] == list(kinds.items())
-        actors = ok(
+        actors = expect_status(
             reader.get(events_url(tenant.app_id, "stats"), params={"group_by": "actor"})
         ).json()["groups"]
         assert [(g["key"], g["count"]) for g in actors] == [("u\x00\x01", 6)]
@@ -402,15 +412,16 @@ def test_values_with_nul_are_stored_and_found_exactly(server: Server, tenant: Te
 # ----------------------------------------------------------------- idempotency keys are swept
 
 
-def test_expired_idempotency_keys_are_swept(fresh_server: Server) -> None:
-    srv = fresh_server.start()
-    tenant = srv.tenant("sweep")
+def test_expired_idempotency_keys_are_swept(server: Server) -> None:
+    # On the shared server: the sweep may take other tests' keys too, and no test keeps one.
+    srv = server
+    tenant = srv.new_app("sweep")
     with srv.client(tenant.key) as client:
-        first = write(client, tenant.app_id, {"action": "s.once"}, **{"Idempotency-Key": "k-1"})
+        first = write_one(client, tenant.app_id, {"action": "s.once"}, **{"Idempotency-Key": "k-1"})
         replay = client.post(
             events_url(tenant.app_id), json={"action": "s.once"}, headers={"Idempotency-Key": "k-1"}
         )
-        assert ok(replay, 201).json() == first
+        assert expect_status(replay, 201).json() == first
         assert replay.headers["Idempotent-Replayed"] == "true"
         store = Store(srv.database_url)
         try:
@@ -418,5 +429,5 @@ def test_expired_idempotency_keys_are_swept(fresh_server: Server) -> None:
             assert store.sweep_idempotency(timedelta(0), chunk=1) >= 1
         finally:
             store.close()
-        again = write(client, tenant.app_id, {"action": "s.once"}, **{"Idempotency-Key": "k-1"})
+        again = write_one(client, tenant.app_id, {"action": "s.once"}, **{"Idempotency-Key": "k-1"})
         assert again["seq"] == first["seq"] + 1

@@ -14,20 +14,16 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.reading import (
-    ACTIONS,
-    Corpus,
-    build_corpus,
+from tests.integration.corpus import ACTIONS, Corpus, build_corpus, filtered, parse_time
+from tests.integration.http_api import (
     events_url,
+    expect_problem,
+    expect_status,
     key_id_of,
     list_all,
-    ok,
-    problem,
-    select,
-    when,
     write_batch,
 )
-from tests.support import Server
+from tests.servers import Server
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +41,7 @@ def reader(server: Server, corpus: Corpus) -> Iterator[httpx.Client]:
 
 def _time(corpus: Corpus, seq: int, offset_minutes: int = 0) -> str:
     """Entry ``seq``'s exact time, optionally written in another UTC offset (same instant)."""
-    moment = when(corpus.entries[seq]["time"])
+    moment = parse_time(corpus.entries[seq]["time"])
     if not offset_minutes:
         return str(corpus.entries[seq]["time"])
     return moment.astimezone(timezone(timedelta(minutes=offset_minutes))).isoformat()
@@ -115,7 +111,7 @@ def test_list_filters_match_the_known_set(
 ) -> None:
     params = _resolve(corpus, spec)
     got = list_all(reader, corpus.app_id, {**params, "limit": 1000})
-    want = select(corpus.entries, params)
+    want = filtered(corpus.entries, params)
     assert [e["seq"] for e in got] == [e["seq"] for e in reversed(want)]
     assert got == list(reversed(want))  # entries read back exactly as they were written
 
@@ -131,7 +127,7 @@ def test_filters_are_not_trivial(corpus: Corpus) -> None:
         params = _resolve(corpus, spec)
         if params.get("action") == "nope.never" or params.get("actor") == "nobody":
             continue
-        assert 0 < len(select(entries, params)) < len(entries) or spec in (
+        assert 0 < len(filtered(entries, params)) < len(entries) or spec in (
             {"action_prefix": "zzz"}, {"target_type": "user", "target_id": "o2"},
         ), spec  # fmt: skip
 
@@ -140,13 +136,13 @@ def test_since_and_until_are_inclusive(reader: httpx.Client, corpus: Corpus) -> 
     t = corpus.entries[15]["time"]
     got = list_all(reader, corpus.app_id, {"since": t, "until": t})
     assert [e["seq"] for e in got] == [15]
-    later = (when(t) + timedelta(microseconds=1)).isoformat()
+    later = (parse_time(t) + timedelta(microseconds=1)).isoformat()
     assert all(e["seq"] > 15 for e in list_all(reader, corpus.app_id, {"since": later}))
     assert list_all(reader, corpus.app_id, {"since": later, "until": later}) == []
 
 
 def test_default_page_is_50_newest_first(reader: httpx.Client, corpus: Corpus) -> None:
-    response = ok(reader.get(events_url(corpus.app_id)))
+    response = expect_status(reader.get(events_url(corpus.app_id)))
     body = response.json()
     assert set(body) == {"data", "next_cursor"}
     seqs = [e["seq"] for e in body["data"]]
@@ -158,7 +154,7 @@ def test_default_page_is_50_newest_first(reader: httpx.Client, corpus: Corpus) -
 
 @pytest.mark.parametrize("limit", [1, 2, 67, 68, 1000])
 def test_limit_bounds_the_page(reader: httpx.Client, corpus: Corpus, limit: int) -> None:
-    response = ok(reader.get(events_url(corpus.app_id), params={"limit": limit}))
+    response = expect_status(reader.get(events_url(corpus.app_id), params={"limit": limit}))
     body = response.json()
     total = len(corpus.entries)
     assert len(body["data"]) == min(limit, total)
@@ -169,10 +165,12 @@ def test_limit_bounds_the_page(reader: httpx.Client, corpus: Corpus, limit: int)
 def test_get_one_entry(reader: httpx.Client, corpus: Corpus) -> None:
     for seq in (0, 7, 33):
         entry = corpus.entries[seq]
-        response = ok(reader.get(events_url(corpus.app_id, f"events/{entry['id']}")))
+        response = expect_status(reader.get(events_url(corpus.app_id, f"events/{entry['id']}")))
         assert response.json() == entry
         assert response.content == corpus.raw[seq]
-    problem(reader.get(events_url(corpus.app_id, "events/evt_nosuchentry")), 404, "not_found")
+    expect_problem(
+        reader.get(events_url(corpus.app_id, "events/evt_nosuchentry")), 404, "not_found"
+    )
 
 
 # ---------------------------------------------------------------------------------------- stats
@@ -203,12 +201,12 @@ def test_stats_count_the_known_set(
     reader: httpx.Client, corpus: Corpus, group_by: str, spec: dict[str, Any]
 ) -> None:
     params = _resolve(corpus, spec)
-    body = ok(
+    body = expect_status(
         reader.get(events_url(corpus.app_id, "stats"), params={**params, "group_by": group_by})
     )
     groups = body.json()["groups"]
     assert all(set(g) >= {"key", "count"} for g in groups)
-    want = Counter(_key_of(e, group_by) for e in select(corpus.entries, params))
+    want = Counter(_key_of(e, group_by) for e in filtered(corpus.entries, params))
     assert {g["key"]: g["count"] for g in groups} == dict(want)
     assert len(groups) == len(want)  # no key twice
     counts = [g["count"] for g in groups]
@@ -219,7 +217,7 @@ def test_stats_count_the_known_set(
 
 
 def test_stats_default_groups_by_action(reader: httpx.Client, corpus: Corpus) -> None:
-    groups = ok(reader.get(events_url(corpus.app_id, "stats"))).json()["groups"]
+    groups = expect_status(reader.get(events_url(corpus.app_id, "stats"))).json()["groups"]
     assert {g["key"]: g["count"] for g in groups} == dict(
         Counter(e["action"] for e in corpus.entries)
     )
@@ -229,12 +227,12 @@ def test_stats_by_day_over_several_days_are_in_date_order(
     reader: httpx.Client, corpus: Corpus
 ) -> None:
     """All entries are written today; a window that ends before them counts nothing."""
-    first = when(corpus.entries[0]["time"])
+    first = parse_time(corpus.entries[0]["time"])
     before = (first - timedelta(days=3)).isoformat()
     body = reader.get(
         events_url(corpus.app_id, "stats"), params={"group_by": "day", "until": before}
     )
-    assert ok(body).json()["groups"] == []
+    assert expect_status(body).json()["groups"] == []
 
 
 # ---------------------------------------------------------------------------------- bad input
@@ -275,7 +273,9 @@ BAD_LIST: list[tuple[dict[str, Any], str]] = [
 def test_bad_list_parameters_are_400_naming_them(
     reader: httpx.Client, corpus: Corpus, params: dict[str, Any], name: str
 ) -> None:
-    body = problem(reader.get(events_url(corpus.app_id), params=params), 400, "invalid_request")
+    body = expect_problem(
+        reader.get(events_url(corpus.app_id), params=params), 400, "invalid_request"
+    )
     assert name in body["detail"], body
 
 
@@ -297,20 +297,22 @@ def test_bad_stats_and_export_parameters_are_400(
     reader: httpx.Client, corpus: Corpus, route: str, params: dict[str, Any], name: str
 ) -> None:
     response = reader.get(events_url(corpus.app_id, route), params=params)
-    body = problem(response, 400, "invalid_request")
+    body = expect_problem(response, 400, "invalid_request")
     assert name in body["detail"], body
 
 
 def test_tampered_and_foreign_cursors_are_400(
     server: Server, reader: httpx.Client, corpus: Corpus
 ) -> None:
-    cursor = ok(reader.get(events_url(corpus.app_id), params={"limit": 5})).json()["next_cursor"]
+    first = expect_status(reader.get(events_url(corpus.app_id), params={"limit": 5}))
+    cursor = first.json()["next_cursor"]
     assert cursor
     for i in range(len(cursor)):  # change any one character: never accepted, never a 500
         swapped = cursor[:i] + ("B" if cursor[i] != "B" else "C") + cursor[i + 1 :]
         got = reader.get(events_url(corpus.app_id), params={"cursor": swapped})
-        assert problem(got, 400, "invalid_request")["detail"].startswith("cursor"), i
-    assert ok(reader.get(events_url(corpus.app_id), params={"cursor": cursor})).json()["data"]
+        assert expect_problem(got, 400, "invalid_request")["detail"].startswith("cursor"), i
+    page = expect_status(reader.get(events_url(corpus.app_id), params={"cursor": cursor}))
+    assert page.json()["data"]
 
 
 STRANGE_VALUES = [
@@ -325,12 +327,12 @@ def test_sql_ish_values_are_only_values(
     reader: httpx.Client, corpus: Corpus, name: str, value: str
 ) -> None:
     response = reader.get(events_url(corpus.app_id), params={name: value, "limit": 1000})
-    got = ok(response).json()["data"]
-    assert got == list(reversed(select(corpus.entries, {name: value})))
+    got = expect_status(response).json()["data"]
+    assert got == list(reversed(filtered(corpus.entries, {name: value})))
     stats = reader.get(events_url(corpus.app_id, "stats"), params={name: value})
-    assert sum(g["count"] for g in ok(stats).json()["groups"]) == len(got)
+    assert sum(g["count"] for g in expect_status(stats).json()["groups"]) == len(got)
     export = reader.get(events_url(corpus.app_id, "export"), params={name: value})
-    assert len(ok(export).content.splitlines()) == len(got)
+    assert len(expect_status(export).content.splitlines()) == len(got)
 
 
 def test_literal_wildcards_match_only_themselves(reader: httpx.Client, corpus: Corpus) -> None:
@@ -352,12 +354,12 @@ def test_many_actions_or_together(server: Server, corpus: Corpus, reader: httpx.
     """An OR of more actions than the merge handles still answers exactly."""
     actions = ["user.login", "order.refund"] + [f"none.a{i}" for i in range(150)]
     got = list_all(reader, corpus.app_id, {"action": actions, "limit": 7})
-    assert got == list(reversed(select(corpus.entries, {"action": actions})))
+    assert got == list(reversed(filtered(corpus.entries, {"action": actions})))
 
 
 def test_prefix_over_many_distinct_actions(server: Server) -> None:
     """A prefix that expands to more actions than the merge takes, alone and with `action`."""
-    tenant = server.tenant("many actions")
+    tenant = server.new_app("many actions")
     with server.client(tenant.key) as client:
         written = write_batch(
             client, tenant.app_id,
@@ -369,15 +371,17 @@ def test_prefix_over_many_distinct_actions(server: Server) -> None:
             {"action_prefix": "many.a07"},
             {"action_prefix": "many.", "action": "many.a070", "kind": "admin"},
         ):
-            want = list(reversed(select(written, params)))
+            want = list(reversed(filtered(written, params)))
             assert want
             assert list_all(client, tenant.app_id, {**params, "limit": 9}) == want, params
-            stats = ok(client.get(events_url(tenant.app_id, "stats"), params=params)).json()
+            stats = expect_status(
+                client.get(events_url(tenant.app_id, "stats"), params=params)
+            ).json()
             assert sum(g["count"] for g in stats["groups"]) == len(want), params
 
 
 def test_openapi_lists_every_read_and_integrity_route(server: Server) -> None:
-    doc = ok(httpx.get(f"{server.url}/openapi.json", timeout=10)).json()
+    doc = expect_status(httpx.get(f"{server.url}/openapi.json", timeout=10)).json()
     paths = doc["paths"]
 
     def params(path: str) -> set[str]:

@@ -20,6 +20,7 @@ from bench import datagen
 from bench.suite_reads import plan, uses_index
 from sqlalchemy import create_engine
 
+from tests.signers import new_secret_box
 from trailkeep.log.query import Filters
 from trailkeep.server.store import Store
 from trailkeep.server.store.engine import MIGRATIONS
@@ -33,7 +34,7 @@ APP = "app_plans"
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     """A real log of 3,000 entries in a SQLite file, written by the store's own writer."""
     url = f"sqlite:///{tmp_path_factory.mktemp('plans') / 'trailkeep.db'}"
-    store = Store(url)
+    store = Store(url, secrets=new_secret_box())
     store.migrate()
     store.create_app(APP, "plans", "s" * 32)
     datagen.fill(store, [APP], 3_000)

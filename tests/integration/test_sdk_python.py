@@ -40,10 +40,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from tests.integration.reading import export_lines, leaf_hash, list_all, verifier_of
-from tests.integration.write_support import new_key
+from tests.integration.http_api import checkpoint_verifier, export_lines, leaf_hash, list_all
+from tests.servers import Server, Tenant, free_port
 from tests.signers import new_signer
-from tests.support import Server, Tenant, free_port
 from trailkeep.log.notes import Checkpoint, NoteSigner
 from trailkeep.sdk import (
     AsyncAuditBuffer,
@@ -247,7 +246,7 @@ def test_get_with_proof_and_verify_entry(sdk: Client, server: Server) -> None:
     assert proven.proof.seq == 3
     assert proven.proof.tree_size == proven.checkpoint.size >= 4
     assert proven.checkpoint.app_id == sdk.app
-    key = verifier_of(server)
+    key = checkpoint_verifier(server)
     for target in (entries[3], proven, entries[6]):
         verified = sdk.verify_entry(target)
         assert verified.key_name == key.name
@@ -280,7 +279,7 @@ def test_tampered_entries_fail_verification(sdk: Client, server: Server, tenant:
         sdk.verify_entry(dataclasses.replace(proven, proof=other_sibling))
     assert caught.value.reason == "inclusion"
     # A checkpoint signed by another key (a pinned key that is not the server's).
-    impostor = new_signer(verifier_of(server).name)
+    impostor = new_signer(checkpoint_verifier(server).name)
     with Client(server.url, tenant.app_id, tenant.key,
                 verifier_key=impostor.verifier_key()) as pinned_wrong:  # fmt: skip
         with pytest.raises(VerificationError) as caught:
@@ -292,7 +291,7 @@ def test_tampered_entries_fail_verification(sdk: Client, server: Server, tenant:
 
 def test_a_pinned_key_is_never_fetched(server: Server, tenant: Tenant) -> None:
     sent = CountingTransport()
-    pinned = verifier_of(server).verifier_key()
+    pinned = checkpoint_verifier(server).verifier_key()
     with Client(server.url, tenant.app_id, tenant.key, verifier_key=pinned, transport=sent) as c:
         c.verify_entry(c.audit.log("t.pinned"))
         c.checkpoint()
@@ -375,7 +374,7 @@ def test_errors_are_typed(server: Server, tenant: Tenant, sdk: Client) -> None:
         "unauthenticated", 401, False,
     )  # fmt: skip
     assert caught.value.detail == "the API key is not valid"
-    _, write_only = new_key(server, tenant, "events:write")
+    write_only = server.new_key(tenant.app_id, "events:write").key
     with Client(server.url, tenant.app_id, write_only) as writer, pytest.raises(Forbidden) as no:
         list(writer.audit.list())
     assert (no.value.code, no.value.status) == ("forbidden", 403)
@@ -542,7 +541,7 @@ def test_a_5xx_is_retried(proxy: FaultyProxy, tenant: Tenant, raw: httpx.Client)
 def test_429_is_retried_after_retry_after(fresh_server: Server) -> None:
     fresh_server.env["TRAILKEEP_RATE_LIMIT"] = "2/2 seconds"
     fresh_server.start()
-    tenant = fresh_server.tenant()
+    tenant = fresh_server.new_app()
     retries = Retries()
     timings: list[float] = []
     with Client(fresh_server.url, tenant.app_id, tenant.key, on_retry=retries) as c:
@@ -988,7 +987,7 @@ def test_a_docs_example_runs(index: int, server: Server, tenant: Tenant, tmp_pat
         "TRAILKEEP_APP": tenant.app_id,
         "TRAILKEEP_KEY": tenant.key,
         "TRAILKEEP_SESSION_SECRET": tenant.session_secret,
-        "TRAILKEEP_VERIFIER_KEY": verifier_of(server).verifier_key(),
+        "TRAILKEEP_VERIFIER_KEY": checkpoint_verifier(server).verifier_key(),
     }
     script = tmp_path / f"example_{index}.py"
     script.write_text(code)

@@ -25,15 +25,14 @@ import rfc8785
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from tests.integration.reading import events_url, export_lines, ok, sqlite_path
-from tests.integration.test_integrity import (
+from tests.integration.http_api import events_url, expect_status, export_lines, write_numbered
+from tests.integration.independent_checks import (
     await_checkpoint,
     checkpoint_key,
     mth,
     signer_key_pair,
-    write_n,
 )
-from tests.support import Server, run_cli
+from tests.servers import Server, run_cli
 
 # Past one full tile of leaves (256), so the tree stores a level-8 hash too.
 OLD, NEW = 20, 300
@@ -73,16 +72,16 @@ def fetch_files(server: Server, folder: Path) -> tuple[str, str, list[bytes], by
 
     Returns (app id, all-scopes key, export lines, root at 300).
     """
-    tenant = server.tenant("verify cli")
+    tenant = server.new_app("verify cli")
     key = checkpoint_key(server)
     with server.client(tenant.key) as c:
-        write_n(c, tenant.app_id, 0, OLD)
+        write_numbered(c, tenant.app_id, 0, OLD)
         *_, old = await_checkpoint(c, tenant.app_id, key, OLD)
-        write_n(c, tenant.app_id, OLD, NEW - OLD)
+        write_numbered(c, tenant.app_id, OLD, NEW - OLD)
         _, _, root, new = await_checkpoint(c, tenant.app_id, key, NEW)
         lines = export_lines(c, tenant.app_id, {})
         url = events_url(tenant.app_id, "proofs/consistency")
-        proof = ok(c.get(url, params={"from": OLD, "to": NEW})).content
+        proof = expect_status(c.get(url, params={"from": OLD, "to": NEW})).content
     assert [json.loads(line)["seq"] for line in lines] == list(range(NEW))
     assert root == mth([bytes.fromhex(json.loads(line)["leaf_hash"]) for line in lines])
     folder.mkdir(parents=True, exist_ok=True)
@@ -255,7 +254,7 @@ def test_another_key_fails(saved: Saved) -> None:
 @contextmanager
 def database(saved: Saved) -> Iterator[sqlite3.Connection]:
     """The SQLite file with its append-only triggers dropped, committed on leaving."""
-    db = sqlite3.connect(sqlite_path(saved.server))
+    db = sqlite3.connect(saved.server.sqlite_file)
     try:
         for trigger in ("events_no_update", "events_no_early_delete", "tree_tiles_no_update",
                         "tree_tiles_no_delete"):  # fmt: skip

@@ -7,16 +7,22 @@ SQLite, or without a shared rate-limit counter, the command refuses to start.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from tests.integration.reading import events_url, ok, verifier_of
-from tests.integration.reading import wait_for_checkpoint as signed_at
+from tests.integration.http_api import (
+    checkpoint_verifier,
+    events_url,
+    expect_status,
+    wait_for_checkpoint,
+)
 from tests.pg import PostgresCluster, RedisServer
-from tests.support import Server, children, run_cli
+from tests.processes import children
+from tests.servers import Server, run_cli
 
 WORKERS = 2
 CLIENTS = 8
@@ -42,19 +48,34 @@ def served(
         pg_cluster.drop(database.name)
 
 
+def writers_by_worker(server: Server) -> dict[int, list[str]]:
+    """Each worker process of the server, with the command lines of the writers it started."""
+    assert server.proc is not None
+    workers = [pid for pid, c in children(server.proc.pid) if "spawn_main" in c]
+    return {
+        worker: [c for _, c in children(worker) if "trailkeep.server.ingest.process" in c]
+        for worker in workers
+    }
+
+
 @pytest.mark.postgres
 def test_the_workers_are_processes_of_their_own(served: Server) -> None:
-    assert served.proc is not None
-    workers = [pid for pid, c in children(served.proc.pid) if "spawn_main" in c]
-    assert len(workers) == WORKERS, children(served.proc.pid)
-    for worker in workers:  # each a node: its own writer process
-        writers = [c for _, c in children(worker) if "trailkeep.server.ingest.process" in c]
-        assert len(writers) == 1, children(worker)
+    # The server answers once one worker is up; the other may still be starting its writer.
+    deadline = time.monotonic() + 60
+    found = writers_by_worker(served)
+    while len(found) != WORKERS or any(len(w) != 1 for w in found.values()):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+        found = writers_by_worker(served)
+    assert len(found) == WORKERS, found
+    for writers in found.values():  # each a node: its own writer process
+        assert len(writers) == 1, found
 
 
 @pytest.mark.postgres
 def test_clients_on_all_workers_make_one_gapless_verifiable_log(served: Server) -> None:
-    tenant = served.tenant("workers")
+    tenant = served.new_app("workers")
 
     def write(client: int) -> list[list[int]]:
         got = []
@@ -64,13 +85,17 @@ def test_clients_on_all_workers_make_one_gapless_verifiable_log(served: Server) 
                 action = {"action": f"w.c{client}", "metadata": {"i": i}}
                 if i % 2:
                     body = {"events": [action] * 10}
-                    response = ok(
+                    response = expect_status(
                         http.post(events_url(tenant.app_id, "events/batch"), json=body), 201
                     )
                     got.append([e["seq"] for e in response.json()["events"]])
                 else:
                     got.append(
-                        [ok(http.post(events_url(tenant.app_id), json=action), 201).json()["seq"]]
+                        [
+                            expect_status(
+                                http.post(events_url(tenant.app_id), json=action), 201
+                            ).json()["seq"]
+                        ]
                     )
         return got
 
@@ -81,7 +106,7 @@ def test_clients_on_all_workers_make_one_gapless_verifiable_log(served: Server) 
     for r in requests:  # a batch is one run of consecutive seqs
         assert r == list(range(r[0], r[0] + len(r)))
     with served.client(tenant.key) as reader:  # whichever worker signs it, once it is signed
-        signed_at(reader, tenant.app_id, total, verifier_of(served), within=30)
+        wait_for_checkpoint(reader, tenant.app_id, total, checkpoint_verifier(served), within=30)
     verified = served.cli("verify", "--app", tenant.app_id)
     assert f"OK: {total} entries" in verified.stdout, verified.stdout
 

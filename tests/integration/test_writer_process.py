@@ -22,9 +22,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.integration.ingest_support import APP, entries, new_store
-from tests.integration.write_support import events_url, write
-from tests.support import Server, alive, children
+from tests.integration.http_api import events_url, write_one
+from tests.integration.writer_inputs import APP, pending_entries, store_with_app
+from tests.processes import alive, children
+from tests.servers import Server
 from tests.trees import root_of
 from trailkeep.log import merkle
 from trailkeep.server.ingest.process import WriterProcess
@@ -41,7 +42,7 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
-    made = new_store(tmp_path / "writer.db")
+    made = store_with_app(tmp_path / "writer.db")
     yield made
     made.close()
 
@@ -67,7 +68,9 @@ def test_appends_come_back_as_committed_with_their_commits_counted(store: Store)
             on_appended=grown.append,
         )
         await writer.start()
-        done = await asyncio.gather(*(writer.append(APP, entries(n)) for n in (1, 100, 7, 250)))
+        done = await asyncio.gather(
+            *(writer.append(APP, pending_entries(n)) for n in (1, 100, 7, 250))
+        )
         await writer.stop()
         assert sorted(d.first_seq for d in done) == [0, 1, 101, 108]
         assert not any(d.replayed for d in done)
@@ -89,12 +92,12 @@ def test_idempotency_replays_and_conflicts_cross_the_process(store: Store) -> No
         ttl = timedelta(minutes=5)
         async with running(WriterProcess(store.url, idempotency_ttl=ttl)) as writer:
             key = Idempotency.of("k1", b"body")
-            first = await writer.append(APP, entries(2), key)
-            again = await writer.append(APP, entries(2), key)
+            first = await writer.append(APP, pending_entries(2), key)
+            again = await writer.append(APP, pending_entries(2), key)
             assert again.replayed
             assert again.entries == first.entries
             with pytest.raises(IdempotencyConflict):
-                await writer.append(APP, entries(2), Idempotency.of("k1", b"another body"))
+                await writer.append(APP, pending_entries(2), Idempotency.of("k1", b"another body"))
 
     asyncio.run(main())
     assert store.log_size(APP) == 2
@@ -103,8 +106,8 @@ def test_idempotency_replays_and_conflicts_cross_the_process(store: Store) -> No
 def test_a_failed_append_fails_alone_with_the_childs_reason(store: Store) -> None:
     async def main() -> None:
         async with running(WriterProcess(store.url)) as writer:
-            good = writer.append(APP, entries(3))
-            bad = writer.append("app_nowhere", entries(1, app_id="app_nowhere"))
+            good = writer.append(APP, pending_entries(3))
+            bad = writer.append("app_nowhere", pending_entries(1, app_id="app_nowhere"))
             results = await asyncio.gather(good, bad, return_exceptions=True)
             assert not isinstance(results[0], BaseException)
             assert isinstance(results[1], RuntimeError)
@@ -120,12 +123,12 @@ def test_stop_answers_everything_it_was_given_and_the_child_exits(store: Store) 
         await writer.start()
         pid = writer.pid
         assert pid is not None
-        writes = [asyncio.ensure_future(writer.append(APP, entries(10))) for _ in range(30)]
+        writes = [asyncio.ensure_future(writer.append(APP, pending_entries(10))) for _ in range(30)]
         await asyncio.sleep(0)  # every append is sent
         await writer.stop()
         assert sorted(w.result().first_seq for w in writes) == list(range(0, 300, 10))
         with pytest.raises(RuntimeError, match="not running"):
-            await writer.append(APP, entries(1))
+            await writer.append(APP, pending_entries(1))
         return pid
 
     pid = asyncio.run(main())
@@ -138,19 +141,19 @@ def test_a_killed_writer_is_replaced_and_its_unanswered_writes_are_told(store: S
         async with running(WriterProcess(store.url)) as writer:
             first = writer.pid
             assert first is not None
-            await writer.append(APP, entries(5))
+            await writer.append(APP, pending_entries(5))
             os.kill(first, signal.SIGSTOP)  # it holds this write, unanswered, until it dies
-            waiting = asyncio.ensure_future(writer.append(APP, entries(5)))
+            waiting = asyncio.ensure_future(writer.append(APP, pending_entries(5)))
             await asyncio.sleep(0.2)
             os.kill(first, signal.SIGKILL)
             with pytest.raises(WriterUnavailable, match="ended before answering"):
                 await waiting
             with pytest.raises(WriterUnavailable, match="restarting"):
-                await writer.append(APP, entries(1))
+                await writer.append(APP, pending_entries(1))
             deadline = time.monotonic() + 30
             while True:
                 try:
-                    later = await writer.append(APP, entries(2))
+                    later = await writer.append(APP, pending_entries(2))
                     break
                 except WriterUnavailable:
                     assert time.monotonic() < deadline, "no new writer process"
@@ -190,20 +193,20 @@ def test_a_child_whose_server_died_commits_what_it_got_and_exits(tmp_path: Path)
     script = tmp_path / "server.py"
     script.write_text(
         "import asyncio, os, sys\n"
-        "from tests.integration.ingest_support import APP, entries\n"
+        "from tests.integration.writer_inputs import APP, pending_entries\n"
         "from trailkeep.server.ingest.process import WriterProcess\n"
         "async def main():\n"
         "    writer = WriterProcess(sys.argv[1])\n"
         "    await writer.start()\n"
-        "    await writer.append(APP, entries(4))\n"
+        "    await writer.append(APP, pending_entries(4))\n"
         "    print(writer.pid, flush=True)\n"
         "    for _ in range(20):\n"
-        "        asyncio.ensure_future(writer.append(APP, entries(10)))\n"
+        "        asyncio.ensure_future(writer.append(APP, pending_entries(10)))\n"
         "    await asyncio.sleep(0.01)\n"
         "    os.kill(os.getpid(), 9)\n"
         "asyncio.run(main())\n"
     )
-    store = new_store(tmp_path / "orphan.db")
+    store = store_with_app(tmp_path / "orphan.db")
     try:
         run = subprocess.run(
             [sys.executable, str(script), store.url],
@@ -227,11 +230,11 @@ def test_a_child_whose_server_died_commits_what_it_got_and_exits(tmp_path: Path)
 
 def test_the_server_answers_503_while_its_writer_is_replaced(sqlite_server: Server) -> None:
     srv = sqlite_server.start()
-    tenant = srv.tenant("restart")
+    tenant = srv.new_app("restart")
     assert srv.proc is not None
     (writer,) = [pid for pid, cmdline in children(srv.proc.pid) if "ingest.process" in cmdline]
     with srv.client(tenant.key) as client:
-        assert write(client, tenant.app_id, {"action": "before"})["seq"] == 0
+        assert write_one(client, tenant.app_id, {"action": "before"})["seq"] == 0
         os.kill(writer, signal.SIGKILL)
         statuses = []
         deadline = time.monotonic() + 30

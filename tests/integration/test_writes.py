@@ -19,19 +19,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.integration.reading import list_all, verifier_of, wait_for_checkpoint
-from tests.integration.write_support import (
-    assert_problem,
+from tests.integration.http_api import (
     batch_url,
     check_entry,
-    created,
+    checkpoint_verifier,
     events_url,
-    new_key,
+    expect_created,
+    expect_problem,
+    list_all,
     next_seq,
-    raw_post,
-    write,
+    post_bytes,
+    wait_for_checkpoint,
+    write_one,
 )
-from tests.support import Server, Tenant
+from tests.servers import Server, Tenant
 from tests.trees import root_of
 from trailkeep.log.record import ACTION_PATTERN, Actor, EntryError, Origin, prepare, validate_write
 from trailkeep.server.ids import new_entry_id
@@ -42,13 +43,13 @@ pytestmark = pytest.mark.timeout(120)
 @pytest.fixture(scope="module")
 def app(server: Server) -> Tenant:
     """One app shared by this module's tests that do not need an empty log."""
-    return server.tenant("writes")
+    return server.new_app("writes")
 
 
 @pytest.fixture(scope="module")
 def other(server: Server) -> Tenant:
     """A second app, for tenancy checks."""
-    return server.tenant("other")
+    return server.new_app("other")
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +62,7 @@ def client(server: Server, app: Tenant) -> Iterator[httpx.Client]:
 @pytest.fixture(scope="module")
 def reader(server: Server, app: Tenant) -> Iterator[httpx.Client]:
     """A client with a key that has only `events:read`."""
-    _, key = new_key(server, app, "events:read")
+    key = server.new_key(app.app_id, "events:read").key
     with server.client(key) as c:
         yield c
 
@@ -69,9 +70,9 @@ def reader(server: Server, app: Tenant) -> Iterator[httpx.Client]:
 @pytest.fixture(scope="module")
 def writer(server: Server, app: Tenant) -> Iterator[tuple[str, httpx.Client]]:
     """(key id, client) for a key that has only `events:write`."""
-    key_id, key = new_key(server, app, "events:write")
-    with server.client(key) as c:
-        yield key_id, c
+    made = server.new_key(app.app_id, "events:write")
+    with server.client(made.key) as c:
+        yield made.key_id, c
 
 
 # --- one write ---------------------------------------------------------------------------
@@ -87,7 +88,7 @@ def test_write_returns_the_stored_entry(app: Tenant, client: httpx.Client) -> No
     before = datetime.now(UTC) - timedelta(seconds=2)
     response = client.post(events_url(app.app_id), json=body, headers={"User-Agent": "Mozilla/5"})
     after = datetime.now(UTC) + timedelta(seconds=2)
-    entry = created(response)
+    entry = expect_created(response)
     assert entry["app_id"] == app.app_id
     assert entry["action"] == "order.refund"
     assert entry["target"] == {"type": "order", "id": "ord_9"}
@@ -107,7 +108,7 @@ def test_a_plain_write_key_records_user_entries(
     app: Tenant, writer: tuple[str, httpx.Client]
 ) -> None:
     key_id, client = writer
-    entry = created(client.post(events_url(app.app_id), json={"action": "doc.view"}))
+    entry = expect_created(client.post(events_url(app.app_id), json={"action": "doc.view"}))
     assert entry["actor"] == {"type": "api_key", "id": key_id}
     assert entry["kind"] == "user"
     assert entry["target"] is None
@@ -119,7 +120,7 @@ def test_a_plain_write_key_records_user_entries(
 
 
 def test_seqs_are_gapless_and_times_never_go_back(app: Tenant, client: httpx.Client) -> None:
-    entries = [write(client, app.app_id, {"action": f"step.n{i}"}) for i in range(6)]
+    entries = [write_one(client, app.app_id, {"action": f"step.n{i}"}) for i in range(6)]
     first = entries[0]["seq"]
     assert [e["seq"] for e in entries] == list(range(first, first + 6))
     assert [e["time"] for e in entries] == sorted(e["time"] for e in entries)
@@ -129,8 +130,8 @@ def test_seqs_are_gapless_and_times_never_go_back(app: Tenant, client: httpx.Cli
 
 def test_each_app_has_its_own_log(server: Server, tenant: Tenant, app: Tenant) -> None:
     with server.client(tenant.key) as fresh:
-        assert [write(fresh, tenant.app_id)["seq"] for _ in range(3)] == [0, 1, 2]
-        entry = write(fresh, tenant.app_id)
+        assert [write_one(fresh, tenant.app_id)["seq"] for _ in range(3)] == [0, 1, 2]
+        entry = write_one(fresh, tenant.app_id)
     assert entry["app_id"] == tenant.app_id
     assert entry["seq"] == 3
 
@@ -139,7 +140,7 @@ def test_the_user_agent_is_cut_to_a_sane_length(app: Tenant, client: httpx.Clien
     agent = "A" * 5000
     response = client.post(events_url(app.app_id), json={"action": "ua.long"},
                            headers={"User-Agent": agent})  # fmt: skip
-    entry = created(response)
+    entry = expect_created(response)
     assert agent.startswith(entry["context"]["user_agent"])
     assert 0 < len(entry["context"]["user_agent"]) <= 1024
 
@@ -147,7 +148,7 @@ def test_the_user_agent_is_cut_to_a_sane_length(app: Tenant, client: httpx.Clien
 def test_forwarding_headers_from_an_untrusted_peer_are_ignored(
     app: Tenant, client: httpx.Client
 ) -> None:
-    entry = created(client.post(
+    entry = expect_created(client.post(
         events_url(app.app_id), json={"action": "xff.ignored"},
         headers={"X-Forwarded-For": "203.0.113.9", "X-Real-IP": "203.0.113.9",
                  "Forwarded": "for=203.0.113.9"},
@@ -226,7 +227,7 @@ BAD_BODIES: list[tuple[str, bytes, str, str]] = [
 def test_bad_bodies_are_refused_with_a_problem(
     app: Tenant, client: httpx.Client, body: bytes, code: str, word: str
 ) -> None:
-    problem = assert_problem(raw_post(client, events_url(app.app_id), body), 400, code)
+    problem = expect_problem(post_bytes(client, events_url(app.app_id), body), 400, code)
     assert word in problem["detail"]
     assert problem["instance"] == events_url(app.app_id)
     assert problem["type"].endswith(code) or problem["type"].startswith("http")
@@ -235,7 +236,7 @@ def test_bad_bodies_are_refused_with_a_problem(
 def test_refused_writes_append_nothing(app: Tenant, client: httpx.Client) -> None:
     before = next_seq(client, app.app_id)
     for _, body, _, _ in BAD_BODIES:
-        assert raw_post(client, events_url(app.app_id), body).status_code == 400
+        assert post_bytes(client, events_url(app.app_id), body).status_code == 400
     assert next_seq(client, app.app_id) == before + 1
 
 
@@ -246,7 +247,7 @@ def test_any_content_type_or_none_is_parsed_as_json(app: Tenant, client: httpx.C
                                headers=headers)  # fmt: skip
         assert response.status_code in {201, 415}, response.text
         if response.status_code == 415:
-            assert_problem(response, 415, "unsupported_media_type")
+            expect_problem(response, 415, "unsupported_media_type")
     form = client.post(events_url(app.app_id), data={"action": "form.post"})
     assert form.status_code in {400, 415}
 
@@ -297,7 +298,7 @@ def test_generated_bodies_never_get_a_500(app: Tenant, client: httpx.Client, bod
         raw = json.dumps(body, allow_nan=True).encode()
     except (ValueError, UnicodeEncodeError):
         return
-    response = raw_post(client, events_url(app.app_id), raw)
+    response = post_bytes(client, events_url(app.app_id), raw)
     assert response.status_code < 500, response.text
     if response.status_code == 201:
         check_entry(response.json())
@@ -314,10 +315,10 @@ def test_generated_bodies_never_get_a_500(app: Tenant, client: httpx.Client, bod
 @settings(max_examples=80, deadline=None)
 @given(raw=st.binary(max_size=300) | st.text(max_size=100).map(str.encode))
 def test_garbage_bytes_never_get_a_500(app: Tenant, client: httpx.Client, raw: bytes) -> None:
-    response = raw_post(client, events_url(app.app_id), raw)
+    response = post_bytes(client, events_url(app.app_id), raw)
     assert response.status_code in {201, 400}, response.text
     if response.status_code == 400:
-        assert_problem(response, 400, response.json()["code"])
+        expect_problem(response, 400, response.json()["code"])
 
 
 # --- batches -----------------------------------------------------------------------------
@@ -384,7 +385,7 @@ def _check_full_batch(
         assert found.json()["data"] == [written[n]], n
     # And the tree took every leaf: the signed root is the root of the entries' leaf hashes.
     # (Reads may append their own audit entries meanwhile; the checkpoint names its size.)
-    checkpoint, _ = wait_for_checkpoint(client, app_id, first + 1000, verifier_of(server))
+    checkpoint, _ = wait_for_checkpoint(client, app_id, first + 1000, checkpoint_verifier(server))
     leaves = [bytes.fromhex(e["leaf_hash"]) for e in reversed(list_all(client, app_id, {}))]
     assert checkpoint.root == root_of(leaves[: checkpoint.size])
 
@@ -402,7 +403,7 @@ def test_a_batch_with_one_bad_item_appends_nothing(
     items: list[Any] = [{"action": f"ok.n{i}"} for i in range(10)]
     items[7] = item
     status = 413 if code == "payload_too_large" else 400
-    problem = assert_problem(client.post(batch_url(app.app_id), json={"events": items}), status,
+    problem = expect_problem(client.post(batch_url(app.app_id), json={"events": items}), status,
                              code)  # fmt: skip
     assert "events[7]" in problem["detail"]
     assert next_seq(client, app.app_id) == before + 1
@@ -414,7 +415,7 @@ def test_a_batch_with_one_bad_item_appends_nothing(
      b'{"events":[{"action":"a"}],"extra":1}', b'{"action":"a"}', b"", b"{"],
 )  # fmt: skip
 def test_bad_batch_bodies(app: Tenant, client: httpx.Client, body: bytes) -> None:
-    assert_problem(raw_post(client, batch_url(app.app_id), body), 400, "invalid_request")
+    expect_problem(post_bytes(client, batch_url(app.app_id), body), 400, "invalid_request")
 
 
 # --- reading one entry back ------------------------------------------------------------
@@ -425,7 +426,7 @@ def written(app: Tenant, client: httpx.Client) -> tuple[str, bytes]:
     """(id, exact response bytes) of an entry written for the read tests."""
     response = client.post(events_url(app.app_id), json={"action": "read.me", "metadata": {
         "x": 1.5, "y": "é"}})  # fmt: skip
-    entry = created(response)
+    entry = expect_created(response)
     return str(entry["id"]), response.content
 
 
@@ -455,13 +456,13 @@ def test_other_sessions_may_not_read(
     server: Server, app: Tenant, written: tuple[str, bytes], role: str | None
 ) -> None:
     with server.client(server.session(app, "someone", role=role)) as user:
-        assert_problem(user.get(f"{events_url(app.app_id)}/{written[0]}"), 403, "forbidden")
+        expect_problem(user.get(f"{events_url(app.app_id)}/{written[0]}"), 403, "forbidden")
 
 
 def test_a_write_only_key_may_not_read(
     app: Tenant, writer: tuple[str, httpx.Client], written: tuple[str, bytes]
 ) -> None:
-    assert_problem(writer[1].get(f"{events_url(app.app_id)}/{written[0]}"), 403, "forbidden")
+    expect_problem(writer[1].get(f"{events_url(app.app_id)}/{written[0]}"), 403, "forbidden")
 
 
 def test_reads_are_tenant_scoped(
@@ -469,21 +470,21 @@ def test_reads_are_tenant_scoped(
 ) -> None:
     with server.client(other.key) as stranger:
         # The other app's key on this app's path: the app does not exist for it.
-        assert_problem(stranger.get(f"{events_url(app.app_id)}/{written[0]}"), 404, "not_found")
+        expect_problem(stranger.get(f"{events_url(app.app_id)}/{written[0]}"), 404, "not_found")
         # This app's entry id on the other app's path: no such entry there.
-        assert_problem(stranger.get(f"{events_url(other.app_id)}/{written[0]}"), 404, "not_found")
+        expect_problem(stranger.get(f"{events_url(other.app_id)}/{written[0]}"), 404, "not_found")
 
 
 @pytest.mark.parametrize("entry_id", ["evt_doesnotexist000000000000", "nope", "evt_"])
 def test_unknown_ids_are_404(app: Tenant, reader: httpx.Client, entry_id: str) -> None:
-    assert_problem(reader.get(f"{events_url(app.app_id)}/{entry_id}"), 404, "not_found")
+    expect_problem(reader.get(f"{events_url(app.app_id)}/{entry_id}"), 404, "not_found")
 
 
 def test_reading_needs_a_credential(
     server: Server, app: Tenant, written: tuple[str, bytes]
 ) -> None:
     with server.client() as anonymous:
-        assert_problem(anonymous.get(f"{events_url(app.app_id)}/{written[0]}"), 401,
+        expect_problem(anonymous.get(f"{events_url(app.app_id)}/{written[0]}"), 401,
                        "unauthenticated")  # fmt: skip
 
 
@@ -499,7 +500,7 @@ def test_entries_cannot_be_changed_or_deleted(
     entry_id, raw = written
     url = events_url(app.app_id) + suffix.replace("{id}", entry_id)
     response = client.request(method, url, json={"action": "tamper"})
-    problem = assert_problem(response, 405, "method_not_allowed")
+    problem = expect_problem(response, 405, "method_not_allowed")
     assert problem["instance"] == url
     assert "allow" in response.headers
     assert method not in response.headers["allow"]
@@ -512,7 +513,7 @@ def test_entries_cannot_be_changed_or_deleted(
 def test_a_retry_with_the_same_key_returns_the_original(app: Tenant, client: httpx.Client) -> None:
     url, body = events_url(app.app_id), {"action": "pay.once", "metadata": {"amount": 5}}
     first = client.post(url, json=body, headers={"Idempotency-Key": "pay-1"})
-    original = created(first)
+    original = expect_created(first)
     assert "idempotent-replayed" not in first.headers
     again = client.post(url, json=body, headers={"Idempotency-Key": "pay-1"})
     assert again.status_code == 201
@@ -523,11 +524,13 @@ def test_a_retry_with_the_same_key_returns_the_original(app: Tenant, client: htt
 
 def test_the_same_key_with_another_body_is_a_conflict(app: Tenant, client: httpx.Client) -> None:
     url = events_url(app.app_id)
-    created(client.post(url, json={"action": "pay.once"}, headers={"Idempotency-Key": "pay-2"}))
+    expect_created(
+        client.post(url, json={"action": "pay.once"}, headers={"Idempotency-Key": "pay-2"})
+    )
     before = next_seq(client, app.app_id)
     for body in ({"action": "pay.twice"}, {"action": "pay.once", "metadata": {"x": 1}}):
         response = client.post(url, json=body, headers={"Idempotency-Key": "pay-2"})
-        assert_problem(response, 409, "idempotency_conflict")
+        expect_problem(response, 409, "idempotency_conflict")
     # The batch route with the same key is another request, not a replay.
     response = client.post(batch_url(app.app_id), json={"events": [{"action": "pay.once"}]},
                            headers={"Idempotency-Key": "pay-2"})  # fmt: skip
@@ -542,13 +545,17 @@ def test_other_keys_and_other_apps_are_independent(
     server: Server, app: Tenant, other: Tenant, client: httpx.Client
 ) -> None:
     body = {"action": "pay.once"}
-    a = created(client.post(events_url(app.app_id), json=body, headers={"Idempotency-Key": "k3"}))
-    b = created(client.post(events_url(app.app_id), json=body, headers={"Idempotency-Key": "k4"}))
+    a = expect_created(
+        client.post(events_url(app.app_id), json=body, headers={"Idempotency-Key": "k3"})
+    )
+    b = expect_created(
+        client.post(events_url(app.app_id), json=body, headers={"Idempotency-Key": "k4"})
+    )
     assert b["id"] != a["id"]
     with server.client(other.key) as stranger:
         c = stranger.post(events_url(other.app_id), json=body, headers={"Idempotency-Key": "k3"})
     assert "idempotent-replayed" not in c.headers
-    assert created(c)["app_id"] == other.app_id
+    assert expect_created(c)["app_id"] == other.app_id
 
 
 def test_batch_idempotency(app: Tenant, client: httpx.Client) -> None:
@@ -561,7 +568,7 @@ def test_batch_idempotency(app: Tenant, client: httpx.Client) -> None:
     assert again.headers["idempotent-replayed"] == "true"
     assert again.content == first.content
     changed = {"events": [{"action": "b.one"}]}
-    assert_problem(client.post(url, json=changed, headers={"Idempotency-Key": "batch-1"}), 409,
+    expect_problem(client.post(url, json=changed, headers={"Idempotency-Key": "batch-1"}), 409,
                    "idempotency_conflict")  # fmt: skip
     assert next_seq(client, app.app_id) == seqs[-1] + 1
 
@@ -590,7 +597,7 @@ def test_concurrent_requests_with_one_key_make_one_entry(
 def test_bad_idempotency_keys_are_refused(app: Tenant, client: httpx.Client, key: str) -> None:
     response = client.post(events_url(app.app_id), json={"action": "a"},
                            headers={"Idempotency-Key": key})  # fmt: skip
-    assert_problem(response, 400, "invalid_request")
+    expect_problem(response, 400, "invalid_request")
 
 
 # --- concurrency -------------------------------------------------------------------------
@@ -599,7 +606,7 @@ def test_bad_idempotency_keys_are_refused(app: Tenant, client: httpx.Client, key
 def test_concurrent_writers_get_gapless_seqs(server: Server, tenant: Tenant) -> None:
     def worker(n: int) -> list[dict[str, Any]]:
         with server.client(tenant.key) as own:
-            return [write(own, tenant.app_id, {"action": f"w{n}.i{i}"}) for i in range(25)]
+            return [write_one(own, tenant.app_id, {"action": f"w{n}.i{i}"}) for i in range(25)]
 
     with ThreadPoolExecutor(20) as pool:
         results = [entry for batch in pool.map(worker, range(20)) for entry in batch]
@@ -626,7 +633,7 @@ def sqlite_guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[S
     """
     srv = Server(tmp_path_factory.mktemp("guarded")).start()
     try:
-        yield srv, srv.tenant("guarded")
+        yield srv, srv.new_app("guarded")
     finally:
         srv.stop()
 
@@ -650,7 +657,7 @@ def test_the_database_refuses_updates_and_deletes(
     server, app = sqlite_guarded
     client = server.client(app.key)
     for _ in range(3):
-        write(client, app.app_id, {"action": "db.guarded"})
+        write_one(client, app.app_id, {"action": "db.guarded"})
     database = sqlite3.connect(server.data_dir / "trailkeep.db", timeout=30)
     try:
         count = "SELECT count(*) FROM {} WHERE app_id = :app"
@@ -666,7 +673,7 @@ def test_the_database_refuses_updates_and_deletes(
     finally:
         database.rollback()
         database.close()
-    write(client, app.app_id, {"action": "db.still.writable"})
+    write_one(client, app.app_id, {"action": "db.still.writable"})
     client.close()
 
 
@@ -695,9 +702,9 @@ def metric(text: str, name: str, **labels: str) -> float:
 
 def test_metrics(server: Server, app: Tenant, client: httpx.Client) -> None:
     before = httpx.get(f"{server.url}/metrics").text
-    write(client, app.app_id)
+    write_one(client, app.app_id)
     client.post(batch_url(app.app_id), json={"events": [{"action": "m.a"}, {"action": "m.b"}]})
-    raw_post(client, events_url(app.app_id), b"{")
+    post_bytes(client, events_url(app.app_id), b"{")
     response = httpx.get(f"{server.url}/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")

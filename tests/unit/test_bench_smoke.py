@@ -1,104 +1,114 @@
 """The benchmarks cannot rot: `python -m bench --smoke` runs every suite on tiny sizes.
 
 The smoke run starts real servers and the real load generator, so it checks the benchmark code
-end to end; the figures themselves mean nothing at these sizes and are not judged, only
-required to exist. Two pieces the figures rest on are checked exactly as well: the generated
+end to end. The figures themselves mean nothing at these sizes and are not judged; what is
+checked is that each suite runs, reports figures (numbers, with units, and the ratio to their
+baseline where they have one), and that the report shows every figure it reported, whatever
+the figures are called. Each suite runs on its own, so that the suites run in parallel and a
+broken one is named. Two pieces the figures rest on are checked exactly as well: the generated
 proof tree, and the parsing of wrk's report.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import re
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from bench.config import SUITES
 from bench.datagen import fill_tree, stored_root, tree_leaf
 from bench.fixtures import _cached
 from bench.harness import parse_wrk
+from bench.report import NOTES
 
 from tests.trees import root_of
 from trailkeep.server.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
+REAL_REPORT = ROOT / "docs" / "performance.md"
+PNG = b"\x89PNG\r\n\x1a\n"
+# The suites whose report draws plots from their series.
+PLOTTED = {"http_write", "soak"}
 
-FILTERS = (
-    "none",
-    "action",
-    "action_prefix",
-    "actor",
-    "target_type",
-    "target_id",
-    "target_type+target_id",
-    "kind",
-)
-# Every figure a smoke run must produce (the PostgreSQL variant is off in smoke runs).
-EXPECTED = {
-    "ingest": [
-        "Ingest.append, 16 concurrent callers, batches of 100",
-        "Ingest.append, batches of 100",
-        "Ingest.append, 4 concurrent callers, batches of 100",
-        "Ingest.append, batches of 1",
-        "Ingest.append, 64 concurrent single-entry appends",
-        "tree maintained, batches of 100",
-        "tree maintained, batches of 1",
-        "raw sqlite3 executemany of the same rows (entries and tree tiles), batches of 1,600",
-        "raw sqlite3 executemany of the same rows (entries and tree tiles), batches of 100",
-        "raw sqlite3 executemany of the same rows (entries and tree tiles), batches of 1",
-        "raw sqlite3 executemany of the entry rows alone, batches of 100",
-    ],
-    "http_write": [
-        "POST /events, 64 clients (SQLite)",
-        "POST /events p99 latency, 64 clients (SQLite)",
-        "POST /events, 32 clients (SQLite)",
-        "POST /events/batch (100 a request), peak (SQLite)",
-        "raw sqlite3 executemany of the same rows as the batch peak commits them (SQLite)",
-        "POST /events/batch, 64 clients, while a CSV export streams (SQLite)",
-        "POST /events, 32 clients, while 64 clients list the log (SQLite)",
-        "GET /healthz (no-op route), 64 clients (SQLite)",
-    ],
-    "reads": [
-        *(f"first page of 100, filter {name}" for name in (*FILTERS, "since+until (one day)")),
-        *(f"deep page, filter {name}" for name in FILTERS),
-        "export NDJSON over HTTP",
-    ],
-    "proofs": ["inclusion proof", "consistency proof"],
-    "verify": ["verify --entries (offline export)", "verify --app (local database)"],
-    "soak": ["server RSS growth after the first minute", "writes during the soak"],
-}
-PLOTS = ("http_throughput.png", "http_latency.png", "soak_rss.png")
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else ""
+
+
+def _check_figure(figure: dict[str, Any]) -> None:
+    """A figure is a finite number with a unit; one with a baseline carries its ratio too."""
+    assert figure["name"].strip(), figure
+    assert isinstance(figure["value"], int | float), figure
+    assert not isinstance(figure["value"], bool), figure
+    assert math.isfinite(figure["value"]), figure
+    assert figure["unit"].strip(), figure
+    baseline = figure["baseline"]
+    if baseline is None:
+        assert figure["ratio"] is None, figure
+        assert not figure["ratio_target"], figure  # a ratio target needs a baseline
+        return
+    assert isinstance(baseline, int | float), figure
+    assert math.isfinite(baseline), figure
+    assert figure["baseline_name"].strip(), figure
+    if baseline:
+        assert figure["ratio"] == pytest.approx(figure["value"] / baseline), figure
+        assert math.isfinite(figure["ratio"]), figure
+    if figure["ratio_target"]:
+        assert isinstance(figure["ratio_met"], bool), figure
 
 
 @pytest.mark.timeout(600)
-def test_smoke_run_produces_every_figure_plot_and_the_report(tmp_path: Path) -> None:
+@pytest.mark.parametrize("suite", SUITES)
+def test_each_suite_runs_and_reports_its_figures(tmp_path: Path, suite: str) -> None:
+    real_report = _digest(REAL_REPORT)
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--smoke", "--out", str(tmp_path)],
+        [sys.executable, "-m", "bench", "--smoke", "--only", suite, "--out", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=580,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["smoke"] is True
-    assert results["failed"] == []
-    found = {(r["suite"], r["name"]): r for r in results["results"]}
-    missing = [(s, n) for s, names in EXPECTED.items() for n in names if (s, n) not in found]
-    assert missing == []
-    for result in found.values():
-        assert isinstance(result["value"], int | float), result
-        assert math.isfinite(result["value"]), result
-    # Every list page's query plan was captured, and the report names every figure.
-    assert {f"reads:{n}" for n in ("none", "actor", "kind")} <= set(results["plans"])
+    assert (results["suites"], results["failed"]) == ([suite], [])
+    assert set(results["timings"]) == {suite}
+    figures = results["results"]
+    assert figures, f"{suite} reported no figure"
+    assert {f["suite"] for f in figures} == {suite}
+    assert len({f["name"] for f in figures}) == len(figures), "two figures of one name"
+    for figure in figures:
+        _check_figure(figure)
+    # Every suite measures something against a baseline of the same run. The soak compares its
+    # last write rate with its first, which takes at least two sampling intervals.
+    compared = [f for f in figures if f["baseline"] is not None]
+    if suite == "soak":
+        assert results["series"]["soak"]["samples"]
+        if len(results["series"]["soak"]["samples"]) >= 3:
+            assert compared, figures
+    else:
+        assert compared, f"{suite} compared no figure with a baseline"
+    # The report shows each figure in a table row, and keeps the hand-written notes.
     report = (tmp_path / "performance.md").read_text()
-    for names in EXPECTED.values():
-        for name in names:
-            assert name in report
-    assert "## Where the time goes" in report
-    for plot in PLOTS:
-        assert (tmp_path / "perf" / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if suite == "reads":  # and the query plans of the list pages
+        assert results["plans"]
+        for name, lines in results["plans"].items():
+            assert name.startswith("reads:"), name
+            assert lines, name
+            assert all(isinstance(line, str) and line in report for line in lines), name
+    for figure in figures:
+        assert f"| {figure['name']} |" in report, figure["name"]
+    assert NOTES.read_text().strip() in report
+    plots = re.findall(r"!\[[^\]]*\]\(perf/([^)]+)\)", report)
+    assert bool(plots) == (suite in PLOTTED), plots
+    for plot in plots:
+        assert (tmp_path / "perf" / plot).read_bytes()[:8] == PNG, plot
     # A smoke run never overwrites the real report.
-    assert "Smoke run" in report
+    assert _digest(REAL_REPORT) == real_report
 
 
 @pytest.mark.parametrize("size", [1, 2, 255, 256, 257, 600, 65_537])

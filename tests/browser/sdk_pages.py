@@ -1,4 +1,5 @@
-"""Helpers for the browser tests: a page server on another loopback origin, and SDK pages."""
+"""SDK pages for the browser tests: the page server on another loopback origin, pages that load
+the SDK, calls into it, and the fetches it made."""
 
 from __future__ import annotations
 
@@ -11,9 +12,7 @@ from typing import Any, Final
 
 from playwright.sync_api import Browser, Page
 
-from tests.support import Server, Tenant, free_port
-from trailkeep.server import provision
-from trailkeep.server.store import Store
+from tests.servers import Server, Tenant, free_port
 
 # Wraps window.fetch before any page script runs, to record each call the SDK makes.
 RECORD_FETCHES: Final = """
@@ -115,27 +114,6 @@ def sdk_page_html(server: Server, module: bool = False) -> str:
     return f'<!doctype html><meta charset="utf-8"><title>SDK test</title>{script}'
 
 
-def allow(server: Server, tenant: Tenant, *origins: str) -> None:
-    """Set the app's allowed origins through the real CLI."""
-    args = [arg for origin in origins for arg in ("--allow-origin", origin)]
-    server.cli("apps", "update", tenant.app_id, "--clear-origins", *args)
-
-
-def offline_tenant(server: Server, *origins: str) -> Tenant:
-    """An app made in the server's database directly (SQLite or PostgreSQL), with allowed origins.
-
-    Saves two CLI processes (seconds each on a busy machine) where the CLI is not under test.
-    """
-    store = Store(server.database_url)
-    try:
-        store.migrate()
-        made = provision.create_app(store, "offline")
-        store.set_allowed_origins(made.app_id, origins)
-    finally:
-        store.close()
-    return Tenant(made.app_id, made.key, made.key_id, made.session_secret)
-
-
 @contextmanager
 def sdk_page(
     browser: Browser,
@@ -160,21 +138,21 @@ def sdk_page(
         context.close()
 
 
-def call(page: Page, method: str, arg: Any) -> dict[str, Any]:
+def sdk_call(page: Page, method: str, arg: Any) -> dict[str, Any]:
     """``trailkeep.audit.<method>(arg)`` in the page: {ok, value} or the error's fields."""
     outcome: dict[str, Any] = page.evaluate(CALL, [method, arg])
     return outcome
 
 
-def call_json(page: Page, method: str, arg_json: str) -> dict[str, Any]:
-    """Like :func:`call`, with the argument given as JSON text (for values Python can't pass)."""
+def sdk_call_json(page: Page, method: str, arg_json: str) -> dict[str, Any]:
+    """Like :func:`sdk_call`, the argument given as JSON text (for values Python cannot pass)."""
     outcome: dict[str, Any] = page.evaluate(
         f"async (text) => ({CALL})([{json.dumps(method)}, JSON.parse(text)])", arg_json
     )
     return outcome
 
 
-def attempts(page: Page) -> list[dict[str, Any]]:
+def recorded_fetches(page: Page) -> list[dict[str, Any]]:
     """The SDK's fetches to the API so far, as recorded by ``RECORD_FETCHES``."""
     recorded: list[dict[str, Any]] = page.evaluate("() => window.__attempts")
     return recorded

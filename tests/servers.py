@@ -1,15 +1,20 @@
-"""Real servers for the tests: `trailkeep serve` processes on free loopback ports."""
+"""Real servers for the tests: `trailkeep serve` processes on free loopback ports, their apps.
+
+Apps and keys that a test needs but does not test the making of are made in the server's
+database directly (the same ``provision`` calls `trailkeep apps create` makes, without starting
+a CLI process: about a second each on a busy machine); the CLI's own tests run the real command.
+"""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,32 +23,11 @@ import httpx
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
+from trailkeep.server import provision
+from trailkeep.server.secrets import SecretBox
+from trailkeep.server.store import Store
+
 BIN = Path(sys.executable).with_name("trailkeep")
-
-
-def children(pid: int) -> list[tuple[int, str]]:
-    """(pid, command line) of the live child processes of ``pid`` (Linux /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        # The parent pid is the 4th field after the parenthesised command name.
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append((int(entry.name), cmdline))
-    return found
-
-
-def alive(pid: int) -> bool:
-    """Whether process ``pid`` runs (an exited one not yet reaped, a zombie, does not)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def free_port() -> int:
@@ -108,12 +92,24 @@ class Server:
         return "postgres" if url.startswith("postgres") else "sqlite"
 
     @property
+    def sqlite_file(self) -> Path:
+        """Where the server keeps its SQLite database (when it is not given a database URL)."""
+        return (self.data_dir / "trailkeep.db").resolve()
+
+    @property
+    def secret_key_file(self) -> Path:
+        """The key that seals the session secrets the server's database keeps."""
+        return Path(self.env.get("TRAILKEEP_SECRET_KEY_FILE") or self.data_dir / "secret.key")
+
+    @property
+    def service_url(self) -> str:
+        """The URL the server itself (and the CLI beside it) connects with, SQLAlchemy style."""
+        return self.env.get("TRAILKEEP_DATABASE_URL") or f"sqlite:///{self.sqlite_file}"
+
+    @property
     def database_url(self) -> str:
         """The owner's URL of the server's database (SQLAlchemy style)."""
-        if self.owner_url:
-            return self.owner_url
-        given = self.env.get("TRAILKEEP_DATABASE_URL")
-        return given or f"sqlite:///{(self.data_dir / 'trailkeep.db').resolve()}"
+        return self.owner_url or self.service_url
 
     def query(self, statement: str, **params: Any) -> list[tuple[Any, ...]]:
         """Rows of one SQL statement (``:name`` parameters), run as the owner, then rolled back."""
@@ -169,17 +165,31 @@ class Server:
         """Run the CLI against this server's database."""
         return run_cli(*args, env=self.env, check=check)
 
-    def tenant(self, name: str = "test app") -> Tenant:
-        """Create an app through the CLI."""
-        made = json.loads(self.cli("apps", "create", name, "--json").stdout)
-        return Tenant(made["app_id"], made["key"], made["key_id"], made["session_secret"])
+    @contextmanager
+    def store(self) -> Iterator[Store]:
+        """The server's database as `trailkeep apps ...` opens it (migrated), closed afterwards."""
+        opened = Store(self.service_url, secrets=SecretBox.load(self.secret_key_file))
+        try:
+            opened.migrate()
+            yield opened
+        finally:
+            opened.close()
 
-    def key(self, app_id: str, *scopes: str) -> str:
-        """Create a key with the given scopes."""
-        args = [arg for scope in scopes for arg in ("--scope", scope)]
-        return str(
-            json.loads(self.cli("keys", "create", "--app", app_id, *args, "--json").stdout)["key"]
-        )
+    def new_app(self, name: str = "test app", origins: Sequence[str] = ()) -> Tenant:
+        """An app with an all-scopes key (and these allowed origins), made in the database.
+
+        What `trailkeep apps create` does, without a CLI process; works before `start` too.
+        """
+        with self.store() as store:
+            made = provision.create_app(store, name)
+            if origins:
+                store.set_allowed_origins(made.app_id, origins)
+        return Tenant(made.app_id, made.key, made.key_id, made.session_secret)
+
+    def new_key(self, app_id: str, *scopes: str) -> provision.NewKey:
+        """A key of the app with these scopes, as `trailkeep keys create` makes it."""
+        with self.store() as store:
+            return provision.create_key(store, app_id, scopes)
 
     def session(self, tenant: Tenant, sub: str, role: str | None = None, **claims: Any) -> str:
         """Mint a session token for a user of the tenant."""
