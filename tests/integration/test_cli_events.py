@@ -231,7 +231,7 @@ def _raw_controls(text: str) -> list[str]:
 
 
 def test_hostile_values_reach_the_terminal_as_inert_text(server: Server) -> None:
-    tenant = server.tenant("cli hostile")
+    tenant = server.new_app("cli hostile")
     session = server.session(tenant, "mallory", role="member", name=HOSTILE["ESC"] + "Mal")
     with server.client(session) as user:
         write_batch(user, tenant.app_id, [

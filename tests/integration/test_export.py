@@ -164,7 +164,7 @@ def test_csv_matches_the_entries(reader: httpx.Client, corpus: Corpus) -> None:
 
 
 def test_csv_cells_never_run_as_formulas_nor_carry_raw_controls(server: Server) -> None:
-    tenant = server.tenant("csv injection")
+    tenant = server.new_app("csv injection")
     hostile = {
         "target_type": "=cmd|' /C calc'!A0",
         "target_id": "\tid \x1b]0;owned\x07 \u202etxt.exe",

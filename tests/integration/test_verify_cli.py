@@ -427,7 +427,7 @@ def _earlier(stamp: object) -> object:
 def test_local_verify_names_an_index_column_that_disagrees_with_its_entry(
     server: Server, column: str, value: object
 ) -> None:
-    tenant = server.tenant("index columns")
+    tenant = server.new_app("index columns")
     with server.client(tenant.key) as c:
         for n in range(6):
             body = {"action": "doc.edit", "target_type": "doc", "target_id": f"d{n}"}
