@@ -43,7 +43,7 @@ class CliApp:
         """`trailkeep events ...` with this server and key given as options."""
         return run_cli(
             "events", *args, "--app", self.app_id, "--server", self.server.url,
-            "--key", self.read_key, env={**WIDE, **env}, check=check,
+            "--api-key", self.read_key, env={**WIDE, **env}, check=check,
         )  # fmt: skip
 
 
@@ -145,7 +145,7 @@ def test_tail_prints_the_entries_written_after_it_started(server: Server, other:
         before = write_batch(writer, tenant.app_id, [{"action": "tail.old"}] * 5)
         proc = subprocess.Popen(
             [str(BIN), "events", "tail", "--app", tenant.app_id, "--interval", "0.1",
-             "--server", server.url, "--key", tenant.key],
+             "--server", server.url, "--api-key", tenant.key],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **WIDE},
         )  # fmt: skip
         lines: list[str] = []
@@ -184,11 +184,11 @@ def test_tail_prints_the_entries_written_after_it_started(server: Server, other:
 ERRORS = [
     pytest.param(["list", "--kind", "x"], "kind", id="bad kind"),
     pytest.param(["stats", "--by", "nope"], "group_by", id="bad group"),
-    pytest.param(["list", "--key", "tk_nosuchkey_" + "a" * 40], "401", id="wrong key"),
-    pytest.param(["list", "--key", "<member session>"], "403", id="plain user"),
-    pytest.param(["list", "--key", "<other app key>"], "404", id="other app"),
+    pytest.param(["list", "--api-key", "tk_nosuchkey_" + "a" * 40], "401", id="wrong key"),
+    pytest.param(["list", "--api-key", "<member session>"], "403", id="plain user"),
+    pytest.param(["list", "--api-key", "<other app key>"], "404", id="other app"),
     pytest.param(["list", "--server", "<nothing listens>"], "cannot reach", id="unreachable"),
-    pytest.param(["list", "--key", ""], "--key", id="no key"),
+    pytest.param(["list", "--api-key", ""], "--api-key", id="no key"),
 ]
 
 
@@ -202,7 +202,7 @@ def test_errors_are_one_line_and_a_failure(
         "<nothing listens>": f"http://127.0.0.1:{free_port()}",
     }
     args = [swap.get(arg, arg) for arg in args]
-    defaults = {"--server": app.server.url, "--key": app.read_key}
+    defaults = {"--server": app.server.url, "--api-key": app.read_key}
     for option, value in defaults.items():
         if option not in args:
             args += [option, value]
@@ -238,7 +238,7 @@ def test_hostile_values_reach_the_terminal_as_inert_text(server: Server) -> None
             {"action": "doc.share", "target_type": "doc", "target_id": value, "project": name}
             for name, value in HOSTILE.items()
         ])  # fmt: skip
-    base = ("--app", tenant.app_id, "--server", server.url, "--key", tenant.key)
+    base = ("--app", tenant.app_id, "--server", server.url, "--api-key", tenant.key)
     table = run_cli("events", "list", *base, env=WIDE)
     assert _raw_controls(table.stdout) == [], table.stdout
     assert "doc:\\x1b[2J\\x1b]0;pwned\\x07" in table.stdout  # the bytes, made visible
@@ -251,3 +251,55 @@ def test_hostile_values_reach_the_terminal_as_inert_text(server: Server) -> None
     assert {e["target"]["id"] for e in ndjson(lines)} == set(HOSTILE.values())  # exact values
     stats = run_cli("events", "stats", *base, "--by", "actor", env=WIDE).stdout
     assert _raw_controls(stats) == []
+
+
+def test_tail_follows_the_log_through_a_server_restart(sqlite_server: Server) -> None:
+    srv = sqlite_server.start()
+    tenant = srv.new_app("tail restart")
+    proc = subprocess.Popen(
+        [str(BIN), "events", "tail", "--app", tenant.app_id, "--interval", "0.2",
+         "--server", srv.url, "--api-key", tenant.key],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **WIDE},
+    )  # fmt: skip
+    lines: list[str] = []
+    errors: list[str] = []
+    threads = [
+        threading.Thread(target=_read_lines, args=(proc.stdout, lines), daemon=True),
+        threading.Thread(target=_read_lines, args=(proc.stderr, errors), daemon=True),
+    ]
+    for thread in threads:
+        thread.start()
+
+    def shown_up_to(seq: int) -> None:
+        deadline = time.monotonic() + 90
+        while not lines or json.loads(lines[-1])["seq"] < seq:
+            assert proc.poll() is None, "".join(errors)
+            assert time.monotonic() < deadline, f"tail stopped at {lines[-1:]}: {errors}"
+            time.sleep(0.05)
+
+    try:
+        with srv.client(tenant.key) as writer:
+            deadline = time.monotonic() + 90
+            while not lines:  # until tail has read the log's end, a write may come before it
+                assert proc.poll() is None, "".join(errors)
+                assert time.monotonic() < deadline, "tail printed nothing"
+                write_batch(writer, tenant.app_id, [{"action": "tail.probe"}])
+                time.sleep(0.3)
+            before = write_batch(writer, tenant.app_id, [{"action": "tail.before"}] * 3)
+            shown_up_to(before[-1]["seq"])
+        srv.stop()
+        time.sleep(1.5)  # several polls find nothing listening
+        assert proc.poll() is None, "".join(errors)
+        srv.start()
+        with srv.client(tenant.key) as writer:
+            after = write_batch(writer, tenant.app_id, [{"action": "tail.after"}] * 3)
+        shown_up_to(after[-1]["seq"])
+    finally:
+        proc.terminate()
+        proc.wait(15)
+        for thread in threads:
+            thread.join(15)
+    seqs = [e["seq"] for e in ndjson("".join(lines))]
+    assert seqs == list(range(seqs[0], after[-1]["seq"] + 1))  # none skipped or repeated
+    assert any("retrying" in line for line in errors), errors
+    assert any("reconnected" in line for line in errors), errors

@@ -30,12 +30,15 @@ sessions_cli = typer.Typer(help="Mint end-user session tokens.", no_args_is_help
 
 @apps_cli.command("create")
 def apps_create(
-    name: str, as_json: AsJson = False, data_dir: DataDir = None, database_url: DatabaseUrl = None
+    name: Annotated[str, typer.Argument(help="A name for the app, for people.")],
+    as_json: AsJson = False,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
 ) -> None:
     """Create an app; prints its id, a key with every scope and its session secret."""
     from trailkeep.server import provision
 
-    made = provision.create_app(open_store(data_dir, database_url), name)
+    made = provision.create_app(open_store(data_dir, database_url, create=True), name)
     if as_json:
         print_json({"app_id": made.app_id, "key": made.key, "key_id": made.key_id,
                      "session_secret": made.session_secret, "name": made.name})  # fmt: skip
@@ -126,12 +129,27 @@ def keys_create(
 
 
 @keys_cli.command("list")
-def keys_list(app_id: AppOpt, data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
+def keys_list(
+    app_id: AppOpt, as_json: AsJson = False, data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:  # fmt: skip
     """List an app's keys (never their secrets)."""
+    store = open_store(data_dir, database_url)
+    if store.get_app(app_id) is None:
+        raise CliError(f"no app {app_id!r}")
+    keys = store.list_keys(app_id)
+    if as_json:
+        print_json([
+            {"key_id": k.id, "name": k.name, "scopes": sorted(k.scopes),
+             "created_at": k.created_at.isoformat(),
+             "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None}
+            for k in keys
+        ])  # fmt: skip
+        return
     table = Table(
         Column("key id", no_wrap=True), Column("scopes", no_wrap=True), "name", "created", "revoked"
     )
-    for key in open_store(data_dir, database_url).list_keys(app_id):
+    for key in keys:
         revoked = key.revoked_at.strftime("%Y-%m-%d %H:%M") if key.revoked_at else ""
         created = key.created_at.strftime("%Y-%m-%d %H:%M")
         scopes = "\n".join(sorted(key.scopes))
@@ -140,7 +158,11 @@ def keys_list(app_id: AppOpt, data_dir: DataDir = None, database_url: DatabaseUr
 
 
 @keys_cli.command("revoke")
-def keys_revoke(key_id: str, data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (`keys list` shows it).")],
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
     """Revoke a key; servers stop accepting it within seconds."""
     if not open_store(data_dir, database_url).revoke_key(key_id):
         raise CliError(f"no active key {key_id!r}")

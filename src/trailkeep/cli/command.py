@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import sys
-from typing import NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
+from trailkeep import __version__
 from trailkeep.cli.apps import apps_cli, keys_cli, sessions_cli
 from trailkeep.cli.common import SERVER_PACKAGES, CliError, cell, err
 from trailkeep.cli.events import events_cli
 from trailkeep.cli.serve import migrate, serve
 from trailkeep.cli.verify import verify
+
+if TYPE_CHECKING:
+    from typer._click import Command  # Typer 0.29 ships click inside itself
 
 app = typer.Typer(
     help="Trailkeep: a verifiable, append-only audit log for your apps.",
@@ -19,6 +23,26 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"trailkeep {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Trailkeep: a verifiable, append-only audit log for your apps."""
+
+
 app.command()(serve)
 app.command()(migrate)
 app.add_typer(apps_cli, name="apps")
@@ -28,10 +52,31 @@ app.add_typer(events_cli, name="events")
 app.command()(verify)
 
 
+def command() -> Command:
+    """The click command behind ``app``, its flags shown without a ``<bool>`` type."""
+    root = typer.main.get_command(app)
+    _plain_flags(root)
+    return root
+
+
+def _plain_flags(command: Command) -> None:
+    # Typer labels every option with its type; a flag takes no value, so "<bool>" beside
+    # `--json` or `--help` reads as if it wanted one. An empty metavar shows nothing there.
+    from typer._click import Context
+
+    # `--help` is made on first use and then kept by its command: made here, it is kept plain.
+    helper = command.get_help_option(Context(command))
+    for param in [*command.params, *([helper] if helper else [])]:
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        _plain_flags(sub)
+
+
 def main() -> None:
     """Entry point: run the CLI; user errors are one line on stderr and a non-zero exit."""
     try:
-        status = app(standalone_mode=False)
+        status = command().main(standalone_mode=False)
     except typer.TyperException as exc:  # usage errors: one line, not Typer's framed panel
         _fail(exc.format_message(), exc.exit_code)
     except typer.Abort:

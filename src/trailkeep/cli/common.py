@@ -25,14 +25,26 @@ if TYPE_CHECKING:
 out = Console()
 err = Console(stderr=True)
 
+# Help texts are Rich markup: "[env ...]" in one would vanish as an unknown tag, leaving an
+# empty "Data directory ." behind, so the variables are named in parentheses.
 DataDir = Annotated[
-    Path | None, typer.Option("--data-dir", help="Data directory [env TRAILKEEP_DATA_DIR].")
+    Path | None,
+    typer.Option("--data-dir", help="Data directory (default: TRAILKEEP_DATA_DIR, or ./data)."),
 ]
 DatabaseUrl = Annotated[
-    str | None, typer.Option("--database-url", help="Database URL [env TRAILKEEP_DATABASE_URL].")
+    str | None,
+    typer.Option(
+        "--database-url",
+        help="Database URL (default: TRAILKEEP_DATABASE_URL, or the data directory's SQLite file).",
+    ),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 AppOpt = Annotated[str, typer.Option("--app", help="The app id.")]
+#: The one spelling of an API key across commands (``--key`` is the verifier key file).
+ApiKey = Annotated[
+    str | None,
+    typer.Option("--api-key", envvar="TRAILKEEP_KEY", help="An API key (or a session token)."),
+]
 
 
 class CliError(Exception):
@@ -53,9 +65,35 @@ def settings_from(**overrides: Any) -> Settings:
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
-def open_store(data_dir: Path | None, database_url: str | None) -> Store:
-    """Open and migrate the configured database, with the node's secret key."""
-    return store_of(settings_from(data_dir=data_dir, database_url=database_url))
+def open_store(data_dir: Path | None, database_url: str | None, *, create: bool = False) -> Store:
+    """Open and migrate the configured database, with the node's secret key.
+
+    Without ``create``, a SQLite file that does not exist is an error rather than a new, empty
+    database: a command run in the wrong folder would otherwise answer "no apps".
+    """
+    settings = settings_from(data_dir=data_dir, database_url=database_url)
+    if not create:
+        require_database(settings)
+    return store_of(settings)
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a ``sqlite:///`` URL (None for PostgreSQL or an in-memory database)."""
+    if not url.startswith("sqlite"):
+        return None
+    database = url.split("///", 1)[1] if "///" in url else ""
+    database = database.split("?", 1)[0]
+    return Path(database) if database and database != ":memory:" else None
+
+
+def require_database(settings: Settings) -> None:
+    """Fail with the reason if the configured SQLite database does not exist yet."""
+    path = sqlite_file(settings.resolved_database_url)
+    if path is not None and not path.exists():
+        raise CliError(
+            f"no database at {path}: give --data-dir (or TRAILKEEP_DATA_DIR) or --database-url "
+            "of an existing one; `trailkeep apps create` or `trailkeep serve` makes a new one"
+        )
 
 
 def store_of(settings: Settings) -> Store:

@@ -18,12 +18,14 @@ import typer
 from rich.table import Column, Table
 
 from trailkeep.cli.common import (
+    ApiKey,
     AppOpt,
     AsJson,
     CliError,
     DataDir,
     cell,
     data_dir_of,
+    err,
     out,
     print_json_line,
 )
@@ -35,15 +37,15 @@ events_cli = typer.Typer(help="Read an app's log through the API.", no_args_is_h
 Server = Annotated[
     str, typer.Option("--server", envvar="TRAILKEEP_SERVER", help="The Trailkeep server.")
 ]
-Key = Annotated[
-    str | None,
-    typer.Option("--key", envvar="TRAILKEEP_KEY", help="A key with events:read (or a session)."),
-]
 Actions = Annotated[list[str] | None, typer.Option("--action", help="Exact action (repeatable).")]
 Prefix = Annotated[str | None, typer.Option("--action-prefix", help="Actions starting with.")]
 ActorOpt = Annotated[str | None, typer.Option("--actor", help="Actor id.")]
-TargetType = Annotated[str | None, typer.Option("--target-type")]
-TargetId = Annotated[str | None, typer.Option("--target-id")]
+TargetType = Annotated[
+    str | None, typer.Option("--target-type", help="Target type (give --target-id with it).")
+]
+TargetId = Annotated[
+    str | None, typer.Option("--target-id", help="Target id (give --target-type with it).")
+]
 Kind = Annotated[str | None, typer.Option("--kind", help="admin or user.")]
 Since = Annotated[str | None, typer.Option("--since", help="RFC 3339, inclusive.")]
 Until = Annotated[str | None, typer.Option("--until", help="RFC 3339, inclusive.")]
@@ -62,7 +64,7 @@ def _credential(key: str | None, app_id: str, data_dir: Path | None) -> str:
         demo = json.loads(path.read_text())
         if demo.get("app_id") == app_id:
             return str(demo["key"])
-    raise CliError("give --key (or set TRAILKEEP_KEY): a key with events:read")
+    raise CliError("give --api-key (or set TRAILKEEP_KEY): a key with events:read")
 
 
 @contextmanager
@@ -112,7 +114,7 @@ def list_events(
     follow_all: Annotated[bool, typer.Option("--all", help="Follow cursors to the end.")] = False,
     as_json: AsJson = False,
     server: Server = DEFAULT_SERVER,
-    key: Key = None,
+    key: ApiKey = None,
     data_dir: DataDir = None,
 ) -> None:
     """List entries, newest first: a table, or NDJSON with --json."""
@@ -139,20 +141,29 @@ def tail(
     interval: Annotated[float, typer.Option(help="Seconds between polls.", min=0.1)] = 1.0,
     count: Annotated[int | None, typer.Option(help="Stop after this many entries.")] = None,
     server: Server = DEFAULT_SERVER,
-    key: Key = None,
+    key: ApiKey = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Follow new entries as they arrive (NDJSON, oldest first)."""
+    """Follow new entries as they arrive (NDJSON, oldest first), through server restarts."""
     with _audit(server, app_id, key, data_dir) as audit:
         latest = audit.page(limit=1).data
         seen = latest[0].seq if latest else -1
-        shown = 0
+        shown, down = 0, False
         while count is None or shown < count:
-            fresh: list[Entry] = []
-            for entry in audit.list(page_size=1000):
-                if entry.seq <= seen:
-                    break
-                fresh.append(entry)
+            try:
+                fresh = _newer_than(audit, seen)
+            except (ConnectionFailed, TrailkeepError) as exc:
+                if not _passing(exc):
+                    raise
+                # A restart or a deploy: keep following from the last seq shown, say so once.
+                if not down:
+                    err.print(cell(f"server unreachable ({exc.detail}); retrying"), style="yellow")
+                down = True
+                time.sleep(max(interval, 0.5))
+                continue
+            if down:
+                err.print("reconnected", style="yellow")
+                down = False
             for entry in reversed(fresh):
                 print_json_line(entry.raw)
                 sys.stdout.flush()
@@ -160,6 +171,21 @@ def tail(
                 if count is not None and shown >= count:
                     return
             time.sleep(interval)
+
+
+def _newer_than(audit: Audit, seen: int) -> list[Entry]:
+    """Entries with a seq above ``seen``, newest first."""
+    fresh: list[Entry] = []
+    for entry in audit.list(page_size=1000):
+        if entry.seq <= seen:
+            break
+        fresh.append(entry)
+    return fresh
+
+
+def _passing(exc: TrailkeepError) -> bool:
+    """Whether ``exc`` is a server that is away for now (down, restarting), not a refusal."""
+    return isinstance(exc, ConnectionFailed) or exc.status in (502, 503, 504)
 
 
 @events_cli.command("stats")
@@ -176,7 +202,7 @@ def stats(
     until: Until = None,
     as_json: AsJson = False,
     server: Server = DEFAULT_SERVER,
-    key: Key = None,
+    key: ApiKey = None,
     data_dir: DataDir = None,
 ) -> None:
     """Count entries grouped by action, actor, target type or day."""

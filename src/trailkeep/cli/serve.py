@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -46,6 +48,10 @@ def serve(
     given = {"data_dir": data_dir, "database_url": database_url, "rate_limit": rate_limit,
              "redis_url": redis_url}  # fmt: skip
     settings = settings_from(**given)
+    # Every check that can fail comes before anything is made (data folder, keys, database):
+    # a mistyped option leaves nothing behind, and says what is wrong in one line.
+    _check_port(host, port)
+    _check_database(settings)
     if workers > 1:
         _check_workers(settings)
     if demo or settings.demo_app:
@@ -82,6 +88,32 @@ def serve(
     )
 
 
+def _check_port(host: str, port: int) -> None:
+    """Fail now if ``host:port`` cannot be listened on (taken, or not an address of ours)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise CliError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        # As uvicorn binds: a port whose old connections linger in TIME_WAIT is free to take.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            reason = "the port is taken" if exc.errno == errno.EADDRINUSE else exc.strerror
+            raise CliError(f"cannot listen on {host}:{port}: {reason}") from None
+
+
+def _check_database(settings: Settings) -> None:
+    """Fail now, in one line, if the configured PostgreSQL cannot be reached."""
+    from trailkeep.server.store.engine import is_postgres, redacted, unreachable
+
+    url = settings.resolved_database_url
+    if is_postgres(url) and (reason := unreachable(url)) is not None:
+        raise CliError(f"cannot connect to the database {redacted(url)}: {reason}")
+
+
 def _check_workers(settings: Settings) -> None:
     from trailkeep.server.store.engine import is_postgres
 
@@ -105,7 +137,7 @@ def migrate(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Bring the schema up to date (as the schema owner, before starting new nodes)."""
-    store = open_store(data_dir, database_url)
+    store = open_store(data_dir, database_url, create=True)
     made = store.ensure_partitions(months_ahead)
     out.print(f"schema is up to date; {made} partition(s) created")
 

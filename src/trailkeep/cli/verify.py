@@ -12,7 +12,16 @@ import orjson
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from trailkeep.cli.common import CliError, DatabaseUrl, DataDir, cell, err, out, settings_from
+from trailkeep.cli.common import (
+    CliError,
+    DatabaseUrl,
+    DataDir,
+    cell,
+    err,
+    out,
+    require_database,
+    settings_from,
+)
 from trailkeep.log.notes import NoteError, NoteSigner, NoteVerifier
 from trailkeep.log.verify import (
     Report,
@@ -34,6 +43,26 @@ _FILE = {"exists": True, "dir_okay": False, "readable": True}
 
 def _read(path: Path) -> str:
     return path.read_text(encoding="utf-8")
+
+
+#: What the first line of a CSV export starts with (its header row).
+CSV_HEADER = b"seq,id,time,action,"
+
+
+def _refuse_csv(path: Path) -> None:
+    """Fail with the reason when ``path`` is a CSV export: only NDJSON can be verified."""
+    with path.open("rb") as handle:
+        first = next((line for line in handle if line.strip()), b"")
+    if first.lstrip(b"\xef\xbb\xbf").startswith(CSV_HEADER) or (
+        path.suffix.lower() == ".csv" and not first.lstrip().startswith(b"{")
+    ):
+        raise CliError(
+            f"--entries: {path.name} is a CSV export, which cannot be verified: CSV is a "
+            "rendering for spreadsheets (cells that could run as formulas are prefixed with ', "
+            "control characters are escaped, the entry is flattened into columns), so the "
+            "canonical bytes that each leaf hash covers are lost; export with format=ndjson "
+            "and verify that"
+        )
 
 
 def _lines(path: Path) -> Iterator[bytes]:
@@ -78,12 +107,18 @@ def _key_file(path: Path) -> NoteVerifier:
 
 def verify(
     entries: Annotated[
-        FileOpt, typer.Option("--entries", **_FILE, help="An NDJSON export.")
+        FileOpt,
+        typer.Option("--entries", **_FILE, help="An NDJSON export (CSV cannot be verified)."),
     ] = None,
     checkpoint: Annotated[
         FileOpt, typer.Option("--checkpoint", **_FILE, help="A signed checkpoint.")
     ] = None,
-    key: Annotated[FileOpt, typer.Option("--key", **_FILE, help="The note verifier key.")] = None,
+    key: Annotated[
+        FileOpt,
+        typer.Option(
+            "--key", **_FILE, help="The checkpoint verifier key file (GET /v1/checkpoint-key)."
+        ),
+    ] = None,
     old_checkpoint: Annotated[
         FileOpt,
         typer.Option("--old-checkpoint", **_FILE, help="An older checkpoint to prove consistent."),
@@ -95,7 +130,10 @@ def verify(
         str | None, typer.Option("--server", help="Fetch the consistency proof from this server.")
     ] = None,
     api_key: Annotated[
-        str | None, typer.Option("--api-key", envvar="TRAILKEEP_KEY", help="Key for --server.")
+        str | None,
+        typer.Option(
+            "--api-key", envvar="TRAILKEEP_KEY", help="An API key of the app, for --server."
+        ),
     ] = None,
     app_id: Annotated[
         str | None, typer.Option("--app", help="Verify this app in the local database instead.")
@@ -122,6 +160,7 @@ def verify(
                 raise CliError(
                     "give --entries, --checkpoint and --key (or --app for the local log)"
                 )
+            _refuse_csv(entries)
             verifier = _key_file(key)
             signed = open_signed(_read(checkpoint), verifier, "--checkpoint")
             with _progress(signed.size) as advance:
@@ -151,6 +190,7 @@ def _local(
     settings = settings_from(data_dir=data_dir, database_url=database_url)
     # The key first: a run that cannot verify anything must not create a database either.
     verifier = _key_file(key) if key else _local_verifier(settings)
+    require_database(settings)
     url = settings.resolved_database_url
     # Verifying needs no secret; the key is used only if there is one, for an older schema's
     # migration to seal what it finds in clear.

@@ -10,6 +10,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import NullPool
 
 from trailkeep.server.files import private_file
 from trailkeep.server.secrets import SecretBox
@@ -80,6 +81,27 @@ def _postgres_engine(url: str) -> Engine:
 def is_postgres(url: str) -> bool:
     """Whether ``url`` names a PostgreSQL database."""
     return make_url(url).drivername.split("+")[0] in {"postgresql", "postgres"}
+
+
+def unreachable(url: str, timeout: int = 5) -> str | None:
+    """Why the PostgreSQL database at ``url`` cannot be connected to now; None if it can."""
+    engine = create_engine(
+        _postgres_url(url), poolclass=NullPool, connect_args={"connect_timeout": timeout}
+    )
+    try:
+        with engine.connect():
+            return None
+    except DBAPIError as exc:
+        # libpq's message spans lines (host, port, hints): its first says what failed.
+        lines = str(exc.orig or exc).strip().splitlines()
+        return lines[0] if lines else type(exc).__name__
+    finally:
+        engine.dispose()
+
+
+def redacted(url: str) -> str:
+    """``url`` as it may be printed: any password masked."""
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def create_engines(url: str) -> tuple[Engine, Engine]:
