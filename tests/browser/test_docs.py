@@ -1,4 +1,5 @@
-"""docs/sdk-browser.md cannot rot: every example in it runs here, in Chromium, against a server.
+"""docs/sdk-browser.md cannot rot: every example in it runs here, in Chromium, against a server;
+and the API's own docs pages (`/docs`, `/redoc`) render with no network beyond the server.
 
 The guide's placeholders (server address, app id, page origin, session secret) are replaced by
 real values; the `sh` block is run with the real CLI, the `python` block mints the session the
@@ -12,9 +13,10 @@ import re
 import shlex
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage
+from playwright.sync_api import Browser, ConsoleMessage, Route
 
 from tests.browser.sdk_pages import PageServer, sdk_page
 from tests.integration.http_api import list_all
@@ -104,3 +106,45 @@ def run_page(browser: Browser, url: str) -> None:
 def recorded(message: ConsoleMessage) -> bool:
     """The examples' success line (or their error line, so that a failure fails fast)."""
     return message.text.startswith(("recorded", "not recorded"))
+
+
+# What each page shows once it has rendered the schema: an operation of the API.
+RENDERED = {
+    "/docs": ".swagger-ui .opblock-summary-path",  # Swagger UI's list of operations
+    "/redoc": "[data-section-id^='operation/']",  # ReDoc's sections, one per operation
+}
+
+
+@pytest.mark.parametrize("path", sorted(RENDERED))
+def test_api_docs_render_offline(browser: Browser, server: Server, path: str) -> None:
+    # Every request that leaves the loopback interface is refused, as on a machine without
+    # internet: the page must load its scripts, styles and schema from the server alone (and
+    # its Content-Security-Policy keeps it from even asking, as for ReDoc's CDN logo).
+    context = browser.new_context()
+    outside: list[str] = []
+    loaded: list[str] = []
+
+    def only_loopback(route: Route) -> None:
+        url = route.request.url
+        if urlsplit(url).hostname == "127.0.0.1":
+            loaded.append(url)
+            route.continue_()
+        else:
+            outside.append(url)
+            route.abort()
+
+    errors: list[str] = []
+    try:
+        context.route("**/*", only_loopback)
+        page = context.new_page()
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(server.url + path)
+        page.wait_for_selector(RENDERED[path], timeout=60_000)
+        text = page.inner_text("body")
+    finally:
+        context.close()
+    assert outside == []
+    assert errors == []
+    assert "/v1/apps/{app_id}/events" in text
+    assert f"{server.url}/openapi.json" in loaded
+    assert any(url.startswith(f"{server.url}/docs/assets/") for url in loaded), loaded

@@ -53,8 +53,8 @@ class CliError(Exception):
 
 #: The top-level packages of ``trailkeep[server]``: a command that misses one says what to install.
 SERVER_PACKAGES = frozenset(
-    {"fastapi", "starlette", "uvicorn", "sqlalchemy", "alembic", "psycopg", "redis", "limits",
-     "pydantic_settings", "prometheus_client"}
+    {"fastapi", "fastapi_offline", "starlette", "uvicorn", "sqlalchemy", "alembic", "psycopg",
+     "redis", "limits", "pydantic_settings", "prometheus_client"}
 )  # fmt: skip
 
 

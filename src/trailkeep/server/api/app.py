@@ -13,7 +13,17 @@ from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from trailkeep import __version__
-from trailkeep.server.api import cors, errors, events, integrity, reads, sdk_assets, system
+from trailkeep.server.api import (
+    cors,
+    docs,
+    errors,
+    events,
+    integrity,
+    reads,
+    rules,
+    sdk_assets,
+    system,
+)
 from trailkeep.server.api.fastpath import WriteFastPath
 from trailkeep.server.api.services import Services
 from trailkeep.server.settings import Settings
@@ -44,6 +54,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="A verifiable, append-only audit log for your apps.",
         lifespan=lifespan,
+        # FastAPI's own /docs and /redoc load their assets from a CDN: api/docs.py serves both
+        # pages with the assets from the package, so they work offline.
+        docs_url=None,
+        redoc_url=None,
         # Trailkeep exports its own Prometheus metrics; FastAPI's OpenTelemetry wrapper on every
         # request would spend the write path's CPU on data nobody collects.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
@@ -55,8 +69,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(integrity.app_router)
     app.include_router(system.router)
     app.include_router(sdk_assets.router)
+    app.include_router(docs.router)
 
     writes = [r for r in events.router.routes if isinstance(r, APIRoute)]
+    app.add_middleware(rules.Rules)  # innermost: writes (no query, POST) never reach it
     app.add_middleware(WriteFastPath, routes=writes)  # innermost: after CORS and metrics
     app.add_middleware(cors.Cors)  # inside RequestMetrics, so refusals are counted too
     app.add_middleware(RequestMetrics)
@@ -68,7 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components.update(events.BODY_SCHEMAS)
-            app.openapi_schema = schema
+            app.openapi_schema = rules.finish(schema)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

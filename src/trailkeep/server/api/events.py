@@ -63,6 +63,12 @@ def _write_openapi(model: type[EventWrite] | type[BatchWrite]) -> dict[str, Any]
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
     BODY_SCHEMAS.update(schema.pop("$defs", {}))
     BODY_SCHEMAS[model.__name__] = schema
+    for written in BODY_SCHEMAS.values():
+        if {"target_type", "target_id"} <= set(written.get("properties", {})):
+            # validate_write's rule, as JSON Schema says it: an entry has both or neither.
+            written["dependentRequired"] = {
+                "target_type": ["target_id"], "target_id": ["target_type"]
+            }  # fmt: skip
     ref = {"$ref": f"#/components/schemas/{model.__name__}"}
     return {
         "parameters": _WRITE_PARAMETERS,

@@ -59,8 +59,16 @@ async def _checked_size(svc: Services, app_id: str, size: int, name: str) -> Non
 async def inclusion_proof(
     request: Request,
     app_id: AppId,
-    seq: Annotated[int, Query(ge=0, description="The entry's seq.")],
-    tree_size: Annotated[int, Query(ge=1, description="A checkpointed tree size.")],
+    seq: Annotated[
+        int, Query(ge=0, description="The entry's seq; below `tree_size` (`seq < tree_size`).")
+    ],
+    tree_size: Annotated[
+        int,
+        Query(
+            ge=1,
+            description="A tree size above `seq`, at most the latest checkpoint's size.",
+        ),
+    ],
 ) -> dict[str, Any]:
     """The audit path of leaf ``seq`` in the tree of ``tree_size`` entries."""
     svc = services(request)
@@ -82,8 +90,18 @@ async def inclusion_proof(
 async def consistency_proof(
     request: Request,
     app_id: AppId,
-    from_size: Annotated[int, Query(alias="from", ge=1, description="The older tree size.")],
-    to_size: Annotated[int, Query(alias="to", ge=1, description="The newer tree size.")],
+    from_size: Annotated[
+        int, Query(alias="from", ge=1, description="The older tree size; at most `to`.")
+    ],
+    to_size: Annotated[
+        int,
+        Query(
+            alias="to",
+            ge=1,
+            description="The newer tree size: at least `from`, at most the latest checkpoint's "
+            "size.",
+        ),
+    ],
 ) -> Response:
     """Proof that the tree of ``from`` entries is a prefix of the tree of ``to`` entries."""
     svc = services(request)

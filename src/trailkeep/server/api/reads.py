@@ -20,7 +20,7 @@ from trailkeep.log.render import csv_cell
 from trailkeep.server.api.context import authenticate, caller_of, origin_of
 from trailkeep.server.api.errors import Problem, unavailable
 from trailkeep.server.api.schemas import (
-    PROBLEMS,
+    READ_PROBLEMS,
     AppId,
     EntryOut,
     PageOut,
@@ -33,6 +33,11 @@ from trailkeep.server.ids import new_entry_id
 from trailkeep.server.ingest.writer import WriterUnavailable
 
 FILTERS_RECORD_MAX = 32_768
+#: `since` and `until` as the schema states them: `parse_time` refuses a time without an offset.
+TIME_SCHEMA: dict[str, Any] = {
+    "format": "date-time",
+    "pattern": r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$",
+}
 
 router = APIRouter(prefix="/v1/apps/{app_id}", tags=["reads"])
 
@@ -80,7 +85,7 @@ async def record_read(
     "/events/{entry_id}",
     summary="One entry (with `proof=true`: its inclusion proof and a signed checkpoint)",
     response_model=EntryOut | ProvenEntryOut,
-    responses=PROBLEMS,
+    responses=READ_PROBLEMS,
 )
 async def get_event(
     request: Request,
@@ -122,16 +127,42 @@ def _filters(
         str | None, Query(description="Actions starting with this string.", max_length=128)
     ] = None,
     actor: Annotated[str | None, Query(description="Actor id.", max_length=256)] = None,
-    target_type: Annotated[str | None, Query(max_length=64)] = None,
-    target_id: Annotated[str | None, Query(max_length=256)] = None,
+    target_type: Annotated[
+        str | None,
+        Query(
+            description="Target type. With `target_id`, the pair names one target (as an entry "
+            "holds both or neither); alone, every target of the type.",
+            max_length=64,
+        ),
+    ] = None,
+    target_id: Annotated[
+        str | None,
+        Query(
+            description="Target id; give `target_type` with it to name one target (alone it "
+            "matches that id under any type).",
+            max_length=256,
+        ),
+    ] = None,
     kind: Annotated[
         Literal["admin", "user"] | None, Query(description="Administrator or user actions.")
     ] = None,
     since: Annotated[
-        str | None, Query(description="RFC 3339; entries at or after this time.", max_length=64)
+        str | None,
+        Query(
+            description="Entries at or after this time: an RFC 3339 date-time with its offset "
+            "(`Z` or `±hh:mm`), such as `2026-11-23T08:15:30Z`; at most `until`.",
+            max_length=64,
+            json_schema_extra=TIME_SCHEMA,
+        ),
     ] = None,
     until: Annotated[
-        str | None, Query(description="RFC 3339; entries at or before this time.", max_length=64)
+        str | None,
+        Query(
+            description="Entries at or before this time: an RFC 3339 date-time with its offset, "
+            "as `since`; at least `since`.",
+            max_length=64,
+            json_schema_extra=TIME_SCHEMA,
+        ),
     ] = None,
 ) -> Filters:
     """Read filters from the query string; 400 naming the parameter when one is bad."""
@@ -181,7 +212,7 @@ def _app_secret(svc: Services, app_id: str) -> str:
     "/events",
     summary="List entries, newest first",
     response_model=PageOut,
-    responses=PROBLEMS,
+    responses=READ_PROBLEMS,
 )
 async def list_events(
     request: Request,
@@ -223,7 +254,7 @@ async def list_events(
     "/stats",
     summary="Count entries by action, actor, target type or day",
     response_model=StatsOut,
-    responses=PROBLEMS,
+    responses=READ_PROBLEMS,
 )
 async def stats(
     request: Request,
@@ -269,7 +300,17 @@ EXPORT_CHUNK = 5_000
 @router.get(
     "/export",
     summary="Stream matching entries, oldest first (NDJSON or CSV)",
-    responses={**PROBLEMS, 200: {"content": {"application/x-ndjson": {}, "text/csv": {}}}},
+    responses={
+        **READ_PROBLEMS,
+        200: {
+            "description": "The entries, oldest first: NDJSON as stored, or CSV (defused cells).",
+            "content": {
+                "application/x-ndjson": {"schema": {"type": "string"}},
+                "text/csv": {"schema": {"type": "string"}},
+            },
+        },
+    },
+    response_class=StreamingResponse,
 )
 async def export(
     request: Request,

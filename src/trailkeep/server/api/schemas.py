@@ -129,8 +129,15 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
         404: "not_found",
     }.items()
 }
+_UNAVAILABLE: Final = {
+    "model": ProblemOut,
+    "description": "unavailable (with `Retry-After`): the writer is being replaced",
+}
+#: Reads by people are recorded (`audit.read`) through the writer before the answer.
+READ_PROBLEMS: dict[int | str, dict[str, Any]] = {**PROBLEMS, 503: _UNAVAILABLE}
 WRITE_PROBLEMS: dict[int | str, dict[str, Any]] = {
     **PROBLEMS,
+    503: _UNAVAILABLE,
     409: {"model": ProblemOut, "description": "idempotency_conflict"},
     413: {"model": ProblemOut, "description": "payload_too_large"},
     429: {"model": ProblemOut, "description": "rate_limited"},

@@ -16,7 +16,7 @@ import hashlib
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
-from typing import Final
+from typing import Any, Final
 
 from fastapi import APIRouter
 from starlette.requests import Request
@@ -87,17 +87,39 @@ def _serve(request: Request, name: str) -> Response:
     return Response(asset.body, headers=headers, media_type=MEDIA_TYPE)
 
 
-@router.api_route(
-    "/trailkeep.js", methods=["GET", "HEAD"], summary="The browser SDK, as a classic script"
-)
+#: What the OpenAPI document says the SDK routes answer: JavaScript, or 304 on a matching ETag.
+RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
+    200: {
+        "description": "The script (`text/javascript`, RFC 9239), with its ETag.",
+        "content": {"text/javascript": {"schema": {"type": "string"}}},
+    },
+    304: {"description": "Not modified: `If-None-Match` names the current ETag."},
+}
+
+
+# GET and HEAD are two routes (not one `api_route` with both methods), so that each has an
+# operationId of its own in the OpenAPI document.
+@router.get(
+    "/trailkeep.js", summary="The browser SDK, as a classic script", response_class=Response,
+    responses=RESPONSES,
+)  # fmt: skip
+@router.head(
+    "/trailkeep.js", summary="The browser SDK's headers (classic script)",
+    response_class=Response, responses=RESPONSES,
+)  # fmt: skip
 async def classic(request: Request) -> Response:
     """``<script src=".../sdk/trailkeep.js">`` defines ``window.trailkeep``."""
     return _serve(request, "trailkeep.js")
 
 
-@router.api_route(
-    "/trailkeep.mjs", methods=["GET", "HEAD"], summary="The browser SDK, as an ES module"
-)
+@router.get(
+    "/trailkeep.mjs", summary="The browser SDK, as an ES module", response_class=Response,
+    responses=RESPONSES,
+)  # fmt: skip
+@router.head(
+    "/trailkeep.mjs", summary="The browser SDK's headers (ES module)", response_class=Response,
+    responses=RESPONSES,
+)  # fmt: skip
 async def module(request: Request) -> Response:
     """``import trailkeep from ".../sdk/trailkeep.mjs"``."""
     return _serve(request, "trailkeep.mjs")
