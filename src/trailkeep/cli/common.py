@@ -86,8 +86,18 @@ def sqlite_file(url: str) -> Path | None:
     return Path(database) if database and database != ":memory:" else None
 
 
+def require_reachable(settings: Settings) -> None:
+    """Fail now, in one line, if the configured PostgreSQL cannot be connected to."""
+    from trailkeep.server.store.engine import is_postgres, redacted, unreachable
+
+    url = settings.resolved_database_url
+    if is_postgres(url) and (reason := unreachable(url)) is not None:
+        raise CliError(f"cannot connect to the database {redacted(url)}: {reason}")
+
+
 def require_database(settings: Settings) -> None:
-    """Fail with the reason if the configured SQLite database does not exist yet."""
+    """Fail with the reason if the configured database does not exist yet (or is out of reach)."""
+    require_reachable(settings)
     path = sqlite_file(settings.resolved_database_url)
     if path is not None and not path.exists():
         raise CliError(

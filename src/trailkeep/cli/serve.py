@@ -15,6 +15,7 @@ from trailkeep.cli.common import (
     DataDir,
     open_store,
     out,
+    require_reachable,
     settings_from,
     store_of,
 )
@@ -51,7 +52,7 @@ def serve(
     # Every check that can fail comes before anything is made (data folder, keys, database):
     # a mistyped option leaves nothing behind, and says what is wrong in one line.
     _check_port(host, port)
-    _check_database(settings)
+    require_reachable(settings)
     if workers > 1:
         _check_workers(settings)
     if demo or settings.demo_app:
@@ -103,15 +104,6 @@ def _check_port(host: str, port: int) -> None:
         except OSError as exc:
             reason = "the port is taken" if exc.errno == errno.EADDRINUSE else exc.strerror
             raise CliError(f"cannot listen on {host}:{port}: {reason}") from None
-
-
-def _check_database(settings: Settings) -> None:
-    """Fail now, in one line, if the configured PostgreSQL cannot be reached."""
-    from trailkeep.server.store.engine import is_postgres, redacted, unreachable
-
-    url = settings.resolved_database_url
-    if is_postgres(url) and (reason := unreachable(url)) is not None:
-        raise CliError(f"cannot connect to the database {redacted(url)}: {reason}")
 
 
 def _check_workers(settings: Settings) -> None:
