@@ -62,10 +62,8 @@ def command() -> Command:
 def _plain_flags(command: Command) -> None:
     # Typer labels every option with its type; a flag takes no value, so "<bool>" beside
     # `--json` or `--help` reads as if it wanted one. An empty metavar shows nothing there.
-    from typer._click import Context
-
     # `--help` is made on first use and then kept by its command: made here, it is kept plain.
-    helper = command.get_help_option(Context(command))
+    helper = command.get_help_option(typer.Context(command))
     for param in [*command.params, *([helper] if helper else [])]:
         if getattr(param, "is_flag", False):
             param.metavar = ""
