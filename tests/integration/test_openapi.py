@@ -197,6 +197,14 @@ def test_options_and_405_name_every_method_a_path_serves(
         both = client.options(events_url(app.app_id))
         assert set(both.headers["allow"].split(", ")) == {"GET", "POST", "OPTIONS"}
         assert client.options("/no/such/path").status_code == 404
+        # Paths outside the API document answer OPTIONS too.
+        for path, served in {
+            "/docs": "GET, OPTIONS", "/redoc": "GET, OPTIONS",
+            "/openapi.json": "GET, HEAD, OPTIONS", "/docs/assets/swagger-ui.css": "GET, OPTIONS",
+        }.items():  # fmt: skip
+            answer = client.options(path)
+            assert (answer.status_code, answer.headers["allow"]) == (204, served), path
+            assert answer.content == b""
 
 
 # --- /docs and /redoc: their assets come from this server --------------------------------

@@ -77,9 +77,13 @@ class Rules:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if scope["method"] == "OPTIONS" and (methods := self.allowed(scope)):
-            headers = {"Allow": ", ".join(methods)}
-            await Response(status_code=204, headers=headers)(scope, receive, send)
+        if scope["method"] == "OPTIONS":
+            methods = self.allowed(scope)
+            if methods:
+                headers = {"Allow": ", ".join(methods)}
+                await Response(status_code=204, headers=headers)(scope, receive, send)
+            else:
+                await self.app(scope, receive, _options_answer(send))
             return
         repeated = self._repeated(scope)
         if repeated is not None:
@@ -113,6 +117,32 @@ class Rules:
         for rule in self._matching(scope):
             scalars |= rule.scalars.get(scope["method"], frozenset())
         return next((name for name in names if name in twice & scalars), None)
+
+
+def _options_answer(send: Send) -> Send:
+    """For a path outside the API (docs pages, the schema): the router's 405 becomes a 204.
+
+    Each such path has one route, and its 405 names that route's methods in ``Allow``.
+    """
+    turned = False
+
+    async def sending(message: Message) -> None:
+        nonlocal turned
+        if message["type"] == "http.response.start" and message["status"] == 405:
+            served = MutableHeaders(scope=message).get("allow")
+            if served:
+                methods = sorted({m.strip() for m in served.split(",")} | {"OPTIONS"})
+                headers = [(b"allow", ", ".join(methods).encode()), (b"content-length", b"0")]
+                await send({"type": "http.response.start", "status": 204, "headers": headers})
+                turned = True
+                return
+        if turned:
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                await send({"type": "http.response.body", "body": b""})
+            return
+        await send(message)
+
+    return sending
 
 
 def finish(schema: dict[str, Any]) -> dict[str, Any]:
