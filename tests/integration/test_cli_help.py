@@ -160,9 +160,10 @@ def test_a_command_without_a_database_says_so_and_makes_none(
 def test_a_command_with_an_unreachable_postgresql_says_so(tmp_path: Path) -> None:
     url = f"postgresql://trailkeep:hunter2@127.0.0.1:{free_port()}/trailkeep"
     env = {"TRAILKEEP_DATA_DIR": str(tmp_path / "data"), "TRAILKEEP_DATABASE_URL": url}
-    line = failed(run_cli("apps", "list", env=env, check=False))
-    assert "cannot connect to the database" in line, line
-    assert "hunter2" not in line
+    for args in (["apps", "list"], ["apps", "create", "x"], ["migrate"]):
+        line = failed(run_cli(*args, env=env, check=False))
+        assert "cannot connect to the database" in line, line
+        assert "hunter2" not in line
     assert not (tmp_path / "data").exists()
 
 

@@ -72,7 +72,9 @@ def open_store(data_dir: Path | None, database_url: str | None, *, create: bool 
     database: a command run in the wrong folder would otherwise answer "no apps".
     """
     settings = settings_from(data_dir=data_dir, database_url=database_url)
-    if not create:
+    if create:
+        require_reachable(settings)
+    else:
         require_database(settings)
     return store_of(settings)
 
