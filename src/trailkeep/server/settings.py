@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     partition_months_ahead: int = Field(
         default=3, ge=1, le=36, description="PostgreSQL: months of partitions kept made ahead."
     )
+    auth_cache_entries: int = Field(
+        default=10_000, ge=1, description="Entries kept per credential cache (apps, keys, answers)."
+    )
     demo_app: bool = Field(default=False, description="Create a demo app on first start.")
 
     @field_validator("trusted_proxies", mode="before")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
-APP_ID_MAX: Final = 64
+# The limit lives beside `new_app_id`; routes keep importing it from here.
+from trailkeep.server.auth import APP_ID_MAX as APP_ID_MAX
+
 #: The ``{app_id}`` path parameter every app route takes.
 AppId = Annotated[str, Path(description="The app's id (`app_...`).", max_length=APP_ID_MAX)]
 

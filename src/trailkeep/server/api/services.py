@@ -60,11 +60,13 @@ class Services:
             )  # fmt: skip
         else:
             ingest = Ingest(store, idempotency_ttl=ttl, stats=stats, on_appended=checkpointer.mark)
+        auth = Authenticator(store, max_entries=settings.auth_cache_entries)
+        metrics.track_caches(auth.cache_sizes)
         return cls(
             settings=settings,
             store=store,
             ingest=ingest,
-            auth=Authenticator(store),
+            auth=auth,
             limiter=WriteLimiter(settings.rate_limit, settings.redis_url),
             metrics=metrics,
             checkpointer=checkpointer,
