@@ -100,9 +100,14 @@ async def get_event(
     if not proof:
         return Response(entry, media_type="application/json")
     seq = int(orjson.loads(entry)["seq"])
-    checkpoint = await asyncio.to_thread(svc.checkpointer.latest, app_id)
-    if seq >= checkpoint.size:  # newer than the last checkpoint: sign one that covers it
-        checkpoint = await asyncio.to_thread(svc.checkpointer.latest, app_id, 0.0)
+    # Newer than the last checkpoint: wait for the background signer rather than sign here.
+    checkpoint = await svc.checkpointer.covering(app_id, seq + 1)
+    if checkpoint is None:
+        raise Problem(
+            "unavailable",
+            "no checkpoint covers this entry yet (one is signed within a second); retry shortly",
+            {"Retry-After": "1"},
+        )
     leaf, path = await asyncio.to_thread(svc.store.inclusion_proof, app_id, seq, checkpoint.size)
     proven = {"seq": seq, "tree_size": checkpoint.size, "leaf_hash": leaf.hex(),
               "path": [h.hex() for h in path]}  # fmt: skip
