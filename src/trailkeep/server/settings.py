@@ -52,6 +52,15 @@ class Settings(BaseSettings):
     auth_cache_entries: int = Field(
         default=10_000, ge=1, description="Entries kept per credential cache (apps, keys, answers)."
     )
+    body_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="A request body must arrive within this many seconds."
+    )
+    header_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="A request's headers must arrive within this many seconds."
+    )
+    header_max_bytes: int = Field(
+        default=65_536, ge=4_096, description="Request line and headers, at most (else 431)."
+    )
     demo_app: bool = Field(default=False, description="Create a demo app on first start.")
 
     @field_validator("trusted_proxies", mode="before")

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from trailkeep import __version__
 from trailkeep.server.api import cors, errors, events, integrity, reads, sdk_assets, system
 from trailkeep.server.api.fastpath import WriteFastPath
+from trailkeep.server.api.guard import RequestGuard
 from trailkeep.server.api.services import Services
 from trailkeep.server.settings import Settings
 
@@ -60,6 +61,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(WriteFastPath, routes=writes)  # innermost: after CORS and metrics
     app.add_middleware(cors.Cors)  # inside RequestMetrics, so refusals are counted too
     app.add_middleware(RequestMetrics)
+    # Outermost of the app's own: a body's deadline covers every layer that reads it.
+    app.add_middleware(RequestGuard, body_seconds=settings.body_timeout_seconds)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
