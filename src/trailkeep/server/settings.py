@@ -26,6 +26,15 @@ class Settings(BaseSettings):
         default=None, description="Redis for rate-limit counters shared by every node."
     )
     rate_limit: str = Field(default="200/minute", description="Write requests per client IP.")
+    read_rate_limit: str = Field(
+        default="600/minute",
+        description="Read requests (list, get, stats, export, checkpoint, proofs) per client IP.",
+    )
+    rate_limit_on_redis_failure: Literal["open", "closed"] = Field(
+        default="open",
+        description="When Redis is unreachable: let requests through (open) or refuse them "
+        "with 503 (closed).",
+    )
     metadata_max_bytes: int = Field(default=10_240, ge=2, description="Canonical metadata size.")
     trusted_proxies: Annotated[list[IPNetwork], NoDecode] = Field(
         default_factory=list, description="CIDRs whose X-Forwarded-For is believed."

@@ -17,7 +17,7 @@ from starlette.responses import Response, StreamingResponse
 from trailkeep.log.query import Filters, GroupBy, QueryError, decode_cursor, encode_cursor
 from trailkeep.log.record import EntryError, EventWrite, canonical, parse_time, prepare
 from trailkeep.log.render import csv_cell
-from trailkeep.server.api.context import authenticate, caller_of, origin_of
+from trailkeep.server.api.context import admit_read, authenticate, caller_of, origin_of
 from trailkeep.server.api.errors import Problem, unavailable
 from trailkeep.server.api.schemas import (
     PROBLEMS,
@@ -40,7 +40,12 @@ EntryId = Annotated[str, Path(description="The entry's id (`evt_...`).", max_len
 
 
 async def authorize_read(svc: Services, request: Request, app_id: str) -> Principal:
-    """A reader: a key with ``events:read`` or an owner's or admin's session; else 401/403."""
+    """A reader: a key with ``events:read`` or an owner's or admin's session; else 401/403.
+
+    The read is counted against the client's read limit first (429 once it is spent), as a
+    write is: a person's read appends an entry, so reads could otherwise flood the log.
+    """
+    await admit_read(svc, request)
     principal = await authenticate(svc, app_id, request.headers)
     if not principal.can_read():
         raise Problem(

@@ -12,7 +12,7 @@ from datetime import timedelta
 from starlette.requests import Request
 
 from trailkeep.server.api.metrics import Metrics
-from trailkeep.server.api.ratelimit import WriteLimiter
+from trailkeep.server.api.ratelimit import RateLimiter
 from trailkeep.server.auth import Authenticator
 from trailkeep.server.ingest.checkpointer import Checkpointer, load_signer
 from trailkeep.server.ingest.process import WriterProcess
@@ -35,7 +35,8 @@ class Services:
     store: Store
     ingest: Appender
     auth: Authenticator
-    limiter: WriteLimiter
+    limiter: RateLimiter  # writes
+    read_limiter: RateLimiter
     metrics: Metrics
     checkpointer: Checkpointer
     maintenance_task: asyncio.Task[None] | None = None
@@ -67,7 +68,20 @@ class Services:
             store=store,
             ingest=ingest,
             auth=auth,
-            limiter=WriteLimiter(settings.rate_limit, settings.redis_url),
+            limiter=RateLimiter(
+                settings.rate_limit,
+                settings.redis_url,
+                name="writes",
+                on_failure=settings.rate_limit_on_redis_failure,
+                on_redis_failure=metrics.on_redis_failure,
+            ),
+            read_limiter=RateLimiter(
+                settings.read_rate_limit,
+                settings.redis_url,
+                name="reads",
+                on_failure=settings.rate_limit_on_redis_failure,
+                on_redis_failure=metrics.on_redis_failure,
+            ),
             metrics=metrics,
             checkpointer=checkpointer,
         )
