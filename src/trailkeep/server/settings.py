@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     auth_cache_entries: int = Field(
         default=10_000, ge=1, description="Entries kept per credential cache (apps, keys, answers)."
     )
+    exports_per_app: int = Field(default=8, ge=1, description="Open exports per app, at most.")
+    exports_per_client: int = Field(
+        default=2, ge=1, description="Open exports per client IP, at most."
+    )
     body_timeout_seconds: float = Field(
         default=30.0, gt=0, description="A request body must arrive within this many seconds."
     )

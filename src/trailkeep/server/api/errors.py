@@ -26,6 +26,7 @@ STATUS: Final[dict[str, int]] = {
     "payload_too_large": 413,
     "unsupported_media_type": 415,
     "rate_limited": 429,
+    "too_many_exports": 429,
     "internal_error": 500,
     "unavailable": 503,
 }

@@ -28,6 +28,7 @@ from trailkeep.server.api.schemas import (
     StatsOut,
 )
 from trailkeep.server.api.services import Services, services
+from trailkeep.server.api.streams import PAGE_ENTRIES, SlotStream, pieces
 from trailkeep.server.auth import Principal
 from trailkeep.server.ids import new_entry_id
 from trailkeep.server.ingest.writer import WriterUnavailable
@@ -273,9 +274,6 @@ def csv_row(entry: bytes) -> list[Any]:
     return [e["seq"], *(None if cell is None else csv_cell(cell) for cell in cells)]
 
 
-EXPORT_CHUNK = 5_000
-
-
 @router.get(
     "/export",
     summary="Stream matching entries, oldest first (NDJSON or CSV)",
@@ -287,34 +285,48 @@ async def export(
     filters: FiltersDep,
     format: Annotated[Literal["ndjson", "csv"], Query(description="Output format.")] = "ndjson",
 ) -> StreamingResponse:
-    """Every matching entry as a stream, oldest first, never held in memory whole."""
+    """Every matching entry as a stream, oldest first, never held in memory whole.
+
+    At most ``TRAILKEEP_EXPORTS_PER_APP`` exports of an app and ``TRAILKEEP_EXPORTS_PER_CLIENT``
+    of a client are open at once (429 ``too_many_exports`` beyond); each holds one page.
+    """
     svc = services(request)
     principal = await authorize_read(svc, request, app_id)
-    await record_read(
-        svc, request, app_id, principal, "audit.export",
-        {"format": format, "filters": filters.describe()},
-    )  # fmt: skip
+    slot = svc.exports.acquire(app_id, caller_of(svc, request).ip or "unknown")
+    try:
+        await record_read(
+            svc, request, app_id, principal, "audit.export",
+            {"format": format, "filters": filters.describe()},
+        )  # fmt: skip
+    except BaseException:
+        slot.release()
+        raise
 
     async def chunks() -> AsyncIterator[bytes]:
         after: int | None = None
         if format == "csv":
             yield _csv_lines([list(CSV_COLUMNS)])
         while True:
+            # The next page is read only once the last one was sent: a reader that stops
+            # reading stops the stream here, holding one page at most.
             rows = await asyncio.to_thread(
-                svc.store.page, app_id, filters, after, EXPORT_CHUNK, False
+                svc.store.page, app_id, filters, after, PAGE_ENTRIES, False
             )
             if not rows:
                 return
             after = rows[-1][0]
             if format == "csv":
-                yield _csv_lines([csv_row(entry) for _, entry in rows])
+                page = _csv_lines([csv_row(entry) for _, entry in rows])
             else:
-                yield b"\n".join(entry for _, entry in rows) + b"\n"
+                page = b"\n".join(entry for _, entry in rows) + b"\n"
+            del rows
+            for piece in pieces(page):
+                yield piece
 
     media = "text/csv; charset=utf-8" if format == "csv" else "application/x-ndjson"
     filename = f"{app_id}.{format}"
-    return StreamingResponse(
-        chunks(), media_type=media,
+    return SlotStream(
+        chunks(), slot, media_type=media,
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )  # fmt: skip
 

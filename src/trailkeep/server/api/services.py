@@ -13,6 +13,7 @@ from starlette.requests import Request
 
 from trailkeep.server.api.metrics import Metrics
 from trailkeep.server.api.ratelimit import RateLimiter
+from trailkeep.server.api.streams import ExportSlots
 from trailkeep.server.auth import Authenticator
 from trailkeep.server.ingest.checkpointer import Checkpointer, load_signer
 from trailkeep.server.ingest.process import WriterProcess
@@ -39,6 +40,7 @@ class Services:
     read_limiter: RateLimiter
     metrics: Metrics
     checkpointer: Checkpointer
+    exports: ExportSlots
     maintenance_task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -84,6 +86,7 @@ class Services:
             ),
             metrics=metrics,
             checkpointer=checkpointer,
+            exports=ExportSlots(settings.exports_per_app, settings.exports_per_client),
         )
 
     async def start(self) -> None:
