@@ -8,6 +8,7 @@ limit is answered with 413 in a way that clients which send the whole body befor
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import urllib.error
@@ -103,6 +104,29 @@ def test_headers_just_under_the_limit_are_served(srv: Server) -> None:
         sock.sendall(head.encode() + b"\r\n")
         status, _, body = read_answer(sock)
     assert status == 200, body
+
+
+def test_a_body_larger_than_the_header_limit_is_not_counted_as_headers(
+    srv: Server, tenant: Tenant
+) -> None:
+    # A whole request (small headers, a body over the header limit) and the next one's headers
+    # in one chunk: neither is refused, and both answers come in order.
+    body = json.dumps({"action": "big.body", "metadata": {"pad": "p" * 8_000}}).encode()
+    body += b" " * (3 * HEADER_MAX)
+    first = (
+        f"POST {events_url(tenant.app_id)} HTTP/1.1\r\nHost: t\r\n"
+        f"Authorization: Bearer {tenant.key}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    second = b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    with connect(srv) as sock:
+        sock.sendall(first + second)
+        data = b""
+        while chunk := sock.recv(65_536):
+            data += chunk
+    # An answer's body has no line end of its own: the next status line follows it directly.
+    statuses = [int(code) for code in re.findall(rb"HTTP/1\.1 (\d{3}) ", data)]
+    assert statuses == [201, 200], data[:500]
 
 
 @pytest.mark.parametrize(

@@ -53,6 +53,7 @@ class GuardedHttpTools(HttpToolsProtocol):
 
     _awaiting_headers = True
     _header_bytes = 0
+    _completed = 0  # requests whose last byte has been parsed on this connection
     _header_timer: asyncio.TimerHandle | None = None
     _refusal: bytes | None = None
 
@@ -70,11 +71,12 @@ class GuardedHttpTools(HttpToolsProtocol):
         """Parse, then refuse a request whose headers have grown past the limit."""
         if self._refusal is not None:
             return  # refused: nothing more is parsed, the connection is closing
-        headers_before = self._awaiting_headers
+        headers_before, completed_before = self._awaiting_headers, self._completed
         super().data_received(data)
-        if headers_before and self._awaiting_headers:
-            # Counted after parsing, so a chunk holding the end of the headers and the start
-            # of a body is never counted against them; httptools holds at most one chunk more.
+        if headers_before and self._awaiting_headers and self._completed == completed_before:
+            # Counted after parsing, and only for a chunk that was headers throughout: one
+            # that held the end of a request (its body, say) is not counted against the next
+            # request's headers. httptools holds at most one chunk more than the limit.
             self._header_bytes += len(data)
             maximum = _limits()[0]
             if self._header_bytes > maximum and self._refusal is None:
@@ -97,6 +99,7 @@ class GuardedHttpTools(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         """What comes next on this connection is another request's headers."""
         super().on_message_complete()
+        self._completed += 1
         self._awaiting_headers = True
         self._header_bytes = 0
 
