@@ -11,7 +11,7 @@ from starlette.responses import PlainTextResponse, Response
 
 from trailkeep.server.api.context import admit_read, authenticate
 from trailkeep.server.api.errors import Problem
-from trailkeep.server.api.schemas import PROBLEMS, AppId, ConsistencyOut, InclusionOut
+from trailkeep.server.api.schemas import READ_PROBLEMS, AppId, ConsistencyOut, InclusionOut
 from trailkeep.server.api.services import Services, services
 
 router = APIRouter(tags=["integrity"])
@@ -32,7 +32,7 @@ async def checkpoint_key(request: Request) -> PlainTextResponse:
     "/checkpoint",
     summary="The latest signed checkpoint (C2SP tlog-checkpoint in a signed note)",
     response_class=PlainTextResponse,
-    responses=PROBLEMS,
+    responses=READ_PROBLEMS,
 )
 async def checkpoint(request: Request, app_id: AppId) -> PlainTextResponse:
     """Origin, tree size and root hash, signed with Ed25519; any credential of the app reads it."""
@@ -55,7 +55,7 @@ async def _checked_size(svc: Services, app_id: str, size: int, name: str) -> Non
     "/proofs/inclusion",
     summary="RFC 9162 inclusion proof of one entry",
     response_model=InclusionOut,
-    responses=PROBLEMS,
+    responses=READ_PROBLEMS,
 )
 async def inclusion_proof(
     request: Request,
@@ -79,7 +79,7 @@ async def inclusion_proof(
     "/proofs/consistency",
     summary="RFC 9162 consistency proof between two tree sizes",
     response_model=ConsistencyOut,
-    responses=PROBLEMS,
+    responses=READ_PROBLEMS,
 )
 async def consistency_proof(
     request: Request,

@@ -20,7 +20,7 @@ from trailkeep.log.render import csv_cell
 from trailkeep.server.api.context import admit_read, authenticate, caller_of, origin_of
 from trailkeep.server.api.errors import Problem, unavailable
 from trailkeep.server.api.schemas import (
-    PROBLEMS,
+    READ_PROBLEMS,
     AppId,
     EntryOut,
     PageOut,
@@ -86,7 +86,7 @@ async def record_read(
     "/events/{entry_id}",
     summary="One entry (with `proof=true`: its inclusion proof and a signed checkpoint)",
     response_model=EntryOut | ProvenEntryOut,
-    responses=PROBLEMS,
+    responses=READ_PROBLEMS,
 )
 async def get_event(
     request: Request,
@@ -192,7 +192,7 @@ def _app_secret(svc: Services, app_id: str) -> str:
     "/events",
     summary="List entries, newest first",
     response_model=PageOut,
-    responses=PROBLEMS,
+    responses=READ_PROBLEMS,
 )
 async def list_events(
     request: Request,
@@ -234,7 +234,7 @@ async def list_events(
     "/stats",
     summary="Count entries by action, actor, target type or day",
     response_model=StatsOut,
-    responses=PROBLEMS,
+    responses=READ_PROBLEMS,
 )
 async def stats(
     request: Request,
@@ -277,7 +277,7 @@ def csv_row(entry: bytes) -> list[Any]:
 @router.get(
     "/export",
     summary="Stream matching entries, oldest first (NDJSON or CSV)",
-    responses={**PROBLEMS, 200: {"content": {"application/x-ndjson": {}, "text/csv": {}}}},
+    responses={**READ_PROBLEMS, 200: {"content": {"application/x-ndjson": {}, "text/csv": {}}}},
 )
 async def export(
     request: Request,

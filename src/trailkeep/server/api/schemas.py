@@ -131,6 +131,12 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
         404: "not_found",
     }.items()
 }
+#: What a read route may answer besides its result: reads have a rate limit of their own.
+READ_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    **PROBLEMS,
+    429: {"model": ProblemOut, "description": "rate_limited (an export: or too_many_exports)"},
+    503: {"model": ProblemOut, "description": "unavailable (retry after `Retry-After`)"},
+}
 WRITE_PROBLEMS: dict[int | str, dict[str, Any]] = {
     **PROBLEMS,
     409: {"model": ProblemOut, "description": "idempotency_conflict"},
