@@ -136,3 +136,44 @@ def test_stalled_exports_hold_bounded_memory_and_are_capped(srv: Server, tenant:
     finally:
         for sock in stalled:
             sock.close()
+
+
+def test_a_client_that_stops_reading_is_cut_off_and_its_slots_come_back(
+    sqlite_server: Server,
+) -> None:
+    # Without a limit, a client that opened its exports and never read held their slots for
+    # as long as it kept the connections: four such addresses shut an app's exports for good.
+    sqlite_server.env["TRAILKEEP_SEND_STALL_SECONDS"] = "1"
+    sqlite_server.start()
+    made = sqlite_server.new_app("stall")
+    with sqlite_server.client(made.key) as client:
+        events = [{"action": "big", "metadata": {"pad": "p" * PAD}} for _ in range(1_000)]
+        for _ in range(4):  # about 9 MB: more than the sockets' buffers hold
+            assert client.post(batch_url(made.app_id), json={"events": events}).status_code == 201
+    stalled = [open_export(sqlite_server, made, "127.0.0.1") for _ in range(PER_CLIENT)]
+    try:
+        assert [status for _, status, _ in stalled] == [200] * PER_CLIENT
+        assert b'"too_many_exports"' in refused(sqlite_server, made, "127.0.0.1")
+        # The stalled connections are cut, which frees their slots: the client gets in again.
+        deadline = time.monotonic() + 30
+        while True:
+            sock, status, data = open_export(sqlite_server, made, "127.0.0.1")
+            sock.close()
+            if status == 200:
+                break
+            assert time.monotonic() < deadline, data
+            time.sleep(0.2)
+        # Each cut export ended short of the log.
+        with sqlite_server.client(made.key) as client:
+            whole = len(client.get(events_url(made.app_id, "export")).content)
+        for sock, _, data in stalled:
+            received = len(data)
+            try:
+                while chunk := sock.recv(1 << 20):
+                    received += len(chunk)
+            except ConnectionResetError:
+                pass
+            assert received < whole, (received, whole)
+    finally:
+        for sock, _, _ in stalled:
+            sock.close()

@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     header_timeout_seconds: float = Field(
         default=10.0, gt=0, description="A request's headers must arrive within this many seconds."
     )
+    send_stall_seconds: float = Field(
+        default=60.0, gt=0, description="A client that reads nothing of an answer for this "
+        "long (its buffer full) is disconnected.",
+    )
     header_max_bytes: int = Field(
         default=65_536, ge=4_096, description="Request line and headers, at most (else 431)."
     )

@@ -4,7 +4,8 @@ httptools buffers a header until it is complete, with no limit of its own (a 64 
 a 200), and uvicorn times out idle keep-alive connections but not a client that sends its
 headers a byte at a time. ``GuardedHttpTools`` answers 431 once a request's line and headers
 exceed ``TRAILKEEP_HEADER_MAX_BYTES``, and 408 when they have not all arrived within
-``TRAILKEEP_HEADER_TIMEOUT_SECONDS`` of the connection opening or the request's first byte.
+``TRAILKEEP_HEADER_TIMEOUT_SECONDS`` of the connection opening or the request's first byte,
+and cuts a connection whose client has not read for ``TRAILKEEP_SEND_STALL_SECONDS``.
 `trailkeep serve` hands it to uvicorn as ``http=PROTOCOL`` (an import path, so that worker
 processes load it too). Bodies are bounded by ``RequestGuard`` (guard.py).
 """
@@ -28,10 +29,10 @@ LINGER_SECONDS: Final = 2.0
 
 
 @functools.cache
-def _limits() -> tuple[int, float]:
+def _limits() -> tuple[int, float, float]:
     # Read once per process: every connection of a node shares them.
     settings = Settings()
-    return settings.header_max_bytes, settings.header_timeout_seconds
+    return settings.header_max_bytes, settings.header_timeout_seconds, settings.send_stall_seconds
 
 
 def refusal(status: int, code: str, detail: str) -> bytes:
@@ -56,6 +57,7 @@ class GuardedHttpTools(HttpToolsProtocol):
     _completed = 0  # requests whose last byte has been parsed on this connection
     _header_timer: asyncio.TimerHandle | None = None
     _refusal: bytes | None = None
+    _stall_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Start the clock: a new connection must send its headers in time too."""
@@ -63,9 +65,36 @@ class GuardedHttpTools(HttpToolsProtocol):
         self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """Stop the clock."""
+        """Stop the clocks."""
         self._disarm()
+        self._unstall()
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        """The client's buffer is full: it has that long to read, or the connection is cut.
+
+        A client that stops reading an answer (an export, say) would otherwise hold the
+        answer's task, its buffers and its export slot for as long as it keeps the connection.
+        """
+        super().pause_writing()
+        self._unstall()
+        self._stall_timer = self.loop.call_later(_limits()[2], self._stalled)
+
+    def resume_writing(self) -> None:
+        """The client reads again."""
+        self._unstall()
+        super().resume_writing()
+
+    def _unstall(self) -> None:
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
+
+    def _stalled(self) -> None:
+        self._stall_timer = None
+        # Nothing can be said to a client that does not read: the connection is cut, which
+        # ends the answer as a hang-up would (its task stops, its slot is released).
+        self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
         """Parse, then refuse a request whose headers have grown past the limit."""
