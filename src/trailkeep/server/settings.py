@@ -72,7 +72,9 @@ class Settings(BaseSettings):
         default=10.0, gt=0, description="A request's headers must arrive within this many seconds."
     )
     send_stall_seconds: float = Field(
-        default=60.0, gt=0, description="A client that reads nothing of an answer for this "
+        default=60.0,
+        gt=0,
+        description="A client that reads nothing of an answer for this "
         "long (its buffer full) is disconnected.",
     )
     header_max_bytes: int = Field(
