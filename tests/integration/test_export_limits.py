@@ -120,7 +120,8 @@ def test_stalled_exports_hold_bounded_memory_and_are_capped(srv: Server, tenant:
         with srv.client(tenant.key) as client:
             started = time.monotonic()
             expect_created(client.post(events_url(tenant.app_id), json={"action": "beside"}))
-            assert time.monotonic() - started < 1.0
+            # 0.1 s on an idle 2-core machine (3.1 s before); the margin is for a busy one.
+            assert time.monotonic() - started < 2.0
 
         # A client that hangs up gives its slot back: the refused client gets in.
         stalled.pop(0).close()
