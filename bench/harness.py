@@ -163,6 +163,7 @@ class BenchServer:
             # A one-second window: every write still passes the limiter, but its list of one
             # IP's hits stays short, as with real clients, instead of holding a minute of wrk.
             "TRAILKEEP_RATE_LIMIT": "1000000000/second",
+            "TRAILKEEP_READ_RATE_LIMIT": "1000000000/second",
             "TRAILKEEP_ORIGIN": ORIGIN,
             **(env or {}),
         }

@@ -229,6 +229,12 @@ class RedisServer:
         """A URL for a database of its own (counters of one test do not leak into another)."""
         return f"redis://127.0.0.1:{self.port}/{next(self._numbers)}"
 
+    def pause(self) -> None:
+        """Stop the process but keep its port and directory: `start` brings it back."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
     def stop(self) -> None:
         """Stop it and remove its directory."""
         if self.proc is not None and self.proc.poll() is None:

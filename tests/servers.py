@@ -77,6 +77,7 @@ class Server:
             **os.environ,
             "TRAILKEEP_DATA_DIR": str(data_dir),
             "TRAILKEEP_RATE_LIMIT": "1000000/minute",
+            "TRAILKEEP_READ_RATE_LIMIT": "1000000/minute",
             **(env or {}),
         }
         self.proc: subprocess.Popen[bytes] | None = None

@@ -11,8 +11,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import stat
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -286,6 +289,33 @@ def test_get_with_proof_verifies_offline(server: Server, other: Tenant) -> None:
         body["entry"]["metadata"]["n"] = 4
         with pytest.raises(AssertionError):
             check_proven(body, key, other.app_id)
+
+
+def test_proofs_of_the_newest_entry_wait_for_a_checkpoint_and_never_sign_one(
+    server: Server, other: Tenant
+) -> None:
+    # Once every `?proof=true` of an entry newer than the latest checkpoint signed and stored
+    # a checkpoint of its own (40 in 0.7 s). Checkpoints are signed in the background, at most
+    # once a second, and such a request waits for the next one.
+    key = checkpoint_key(server)
+
+    def checkpoints() -> int:
+        rows = server.query("SELECT count(*) FROM checkpoints WHERE app_id = :a", a=other.app_id)
+        return int(rows[0][0])
+
+    def write_then_prove(n: int) -> None:
+        # Each request asks for the proof of the entry it has just written: the newest one.
+        entry = write_numbered(c, other.app_id, n, 1)[0]
+        url = events_url(other.app_id, f"events/{entry['id']}")
+        body = expect_status(c.get(url, params={"proof": "true"})).json()
+        assert check_proven(body, key, other.app_id) == entry
+
+    with server.client(other.key) as c:
+        before, started = checkpoints(), time.monotonic()
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(write_then_prove, range(40)))
+        elapsed = time.monotonic() - started
+        assert checkpoints() - before <= math.ceil(elapsed) + 1, elapsed
 
 
 def test_get_with_proof_by_an_owner_session(server: Server, other: Tenant) -> None:

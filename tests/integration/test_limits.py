@@ -238,3 +238,34 @@ def test_the_limit_counts_the_canonical_form_not_the_bytes_sent(
     bigger = sent.replace(b'"c": 1.000', b'"c": 10.00')
     assert canonical_size({**metadata, "c": 10}) == 10_241
     expect_problem(post_bytes(client, events_url(app.app_id), bigger), 413, "payload_too_large")
+
+
+# --- the per-IP read limit ----------------------------------------------------------------
+
+
+def test_reads_have_a_limit_of_their_own(fresh_server: Server) -> None:
+    # Each read by a person appends an `audit.read` entry: without a limit of their own, reads
+    # could flood the log. Every read route counts; writes keep their own limit.
+    fresh_server.env["TRAILKEEP_READ_RATE_LIMIT"] = "6/minute"
+    tenant = start(fresh_server, "1000/minute", proxies="127.0.0.0/8")
+    with fresh_server.client(tenant.key) as client:
+        entry = expect_created(client.post(events_url(tenant.app_id), json={"action": "r.one"}))
+        reads = [
+            (events_url(tenant.app_id), {}),
+            (f"{events_url(tenant.app_id)}/{entry['id']}", {}),
+            (f"{events_url(tenant.app_id)}/{entry['id']}", {"proof": "true"}),
+            (events_url(tenant.app_id, "stats"), {}),
+            (events_url(tenant.app_id, "export"), {}),
+            (events_url(tenant.app_id, "proofs/inclusion"), {"seq": 0, "tree_size": 1}),
+        ]
+        for i, (url, params) in enumerate(reads):
+            response = client.get(url, params=params)
+            assert response.status_code == 200, (url, response.text)
+            assert rate_headers(response) == (6, 5 - i)
+        for url, params in reads:
+            assert_limited(client.get(url, params=params), 6)
+        # Writes are counted apart, and another client behind the proxy reads on.
+        expect_created(client.post(events_url(tenant.app_id), json={"action": "r.two"}))
+        other = client.get(events_url(tenant.app_id), headers={"X-Forwarded-For": "203.0.113.9"})
+        assert other.status_code == 200, other.text
+        assert rate_headers(other) == (6, 5)

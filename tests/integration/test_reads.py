@@ -399,5 +399,10 @@ def test_openapi_lists_every_read_and_integrity_route(server: Server) -> None:
     assert params(f"{app}/proofs/inclusion") == {"seq", "tree_size"}
     assert params(f"{app}/proofs/consistency") == {"from", "to"}
     assert "get" in paths["/v1/checkpoint-key"]
+    # Every read counts against the read limit: its 429 is documented (and a proof's 503).
+    for path in ("events", "events/{entry_id}", "stats", "export", "checkpoint",
+                 "proofs/inclusion", "proofs/consistency"):  # fmt: skip
+        assert "429" in paths[f"{app}/{path}"]["get"]["responses"], path
+    assert "503" in paths[f"{app}/events/{{entry_id}}"]["get"]["responses"]
     assert "post" in paths[f"{app}/events"]
     assert "post" in paths[f"{app}/events/batch"]

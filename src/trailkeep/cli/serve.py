@@ -43,6 +43,7 @@ def serve(
 
     from trailkeep.server import provision
     from trailkeep.server.api import create_app
+    from trailkeep.server.api.protocol import PROTOCOL
     from trailkeep.server.ingest.checkpointer import load_signer
     from trailkeep.server.store.engine import MigrationError
 
@@ -83,6 +84,8 @@ def serve(
         port=port,
         # Trailkeep decides itself which proxies to believe (TRAILKEEP_TRUSTED_PROXIES).
         proxy_headers=False,
+        # httptools, with request headers bounded in size and time (431, 408).
+        http=PROTOCOL,
         server_header=False,
         access_log=access_log,
         log_level="info",

@@ -21,10 +21,17 @@ import jwt
 
 from trailkeep.log.credentials import SCOPES, SESSION_LEEWAY_SECONDS, SESSION_MAX_TTL_SECONDS
 from trailkeep.log.record import ADMIN_ROLES, Actor
+from trailkeep.server.lru import ExpiringLru
 from trailkeep.server.store import AppRecord, KeyRecord, Store
 
 KEY_PREFIX: Final = "tk_"
 KEY_CACHE_SECONDS: Final = 5.0
+#: Entries per credential cache (apps, keys, answers): enough for every live caller of a node,
+#: while a flood of random ids or tokens cannot grow the process past it.
+CACHE_MAX_ENTRIES: Final = 10_000
+#: The longest app id the API takes. `new_app_id` makes 20 characters; 64 leaves room for ids
+#: made otherwise (imports) while refusing the long random ids that only cost lookups.
+APP_ID_MAX: Final = 64
 
 
 class AuthError(Exception):
@@ -43,6 +50,11 @@ def _token(nbytes: int) -> str:
 def new_app_id() -> str:
     """A fresh app id."""
     return "app_" + _token(10)
+
+
+def valid_app_id(app_id: str) -> bool:
+    """Whether ``app_id`` could name an app at all (checked before any lookup or cache)."""
+    return 0 < len(app_id) <= APP_ID_MAX
 
 
 def new_session_secret() -> str:
@@ -89,53 +101,64 @@ class Principal:
 class Authenticator:
     """Resolve request credentials to a :class:`Principal`, for one app."""
 
-    def __init__(self, store: Store, cache_seconds: float = KEY_CACHE_SECONDS) -> None:
+    def __init__(
+        self,
+        store: Store,
+        cache_seconds: float = KEY_CACHE_SECONDS,
+        max_entries: int = CACHE_MAX_ENTRIES,
+    ) -> None:
         self._store = store
         self._cache_seconds = cache_seconds
-        self._keys: dict[str, tuple[float, KeyRecord | None]] = {}
-        self._apps: dict[str, tuple[float, AppRecord | None]] = {}
+        self._keys: ExpiringLru[str, KeyRecord | None] = ExpiringLru(max_entries)
+        self._apps: ExpiringLru[str, AppRecord | None] = ExpiringLru(max_entries)
         # Whole answers, so a repeat caller costs one dict lookup on the event loop. Only
-        # successes are kept (a flood of bad tokens cannot grow it), each for at most as long
-        # as the key cache, so a revocation still takes effect within `cache_seconds`.
-        self._answers: dict[tuple[str, str, str | None], tuple[float, Principal]] = {}
+        # successes are kept, each for at most as long as the key cache, so a revocation still
+        # takes effect within `cache_seconds`.
+        self._answers: ExpiringLru[tuple[str, str, str | None], Principal] = ExpiringLru(
+            max_entries
+        )
+
+    def cache_sizes(self) -> dict[str, int]:
+        """Entries held per cache (exported as a metric: each stays at most its bound)."""
+        return {"apps": len(self._apps), "keys": len(self._keys), "answers": len(self._answers)}
 
     def app(self, app_id: str) -> AppRecord | None:
         """The app, cached briefly (its session secret is needed on every session request)."""
+        if not valid_app_id(app_id):
+            return None  # no such app can exist: neither looked up nor remembered
         now = time.monotonic()
-        cached = self._apps.get(app_id)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        app = self._store.get_app(app_id) if len(app_id) <= 64 else None
-        self._apps[app_id] = (now + self._cache_seconds, app)
+        cached = self._apps.get(app_id, now)
+        if cached is not None:
+            return cached[0]
+        app = self._store.get_app(app_id)
+        self._apps.put(app_id, app, now + self._cache_seconds)
         return app
 
     def _key(self, key_id: str) -> KeyRecord | None:
         now = time.monotonic()
-        cached = self._keys.get(key_id)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        if len(self._keys) > 100_000:  # bound memory against a flood of random key ids
-            self._keys.clear()
+        cached = self._keys.get(key_id, now)
+        if cached is not None:
+            return cached[0]
         record = self._store.get_key(key_id)
-        self._keys[key_id] = (now + self._cache_seconds, record)
+        self._keys.put(key_id, record, now + self._cache_seconds)
         return record
 
     def cached(self, app_id: str, headers: Mapping[str, str]) -> Principal | None:
         """The answer for credentials verified moments ago, or None (then call authenticate)."""
         found = self._answers.get(
-            (app_id, headers.get("authorization", ""), headers.get("trailkeep-session"))
+            (app_id, headers.get("authorization", ""), headers.get("trailkeep-session")),
+            time.monotonic(),
         )
-        if found is None or found[0] <= time.monotonic():
-            return None
-        return found[1]
+        return None if found is None else found[0]
 
     def authenticate(self, app_id: str, headers: Mapping[str, str]) -> Principal:
         """Check the request's credentials against the app at ``app_id``."""
+        if not valid_app_id(app_id):
+            raise AuthError("not_found", "no such app")
         principal, lifetime = self._authenticate(app_id, headers)
-        if len(self._answers) > 100_000:
-            self._answers.clear()
         key = (app_id, headers.get("authorization", ""), headers.get("trailkeep-session"))
-        self._answers[key] = (time.monotonic() + min(lifetime, self._cache_seconds), principal)
+        now = time.monotonic()
+        self._answers.put(key, principal, now + min(lifetime, self._cache_seconds))
         return principal
 
     def _authenticate(self, app_id: str, headers: Mapping[str, str]) -> tuple[Principal, float]:

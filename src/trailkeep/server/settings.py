@@ -26,6 +26,15 @@ class Settings(BaseSettings):
         default=None, description="Redis for rate-limit counters shared by every node."
     )
     rate_limit: str = Field(default="200/minute", description="Write requests per client IP.")
+    read_rate_limit: str = Field(
+        default="600/minute",
+        description="Read requests (list, get, stats, export, checkpoint, proofs) per client IP.",
+    )
+    rate_limit_on_redis_failure: Literal["open", "closed"] = Field(
+        default="open",
+        description="When Redis is unreachable: let requests through (open) or refuse them "
+        "with 503 (closed).",
+    )
     metadata_max_bytes: int = Field(default=10_240, ge=2, description="Canonical metadata size.")
     trusted_proxies: Annotated[list[IPNetwork], NoDecode] = Field(
         default_factory=list, description="CIDRs whose X-Forwarded-For is believed."
@@ -48,6 +57,28 @@ class Settings(BaseSettings):
     )
     partition_months_ahead: int = Field(
         default=3, ge=1, le=36, description="PostgreSQL: months of partitions kept made ahead."
+    )
+    auth_cache_entries: int = Field(
+        default=10_000, ge=1, description="Entries kept per credential cache (apps, keys, answers)."
+    )
+    exports_per_app: int = Field(default=8, ge=1, description="Open exports per app, at most.")
+    exports_per_client: int = Field(
+        default=2, ge=1, description="Open exports per client IP, at most."
+    )
+    body_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="A request body must arrive within this many seconds."
+    )
+    header_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="A request's headers must arrive within this many seconds."
+    )
+    send_stall_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="A client that reads nothing of an answer for this "
+        "long (its buffer full) is disconnected.",
+    )
+    header_max_bytes: int = Field(
+        default=65_536, ge=4_096, description="Request line and headers, at most (else 431)."
     )
     demo_app: bool = Field(default=False, description="Create a demo app on first start.")
 

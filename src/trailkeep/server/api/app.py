@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -25,6 +25,7 @@ from trailkeep.server.api import (
     system,
 )
 from trailkeep.server.api.fastpath import WriteFastPath
+from trailkeep.server.api.guard import RequestGuard
 from trailkeep.server.api.services import Services
 from trailkeep.server.settings import Settings
 
@@ -76,6 +77,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(WriteFastPath, routes=writes)  # innermost: after CORS and metrics
     app.add_middleware(cors.Cors)  # inside RequestMetrics, so refusals are counted too
     app.add_middleware(RequestMetrics)
+    # Outermost of the app's own: a body's deadline covers every layer that reads it.
+    app.add_middleware(RequestGuard, body_seconds=settings.body_timeout_seconds)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -92,7 +95,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 class RequestMetrics:
-    """Count answered requests by route and status (pure ASGI: no body buffering)."""
+    """Count answered requests by route and status (pure ASGI: no body buffering).
+
+    It also adds the rate-limit headers a request was given (``request.state.extra_headers``)
+    to an answer that does not carry them yet: a read route's answer, whatever its type.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -107,6 +114,9 @@ class RequestMetrics:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                extra = scope.get("state", {}).get("extra_headers")
+                if extra:
+                    message = _with_headers(message, extra)
             await send(message)
 
         try:
@@ -116,3 +126,15 @@ class RequestMetrics:
             if svc is not None:
                 route = getattr(scope.get("route"), "path", "unmatched")
                 svc.metrics.requests.labels(scope["method"], route, str(status)).inc()
+
+
+def _with_headers(message: Message, extra: Mapping[str, str]) -> Message:
+    present = {name.lower() for name, _ in message.get("headers", ())}
+    added = [
+        (name.lower().encode("latin-1"), value.encode("latin-1"))
+        for name, value in extra.items()
+        if name.lower().encode("latin-1") not in present
+    ]
+    if not added:
+        return message
+    return {**message, "headers": [*message.get("headers", ()), *added]}

@@ -17,6 +17,7 @@ from starlette.requests import ClientDisconnect, Request
 from trailkeep.log.record import Origin
 from trailkeep.server.api.errors import Problem
 from trailkeep.server.api.network import client_ip, valid_ip
+from trailkeep.server.api.ratelimit import RateLimiter
 from trailkeep.server.api.schemas import APP_ID_MAX
 from trailkeep.server.api.services import Services
 from trailkeep.server.auth import AuthError, Principal
@@ -116,14 +117,29 @@ async def read_write(svc: Services, request: Request, limit: int) -> WriteReques
 
 async def _admit_write(svc: Services, request: Request, ip: str | None) -> Mapping[str, str]:
     """Count a write against its client's limit; 429 once the limit is spent."""
-    verdict = await svc.limiter.hit(ip or "unknown")
+    return await _admit(svc.limiter, request, ip)
+
+
+async def admit_read(svc: Services, request: Request) -> None:
+    """Count a read against its client's read limit; 429 once the limit is spent."""
+    await _admit(svc.read_limiter, request, caller_of(svc, request).ip)
+
+
+async def _admit(limiter: RateLimiter, request: Request, ip: str | None) -> Mapping[str, str]:
+    verdict = await limiter.hit(ip or "unknown")
     # Every answer to this request carries them, its errors too (see errors.py).
     request.state.extra_headers = verdict.headers
+    if verdict.unavailable:
+        raise Problem(
+            "unavailable",
+            f"the rate limit of {limiter.name} cannot be counted (its Redis is unreachable) "
+            "and this node refuses them until it can; retry shortly",
+        )
     if not verdict.allowed:
         raise Problem(
             "rate_limited",
-            f"more than {svc.limiter.item.amount} writes per "
-            f"{svc.limiter.item.get_expiry()} seconds from this address; retry later",
+            f"more than {limiter.item.amount} {limiter.name} per "
+            f"{limiter.item.get_expiry()} seconds from this address; retry later",
         )
     return verdict.headers
 

@@ -21,17 +21,20 @@ STATUS: Final[dict[str, int]] = {
     "forbidden": 403,
     "not_found": 404,
     "method_not_allowed": 405,
+    "request_timeout": 408,
     "idempotency_conflict": 409,
     "payload_too_large": 413,
     "unsupported_media_type": 415,
     "rate_limited": 429,
+    "too_many_exports": 429,
     "internal_error": 500,
     "unavailable": 503,
 }
 _BY_STATUS: Final = {
     400: "invalid_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
-    405: "method_not_allowed", 409: "idempotency_conflict", 413: "payload_too_large",
-    415: "unsupported_media_type", 429: "rate_limited", 503: "unavailable",
+    405: "method_not_allowed", 408: "request_timeout", 409: "idempotency_conflict",
+    413: "payload_too_large", 415: "unsupported_media_type", 429: "rate_limited",
+    503: "unavailable",
 }  # fmt: skip
 
 

@@ -9,9 +9,9 @@ from fastapi import APIRouter, Query
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from trailkeep.server.api.context import authenticate
+from trailkeep.server.api.context import admit_read, authenticate
 from trailkeep.server.api.errors import Problem
-from trailkeep.server.api.schemas import PROBLEMS, AppId, ConsistencyOut, InclusionOut
+from trailkeep.server.api.schemas import READ_PROBLEMS, AppId, ConsistencyOut, InclusionOut
 from trailkeep.server.api.services import Services, services
 
 router = APIRouter(tags=["integrity"])
@@ -32,11 +32,12 @@ async def checkpoint_key(request: Request) -> PlainTextResponse:
     "/checkpoint",
     summary="The latest signed checkpoint (C2SP tlog-checkpoint in a signed note)",
     response_class=PlainTextResponse,
-    responses=PROBLEMS,
+    responses=READ_PROBLEMS,
 )
 async def checkpoint(request: Request, app_id: AppId) -> PlainTextResponse:
     """Origin, tree size and root hash, signed with Ed25519; any credential of the app reads it."""
     svc = services(request)
+    await admit_read(svc, request)
     await authenticate(svc, app_id, request.headers)
     record = await asyncio.to_thread(svc.checkpointer.latest, app_id)
     return PlainTextResponse(record.note, headers={"Cache-Control": "no-cache"})
@@ -54,7 +55,7 @@ async def _checked_size(svc: Services, app_id: str, size: int, name: str) -> Non
     "/proofs/inclusion",
     summary="RFC 9162 inclusion proof of one entry",
     response_model=InclusionOut,
-    responses=PROBLEMS,
+    responses=READ_PROBLEMS,
 )
 async def inclusion_proof(
     request: Request,
@@ -72,6 +73,7 @@ async def inclusion_proof(
 ) -> dict[str, Any]:
     """The audit path of leaf ``seq`` in the tree of ``tree_size`` entries."""
     svc = services(request)
+    await admit_read(svc, request)
     await authenticate(svc, app_id, request.headers)
     if seq >= tree_size:
         raise Problem("invalid_request", f"seq: must be below tree_size ({tree_size})")
@@ -85,7 +87,7 @@ async def inclusion_proof(
     "/proofs/consistency",
     summary="RFC 9162 consistency proof between two tree sizes",
     response_model=ConsistencyOut,
-    responses=PROBLEMS,
+    responses=READ_PROBLEMS,
 )
 async def consistency_proof(
     request: Request,
@@ -105,6 +107,7 @@ async def consistency_proof(
 ) -> Response:
     """Proof that the tree of ``from`` entries is a prefix of the tree of ``to`` entries."""
     svc = services(request)
+    await admit_read(svc, request)
     await authenticate(svc, app_id, request.headers)
     if from_size > to_size:
         raise Problem("invalid_request", "from: must not exceed `to`")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+import functools
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
 class Metrics:
@@ -28,6 +31,26 @@ class Metrics:
             registry=self.registry,
         )  # fmt: skip
 
+        self.redis_failures = Counter(
+            "trailkeep_rate_limit_redis_failures",
+            "Requests whose rate limit could not be counted because Redis was unreachable, "
+            "by limit and by what was done (open: let through; closed: refused with 503).",
+            ["limit", "policy"], registry=self.registry,
+        )  # fmt: skip
+        self.cache_entries = Gauge(
+            "trailkeep_auth_cache_entries", "Entries held in each credential cache.", ["cache"],
+            registry=self.registry,
+        )  # fmt: skip
+
+    def track_caches(self, sizes: Callable[[], dict[str, int]]) -> None:
+        """Report the credential caches' sizes, read when the metrics are scraped."""
+        for name in sizes():
+            self.cache_entries.labels(name).set_function(functools.partial(_size, sizes, name))
+
+    def on_redis_failure(self, limit: str, policy: str) -> None:
+        """Count one request the limiter could not count."""
+        self.redis_failures.labels(limit, policy).inc()
+
     def on_commit(self, entries: int, seconds: float) -> None:
         """Record one group commit."""
         self.appended.inc(entries)
@@ -37,3 +60,7 @@ class Metrics:
     def render(self) -> bytes:
         """The exposition text."""
         return generate_latest(self.registry)
+
+
+def _size(sizes: Callable[[], dict[str, int]], name: str) -> float:
+    return float(sizes()[name])

@@ -1,4 +1,12 @@
-"""Per-client-IP limits on writes, with the `limits` package (memory, or Redis across nodes)."""
+"""Per-client-IP limits on writes and on reads, with `limits` (memory, or Redis across nodes).
+
+When Redis cannot be reached the limiter does what ``TRAILKEEP_RATE_LIMIT_ON_REDIS_FAILURE``
+says: ``open`` (the default) lets requests through, because an audit entry refused for want of
+a counter is lost for good while the flood a limit guards against is brief and visible;
+``closed`` refuses them with 503. Either way each such request is counted in
+``trailkeep_rate_limit_redis_failures_total`` and /healthz says the limiter is degraded until
+Redis answers again.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +14,17 @@ import logging
 import math
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from limits import parse
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
 log = logging.getLogger(__name__)
+
+OnFailure = Literal["open", "closed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,15 +33,28 @@ class Verdict:
 
     allowed: bool
     headers: dict[str, str]
+    unavailable: bool = False  # the counter's store is down and the limit fails closed
 
 
-class WriteLimiter:
+class RateLimiter:
     """A moving-window limit, so that exactly N requests pass in any window of the period."""
 
-    def __init__(self, rate: str, redis_url: str | None = None) -> None:
+    def __init__(
+        self,
+        rate: str,
+        redis_url: str | None = None,
+        *,
+        name: str = "writes",
+        on_failure: OnFailure = "open",
+        on_redis_failure: Callable[[str, OnFailure], None] | None = None,
+    ) -> None:
         self.item = parse(rate)
+        self.name = name  # the counters' key in Redis, and the metric's label
+        self.on_failure = on_failure
+        self._on_redis_failure = on_redis_failure
         self._local: MovingWindow | None = None
         self._limiter: MovingWindowRateLimiter | None = None
+        self.degraded = False  # the last hit could not reach Redis
         if redis_url:
             # Every node counts in the same Redis keys (an atomic Lua script per hit), so a
             # client's limit is the sum over nodes. redis-py's asyncio client, not coredis.
@@ -42,25 +67,32 @@ class WriteLimiter:
         self._last_warning = 0.0
 
     async def hit(self, client: str) -> Verdict:
-        """Count one write from ``client``; say whether it may go on."""
+        """Count one request from ``client``; say whether it may go on."""
         if self._local is not None:
             now = time.monotonic()
             allowed, remaining, reset_at = self._local.hit(client, now)
             return self._verdict(allowed, remaining, reset_at - now)
         assert self._limiter is not None
         try:
-            allowed = await self._limiter.hit(self.item, "writes", client)
-            stats = await self._limiter.get_window_stats(self.item, "writes", client)
+            allowed = await self._limiter.hit(self.item, self.name, client)
+            stats = await self._limiter.get_window_stats(self.item, self.name, client)
         except Exception as exc:
-            # Fail open: an audit entry refused because the limiter's store is down is lost
-            # for good, while the flood a limit guards against is brief and visible.
-            self._warn(exc)
-            period = str(self.item.get_expiry())
-            return Verdict(True, {
-                "RateLimit-Limit": str(self.item.amount),
-                "RateLimit-Remaining": str(self.item.amount), "RateLimit-Reset": period,
-            })  # fmt: skip
+            return self._failed(exc)
+        self.degraded = False
         return self._verdict(allowed, stats.remaining, stats.reset_time - time.time())
+
+    def _failed(self, exc: Exception) -> Verdict:
+        self.degraded = True
+        if self._on_redis_failure is not None:
+            self._on_redis_failure(self.name, self.on_failure)
+        self._warn(exc)
+        if self.on_failure == "closed":
+            return Verdict(False, {"Retry-After": "1"}, unavailable=True)
+        period = str(self.item.get_expiry())
+        return Verdict(True, {
+            "RateLimit-Limit": str(self.item.amount),
+            "RateLimit-Remaining": str(self.item.amount), "RateLimit-Reset": period,
+        })  # fmt: skip
 
     def _verdict(self, allowed: bool, remaining: int, reset_in: float) -> Verdict:
         reset = max(0, math.ceil(reset_in))
@@ -77,7 +109,12 @@ class WriteLimiter:
         now = time.monotonic()
         if now - self._last_warning > 10:
             self._last_warning = now
-            log.warning("rate limiter's Redis is unavailable, letting writes through: %s", exc)
+            doing = (
+                f"letting {self.name} through"
+                if self.on_failure == "open"
+                else (f"refusing {self.name} with 503")
+            )
+            log.warning("rate limiter's Redis is unavailable, %s: %s", doing, exc)
 
 
 class MovingWindow:

@@ -17,7 +17,7 @@ from starlette.responses import Response, StreamingResponse
 from trailkeep.log.query import Filters, GroupBy, QueryError, decode_cursor, encode_cursor
 from trailkeep.log.record import EntryError, EventWrite, canonical, parse_time, prepare
 from trailkeep.log.render import csv_cell
-from trailkeep.server.api.context import authenticate, caller_of, origin_of
+from trailkeep.server.api.context import admit_read, authenticate, caller_of, origin_of
 from trailkeep.server.api.errors import Problem, unavailable
 from trailkeep.server.api.schemas import (
     READ_PROBLEMS,
@@ -28,6 +28,7 @@ from trailkeep.server.api.schemas import (
     StatsOut,
 )
 from trailkeep.server.api.services import Services, services
+from trailkeep.server.api.streams import PAGE_ENTRIES, SlotStream, pieces
 from trailkeep.server.auth import Principal
 from trailkeep.server.ids import new_entry_id
 from trailkeep.server.ingest.writer import WriterUnavailable
@@ -45,7 +46,12 @@ EntryId = Annotated[str, Path(description="The entry's id (`evt_...`).", max_len
 
 
 async def authorize_read(svc: Services, request: Request, app_id: str) -> Principal:
-    """A reader: a key with ``events:read`` or an owner's or admin's session; else 401/403."""
+    """A reader: a key with ``events:read`` or an owner's or admin's session; else 401/403.
+
+    The read is counted against the client's read limit first (429 once it is spent), as a
+    write is: a person's read appends an entry, so reads could otherwise flood the log.
+    """
+    await admit_read(svc, request)
     principal = await authenticate(svc, app_id, request.headers)
     if not principal.can_read():
         raise Problem(
@@ -105,9 +111,14 @@ async def get_event(
     if not proof:
         return Response(entry, media_type="application/json")
     seq = int(orjson.loads(entry)["seq"])
-    checkpoint = await asyncio.to_thread(svc.checkpointer.latest, app_id)
-    if seq >= checkpoint.size:  # newer than the last checkpoint: sign one that covers it
-        checkpoint = await asyncio.to_thread(svc.checkpointer.latest, app_id, 0.0)
+    # Newer than the last checkpoint: wait for the background signer rather than sign here.
+    checkpoint = await svc.checkpointer.covering(app_id, seq + 1)
+    if checkpoint is None:
+        raise Problem(
+            "unavailable",
+            "no checkpoint covers this entry yet (one is signed within a second); retry shortly",
+            {"Retry-After": "1"},
+        )
     leaf, path = await asyncio.to_thread(svc.store.inclusion_proof, app_id, seq, checkpoint.size)
     proven = {"seq": seq, "tree_size": checkpoint.size, "leaf_hash": leaf.hex(),
               "path": [h.hex() for h in path]}  # fmt: skip
@@ -294,9 +305,6 @@ def csv_row(entry: bytes) -> list[Any]:
     return [e["seq"], *(None if cell is None else csv_cell(cell) for cell in cells)]
 
 
-EXPORT_CHUNK = 5_000
-
-
 @router.get(
     "/export",
     summary="Stream matching entries, oldest first (NDJSON or CSV)",
@@ -318,34 +326,48 @@ async def export(
     filters: FiltersDep,
     format: Annotated[Literal["ndjson", "csv"], Query(description="Output format.")] = "ndjson",
 ) -> StreamingResponse:
-    """Every matching entry as a stream, oldest first, never held in memory whole."""
+    """Every matching entry as a stream, oldest first, never held in memory whole.
+
+    At most ``TRAILKEEP_EXPORTS_PER_APP`` exports of an app and ``TRAILKEEP_EXPORTS_PER_CLIENT``
+    of a client are open at once (429 ``too_many_exports`` beyond); each holds one page.
+    """
     svc = services(request)
     principal = await authorize_read(svc, request, app_id)
-    await record_read(
-        svc, request, app_id, principal, "audit.export",
-        {"format": format, "filters": filters.describe()},
-    )  # fmt: skip
+    slot = svc.exports.acquire(app_id, caller_of(svc, request).ip or "unknown")
+    try:
+        await record_read(
+            svc, request, app_id, principal, "audit.export",
+            {"format": format, "filters": filters.describe()},
+        )  # fmt: skip
+    except BaseException:
+        slot.release()
+        raise
 
     async def chunks() -> AsyncIterator[bytes]:
         after: int | None = None
         if format == "csv":
             yield _csv_lines([list(CSV_COLUMNS)])
         while True:
+            # The next page is read only once the last one was sent: a reader that stops
+            # reading stops the stream here, holding one page at most.
             rows = await asyncio.to_thread(
-                svc.store.page, app_id, filters, after, EXPORT_CHUNK, False
+                svc.store.page, app_id, filters, after, PAGE_ENTRIES, False
             )
             if not rows:
                 return
             after = rows[-1][0]
             if format == "csv":
-                yield _csv_lines([csv_row(entry) for _, entry in rows])
+                page = _csv_lines([csv_row(entry) for _, entry in rows])
             else:
-                yield b"\n".join(entry for _, entry in rows) + b"\n"
+                page = b"\n".join(entry for _, entry in rows) + b"\n"
+            del rows
+            for piece in pieces(page):
+                yield piece
 
     media = "text/csv; charset=utf-8" if format == "csv" else "application/x-ndjson"
     filename = f"{app_id}.{format}"
-    return StreamingResponse(
-        chunks(), media_type=media,
+    return SlotStream(
+        chunks(), slot, media_type=media,
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )  # fmt: skip
 

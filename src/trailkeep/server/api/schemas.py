@@ -7,7 +7,9 @@ from typing import Annotated, Any, Final, Literal
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
-APP_ID_MAX: Final = 64
+# The limit lives beside `new_app_id`; routes keep importing it from here.
+from trailkeep.server.auth import APP_ID_MAX as APP_ID_MAX
+
 #: The ``{app_id}`` path parameter every app route takes.
 AppId = Annotated[str, Path(description="The app's id (`app_...`).", max_length=APP_ID_MAX)]
 
@@ -131,10 +133,16 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
 }
 _UNAVAILABLE: Final = {
     "model": ProblemOut,
-    "description": "unavailable (with `Retry-After`): the writer is being replaced",
+    "description": "unavailable (with `Retry-After`): the writer is being replaced, or a proof "
+    "waits for the next checkpoint",
 }
-#: Reads by people are recorded (`audit.read`) through the writer before the answer.
-READ_PROBLEMS: dict[int | str, dict[str, Any]] = {**PROBLEMS, 503: _UNAVAILABLE}
+#: What a read route may answer besides its result: reads have a rate limit of their own, and
+#: reads by people are recorded (`audit.read`) through the writer before the answer.
+READ_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    **PROBLEMS,
+    429: {"model": ProblemOut, "description": "rate_limited (an export: or too_many_exports)"},
+    503: _UNAVAILABLE,
+}
 WRITE_PROBLEMS: dict[int | str, dict[str, Any]] = {
     **PROBLEMS,
     503: _UNAVAILABLE,

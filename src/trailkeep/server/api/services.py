@@ -12,7 +12,8 @@ from datetime import timedelta
 from starlette.requests import Request
 
 from trailkeep.server.api.metrics import Metrics
-from trailkeep.server.api.ratelimit import WriteLimiter
+from trailkeep.server.api.ratelimit import RateLimiter
+from trailkeep.server.api.streams import ExportSlots
 from trailkeep.server.auth import Authenticator
 from trailkeep.server.ingest.checkpointer import Checkpointer, load_signer
 from trailkeep.server.ingest.process import WriterProcess
@@ -35,9 +36,11 @@ class Services:
     store: Store
     ingest: Appender
     auth: Authenticator
-    limiter: WriteLimiter
+    limiter: RateLimiter  # writes
+    read_limiter: RateLimiter
     metrics: Metrics
     checkpointer: Checkpointer
+    exports: ExportSlots
     maintenance_task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -60,14 +63,30 @@ class Services:
             )  # fmt: skip
         else:
             ingest = Ingest(store, idempotency_ttl=ttl, stats=stats, on_appended=checkpointer.mark)
+        auth = Authenticator(store, max_entries=settings.auth_cache_entries)
+        metrics.track_caches(auth.cache_sizes)
         return cls(
             settings=settings,
             store=store,
             ingest=ingest,
-            auth=Authenticator(store),
-            limiter=WriteLimiter(settings.rate_limit, settings.redis_url),
+            auth=auth,
+            limiter=RateLimiter(
+                settings.rate_limit,
+                settings.redis_url,
+                name="writes",
+                on_failure=settings.rate_limit_on_redis_failure,
+                on_redis_failure=metrics.on_redis_failure,
+            ),
+            read_limiter=RateLimiter(
+                settings.read_rate_limit,
+                settings.redis_url,
+                name="reads",
+                on_failure=settings.rate_limit_on_redis_failure,
+                on_redis_failure=metrics.on_redis_failure,
+            ),
             metrics=metrics,
             checkpointer=checkpointer,
+            exports=ExportSlots(settings.exports_per_app, settings.exports_per_client),
         )
 
     async def start(self) -> None:

@@ -14,9 +14,17 @@ router = APIRouter(tags=["system"])
 
 
 @router.get("/healthz", summary="Liveness")
-async def healthz() -> dict[str, str]:
-    """Answers while the node is up."""
-    return {"status": "ok", "version": __version__}
+async def healthz(request: Request) -> dict[str, str]:
+    """Answers while the node is up; ``rate_limiter`` says when Redis is out of reach."""
+    svc = services(request)
+    degraded = svc.limiter.degraded or svc.read_limiter.degraded
+    return {
+        "status": "ok",
+        "version": __version__,
+        "rate_limiter": f"degraded ({svc.settings.rate_limit_on_redis_failure})"
+        if degraded
+        else "ok",
+    }
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

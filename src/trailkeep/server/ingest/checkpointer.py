@@ -1,8 +1,10 @@
 """Signed checkpoints: kept up to date while writes continue, stored before they are published.
 
-A node signs an app's checkpoint when its tree has grown, at most once a second per app, and
-on request when the stored one is stale. Before signing it proves, from the stored tree, that
-the new tree extends the last signed one, so it never signs a fork of its own history.
+A node signs an app's checkpoint when its tree has grown, at most once a second per app, in
+the background; a proof request never signs one itself (40 of them once stored 40
+checkpoints), it waits for the background signer instead. Before signing it proves, from the
+stored tree, that the new tree extends the last signed one, so it never signs a fork of its
+own history.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from trailkeep.server.store import CheckpointRecord, Store
 log = logging.getLogger(__name__)
 
 MIN_INTERVAL_SECONDS = 1.0
+#: How long a proof request waits for a checkpoint covering its entry: one signing interval,
+#: with a margin for the signing itself.
+COVER_WAIT_SECONDS = MIN_INTERVAL_SECONDS + 0.25
 
 
 def load_signer(path: Path, name: str) -> NoteSigner:
@@ -47,6 +52,8 @@ class Checkpointer:
         self._dirty: set[str] = set()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Set after each signing round, then replaced: what waiters for a checkpoint await.
+        self._signed = asyncio.Event()
 
     def origin_of(self, app_id: str) -> str:
         """The checkpoint origin line of an app."""
@@ -80,7 +87,32 @@ class Checkpointer:
                     await asyncio.to_thread(self.latest, app_id, 0.0)
                 except Exception:
                     log.exception("could not sign a checkpoint for %s", app_id)
+            signed, self._signed = self._signed, asyncio.Event()
+            signed.set()
             await asyncio.sleep(MIN_INTERVAL_SECONDS)
+
+    async def covering(
+        self, app_id: str, size: int, within: float = COVER_WAIT_SECONDS
+    ) -> CheckpointRecord | None:
+        """The latest checkpoint once it covers ``size`` entries; None if none does in time.
+
+        Never signs: it asks the background signer (which signs at most once a second) and
+        waits for its next round, so any number of requests cost at most one signature.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while True:
+            record = await asyncio.to_thread(self.store.latest_checkpoint, app_id)
+            if record is not None and record.size >= size:
+                return record
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return None
+            # Another node may have appended: this node's signer only knows of its own writes.
+            signed = self._signed
+            self.mark({app_id})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(signed.wait(), remaining)
 
     def latest(self, app_id: str, max_age: float = MIN_INTERVAL_SECONDS) -> CheckpointRecord:
         """The newest checkpoint; a new one is signed if the tree grew and max_age has passed."""
