@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -19,6 +20,8 @@ from rich.text import Text
 from trailkeep.log.render import json_line, visible
 
 if TYPE_CHECKING:
+    from trailkeep.log.record import Actor, Origin
+    from trailkeep.server.governance.administer import Administrator, Done
     from trailkeep.server.settings import Settings
     from trailkeep.server.store import Store
 
@@ -67,6 +70,46 @@ def store_of(settings: Settings) -> Store:
     store = Store(settings.resolved_database_url, secrets=secrets)
     store.migrate()
     return store
+
+
+def administer(
+    data_dir: Path | None,
+    database_url: str | None,
+    app_id: str,
+    job: Callable[[Administrator, Actor, Origin], Done],
+) -> Done:
+    """Run a governance change as this host's operator, logged in the app's log and signed.
+
+    The entry is appended beside a running server's writes (the app's lock orders them), and
+    a checkpoint covering it is signed here, so that it can be proved without waiting for the
+    next write to reach a server.
+    """
+    from trailkeep import __version__
+    from trailkeep.log.record import EntryError, Origin
+    from trailkeep.server.governance import Administrator, Forbidden, operator
+    from trailkeep.server.ingest.checkpointer import Checkpointer, load_signer
+
+    settings = settings_from(data_dir=data_dir, database_url=database_url)
+    store = store_of(settings)
+    origin = Origin(ip=None, user_agent=f"trailkeep-cli/{__version__}")
+    try:
+        done = job(Administrator(store, settings.metadata_max_bytes), operator(), origin)
+    except LookupError:
+        raise CliError(f"no app {app_id!r} (or no such key of it)") from None
+    except (Forbidden, EntryError) as exc:
+        raise CliError(exc.detail) from None
+    key_file = settings.resolved_signing_key_file
+    if done.entry is not None and key_file.exists():
+        # Never a key of its own: a checkpoint must be signed by the deployment's key.
+        signer = load_signer(key_file, settings.origin)
+        Checkpointer(store, signer, settings.origin).latest(app_id, 0.0)
+    elif done.entry is not None:
+        err.print(
+            f"note: no signing key at {key_file}: the servers sign the checkpoint that covers "
+            "this change when the app is next written to",
+            highlight=False,
+        )
+    return done
 
 
 def data_dir_of(option: Path | None) -> Path:

@@ -20,7 +20,7 @@ from typing import Any, Final
 import jwt
 
 from trailkeep.log.credentials import SCOPES, SESSION_LEEWAY_SECONDS, SESSION_MAX_TTL_SECONDS
-from trailkeep.log.record import ADMIN_ROLES, Actor
+from trailkeep.log.record import READER_ROLES, Actor
 from trailkeep.server.store import AppRecord, KeyRecord, Store
 
 KEY_PREFIX: Final = "tk_"
@@ -82,8 +82,12 @@ class Principal:
         return "events:write" in self.scopes
 
     def can_read(self) -> bool:
-        """Keys with ``events:read``, and owners' and admins' sessions (also when forwarded)."""
+        """Keys with ``events:read``, and owners', admins' and auditors' sessions."""
         return "events:read" in self.scopes
+
+    def can_manage(self) -> bool:
+        """Keys with ``manage``, and owners' sessions: settings, keys, holds, erasures."""
+        return "manage" in self.scopes
 
 
 class Authenticator:
@@ -108,6 +112,16 @@ class Authenticator:
         app = self._store.get_app(app_id) if len(app_id) <= 64 else None
         self._apps[app_id] = (now + self._cache_seconds, app)
         return app
+
+    def forget(self, app_id: str) -> None:
+        """Drop what is cached of an app, its keys and its answers (after a change to them)."""
+        self._apps.pop(app_id, None)
+        for key_id in [
+            k for k, (_, rec) in self._keys.items() if rec is None or rec.app_id == app_id
+        ]:
+            self._keys.pop(key_id, None)
+        for answer in [a for a in self._answers if a[0] == app_id]:
+            self._answers.pop(answer, None)
 
     def _key(self, key_id: str) -> KeyRecord | None:
         now = time.monotonic()
@@ -197,8 +211,10 @@ class Authenticator:
         # Never cache a token past the moment it stops being accepted.
         lifetime = float(claims["exp"]) + SESSION_LEEWAY_SECONDS - time.time()
         scopes = {"events:write"}
-        if actor.role in ADMIN_ROLES:
+        if actor.role in READER_ROLES:
             scopes.add("events:read")
+        if actor.role == "owner":
+            scopes.add("manage")
         if key_scopes is not None:
             # A backend forwarding its user's session: the user acts, with what both the key
             # and the user may do (a reading key cannot lend its scope to a plain user).

@@ -26,6 +26,7 @@ Reason = Literal[
 ]
 
 #: The fields an erased entry keeps: its place in the log, and the leaf hash that holds it there.
+_AFTER_APP_ID: Final = (b'"changes":', b'"context":')
 STUB_FIELDS: Final = frozenset({"seq", "erased", "leaf_hash"})
 #: Fields a stub may also carry, none of them content.
 STUB_OPTIONAL: Final = frozenset({"id", "time", "erased_by"})
@@ -95,8 +96,11 @@ def fast_leaf(seq: int, line: bytes, app_id: str | None) -> bytes | None:
     at = line.rfind(b',"seq":', 0, SUFFIX_AT) + 7
     if line[at : line.find(b",", at)] != b"%d" % seq:
         return None
-    if app_id is not None and line.find(b',"app_id":"%s","context":' % app_id.encode()) < 0:
-        return None
+    if app_id is not None:
+        # `changes` (governance, DESIGN §8) sorts between `app_id` and `context`.
+        at = line.find(b',"app_id":"%s",' % app_id.encode())
+        if at < 0 or line[at + len(app_id) + 13 : at + len(app_id) + 23] not in _AFTER_APP_ID:
+            return None
     return leaf
 
 

@@ -13,8 +13,18 @@ from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from trailkeep import __version__
-from trailkeep.server.api import cors, errors, events, integrity, reads, sdk_assets, system
+from trailkeep.server.api import (
+    cors,
+    errors,
+    events,
+    integrity,
+    manage,
+    reads,
+    sdk_assets,
+    system,
+)
 from trailkeep.server.api.fastpath import WriteFastPath
+from trailkeep.server.api.schemas import BODY_SCHEMAS
 from trailkeep.server.api.services import Services
 from trailkeep.server.settings import Settings
 
@@ -51,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(events.router)
     app.include_router(reads.router)
+    app.include_router(manage.router)
     app.include_router(integrity.router)
     app.include_router(integrity.app_router)
     app.include_router(system.router)
@@ -67,7 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 title=app.title, version=app.version, summary=app.summary, routes=app.routes
             )
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            components.update(events.BODY_SCHEMAS)
+            components.update(BODY_SCHEMAS)
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -1,4 +1,4 @@
-"""Reads for owners and admins; every read a person makes is itself recorded in the log."""
+"""Reads for owners, admins and auditors; each read by a person is itself recorded in the log."""
 
 from __future__ import annotations
 
@@ -40,12 +40,13 @@ EntryId = Annotated[str, Path(description="The entry's id (`evt_...`).", max_len
 
 
 async def authorize_read(svc: Services, request: Request, app_id: str) -> Principal:
-    """A reader: a key with ``events:read`` or an owner's or admin's session; else 401/403."""
+    """A reader: a key with ``events:read`` or an owner's, admin's or auditor's session."""
     principal = await authenticate(svc, app_id, request.headers)
     if not principal.can_read():
         raise Problem(
             "forbidden",
-            "reading the log needs a key with `events:read` or an owner's or admin's session",
+            "reading the log needs a key with `events:read` or an owner's, admin's or "
+            "auditor's session",
         )
     return principal
 

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from trailkeep.server.api.metrics import Metrics
 from trailkeep.server.api.ratelimit import WriteLimiter
 from trailkeep.server.auth import Authenticator
+from trailkeep.server.governance import Administrator
 from trailkeep.server.ingest.checkpointer import Checkpointer, load_signer
 from trailkeep.server.ingest.process import WriterProcess
 from trailkeep.server.ingest.writer import Appender, Ingest, IngestStats
@@ -38,6 +39,7 @@ class Services:
     limiter: WriteLimiter
     metrics: Metrics
     checkpointer: Checkpointer
+    admin: Administrator
     maintenance_task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -68,6 +70,7 @@ class Services:
             limiter=WriteLimiter(settings.rate_limit, settings.redis_url),
             metrics=metrics,
             checkpointer=checkpointer,
+            admin=Administrator(store, settings.metadata_max_bytes),
         )
 
     async def start(self) -> None:

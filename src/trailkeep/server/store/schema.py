@@ -29,6 +29,8 @@ apps = Table(
     # Entries with seq below the horizon may have their content deleted; only retention raises it.
     Column("purge_horizon", BigInteger, nullable=False, server_default="0"),
     Column("allowed_origins", Text, nullable=False, server_default="[]"),
+    # How many distinct owners approve an erasure or a shortened retention: 1 or 2.
+    Column("erasure_approvals", SmallInteger, nullable=False, server_default="1"),
 )
 
 # The per-app counter row: taken under lock in every appending transaction, so seqs are gapless.

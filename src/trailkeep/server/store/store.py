@@ -18,6 +18,7 @@ from trailkeep.log.record import IndexedFields, format_time
 from trailkeep.log.verify import StoredRow
 from trailkeep.server.secrets import SecretBox
 from trailkeep.server.store import pgtext, reads, schema, tree
+from trailkeep.server.store.admin import AdminTx
 from trailkeep.server.store.append import AppendTx, read_range, utc
 from trailkeep.server.store.driver import driver_rows, placeholder
 from trailkeep.server.store.engine import create_engines, migrate
@@ -35,7 +36,7 @@ def _app(row: Any, secrets: SecretBox | None) -> AppRecord:
         id=row.id, name=row.name, sealed_secret=row.session_secret,
         created_at=utc(row.created_at) or datetime.now(UTC), retention_days=row.retention_days,
         purge_horizon=row.purge_horizon, allowed_origins=tuple(json.loads(row.allowed_origins)),
-        secrets=secrets,
+        erasure_approvals=row.erasure_approvals, secrets=secrets,
     )  # fmt: skip
 
 
@@ -113,6 +114,12 @@ class Store:
         """One appending transaction; committed (durably) when the block exits cleanly."""
         with self.writer_engine.begin() as connection:
             yield AppendTx(connection)
+
+    @contextmanager
+    def admin_tx(self) -> Iterator[AdminTx]:
+        """An appending transaction that may also change settings and keys (governance)."""
+        with self.writer_engine.begin() as connection:
+            yield AdminTx(connection)
 
     # -- apps and keys -------------------------------------------------------------------
 
