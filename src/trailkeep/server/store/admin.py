@@ -35,7 +35,7 @@ class AdminTx(AppendTx):
         ).one_or_none()
         if row is None:
             return None
-        found = dict(row._mapping)
+        found = {str(name): value for name, value in row._asdict().items()}
         found["allowed_origins"] = json.loads(found["allowed_origins"])
         return found
 
