@@ -14,6 +14,7 @@ from trailkeep.cli.common import (
     CliError,
     DatabaseUrl,
     DataDir,
+    Operator,
     administer,
     cell,
     open_store,
@@ -24,8 +25,7 @@ from trailkeep.log.credentials import SCOPES
 from trailkeep.sdk.sessions import mint_session
 
 if TYPE_CHECKING:
-    from trailkeep.log.record import Actor, Origin
-    from trailkeep.server.governance.administer import Administrator, Done
+    from trailkeep.server.governance.administer import Done
 
 apps_cli = typer.Typer(help="Create and list apps (tenants).", no_args_is_help=True)
 keys_cli = typer.Typer(help="Create and revoke API keys.", no_args_is_help=True)
@@ -123,14 +123,17 @@ def apps_update(
             "--keep-forever or --erasure-approvals 1|2"
         )
 
-    def job(admin: Administrator, actor: Actor, origin: Origin) -> Done:
+    def job(op: Operator) -> Done:
         values = dict(wanted)
         if allow_origin or clear_origins:
-            current = admin.settings(app_id)["allowed_origins"]
+            current = op.admin.settings(app_id)["allowed_origins"]
             origins = [] if clear_origins else list(current)
             values["allowed_origins"] = origins + list(allow_origin or [])
         # The operator acts at once: shortening retention over the API waits for approvals.
-        return admin.update_settings(app_id, validate_patch(values), actor, origin, at_once=True)
+        done: Done = op.admin.update_settings(
+            app_id, validate_patch(values), op.actor, op.origin, at_once=True
+        )
+        return done
 
     done = administer(data_dir, database_url, app_id, job)
     if as_json:
@@ -165,7 +168,7 @@ def keys_create(
         data_dir,
         database_url,
         app_id,
-        lambda admin, actor, origin: admin.create_key(app_id, scope, name, actor, origin),
+        lambda op: op.admin.create_key(app_id, scope, name, op.actor, op.origin),
     )
     made = done.result
     if as_json:
@@ -222,7 +225,7 @@ def keys_revoke(
         data_dir,
         database_url,
         owner,
-        lambda admin, actor, origin: admin.revoke_key(owner, key_id, actor, origin),
+        lambda op: op.admin.revoke_key(owner, key_id, op.actor, op.origin),
     )
     if done.entry is None:
         raise CliError(f"no active key {key_id!r}")

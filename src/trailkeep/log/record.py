@@ -50,6 +50,14 @@ SERVER_OWNED: Final = frozenset(
     }
 )
 
+#: Actions that only the log itself records (its reads and its own administration, DESIGN §5):
+#: a caller writing one would forge a record that `verify` and readers trust.
+RESERVED_ACTIONS: Final = frozenset(
+    {"app.settings.change", "key.create", "key.revoke", "hold.place", "hold.release",
+     "erasure.request", "erasure.approve", "erasure.done", "retention.purge"}
+)  # fmt: skip
+RESERVED_PREFIX: Final = "audit."
+
 _ACTION_RE: Final = re.compile(ACTION_PATTERN)
 _TIME_FORMAT: Final = "%Y-%m-%dT%H:%M:%S.%fZ"
 
@@ -260,6 +268,11 @@ def validate_write(body: Any, where: str = "") -> EventWrite:
         raise EntryError(_describe(exc, where)) from None
     if (event.target_type is None) != (event.target_id is None):
         raise EntryError(f"{where}target_type, target_id: give both or neither")
+    if event.action in RESERVED_ACTIONS or event.action.startswith(RESERVED_PREFIX):
+        raise EntryError(
+            f"{where}action: {event.action!r} is reserved for the log's own records "
+            f"(`{RESERVED_PREFIX}*` and governance actions)"
+        )
     return event
 
 

@@ -10,17 +10,28 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 
+from trailkeep.log.verify.entries import SUFFIX_AT
 from trailkeep.server.store import schema
 from trailkeep.server.store.append import AppendTx, utc
 from trailkeep.server.store.records import KeyRecord
 
 #: The settings an administrator may change, as the ``apps`` table names them.
 SETTINGS = ("retention_days", "allowed_origins", "erasure_approvals")
+
+
+@dataclass(frozen=True, slots=True)
+class Purged:
+    """One chunk of a purge: the seqs it covered, and how many entries' content it erased."""
+
+    from_seq: int
+    to_seq: int  # inclusive
+    erased: int
 
 
 class AdminTx(AppendTx):
@@ -80,3 +91,74 @@ class AdminTx(AppendTx):
             .values(revoked_at=datetime.now(UTC))
         )
         return result.rowcount == 1
+
+    def purge_horizon(self, app_id: str) -> int:
+        """The app's purge horizon: entries below it may have had their content erased."""
+        apps = schema.apps
+        return int(
+            self._c.execute(select(apps.c.purge_horizon).where(apps.c.id == app_id)).scalar_one()
+        )
+
+    def purge(
+        self, app_id: str, cutoff: datetime, limit: int, kept: frozenset[str]
+    ) -> Purged | None:
+        """Erase the content of up to ``limit`` entries older than ``cutoff``, from the horizon.
+
+        Entries whose action is in ``kept`` (the log's own governance records) keep their
+        content. Entry times never decrease along seqs, so what is older than the cutoff is a
+        run of seqs from the horizon: the horizon rises to the end of the run, and the database
+        lets the rows below it go once their stubs are written. None when nothing is older.
+        """
+        self.lock(app_id)
+        horizon = self.purge_horizon(app_id)
+        events = schema.events
+        rows = self._c.execute(
+            select(events.c.seq, events.c.id, events.c.time, events.c.action, events.c.entry)
+            .where(events.c.app_id == app_id, events.c.seq >= horizon, events.c.time < cutoff)
+            .order_by(events.c.seq)
+            .limit(limit)
+        ).all()
+        if not rows:
+            return None
+        gone = [row for row in rows if row.action not in kept]
+        chunk = Purged(rows[0].seq, rows[-1].seq, len(gone))
+        if gone:
+            self._c.execute(
+                insert(schema.erased_entries),
+                [
+                    {"app_id": app_id, "seq": row.seq, "id": row.id, "time": row.time,
+                     "leaf_hash": bytes.fromhex(bytes(row.entry)[SUFFIX_AT + 14 : -2].decode()),
+                     "erased_by": "retention"}
+                    for row in gone
+                ],
+            )  # fmt: skip
+        apps = schema.apps
+        self._c.execute(
+            update(apps).where(apps.c.id == app_id).values(purge_horizon=chunk.to_seq + 1)
+        )
+        if gone:
+            self._c.execute(
+                delete(events).where(
+                    events.c.app_id == app_id,
+                    events.c.seq.in_([row.seq for row in gone]),
+                )
+            )
+        # A retry's record would point at entries that are no longer there.
+        keys = schema.idempotency_keys
+        self._c.execute(delete(keys).where(keys.c.app_id == app_id, keys.c.seq <= chunk.to_seq))
+        return chunk
+
+    def purgeable(self, app_id: str, cutoff: datetime, kept: frozenset[str]) -> int:
+        """How many entries a purge up to ``cutoff`` would erase now (a dry run)."""
+        events = schema.events
+        horizon = self.purge_horizon(app_id)
+        return int(
+            self._c.execute(
+                select(func.count())
+                .select_from(events)
+                .where(
+                    events.c.app_id == app_id, events.c.seq >= horizon, events.c.time < cutoff,
+                    events.c.action.not_in(sorted(kept)),
+                )
+            ).scalar_one()
+        )  # fmt: skip
