@@ -31,7 +31,7 @@ pytestmark = pytest.mark.timeout(180)
 
 CSV_HEADER = (
     "seq,id,time,action,kind,actor_type,actor_id,actor_name,actor_role,target_type,target_id,"
-    "ip,user_agent,project,server,request_id,forwarded_by,metadata,leaf_hash"
+    "ip,user_agent,project,server,request_id,forwarded_by,metadata,leaf_hash,erased_by"
 )
 AGENT = 'Mozilla/5.0 (X11; Linux), "quoted"; ok'
 
@@ -96,6 +96,7 @@ def flatten(entry: Entry) -> dict[str, str]:
         "user_agent": context.get("user_agent"), "project": context.get("project"),
         "server": context.get("server"), "request_id": context.get("request_id"),
         "forwarded_by": context.get("forwarded_by"), "leaf_hash": entry["leaf_hash"],
+        "erased_by": None,
     }  # fmt: skip
     return {name: "" if value is None else inert(value) for name, value in row.items()}
 

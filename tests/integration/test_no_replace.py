@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from bench import datagen
@@ -33,6 +33,7 @@ ROWS = {
     "log_heads": ("app_id = :app", "size", "1"),
     "apps": ("id = :app", "purge_horizon", "0"),
     "api_keys": ("id = :key", "revoked_at", "NULL"),
+    "erased_entries": ("app_id = :app AND seq = 2", "erased_by", "'era_forged'"),
 }
 # A change of key that would make another row give way under UPDATE OR REPLACE.
 KEY_CHANGES = {
@@ -42,10 +43,12 @@ KEY_CHANGES = {
     "log_heads": "SET app_id = :other WHERE app_id = :app",
     "apps": "SET id = :other WHERE id = :app",
     "api_keys": "SET id = :other_key WHERE id = :key",
+    "erased_entries": "SET seq = 3 WHERE app_id = :app AND seq = 2",
 }
 CONFLICT_KEYS = {
     "events": "app_id, seq", "tree_tiles": "app_id, level, idx, width",
     "checkpoints": "app_id, size", "log_heads": "app_id", "apps": "id", "api_keys": "id",
+    "erased_entries": "app_id, seq",
 }  # fmt: skip
 
 
@@ -89,13 +92,14 @@ def _made(url: str, attacker_url: str) -> Log:
                 CheckpointRecord(made.app_id, 300, b"\x01" * 32, note, datetime.now(UTC))
             )
         store.revoke_key(app.key_id)
+        # Stubs of the first 5 entries, as retention leaves them (and a horizon above zero).
+        with store.admin_tx() as tx:
+            tx.purge(app.app_id, datetime.now(UTC) + timedelta(days=1), 5, frozenset())
     finally:
         store.close()
     if attacker_url.startswith("postgresql://"):
         attacker_url = "postgresql+psycopg://" + attacker_url.split("://", 1)[1]
     engine = create_engine(attacker_url, poolclass=NullPool)
-    with engine.begin() as c:  # a horizon above zero, so that lowering it would show
-        c.execute(text("UPDATE apps SET purge_horizon = 5 WHERE id = :app"), {"app": app.app_id})
     params = {"app": app.app_id, "other": other.app_id, "key": app.key_id,
               "other_key": other.key_id}  # fmt: skip
     return Log(engine, params)

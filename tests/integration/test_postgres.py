@@ -244,23 +244,53 @@ def test_triggers_refuse_changes_even_to_the_owner(
 
 
 @pytest.mark.postgres
-def test_entries_below_the_purge_horizon_may_be_deleted(pg: Server) -> None:
-    """The only DELETE the triggers let through, for retention: below the raised horizon."""
+def test_an_entry_goes_only_with_its_stub_and_retention_only_below_the_horizon(pg: Server) -> None:
+    """The only DELETE the triggers let through: an entry whose stub is recorded first, and for
+    retention only below the raised horizon (the way retention and erasure erase content)."""
     tenant = pg.new_app("horizon")
     with pg.client(tenant.key) as client:
         for i in range(3):
             write_one(client, tenant.app_id, {"action": f"h.e{i}"})
+    stub = (
+        "INSERT INTO erased_entries (app_id, seq, id, time, leaf_hash, erased_by)"
+        " SELECT app_id, seq, id, time, '\\x00'::bytea, %s FROM events"
+        " WHERE app_id = %s AND seq = %s"
+    )
     with owner(pg) as db:
         db.execute("UPDATE apps SET purge_horizon = 2 WHERE id = %s", (tenant.app_id,))
-        gone = db.execute("DELETE FROM events WHERE app_id = %s AND seq < 2", (tenant.app_id,))
-        assert gone.rowcount == 2
-        with pytest.raises(psycopg.errors.RaiseException, match="purge horizon"):
+        db.commit()
+        with pytest.raises(psycopg.errors.RaiseException, match="stub"):
+            db.execute("DELETE FROM events WHERE app_id = %s AND seq = 0", (tenant.app_id,))
+        db.rollback()
+        db.execute(stub, ("retention", tenant.app_id, 0))
+        gone = db.execute("DELETE FROM events WHERE app_id = %s AND seq = 0", (tenant.app_id,))
+        assert gone.rowcount == 1
+        db.commit()
+        db.execute(stub, ("retention", tenant.app_id, 2))
+        with pytest.raises(psycopg.errors.RaiseException, match="stub"):
+            db.execute("DELETE FROM events WHERE app_id = %s AND seq = 2", (tenant.app_id,))
+        db.rollback()
+        # An erasure's stub names its request, and lets an entry above the horizon go.
+        db.execute(stub, ("era_test", tenant.app_id, 2))
+        gone = db.execute("DELETE FROM events WHERE app_id = %s AND seq = 2", (tenant.app_id,))
+        assert gone.rowcount == 1
+
+
+@pytest.mark.postgres
+def test_the_service_role_may_delete_entries_only_as_the_trigger_allows(
+    pg: Server, written: tuple[Tenant, list[dict[str, Any]]]
+) -> None:
+    tenant, _ = written
+    with psycopg.connect(pg_url(pg.env["TRAILKEEP_DATABASE_URL"])) as db:
+        with pytest.raises(psycopg.errors.RaiseException, match="stub"):
             db.execute("DELETE FROM events WHERE app_id = %s", (tenant.app_id,))
+        db.rollback()
+        count = "SELECT count(*) FROM events WHERE app_id = %s"
+        assert db.execute(count, (tenant.app_id,)).fetchone() == (12,)
 
 
 SERVICE_MAY_NOT = [
     "UPDATE events SET action = 'forged' WHERE app_id = %(app)s",
-    "DELETE FROM events WHERE app_id = %(app)s",
     "TRUNCATE events",
     "UPDATE tree_tiles SET hashes = overlay(hashes PLACING '\\x00'::bytea FROM 1) "
     "WHERE app_id = %(app)s",

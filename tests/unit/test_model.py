@@ -581,3 +581,76 @@ def test_format_time_is_rfc3339_utc_microseconds(moment: datetime) -> None:
     text = format_time(moment)
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", text)
     assert datetime.fromisoformat(text.replace("Z", "+00:00")) == moment
+
+
+# --- changes and the actors of administration (DESIGN §5, §8) ---------------------------
+
+
+def _stored(entry: PendingEntry, seq: int = 0) -> bytes:
+    document = entry.canonical(seq, "2026-12-07T00:00:00.000000Z")
+    return with_leaf_hash(document, hashlib.sha256(b"\x00" + document).digest())
+
+
+def test_no_changes_hash_exactly_as_entries_always_did() -> None:
+    entry_id = new_entry_id()
+    event = EventWrite(action="a.b")
+    plain = prepare(APP, entry_id, event, KEY_ACTOR, ORIGIN, LIMIT)
+    empty = prepare(APP, entry_id, event, KEY_ACTOR, ORIGIN, LIMIT, changes=[])
+    assert plain.canonical(3, "t") == empty.canonical(3, "t")
+    assert b"changes" not in plain.canonical(3, "t")
+
+
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {"path": st.text(max_size=20)},
+            optional={
+                "old": st.none() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text(),
+                "new": st.lists(st.text(max_size=5), max_size=3) | st.booleans(),
+            },
+        ),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_changes_are_part_of_the_canonical_entry(changes: list[dict[str, Any]]) -> None:
+    entry = prepare(APP, new_entry_id(), EventWrite(action="a"), KEY_ACTOR, ORIGIN, LIMIT,
+                    changes=changes)  # fmt: skip
+    document = entry.canonical(0, "2026-12-07T00:00:00.000000Z")
+    parsed = orjson.loads(document)
+    assert parsed["changes"] == changes
+    assert rfc8785.dumps(parsed) == document  # JCS: the key sits where JCS puts it
+
+
+def test_too_many_changes_are_refused() -> None:
+    with pytest.raises(EntryError, match="changes"):
+        prepare(APP, new_entry_id(), EventWrite(action="a"), KEY_ACTOR, ORIGIN, LIMIT,
+                changes=[{"path": f"/{i}"} for i in range(101)])  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("actor", "kind"),
+    [
+        (Actor(type="operator", id="ada@host"), "admin"),
+        (Actor(type="system", id="retention"), "admin"),
+        (Actor(type="user", id="u", role="auditor"), "user"),
+        (Actor(type="user", id="u", role="owner"), "admin"),
+        (Actor(type="api_key", id="k", manages=True), "admin"),
+        (Actor(type="api_key", id="k"), "user"),
+    ],
+)
+def test_operators_and_the_system_administer(actor: Actor, kind: str) -> None:
+    assert actor.kind == kind
+
+
+def test_an_entry_with_changes_verifies_in_its_app_and_not_in_another() -> None:
+    from trailkeep.log.verify import VerifyError, verify_entries
+
+    entries = [
+        _stored(prepare(APP, new_entry_id(), EventWrite(action="a"), KEY_ACTOR, ORIGIN, LIMIT,
+                        changes=[{"path": "/x", "old": 1, "new": 2}]), 0),
+        _stored(prepare(APP, new_entry_id(), EventWrite(action="b"), KEY_ACTOR, ORIGIN, LIMIT), 1),
+    ]  # fmt: skip
+    assert verify_entries(entries, None, app_id=APP).size == 2
+    with pytest.raises(VerifyError):
+        verify_entries(entries, None, app_id="app_another")

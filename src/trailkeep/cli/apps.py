@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Column, Table
@@ -15,6 +14,8 @@ from trailkeep.cli.common import (
     CliError,
     DatabaseUrl,
     DataDir,
+    Operator,
+    administer,
     cell,
     open_store,
     out,
@@ -22,6 +23,9 @@ from trailkeep.cli.common import (
 )
 from trailkeep.log.credentials import SCOPES
 from trailkeep.sdk.sessions import mint_session
+
+if TYPE_CHECKING:
+    from trailkeep.server.governance.administer import Done
 
 apps_cli = typer.Typer(help="Create and list apps (tenants).", no_args_is_help=True)
 keys_cli = typer.Typer(help="Create and revoke API keys.", no_args_is_help=True)
@@ -84,29 +88,73 @@ def apps_update(
     clear_origins: Annotated[
         bool, typer.Option("--clear-origins", help="Remove every allowed origin first.")
     ] = False,
+    retention_days: Annotated[
+        int | None,
+        typer.Option(
+            "--retention-days",
+            min=1,
+            max=36_500,
+            help="Keep entries' content this many days; the scheduler erases older content.",
+        ),
+    ] = None,
+    keep_forever: Annotated[
+        bool, typer.Option("--keep-forever", help="Keep entries' content forever (the default).")
+    ] = False,
+    erasure_approvals: Annotated[
+        int | None,
+        typer.Option(
+            "--erasure-approvals", min=1, max=2, help="Owners who approve an erasure: 1 or 2."
+        ),
+    ] = None,
     as_json: AsJson = False,
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Change an app's settings: the web origins allowed to write from a browser."""
-    from trailkeep.server.provision import normalize_origin
+    """Change an app's settings; each change is logged in the app's log by you, the operator."""
+    from trailkeep.server.governance import validate_patch
 
-    wanted = [normalize_origin(origin) for origin in allow_origin or []]
-    if not wanted and not clear_origins:
-        raise CliError("nothing to change: give --allow-origin URL or --clear-origins")
-    store = open_store(data_dir, database_url)
-    found = store.get_app(app_id)
-    if found is None:
-        raise CliError(f"no app {app_id!r}")
-    origins = [] if clear_origins else list(found.allowed_origins)
-    origins += [origin for origin in dict.fromkeys(wanted) if origin not in origins]
-    if not store.set_allowed_origins(app_id, origins):
-        raise CliError(f"no app {app_id!r}")
+    if retention_days is not None and keep_forever:
+        raise CliError("give --retention-days N or --keep-forever, not both")
+    wanted: dict[str, Any] = {}
+    if retention_days is not None or keep_forever:
+        wanted["retention_days"] = retention_days
+    if erasure_approvals is not None:
+        wanted["erasure_approvals"] = erasure_approvals
+    if not wanted and not allow_origin and not clear_origins:
+        raise CliError(
+            "nothing to change: give --allow-origin URL, --clear-origins, --retention-days N, "
+            "--keep-forever or --erasure-approvals 1|2"
+        )
+
+    def job(op: Operator) -> Done:
+        values = dict(wanted)
+        if allow_origin or clear_origins:
+            current = op.admin.settings(app_id)["allowed_origins"]
+            origins = [] if clear_origins else list(current)
+            values["allowed_origins"] = origins + list(allow_origin or [])
+        # The operator acts at once: shortening retention over the API waits for approvals.
+        done: Done = op.admin.update_settings(
+            app_id, validate_patch(values), op.actor, op.origin, at_once=True
+        )
+        return done
+
+    done = administer(data_dir, database_url, app_id, job)
     if as_json:
-        print_json({"app_id": app_id, "allowed_origins": origins})
+        print_json({"app_id": app_id, **done.result, "logged": done.entry is not None})
         return
-    out.print(f"allowed origins of {app_id}: {', '.join(origins) or '(none)'}", highlight=False)
-    out.print("Running servers apply the change within 5 seconds.")
+    if done.entry is None:
+        out.print(f"{app_id}: nothing changed", highlight=False)
+        return
+    settings = done.result
+    origins = ", ".join(settings["allowed_origins"]) or "(none)"
+    retention = settings["retention_days"]
+    out.print(f"allowed origins of {app_id}: {origins}", highlight=False)
+    out.print(
+        f"retention: {'forever' if retention is None else f'{retention} days'}; "
+        f"erasure approvals: {settings['erasure_approvals']}",
+        highlight=False,
+    )
+    out.print("Logged in the app's log. Running servers apply the change within 5 seconds.")
 
 
 @keys_cli.command("create")
@@ -118,12 +166,16 @@ def keys_create(
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Create an API key with the given scopes (shown once)."""
-    from trailkeep.server import provision
-
-    made = provision.create_key(open_store(data_dir, database_url), app_id, scope, name)
+    """Create an API key with the given scopes (shown once; logged as `key.create`)."""
+    done = administer(
+        data_dir,
+        database_url,
+        app_id,
+        lambda op: op.admin.create_key(app_id, scope, name, op.actor, op.origin),
+    )
+    made = done.result
     if as_json:
-        print_json(asdict(made))
+        print_json({"key_id": made.key_id, "key": made.key, "scopes": made.scopes})
         return
     out.print(f"key id: {made.key_id}\nkey:    {made.key}\nscopes: {' '.join(made.scopes)}")
 
@@ -160,13 +212,28 @@ def keys_list(
 @keys_cli.command("revoke")
 def keys_revoke(
     key_id: Annotated[str, typer.Argument(help="The key's id (`keys list` shows it).")],
+    app_id: Annotated[
+        str | None, typer.Option("--app", help="The key's app (found from the key if left out).")
+    ] = None,
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Revoke a key; servers stop accepting it within seconds."""
-    if not open_store(data_dir, database_url).revoke_key(key_id):
+    """Revoke a key (logged as `key.revoke`); servers stop accepting it within seconds."""
+    if app_id is None:
+        found = open_store(data_dir, database_url).get_key(key_id)
+        if found is None:
+            raise CliError(f"no active key {key_id!r}")
+        app_id = found.app_id
+    owner = app_id
+    done = administer(
+        data_dir,
+        database_url,
+        owner,
+        lambda op: op.admin.revoke_key(owner, key_id, op.actor, op.origin),
+    )
+    if done.entry is None:
         raise CliError(f"no active key {key_id!r}")
-    out.print(f"revoked {key_id}")
+    out.print(f"revoked {key_id}", highlight=False)
 
 
 @sessions_cli.command("mint")

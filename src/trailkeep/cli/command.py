@@ -11,6 +11,7 @@ from trailkeep import __version__
 from trailkeep.cli.apps import apps_cli, keys_cli, sessions_cli
 from trailkeep.cli.common import SERVER_PACKAGES, CliError, cell, err
 from trailkeep.cli.events import events_cli
+from trailkeep.cli.purge import purge
 from trailkeep.cli.serve import migrate, serve
 from trailkeep.cli.verify import verify
 
@@ -50,6 +51,7 @@ app.add_typer(keys_cli, name="keys")
 app.add_typer(sessions_cli, name="sessions")
 app.add_typer(events_cli, name="events")
 app.command()(verify)
+app.command()(purge)
 
 
 def command() -> Command:

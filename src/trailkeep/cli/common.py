@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -19,8 +21,13 @@ from rich.text import Text
 from trailkeep.log.render import json_line, visible
 
 if TYPE_CHECKING:
+    from trailkeep.log.record import Actor, Origin
+    from trailkeep.server.governance.administer import Administrator
+    from trailkeep.server.governance.retention import Retention
     from trailkeep.server.settings import Settings
     from trailkeep.server.store import Store
+
+T = TypeVar("T")
 
 out = Console()
 err = Console(stderr=True)
@@ -117,6 +124,62 @@ def store_of(settings: Settings) -> Store:
     store = Store(settings.resolved_database_url, secrets=secrets)
     store.migrate()
     return store
+
+
+@dataclass(frozen=True)
+class Operator:
+    """What a governance command acts with: the operator, where from, and the app's stores."""
+
+    actor: Actor
+    origin: Origin
+    admin: Administrator
+    retention: Retention
+
+
+def administer(
+    data_dir: Path | None, database_url: str | None, app_id: str, job: Callable[[Operator], T]
+) -> T:
+    """Run a governance change as this host's operator, logged in the app's log and signed.
+
+    The entries are appended beside a running server's writes (the app's lock orders them), and
+    a checkpoint covering them is signed here, so that they can be proved without waiting for
+    the next write to reach a server.
+    """
+    from trailkeep import __version__
+    from trailkeep.log.record import EntryError, Origin
+    from trailkeep.server.governance import Administrator, Forbidden, operator
+    from trailkeep.server.governance.retention import Retention
+    from trailkeep.server.ingest.checkpointer import Checkpointer, load_signer
+
+    settings = settings_from(data_dir=data_dir, database_url=database_url)
+    store = store_of(settings)
+    size = store.log_size(app_id) if store.get_app(app_id) is not None else 0
+    acting = Operator(
+        operator(),
+        Origin(ip=None, user_agent=f"trailkeep-cli/{__version__}"),
+        Administrator(store, settings.metadata_max_bytes),
+        Retention(store, settings.metadata_max_bytes),
+    )
+    try:
+        done = job(acting)
+    except LookupError:
+        raise CliError(f"no app {app_id!r} (or no such key of it)") from None
+    except (Forbidden, EntryError) as exc:
+        raise CliError(exc.detail) from None
+    if store.log_size(app_id) == size:
+        return done
+    key_file = settings.resolved_signing_key_file
+    if key_file.exists():
+        # Never a key of its own: a checkpoint must be signed by the deployment's key.
+        signer = load_signer(key_file, settings.origin)
+        Checkpointer(store, signer, settings.origin).latest(app_id, 0.0)
+    else:
+        err.print(
+            f"note: no signing key at {key_file}: the servers sign the checkpoint that covers "
+            "this change when the app is next written to",
+            highlight=False,
+        )
+    return done
 
 
 def data_dir_of(option: Path | None) -> Path:

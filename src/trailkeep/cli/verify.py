@@ -276,15 +276,14 @@ def _print_report(report: Report) -> None:
         newer = _entries(report.beyond_checkpoint, "newer ")
         out.print(f"{newer} checked, not yet in a checkpoint")
     if report.erased:
-        # A stub proves its place in the tree, not why its content went: this log records no
-        # reason for an erasure yet, so say so rather than let a bare "OK" vouch for it.
+        # A stub proves its place in the tree; the records of the log say why its content went.
         stubs = (
             "1 erased entry is a stub"
             if report.erased == 1
             else (f"{report.erased} erased entries are stubs")
         )
         out.print(
-            f"{stubs} (only the leaf hash is left); no record of why exists yet, so none is "
-            "accounted for",
+            f"{stubs} (only the leaf hash is left), each accounted for by the retention.purge "
+            "or erasure.done entry that erased it",
             soft_wrap=True,
         )

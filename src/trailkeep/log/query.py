@@ -41,6 +41,18 @@ class Filters:
         if self.since and self.until and self.since > self.until:
             raise QueryError("since", "is after `until`")
 
+    def on_time_only(self) -> bool:
+        """True when only ``since``/``until`` (or nothing) filter: erased entries' stubs match.
+
+        A stub keeps its seq, id and time and nothing else, so a filter on what an entry said
+        (its action, actor, target or kind) matches no erased entry.
+        """
+        return not (
+            self.actions or self.action_prefix is not None or self.actor is not None
+            or self.target_type is not None or self.target_id is not None
+            or self.kind is not None
+        )  # fmt: skip
+
     def describe(self) -> dict[str, Any]:
         """The filters that were used, as JSON (recorded in ``audit.read`` entries)."""
         out: dict[str, Any] = {}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal, NamedTuple
@@ -27,6 +27,10 @@ TARGET_ID_MAX: Final = 256
 RELATED_MAX: Final = 128
 METADATA_MAX_DEPTH: Final = 8
 ADMIN_ROLES: Final = frozenset({"owner", "admin"})
+#: The roles of a session that may read the log: an auditor reads and verifies, manages nothing.
+READER_ROLES: Final = frozenset({"owner", "admin", "auditor"})
+#: The most `changes` one entry carries (DESIGN §8).
+CHANGES_MAX: Final = 100
 
 # Fields the server sets. A body that carries one is refused rather than silently ignored, so
 # that a caller who believes it can set them learns otherwise.
@@ -45,6 +49,14 @@ SERVER_OWNED: Final = frozenset(
         "forwarded_by",
     }
 )
+
+#: Actions that only the log itself records (its reads and its own administration, DESIGN §5):
+#: a caller writing one would forge a record that `verify` and readers trust.
+RESERVED_ACTIONS: Final = frozenset(
+    {"app.settings.change", "key.create", "key.revoke", "hold.place", "hold.release",
+     "erasure.request", "erasure.approve", "erasure.done", "retention.purge"}
+)  # fmt: skip
+RESERVED_PREFIX: Final = "audit."
 
 _ACTION_RE: Final = re.compile(ACTION_PATTERN)
 _TIME_FORMAT: Final = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -97,9 +109,13 @@ class BatchWrite(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class Actor:
-    """Who acted, as resolved from a verified credential, never from a body."""
+    """Who acted, as resolved from a verified credential, never from a body.
 
-    type: Literal["user", "api_key"]
+    ``operator`` is a person at the host's shell (the CLI, ``user@host``); ``system`` is the
+    service itself (the retention scheduler). Both administer, so their entries are ``admin``.
+    """
+
+    type: Literal["user", "api_key", "operator", "system"]
     id: str
     name: str | None = None
     role: str | None = None
@@ -110,6 +126,8 @@ class Actor:
         """``admin`` for owners, admins and management keys; ``user`` otherwise."""
         if self.type == "api_key":
             return "admin" if self.manages else "user"
+        if self.type in ("operator", "system"):
+            return "admin"
         return "admin" if self.role in ADMIN_ROLES else "user"
 
     def as_json(self) -> dict[str, str]:
@@ -250,6 +268,11 @@ def validate_write(body: Any, where: str = "") -> EventWrite:
         raise EntryError(_describe(exc, where)) from None
     if (event.target_type is None) != (event.target_id is None):
         raise EntryError(f"{where}target_type, target_id: give both or neither")
+    if event.action in RESERVED_ACTIONS or event.action.startswith(RESERVED_PREFIX):
+        raise EntryError(
+            f"{where}action: {event.action!r} is reserved for the log's own records "
+            f"(`{RESERVED_PREFIX}*` and governance actions)"
+        )
     return event
 
 
@@ -350,6 +373,7 @@ def prepare(
     metadata_max_bytes: int,
     *,
     kind: Kind | None = None,
+    changes: Sequence[Mapping[str, Any]] = (),
 ) -> PendingEntry:
     """Turn a validated write into an entry whose only missing parts are ``seq`` and ``time``.
 
@@ -362,6 +386,7 @@ def prepare(
         b'{"action":', _string(event.action),
         b',"actor":', _actor_json(actor),
         b',"app_id":', _string(app_id),
+        _changes_json(changes),
         b',"context":', _context_json(origin, event.project, event.server, event.request_id),
         b',"id":"', entry_id.encode(),
         b'","kind":"', kind.encode(),
@@ -380,6 +405,15 @@ def prepare(
         head=head,
         tail=tail,
     )
+
+
+def _changes_json(changes: Sequence[Mapping[str, Any]]) -> bytes:
+    # Absent when empty, so that entries without changes hash exactly as they always did.
+    if not changes:
+        return b""
+    if len(changes) > CHANGES_MAX:
+        raise EntryError(f"changes: at most {CHANGES_MAX} items")
+    return b',"changes":' + canonical(list(changes))
 
 
 def with_leaf_hash(document: bytes, leaf_hash: bytes) -> bytes:

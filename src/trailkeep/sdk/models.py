@@ -114,6 +114,8 @@ class Entry:
     metadata: Mapping[str, Any]
     context: Context
     leaf_hash: str
+    #: ``[{path, old, new}]``: what a change changed (DESIGN §8); empty when absent.
+    changes: tuple[Mapping[str, Any], ...] = ()
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -135,6 +137,7 @@ class Entry:
             raise VerificationError("malformed", "an entry's `seq` must be an integer")
         kind = data.get("kind")
         metadata = data.get("metadata")
+        changes = data.get("changes")
         try:
             moment = parse_time(_text(data, "time"))
         except ValueError as exc:
@@ -172,6 +175,9 @@ class Entry:
                 }
             ),
             leaf_hash=_text(data, "leaf_hash"),
+            changes=tuple(c for c in changes if isinstance(c, Mapping))
+            if isinstance(changes, list)
+            else (),
             raw=dict(data),
         )
 

@@ -20,7 +20,7 @@ from typing import Any, Final
 import jwt
 
 from trailkeep.log.credentials import SCOPES, SESSION_LEEWAY_SECONDS, SESSION_MAX_TTL_SECONDS
-from trailkeep.log.record import ADMIN_ROLES, Actor
+from trailkeep.log.record import READER_ROLES, Actor
 from trailkeep.server.lru import ExpiringLru
 from trailkeep.server.store import AppRecord, KeyRecord, Store
 
@@ -94,8 +94,12 @@ class Principal:
         return "events:write" in self.scopes
 
     def can_read(self) -> bool:
-        """Keys with ``events:read``, and owners' and admins' sessions (also when forwarded)."""
+        """Keys with ``events:read``, and owners', admins' and auditors' sessions."""
         return "events:read" in self.scopes
+
+    def can_manage(self) -> bool:
+        """Keys with ``manage``, and owners' sessions: settings, keys, holds, erasures."""
+        return "manage" in self.scopes
 
 
 class Authenticator:
@@ -133,6 +137,12 @@ class Authenticator:
         app = self._store.get_app(app_id)
         self._apps.put(app_id, app, now + self._cache_seconds)
         return app
+
+    def forget(self, app_id: str) -> None:
+        """Drop what is cached of an app, its keys and its answers (after a change to them)."""
+        self._apps.forget(lambda key, _: key == app_id)
+        self._keys.forget(lambda _, record: record is None or record.app_id == app_id)
+        self._answers.forget(lambda key, _: key[0] == app_id)
 
     def _key(self, key_id: str) -> KeyRecord | None:
         now = time.monotonic()
@@ -220,8 +230,10 @@ class Authenticator:
         # Never cache a token past the moment it stops being accepted.
         lifetime = float(claims["exp"]) + SESSION_LEEWAY_SECONDS - time.time()
         scopes = {"events:write"}
-        if actor.role in ADMIN_ROLES:
+        if actor.role in READER_ROLES:
             scopes.add("events:read")
+        if actor.role == "owner":
+            scopes.add("manage")
         if key_scopes is not None:
             # A backend forwarding its user's session: the user acts, with what both the key
             # and the user may do (a reading key cannot lend its scope to a plain user).

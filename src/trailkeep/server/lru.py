@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 K = TypeVar("K")
@@ -42,3 +43,8 @@ class ExpiringLru(Generic[K, V]):
         self._items.move_to_end(key)
         while len(self._items) > self.maxsize:
             self._items.popitem(last=False)
+
+    def forget(self, match: Callable[[K, V], bool]) -> None:
+        """Drop every entry for which ``match(key, value)`` holds (after a change to them)."""
+        for key in [key for key, (_, value) in self._items.items() if match(key, value)]:
+            del self._items[key]

@@ -49,6 +49,12 @@ class Settings(BaseSettings):
         "default <data_dir>/secret.key. Every node needs the same one.",
     )
     idempotency_ttl_seconds: int = Field(default=86_400, ge=60)
+    purge_interval: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Seconds between retention runs: each app's entries older than its "
+        "retention_days lose their content (see docs/governance.md).",
+    )
     max_batch_entries: int = Field(default=1_000, ge=1)
     writer: Literal["process", "thread"] = Field(
         default="process",

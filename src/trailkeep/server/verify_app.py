@@ -20,11 +20,13 @@ from functools import partial
 from trailkeep.log import merkle
 from trailkeep.log.notes import Checkpoint
 from trailkeep.log.verify import (
+    Ledger,
     Reason,
     Report,
     StoredTree,
     VerifyError,
     check_head,
+    check_ledger,
     check_stored,
     stored_leaves,
 )
@@ -44,15 +46,17 @@ class SpanResult:
     root: bytes
     erased: int
     error: tuple[str, int | None, Reason] | None = None
+    ledger: Ledger | None = None
 
 
 def check_span(store: Store, app_id: str, start: int, end: int, purge_horizon: int) -> SpanResult:
     """Check leaves [start, end) of an app: entries, leaf hashes and every stored node inside."""
     tree = StoredTree(partial(store.nodes, app_id), offset=start)
     erased = 0
+    ledger = Ledger()
     try:
         rows = store.leaves_with_entries(app_id, start=start, end=end)
-        for leaf, stub in stored_leaves(rows, purge_horizon, app_id, first=start):
+        for leaf, stub in stored_leaves(rows, purge_horizon, app_id, first=start, ledger=ledger):
             erased += stub
             tree.append(leaf)
         if tree.size != end - start:
@@ -62,7 +66,7 @@ def check_span(store: Store, app_id: str, start: int, end: int, purge_horizon: i
                 start + tree.size,
                 "missing",
             )
-        return SpanResult(start, end - start, tree.root(), erased)
+        return SpanResult(start, end - start, tree.root(), erased, ledger=ledger)
     except VerifyError as exc:
         return SpanResult(start, end - start, b"", erased, (exc.detail, exc.seq, exc.reason))
 
@@ -105,9 +109,13 @@ def verify_app(
     parts = spans(size, bits)
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(parts)))
     results = _run_spans(store, url, app.id, app.purge_horizon, parts, jobs, progress)
+    ledger = Ledger()
     for result in results:  # spans in seq order: the first problem is the earliest
         if result.error is not None:
             raise VerifyError(*result.error)
+        assert result.ledger is not None
+        ledger.merge(result.ledger)
+    check_ledger(ledger)
     # Above the spans: the nodes over whole spans, recomputed from the full spans' heads.
     written, _ = merkle.append_leaves(0, [], [r.root for r in results if r.count == 1 << bits])
     fetch = partial(store.nodes, app.id)

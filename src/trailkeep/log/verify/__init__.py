@@ -15,9 +15,11 @@ from trailkeep.log.verify.entries import (
     TreeHead,
     VerifyError,
     check_head,
+    check_ledger,
     leaf_of,
     verify_entries,
 )
+from trailkeep.log.verify.ledger import Ledger
 from trailkeep.log.verify.proofs import app_of, open_signed, verify_consistency, verify_inclusion
 from trailkeep.log.verify.stored import (
     StoredRow,
@@ -29,6 +31,7 @@ from trailkeep.log.verify.stored import (
 
 __all__ = [
     "STUB_FIELDS",
+    "Ledger",
     "Reason",
     "Report",
     "StoredRow",
@@ -38,6 +41,7 @@ __all__ = [
     "app_of",
     "check_head",
     "check_indexed",
+    "check_ledger",
     "check_stored",
     "leaf_of",
     "open_signed",

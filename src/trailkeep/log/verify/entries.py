@@ -12,6 +12,7 @@ import orjson
 
 from trailkeep.log import jcs, merkle
 from trailkeep.log.notes import Checkpoint
+from trailkeep.log.verify.ledger import Ledger
 
 Reason = Literal[
     "malformed",  # not an entry, a proof or a checkpoint at all
@@ -23,9 +24,11 @@ Reason = Literal[
     "consistency",  # a checkpoint that does not extend an earlier one
     "tree",  # a stored tree node that is not the hash of its leaves
     "index",  # a column reads filter on that disagrees with the entry's content
+    "unaccounted",  # a stub that no retention.purge or erasure.done entry accounts for
 ]
 
 #: The fields an erased entry keeps: its place in the log, and the leaf hash that holds it there.
+_AFTER_APP_ID: Final = (b'"changes":', b'"context":')
 STUB_FIELDS: Final = frozenset({"seq", "erased", "leaf_hash"})
 #: Fields a stub may also carry, none of them content.
 STUB_OPTIONAL: Final = frozenset({"id", "time", "erased_by"})
@@ -95,8 +98,11 @@ def fast_leaf(seq: int, line: bytes, app_id: str | None) -> bytes | None:
     at = line.rfind(b',"seq":', 0, SUFFIX_AT) + 7
     if line[at : line.find(b",", at)] != b"%d" % seq:
         return None
-    if app_id is not None and line.find(b',"app_id":"%s","context":' % app_id.encode()) < 0:
-        return None
+    if app_id is not None:
+        # `changes` (governance, DESIGN §8) sorts between `app_id` and `context`.
+        at = line.find(b',"app_id":"%s",' % app_id.encode())
+        if at < 0 or line[at + len(app_id) + 13 : at + len(app_id) + 23] not in _AFTER_APP_ID:
+            return None
     return leaf
 
 
@@ -175,6 +181,7 @@ def verify_entries(
     """Check entries (and stubs) in seq order from 0 and their root against ``checkpoint``."""
     tree = merkle.TreeBuilder()
     erased = 0
+    ledger = Ledger()
     root_at_checkpoint: bytes | None = (
         merkle.EMPTY_ROOT if checkpoint and not checkpoint.size else None
     )
@@ -182,7 +189,11 @@ def verify_entries(
         if not isinstance(entry, Mapping) and not entry.strip():
             raise VerifyError("blank line in the export", seq, "malformed")
         leaf, stub = leaf_of(seq, entry, app_id)
-        erased += stub
+        if stub:
+            erased += 1
+            ledger.stub(seq)
+        else:
+            ledger.entry(entry.encode() if isinstance(entry, str) else entry)
         tree.append(leaf)
         if checkpoint is not None and tree.size == checkpoint.size:
             root_at_checkpoint = tree.root()
@@ -190,6 +201,7 @@ def verify_entries(
             progress(4096)
     if progress is not None:
         progress(tree.size % 4096)
+    check_ledger(ledger)
     if checkpoint is None:
         return Report(tree.size, tree.root(), erased, None)
     if tree.size < checkpoint.size:
@@ -202,6 +214,18 @@ def verify_entries(
     assert root_at_checkpoint is not None
     check_head(root_at_checkpoint, checkpoint)
     return Report(checkpoint.size, checkpoint.root, erased, checkpoint, tree.size - checkpoint.size)
+
+
+def check_ledger(ledger: Ledger) -> None:
+    """Every stub must be accounted for by the record that erased it (verify/ledger.py)."""
+    seq = ledger.first_unaccounted()
+    if seq is not None:
+        raise VerifyError(
+            "erased, but no retention.purge or erasure.done entry of the log accounts for it: "
+            "its content was deleted around Trailkeep",
+            seq,
+            "unaccounted",
+        )
 
 
 def check_head(root: bytes, checkpoint: TreeHead) -> None:

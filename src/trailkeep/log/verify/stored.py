@@ -12,13 +12,18 @@ from trailkeep.log import merkle
 from trailkeep.log.record import IndexedFields, indexed_fields
 from trailkeep.log.tiles import TILE_HEIGHT
 from trailkeep.log.verify.entries import SUFFIX_AT, VerifyError, fast_leaf, leaf_of, parsed
+from trailkeep.log.verify.ledger import Ledger
 
 #: (seq, the tree's leaf hash, the stored entry or None once erased, its indexed columns).
 StoredRow = tuple[int, bytes, bytes | None, IndexedFields | None]
 
 
 def stored_leaves(
-    chunks: Iterable[Sequence[StoredRow]], purge_horizon: int, app_id: str, first: int = 0
+    chunks: Iterable[Sequence[StoredRow]],
+    purge_horizon: int,
+    app_id: str,
+    first: int = 0,
+    ledger: Ledger | None = None,
 ) -> Iterator[tuple[bytes, bool]]:
     """Check a database's rows from seq ``first`` on; yield each leaf and whether it is a stub.
 
@@ -39,9 +44,13 @@ def stored_leaves(
                     raise VerifyError(
                         "missing: the entry was deleted but was never purged", seq, "missing"
                     )
+                if ledger is not None:
+                    ledger.stub(seq)
                 yield bytes(tree_leaf), True
                 continue
             raw = bytes(entry)
+            if ledger is not None:
+                ledger.entry(raw)
             # The stored leaf must be the one the entry records (and the hash of its content):
             # a row rewritten with a matching leaf_hash would break the root instead.
             if raw[SUFFIX_AT + 14 : -2] != bytes(tree_leaf).hex().encode():

@@ -19,6 +19,7 @@ from trailkeep.server.api import (
     errors,
     events,
     integrity,
+    manage,
     reads,
     rules,
     sdk_assets,
@@ -26,6 +27,7 @@ from trailkeep.server.api import (
 )
 from trailkeep.server.api.fastpath import WriteFastPath
 from trailkeep.server.api.guard import RequestGuard
+from trailkeep.server.api.schemas import BODY_SCHEMAS
 from trailkeep.server.api.services import Services
 from trailkeep.server.settings import Settings
 
@@ -66,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(events.router)
     app.include_router(reads.router)
+    app.include_router(manage.router)
     app.include_router(integrity.router)
     app.include_router(integrity.app_router)
     app.include_router(system.router)
@@ -86,7 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 title=app.title, version=app.version, summary=app.summary, routes=app.routes
             )
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            components.update(events.BODY_SCHEMAS)
+            components.update(BODY_SCHEMAS)
             app.openapi_schema = rules.finish(schema)
         return app.openapi_schema
 

@@ -24,16 +24,19 @@ from trailkeep.server.api.context import (
     read_write,
 )
 from trailkeep.server.api.errors import Problem, unavailable
-from trailkeep.server.api.schemas import APP_ID_MAX, WRITE_PROBLEMS, BatchOut, EntryOut
+from trailkeep.server.api.schemas import (
+    APP_ID_MAX,
+    BODY_SCHEMAS,
+    WRITE_PROBLEMS,
+    BatchOut,
+    EntryOut,
+    json_body,
+)
 from trailkeep.server.api.services import Services, services
 from trailkeep.server.ids import new_entry_id
 from trailkeep.server.ingest.writer import Appended, IdempotencyConflict, WriterUnavailable
 
 router = APIRouter(prefix="/v1/apps/{app_id}", tags=["events"])
-
-
-#: Request-body models, added to the OpenAPI components by ``create_app``.
-BODY_SCHEMAS: dict[str, Any] = {}
 
 
 # The write routes read their path parameter and headers themselves (see api/fastpath.py),
@@ -58,22 +61,14 @@ _WRITE_PARAMETERS: list[dict[str, Any]] = [
 
 
 def _write_openapi(model: type[EventWrite] | type[BatchWrite]) -> dict[str, Any]:
-    # The bodies are validated by hand (for exact errors), so FastAPI does not see the
-    # models: document them ourselves, with references that resolve in the components.
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-    BODY_SCHEMAS.update(schema.pop("$defs", {}))
-    BODY_SCHEMAS[model.__name__] = schema
+    body = json_body(model)
     for written in BODY_SCHEMAS.values():
         if {"target_type", "target_id"} <= set(written.get("properties", {})):
             # validate_write's rule, as JSON Schema says it: an entry has both or neither.
             written["dependentRequired"] = {
                 "target_type": ["target_id"], "target_id": ["target_type"]
             }  # fmt: skip
-    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
-    return {
-        "parameters": _WRITE_PARAMETERS,
-        "requestBody": {"required": True, "content": {"application/json": {"schema": ref}}},
-    }
+    return {"parameters": _WRITE_PARAMETERS, "requestBody": body}
 
 
 async def _append(svc: Services, write: WriteRequest, batch: bool) -> Appended:

@@ -1,4 +1,4 @@
-"""Reads for owners and admins; every read a person makes is itself recorded in the log."""
+"""Reads for owners, admins and auditors; each read by a person is itself recorded in the log."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ EntryId = Annotated[str, Path(description="The entry's id (`evt_...`).", max_len
 
 
 async def authorize_read(svc: Services, request: Request, app_id: str) -> Principal:
-    """A reader: a key with ``events:read`` or an owner's or admin's session; else 401/403.
+    """A reader: a key with ``events:read`` or an owner's, admin's or auditor's session.
 
     The read is counted against the client's read limit first (429 once it is spent), as a
     write is: a person's read appends an entry, so reads could otherwise flood the log.
@@ -56,7 +56,8 @@ async def authorize_read(svc: Services, request: Request, app_id: str) -> Princi
     if not principal.can_read():
         raise Problem(
             "forbidden",
-            "reading the log needs a key with `events:read` or an owner's or admin's session",
+            "reading the log needs a key with `events:read` or an owner's, admin's or "
+            "auditor's session",
         )
     return principal
 
@@ -287,20 +288,23 @@ async def stats(
 CSV_COLUMNS = (
     "seq", "id", "time", "action", "kind", "actor_type", "actor_id", "actor_name", "actor_role",
     "target_type", "target_id", "ip", "user_agent", "project", "server", "request_id",
-    "forwarded_by", "metadata", "leaf_hash",
+    "forwarded_by", "metadata", "leaf_hash", "erased_by",
 )  # fmt: skip
 
 
 def csv_row(entry: bytes) -> list[Any]:
     """Flatten one entry into :data:`CSV_COLUMNS`, every text cell defused for spreadsheets."""
     e = orjson.loads(entry)
+    if e.get("erased") is True:  # a stub: what is left of an erased entry
+        stub = [None] * (len(CSV_COLUMNS) - 5)
+        return [e["seq"], csv_cell(e["id"]), e["time"], *stub, e["leaf_hash"], e["erased_by"]]
     actor, target, context = e["actor"], e.get("target") or {}, e["context"]
     cells = [
         e["id"], e["time"], e["action"], e["kind"], actor["type"], actor["id"],
         actor.get("name"), actor.get("role"), target.get("type"), target.get("id"),
         context.get("ip"), context.get("user_agent"), context.get("project"),
         context.get("server"), context.get("request_id"), context.get("forwarded_by"),
-        orjson.dumps(e["metadata"]).decode(), e["leaf_hash"],
+        orjson.dumps(e["metadata"]).decode(), e["leaf_hash"], None,
     ]  # fmt: skip
     return [e["seq"], *(None if cell is None else csv_cell(cell) for cell in cells)]
 

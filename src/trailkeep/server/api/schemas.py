@@ -10,14 +10,17 @@ from pydantic import BaseModel, ConfigDict, Field
 # The limit lives beside `new_app_id`; routes keep importing it from here.
 from trailkeep.server.auth import APP_ID_MAX as APP_ID_MAX
 
+#: Request-body models validated by hand, added to the OpenAPI components by ``create_app``.
+BODY_SCHEMAS: dict[str, Any] = {}
+
 #: The ``{app_id}`` path parameter every app route takes.
 AppId = Annotated[str, Path(description="The app's id (`app_...`).", max_length=APP_ID_MAX)]
 
 
 class ActorOut(BaseModel):
-    """Who acted: a session's user, or an API key."""
+    """Who acted: a session's user, an API key, an operator (the CLI) or the system."""
 
-    type: Literal["user", "api_key"]
+    type: Literal["user", "api_key", "operator", "system"]
     id: str
     name: str | None = None
     role: str | None = None
@@ -41,6 +44,14 @@ class ContextOut(BaseModel):
     forwarded_by: str | None = Field(default=None, description="Key that forwarded ip/agent.")
 
 
+class ChangeOut(BaseModel):
+    """One changed field: an RFC 6901 pointer, its value before and after."""
+
+    path: str
+    old: Any = Field(default=None, description="Absent when the field was added.")
+    new: Any = Field(default=None, description="Absent when the field was removed.")
+
+
 class EntryOut(BaseModel):
     """One entry of the log, exactly as stored and hashed (plus its leaf hash)."""
 
@@ -53,6 +64,9 @@ class EntryOut(BaseModel):
     actor: ActorOut
     target: TargetOut | None
     metadata: dict[str, Any]
+    changes: list[ChangeOut] | None = Field(
+        default=None, description="What changed (settings changes); absent when nothing did."
+    )
     context: ContextOut
     leaf_hash: str = Field(description="hex SHA-256(0x00 || JCS(entry without leaf_hash))")
 
@@ -150,3 +164,14 @@ WRITE_PROBLEMS: dict[int | str, dict[str, Any]] = {
     413: {"model": ProblemOut, "description": "payload_too_large"},
     429: {"model": ProblemOut, "description": "rate_limited"},
 }
+
+
+def json_body(model: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI ``requestBody`` of a route that validates ``model`` by hand."""
+    # Bodies validated by hand (for exact errors) are not seen by FastAPI: document them
+    # ourselves, with references that resolve in the components.
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    BODY_SCHEMAS.update(schema.pop("$defs", {}))
+    BODY_SCHEMAS[model.__name__] = schema
+    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"required": True, "content": {"application/json": {"schema": ref}}}

@@ -7,14 +7,17 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from starlette.requests import Request
 
+from trailkeep.log.record import Origin
 from trailkeep.server.api.metrics import Metrics
 from trailkeep.server.api.ratelimit import RateLimiter
 from trailkeep.server.api.streams import ExportSlots
 from trailkeep.server.auth import Authenticator
+from trailkeep.server.governance import RETENTION, Administrator
+from trailkeep.server.governance.retention import Retention
 from trailkeep.server.ingest.checkpointer import Checkpointer, load_signer
 from trailkeep.server.ingest.process import WriterProcess
 from trailkeep.server.ingest.writer import Appender, Ingest, IngestStats
@@ -41,7 +44,10 @@ class Services:
     metrics: Metrics
     checkpointer: Checkpointer
     exports: ExportSlots
+    admin: Administrator
+    retention: Retention
     maintenance_task: asyncio.Task[None] | None = None
+    retention_task: asyncio.Task[None] | None = None
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -87,6 +93,8 @@ class Services:
             metrics=metrics,
             checkpointer=checkpointer,
             exports=ExportSlots(settings.exports_per_app, settings.exports_per_client),
+            admin=Administrator(store, settings.metadata_max_bytes),
+            retention=Retention(store, settings.metadata_max_bytes),
         )
 
     async def start(self) -> None:
@@ -96,13 +104,15 @@ class Services:
         await self.ingest.start()
         await self.checkpointer.start()
         self.maintenance_task = asyncio.create_task(self._maintain(), name="trailkeep-maintain")
+        self.retention_task = asyncio.create_task(self._retain(), name="trailkeep-retention")
 
     async def stop(self) -> None:
         """Drain the writer and close the database."""
-        if self.maintenance_task is not None:
-            self.maintenance_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.maintenance_task
+        for task in (self.maintenance_task, self.retention_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.ingest.stop()
         await self.checkpointer.stop()
         self.store.close()
@@ -112,6 +122,21 @@ class Services:
             await asyncio.to_thread(self._guarded, self._partitions)
             await asyncio.to_thread(self._guarded, self._sweep)
             await asyncio.sleep(MAINTENANCE_INTERVAL_SECONDS)
+
+    async def _retain(self) -> None:
+        # Several nodes may run this at once: each chunk takes the app's lock, so two nodes
+        # purging one app take turns, and the second finds the horizon already raised.
+        while True:
+            await asyncio.sleep(self.settings.purge_interval)
+            reports = await asyncio.to_thread(
+                self.retention.run, datetime.now(UTC), RETENTION, Origin(ip=None, user_agent=None)
+            )
+            grown = {report.app_id for report in reports if report.entries}
+            if grown:
+                self.checkpointer.mark(grown)
+            for report in reports:
+                if report.erased:
+                    log.info("retention erased %d entries of %s", report.erased, report.app_id)
 
     def _partitions(self) -> None:
         made = self.store.ensure_partitions(self.settings.partition_months_ahead)

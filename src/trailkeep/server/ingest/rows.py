@@ -29,6 +29,7 @@ class Head:
 class Built:
     """One app's part of a commit: the rows to insert, the tree nodes, each group's entries."""
 
+    start: int  # the first entry's seq
     rows: list[EventRow]  # as AppendTx.insert binds them
     written: list[tuple[NodeId, bytes]]
     stored: list[list[bytes]]  # per group, the entries as stored
@@ -68,4 +69,4 @@ def build(
             seq += 1
         stored.append(entries)
     written, after = merkle.append_leaves(start, frontier, leaves)
-    return Built(rows, written, stored, Head(seq, after))
+    return Built(start, rows, written, stored, Head(seq, after))

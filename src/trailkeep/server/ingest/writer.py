@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from trailkeep.log import merkle
 from trailkeep.log.record import PendingEntry
-from trailkeep.server.ingest.rows import Head, build
+from trailkeep.server.ingest.commit import append_groups
+from trailkeep.server.ingest.rows import Head
 from trailkeep.server.store import AppendTx, IdempotencyRecord, Store
 
 log = logging.getLogger(__name__)
@@ -260,18 +260,9 @@ class Ingest:
         self, tx: AppendTx, app_id: str, fresh: list[_Request], now: datetime
     ) -> Head:
         """Append the requests' entries and grow the tree; return the app's log after them."""
-        total = sum(len(r.entries) for r in fresh)
-        start, moment = tx.reserve(app_id, total, now)
-        cached = self._heads.get(app_id)
-        if cached is not None and cached.size == start:
-            frontier = cached.frontier
-        else:
-            frontier_ids = merkle.frontier(start)
-            known = tx.nodes(app_id, frontier_ids)
-            frontier = [known[node] for node in frontier_ids]
         groups = [request.entries for request in fresh]
-        built = build(app_id, groups, start, moment, frontier, tx.time_param(moment))
-        first = start
+        built = append_groups(tx, app_id, groups, now, self._heads.get(app_id))
+        first = built.start
         for request, stored in zip(fresh, built.stored, strict=True):
             request.result = Appended(stored, first)
             if request.idempotency is not None:
@@ -281,8 +272,6 @@ class Ingest:
                     IdempotencyRecord(request.idempotency.fingerprint, first, len(stored)),
                 )
             first += len(stored)
-        tx.insert(built.rows)
-        tx.extend_tree(app_id, built.written)
         return built.head
 
 

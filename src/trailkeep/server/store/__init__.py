@@ -1,11 +1,13 @@
 """Storage: the port that the rest of Trailkeep talks to, over SQLite or PostgreSQL."""
 
+from trailkeep.server.store.admin import AdminTx
 from trailkeep.server.store.append import EVENT_COLUMNS, AppendTx, EventRow
 from trailkeep.server.store.records import AppRecord, CheckpointRecord, IdempotencyRecord, KeyRecord
 from trailkeep.server.store.store import Store
 
 __all__ = [
     "EVENT_COLUMNS",
+    "AdminTx",
     "AppRecord",
     "AppendTx",
     "CheckpointRecord",

@@ -92,7 +92,8 @@ class AppendTx:
         self._sql = _STATEMENTS[connection.dialect.name]
         self._locked: set[str] = set()
 
-    def _lock(self, app_id: str) -> None:
+    def lock(self, app_id: str) -> None:
+        """Take the app's lock now (PostgreSQL; on SQLite the transaction holds it already)."""
         if not self._row_locks or app_id in self._locked:
             return
         driver_rows(self._c, self._sql["lock"], {"app": app_id})
@@ -167,7 +168,7 @@ class AppendTx:
         """The unexpired record of an earlier write with this idempotency key, if any."""
         # Under the app's lock: a key that another node is committing right now is seen once
         # it commits, rather than inserted twice.
-        self._lock(app_id)
+        self.lock(app_id)
         params = {"app": app_id, "key": key}
         rows = driver_rows(self._c, self._sql["find_key"], params)
         if not rows:

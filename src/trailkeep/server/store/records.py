@@ -23,6 +23,7 @@ class AppRecord:
     retention_days: int | None
     purge_horizon: int
     allowed_origins: tuple[str, ...]
+    erasure_approvals: int = 1
     secrets: SecretBox | None = field(default=None, repr=False, compare=False)
 
     @property

@@ -29,6 +29,8 @@ apps = Table(
     # Entries with seq below the horizon may have their content deleted; only retention raises it.
     Column("purge_horizon", BigInteger, nullable=False, server_default="0"),
     Column("allowed_origins", Text, nullable=False, server_default="[]"),
+    # How many distinct owners approve an erasure or a shortened retention: 1 or 2.
+    Column("erasure_approvals", SmallInteger, nullable=False, server_default="1"),
 )
 
 # The per-app counter row: taken under lock in every appending transaction, so seqs are gapless.
@@ -112,3 +114,19 @@ idempotency_keys = Table(
     Column("count", Integer, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, index=True),
 )
+
+# What is left of an entry whose content was erased (by retention or an erasure): its stub.
+# The row in `events` is deleted in the same transaction, which the database allows only once
+# the stub is here (0009's triggers). The leaf hash is the tree's, kept beside the stub so that
+# reads need not compute it from the tiles.
+erased_entries = Table(
+    "erased_entries",
+    metadata,
+    Column("app_id", String(64), primary_key=True),
+    Column("seq", BigInteger, primary_key=True),
+    Column("id", String(64), nullable=False),
+    Column("time", DateTime(timezone=True), nullable=False),
+    Column("leaf_hash", LargeBinary(32), nullable=False),
+    Column("erased_by", String(64), nullable=False),
+)
+Index("erased_entries_by_id", erased_entries.c.app_id, erased_entries.c.id, unique=True)

@@ -17,7 +17,8 @@ from trailkeep.log.query import Filters, GroupBy
 from trailkeep.log.record import IndexedFields, format_time
 from trailkeep.log.verify import StoredRow
 from trailkeep.server.secrets import SecretBox
-from trailkeep.server.store import pgtext, reads, schema, tree
+from trailkeep.server.store import pgtext, reads, schema, stubs, tree
+from trailkeep.server.store.admin import AdminTx
 from trailkeep.server.store.append import AppendTx, read_range, utc
 from trailkeep.server.store.driver import driver_rows, placeholder
 from trailkeep.server.store.engine import create_engines, migrate
@@ -35,7 +36,7 @@ def _app(row: Any, secrets: SecretBox | None) -> AppRecord:
         id=row.id, name=row.name, sealed_secret=row.session_secret,
         created_at=utc(row.created_at) or datetime.now(UTC), retention_days=row.retention_days,
         purge_horizon=row.purge_horizon, allowed_origins=tuple(json.loads(row.allowed_origins)),
-        secrets=secrets,
+        erasure_approvals=row.erasure_approvals, secrets=secrets,
     )  # fmt: skip
 
 
@@ -113,6 +114,22 @@ class Store:
         """One appending transaction; committed (durably) when the block exits cleanly."""
         with self.writer_engine.begin() as connection:
             yield AppendTx(connection)
+
+    @contextmanager
+    def admin_tx(self) -> Iterator[AdminTx]:
+        """An appending transaction that may also change settings and keys (governance)."""
+        with self.writer_engine.begin() as connection:
+            yield AdminTx(connection)
+
+    def checkpoint_wal(self) -> None:
+        """Copy SQLite's WAL into the database file and empty it (after erasing content)."""
+        if self.dialect != "sqlite":
+            return
+        with self.writer_engine.connect() as c:
+            # Outside a transaction: a checkpoint cannot run inside one.
+            raw = c.connection.driver_connection
+            assert raw is not None
+            raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
     # -- apps and keys -------------------------------------------------------------------
 
@@ -212,7 +229,7 @@ class Store:
         return int(size or 0)
 
     def get_entry(self, app_id: str, entry_id: str) -> bytes | None:
-        """One stored entry by id."""
+        """One stored entry by id: the entry, its stub if it was erased, or None."""
         if not self._storable(entry_id):
             return None
         events = schema.events
@@ -220,7 +237,7 @@ class Store:
             entry = c.execute(
                 select(events.c.entry).where(events.c.app_id == app_id, events.c.id == entry_id)
             ).scalar()
-        return None if entry is None else bytes(entry)
+            return stubs.by_id(c, app_id, entry_id) if entry is None else bytes(entry)
 
     def entries(self, app_id: str, seq: int, count: int) -> list[bytes]:
         """Entries [seq, seq + count) in seq order (erased ones are missing)."""
@@ -283,7 +300,11 @@ class Store:
     ) -> list[tuple[int, bytes]]:
         """A page of matching (seq, entry) pairs after the keyset position ``before``."""
         with self.reader_engine.connect() as c:
-            return reads.page(c, app_id, filters, before, limit, newest_first)
+            rows = reads.page(c, app_id, filters, before, limit, newest_first)
+            if not filters.on_time_only():
+                return rows
+            found = stubs.page(c, app_id, filters, before, limit, newest_first)
+        return stubs.merged(rows, found, limit, newest_first)
 
     def stats(
         self, app_id: str, filters: Filters, group_by: GroupBy

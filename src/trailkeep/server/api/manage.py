@@ -1,0 +1,188 @@
+"""Administering an app over HTTP: its settings and its keys, each change logged in its log."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import orjson
+from fastapi import APIRouter, Path
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from trailkeep.log.record import EntryError, parse_body
+from trailkeep.server.api.context import authenticate, caller_of, origin_of, read_body
+from trailkeep.server.api.errors import Problem
+from trailkeep.server.api.schemas import APP_ID_MAX, WRITE_PROBLEMS, AppId, json_body
+from trailkeep.server.api.services import Services, services
+from trailkeep.server.auth import Principal
+from trailkeep.server.governance import Forbidden, SettingsPatch, validate_patch
+from trailkeep.server.governance.administer import Done, NewKey
+from trailkeep.server.store import KeyRecord
+
+router = APIRouter(prefix="/v1/apps/{app_id}", tags=["manage"])
+
+#: A settings or key body is small; anything larger is refused before it is read.
+MANAGE_BODY_MAX = 65_536
+
+KeyId = Annotated[str, Path(description="The key's id (`key_...`).", max_length=64)]
+T = TypeVar("T")
+
+
+class KeyCreate(BaseModel):
+    """``POST /v1/apps/{app}/keys``: the new key's scopes (a subset of the creator's) and name."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    scopes: list[str] = Field(
+        min_length=1, max_length=3, description="events:write, events:read, manage"
+    )
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+def _json(value: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(value), status, media_type="application/json")
+
+
+def _entry(done: Done) -> dict[str, Any]:
+    # The entry that records the change, as it was appended (null when nothing changed).
+    return {"entry": None if done.entry is None else orjson.loads(done.entry)}
+
+
+def _key_json(key: KeyRecord) -> dict[str, Any]:
+    return {
+        "key_id": key.id, "scopes": sorted(key.scopes), "name": key.name,
+        "created_at": key.created_at.isoformat(),
+        "revoked_at": None if key.revoked_at is None else key.revoked_at.isoformat(),
+    }  # fmt: skip
+
+
+async def _manager(svc: Services, request: Request, app_id: str) -> Principal:
+    """An administrator of the app: a ``manage`` key or an owner's session; else 401/403."""
+    if len(app_id) > APP_ID_MAX:
+        raise Problem("invalid_request", f"app_id: at most {APP_ID_MAX} characters")
+    principal = await authenticate(svc, app_id, request.headers)
+    if not principal.can_manage():
+        raise Problem(
+            "forbidden", "managing the app needs a key with `manage` or an owner's session"
+        )
+    return principal
+
+
+async def _body(svc: Services, request: Request) -> Any:
+    # Changes count against the client's write limit, as every other write does.
+    verdict = await svc.limiter.hit(caller_of(svc, request).ip or "unknown")
+    request.state.extra_headers = verdict.headers
+    if not verdict.allowed:
+        raise Problem("rate_limited", "too many writes from this address; retry later")
+    raw = await read_body(request, request.headers.get("content-length"), MANAGE_BODY_MAX)
+    try:
+        return parse_body(raw)
+    except EntryError as exc:
+        raise Problem(exc.code, exc.detail) from None
+
+
+async def _run(svc: Services, app_id: str, job: Callable[[], T]) -> T:
+    """Run a governance change off the event loop; its entry makes the tree grow."""
+    try:
+        result = await asyncio.to_thread(job)
+    except LookupError:
+        raise Problem("not_found", "no such app or key") from None
+    except Forbidden as exc:
+        raise Problem(exc.code, exc.detail) from None
+    except EntryError as exc:
+        raise Problem(exc.code, exc.detail) from None
+    svc.checkpointer.mark({app_id})
+    svc.auth.forget(app_id)  # a revoked key or a changed origin counts at once on this node
+    return result
+
+
+@router.get("", summary="The app's settings", responses=WRITE_PROBLEMS)
+async def get_app(app_id: AppId, request: Request) -> Response:
+    """The app's settings, for a `manage` key or an owner's session."""
+    svc = services(request)
+    await _manager(svc, request, app_id)
+    try:
+        found = await asyncio.to_thread(svc.admin.settings, app_id)
+    except LookupError:
+        raise Problem("not_found", "no such app") from None
+    return _json({"app_id": app_id, **found})
+
+
+@router.patch(
+    "",
+    summary="Change the app's settings (logged as `app.settings.change`)",
+    responses=WRITE_PROBLEMS,
+    openapi_extra={"requestBody": json_body(SettingsPatch)},
+)
+async def patch_app(app_id: AppId, request: Request) -> Response:
+    """Change settings; the app's log records each change as `{path, old, new}`."""
+    svc = services(request)
+    principal = await _manager(svc, request, app_id)
+    try:
+        values = validate_patch(await _body(svc, request))
+    except EntryError as exc:
+        raise Problem(exc.code, exc.detail) from None
+    origin = origin_of(caller_of(svc, request), principal)
+    done = await _run(
+        svc, app_id, lambda: svc.admin.update_settings(app_id, values, principal.actor, origin)
+    )
+    return _json({"app_id": app_id, **done.result, **_entry(done)})
+
+
+@router.get("/keys", summary="The app's API keys (never their secrets)", responses=WRITE_PROBLEMS)
+async def list_keys(app_id: AppId, request: Request) -> Response:
+    """Every key of the app, revoked ones included."""
+    svc = services(request)
+    await _manager(svc, request, app_id)
+    keys = await asyncio.to_thread(svc.admin.keys, app_id)
+    return _json({"keys": [_key_json(key) for key in keys]})
+
+
+@router.post(
+    "/keys",
+    summary="Create an API key (shown once; logged as `key.create`)",
+    status_code=201,
+    responses=WRITE_PROBLEMS,
+    openapi_extra={"requestBody": json_body(KeyCreate)},
+)
+async def create_key(app_id: AppId, request: Request) -> Response:
+    """Create a key with some of the creator's scopes; the key is in this answer only."""
+    svc = services(request)
+    principal = await _manager(svc, request, app_id)
+    try:
+        wanted = KeyCreate.model_validate(await _body(svc, request))
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        raise Problem("invalid_request", f"{where}: {first['msg']}") from None
+    origin = origin_of(caller_of(svc, request), principal)
+    # A key lends only what it holds; an owner's session holds every scope.
+    held = principal.scopes if principal.key_id is not None else None
+    done = await _run(
+        svc,
+        app_id,
+        lambda: svc.admin.create_key(
+            app_id, wanted.scopes, wanted.name, principal.actor, origin, held=held
+        ),
+    )
+    made: NewKey = done.result
+    body = {"key_id": made.key_id, "key": made.key, "scopes": made.scopes, "name": made.name}
+    return _json({**body, **_entry(done)}, 201)
+
+
+@router.delete(
+    "/keys/{key_id}", summary="Revoke an API key (logged as `key.revoke`)", responses=WRITE_PROBLEMS
+)
+async def revoke_key(app_id: AppId, key_id: KeyId, request: Request) -> Response:
+    """Revoke a key: servers refuse it at once on this node, within seconds on the others."""
+    svc = services(request)
+    principal = await _manager(svc, request, app_id)
+    origin = origin_of(caller_of(svc, request), principal)
+    done = await _run(
+        svc, app_id, lambda: svc.admin.revoke_key(app_id, key_id, principal.actor, origin)
+    )
+    revoked: KeyRecord = done.result
+    return _json({**_key_json(revoked), "revoked": True, **_entry(done)})

@@ -1,0 +1,109 @@
+"""Retention: erase the content of entries older than an app keeps them, in bounded chunks.
+
+Each chunk is one transaction: it writes the stubs, raises the purge horizon, deletes the rows
+and appends the ``retention.purge`` entry that accounts for them (DESIGN §5), so a purge that
+dies midway leaves whole chunks behind it and resumes at the horizon. Between chunks the app's
+lock is released, so writes go on during a long purge.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+from trailkeep.log.record import (
+    RESERVED_ACTIONS,
+    Actor,
+    EventWrite,
+    Origin,
+    format_time,
+    prepare,
+)
+from trailkeep.server.ids import new_entry_id
+from trailkeep.server.ingest.commit import append_groups
+from trailkeep.server.store import Store
+
+log = logging.getLogger(__name__)
+
+#: The log's records of its own administration: retention never erases them, since they
+#: account for every stub that retention and erasure leave (and `verify` checks that they do).
+GOVERNANCE_ACTIONS: Final = RESERVED_ACTIONS
+#: Entries erased in one transaction: small enough that writes to the app wait only briefly.
+PURGE_CHUNK: Final = 5_000
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeReport:
+    """What a purge of one app did (or, in a dry run, would do)."""
+
+    app_id: str
+    cutoff: datetime
+    erased: int
+    chunks: int
+    entries: tuple[bytes, ...] = ()  # the retention.purge entries it appended
+
+
+def cutoff_of(retention_days: int | None, now: datetime) -> datetime | None:
+    """The moment before which an app's entries have outlived their retention; None: forever."""
+    return None if retention_days is None else now - timedelta(days=retention_days)
+
+
+class Retention:
+    """Purges apps' logs down to their retention, logging each chunk in the app's log."""
+
+    def __init__(
+        self, store: Store, metadata_max_bytes: int = 10_240, chunk: int = PURGE_CHUNK
+    ) -> None:
+        self._store = store
+        self._max = metadata_max_bytes
+        self._chunk = chunk
+
+    def purge(
+        self, app_id: str, cutoff: datetime, by: Actor, origin: Origin, *, dry_run: bool = False
+    ) -> PurgeReport:
+        """Erase the content of the app's entries older than ``cutoff`` that nothing keeps."""
+        if dry_run:
+            with self._store.admin_tx() as tx:
+                if tx.settings(app_id) is None:
+                    raise LookupError(app_id)
+                count = tx.purgeable(app_id, cutoff, GOVERNANCE_ACTIONS)
+            return PurgeReport(app_id, cutoff, count, 0)
+        erased, entries = 0, []
+        while True:
+            with self._store.admin_tx() as tx:
+                if tx.settings(app_id) is None:
+                    raise LookupError(app_id)
+                chunk = tx.purge(app_id, cutoff, self._chunk, GOVERNANCE_ACTIONS)
+                if chunk is None:
+                    break
+                if not chunk.erased:
+                    continue  # only the log's own records were that old: nothing to account for
+                event = EventWrite(
+                    action="retention.purge", target_type="app", target_id=app_id,
+                    metadata={"from_seq": chunk.from_seq, "to_seq": chunk.to_seq,
+                              "erased": chunk.erased, "cutoff": format_time(cutoff)},
+                )  # fmt: skip
+                pending = prepare(
+                    app_id, new_entry_id(), event, by, origin, self._max, kind="admin"
+                )
+                built = append_groups(tx, app_id, [[pending]], datetime.now(UTC))
+            erased += chunk.erased
+            entries.append(built.stored[0][0])
+        if entries:
+            self._store.checkpoint_wal()
+        return PurgeReport(app_id, cutoff, erased, len(entries), tuple(entries))
+
+    def run(self, now: datetime, by: Actor, origin: Origin) -> list[PurgeReport]:
+        """Purge every app that keeps its entries for a limited time; one failure stops none."""
+        reports = []
+        for app in self._store.list_apps():
+            cutoff = cutoff_of(app.retention_days, now)
+            if cutoff is None:
+                continue
+            try:
+                reports.append(self.purge(app.id, cutoff, by, origin))
+            except Exception:
+                log.exception("the purge of %s failed; it runs again at the next interval", app.id)
+        return reports

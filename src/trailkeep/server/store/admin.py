@@ -1,0 +1,164 @@
+"""The administering transaction: an app's settings and keys change with their log entry.
+
+Governance changes an app and appends the entry that records the change in one transaction, so
+the log never shows a change that did not happen, nor misses one that did. The app's lock (as
+``AppendTx`` takes it) is taken first: two administrators changing one app take turns, and each
+reads the settings the other committed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+
+from trailkeep.log.verify.entries import SUFFIX_AT
+from trailkeep.server.store import schema
+from trailkeep.server.store.append import AppendTx, utc
+from trailkeep.server.store.records import KeyRecord
+
+#: The settings an administrator may change, as the ``apps`` table names them.
+SETTINGS = ("retention_days", "allowed_origins", "erasure_approvals")
+
+
+@dataclass(frozen=True, slots=True)
+class Purged:
+    """One chunk of a purge: the seqs it covered, and how many entries' content it erased."""
+
+    from_seq: int
+    to_seq: int  # inclusive
+    erased: int
+
+
+class AdminTx(AppendTx):
+    """An appending transaction that may also change an app's settings and its keys."""
+
+    def settings(self, app_id: str) -> dict[str, Any] | None:
+        """The app's settings under its lock, or None if there is no such app."""
+        self.lock(app_id)
+        apps = schema.apps
+        row = self._c.execute(
+            select(*(apps.c[name] for name in SETTINGS)).where(apps.c.id == app_id)
+        ).one_or_none()
+        if row is None:
+            return None
+        found = {str(name): value for name, value in row._asdict().items()}
+        found["allowed_origins"] = json.loads(found["allowed_origins"])
+        return found
+
+    def update_settings(self, app_id: str, values: Mapping[str, Any]) -> None:
+        """Store new values of :data:`SETTINGS` (the caller validated them)."""
+        stored = dict(values)
+        if "allowed_origins" in stored:
+            stored["allowed_origins"] = json.dumps(list(stored["allowed_origins"]))
+        self._c.execute(update(schema.apps).where(schema.apps.c.id == app_id).values(stored))
+
+    def insert_key(
+        self, key_id: str, app_id: str, secret_hash: bytes, scopes: Sequence[str], name: str | None
+    ) -> None:
+        """Store a new key's hash and scopes (never the key)."""
+        self._c.execute(
+            insert(schema.api_keys).values(
+                id=key_id, app_id=app_id, secret_hash=secret_hash,
+                scopes=" ".join(sorted(scopes)), name=name, created_at=datetime.now(UTC),
+            )
+        )  # fmt: skip
+
+    def key(self, app_id: str, key_id: str) -> KeyRecord | None:
+        """One of the app's keys (another app's key is None, as a missing one is)."""
+        keys = schema.api_keys
+        row = self._c.execute(
+            select(keys).where(keys.c.id == key_id, keys.c.app_id == app_id)
+        ).one_or_none()
+        if row is None:
+            return None
+        return KeyRecord(
+            id=row.id, app_id=row.app_id, secret_hash=bytes(row.secret_hash),
+            scopes=frozenset(row.scopes.split()), name=row.name,
+            created_at=utc(row.created_at) or datetime.now(UTC), revoked_at=utc(row.revoked_at),
+        )  # fmt: skip
+
+    def revoke_key(self, app_id: str, key_id: str) -> bool:
+        """Revoke one of the app's keys; False if it is not the app's or was revoked already."""
+        keys = schema.api_keys
+        result = self._c.execute(
+            update(keys)
+            .where(keys.c.id == key_id, keys.c.app_id == app_id, keys.c.revoked_at.is_(None))
+            .values(revoked_at=datetime.now(UTC))
+        )
+        return result.rowcount == 1
+
+    def purge_horizon(self, app_id: str) -> int:
+        """The app's purge horizon: entries below it may have had their content erased."""
+        apps = schema.apps
+        return int(
+            self._c.execute(select(apps.c.purge_horizon).where(apps.c.id == app_id)).scalar_one()
+        )
+
+    def purge(
+        self, app_id: str, cutoff: datetime, limit: int, kept: frozenset[str]
+    ) -> Purged | None:
+        """Erase the content of up to ``limit`` entries older than ``cutoff``, from the horizon.
+
+        Entries whose action is in ``kept`` (the log's own governance records) keep their
+        content. Entry times never decrease along seqs, so what is older than the cutoff is a
+        run of seqs from the horizon: the horizon rises to the end of the run, and the database
+        lets the rows below it go once their stubs are written. None when nothing is older.
+        """
+        self.lock(app_id)
+        horizon = self.purge_horizon(app_id)
+        events = schema.events
+        rows = self._c.execute(
+            select(events.c.seq, events.c.id, events.c.time, events.c.action, events.c.entry)
+            .where(events.c.app_id == app_id, events.c.seq >= horizon, events.c.time < cutoff)
+            .order_by(events.c.seq)
+            .limit(limit)
+        ).all()
+        if not rows:
+            return None
+        gone = [row for row in rows if row.action not in kept]
+        chunk = Purged(rows[0].seq, rows[-1].seq, len(gone))
+        if gone:
+            self._c.execute(
+                insert(schema.erased_entries),
+                [
+                    {"app_id": app_id, "seq": row.seq, "id": row.id, "time": row.time,
+                     "leaf_hash": bytes.fromhex(bytes(row.entry)[SUFFIX_AT + 14 : -2].decode()),
+                     "erased_by": "retention"}
+                    for row in gone
+                ],
+            )  # fmt: skip
+        apps = schema.apps
+        self._c.execute(
+            update(apps).where(apps.c.id == app_id).values(purge_horizon=chunk.to_seq + 1)
+        )
+        if gone:
+            self._c.execute(
+                delete(events).where(
+                    events.c.app_id == app_id,
+                    events.c.seq.in_([row.seq for row in gone]),
+                )
+            )
+        # A retry's record would point at entries that are no longer there.
+        keys = schema.idempotency_keys
+        self._c.execute(delete(keys).where(keys.c.app_id == app_id, keys.c.seq <= chunk.to_seq))
+        return chunk
+
+    def purgeable(self, app_id: str, cutoff: datetime, kept: frozenset[str]) -> int:
+        """How many entries a purge up to ``cutoff`` would erase now (a dry run)."""
+        events = schema.events
+        horizon = self.purge_horizon(app_id)
+        return int(
+            self._c.execute(
+                select(func.count())
+                .select_from(events)
+                .where(
+                    events.c.app_id == app_id, events.c.seq >= horizon, events.c.time < cutoff,
+                    events.c.action.not_in(sorted(kept)),
+                )
+            ).scalar_one()
+        )  # fmt: skip
