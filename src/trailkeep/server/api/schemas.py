@@ -127,6 +127,9 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
         401: "unauthenticated",
         403: "forbidden",
         404: "not_found",
+        # Answered with Retry-After: the writer is restarting, or the database cannot take
+        # the request just now (disk full, PostgreSQL restarting); nothing was stored.
+        503: "unavailable or storage_unavailable, with Retry-After",
     }.items()
 }
 WRITE_PROBLEMS: dict[int | str, dict[str, Any]] = {
