@@ -132,18 +132,37 @@ class PostgresCluster:
             "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8",
             "--locale-provider=icu", "--icu-locale=en", "--no-sync",
         )  # fmt: skip
-        options = " ".join([
+        self.start_server()
+        return self
+
+    def _options(self) -> str:
+        return " ".join([
             f"-p {self.port}", f"-k {self.root}", "-c listen_addresses=127.0.0.1",
             "-c max_connections=400", "-c shared_buffers=128MB", "-c log_min_messages=warning",
             "-c log_min_error_statement=panic",
             # Tests do not survive power loss; a benchmark of durable writes must.
             *([] if self.durable else ["-c fsync=off", "-c full_page_writes=off"]),
         ])  # fmt: skip
+
+    def start_server(self) -> None:
+        """Start the (initialised) cluster's server and wait until it takes connections."""
         self._run(
             str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log),
-            "-o", options, "-w", "-t", "60", "start",
+            "-o", self._options(), "-w", "-t", "60", "start",
         )  # fmt: skip
-        return self
+
+    def stop_server(self, mode: str = "fast") -> None:
+        """Stop the server (``fast``: roll back open transactions, disconnect every client)."""
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def restart(self, mode: str = "fast") -> None:
+        """`pg_ctl restart -m fast`: what an operator's restart does to connected clients."""
+        # The log file and options again: pg_ctl's child keeps them, and output to our pipe
+        # would keep subprocess.run waiting for as long as the server runs.
+        self._run(
+            str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log),
+            "-o", self._options(), "-m", mode, "-w", "-t", "60", "restart",
+        )  # fmt: skip
 
     def stop(self) -> None:
         """Stop the server and remove the cluster."""
