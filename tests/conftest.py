@@ -46,6 +46,7 @@ ONE_WORKER_MODULES = frozenset({
     "tests/faults/test_disk_full.py",
     "tests/faults/test_kill.py",
     "tests/faults/test_postgres_restart.py",  # a cluster of its own, restarted
+    "tests/faults/test_schemathesis.py",  # one server for every operation
     "tests/integration/test_multinode.py",  # three nodes on one database
     "tests/integration/test_postgres.py",  # a server keeping five months of partitions ahead
     "tests/integration/test_verify_cli.py",  # a stopped server's files and database
