@@ -54,10 +54,10 @@ def test_repeated_kill_9_loses_no_acknowledged_entry(fresh_server: Server, targe
                 os.kill(old, signal.SIGKILL)
                 # The server replaces it by itself, and stays up all along.
                 wait_until(lambda old=old: not alive(old), 30, "the killed writer to be gone")
+                assert srv.proc is not None
                 wait_until(
-                    lambda old=old: any(
-                        pid != old and "ingest.process" in cmd
-                        for pid, cmd in children(srv.proc.pid)  # type: ignore[union-attr]
+                    lambda old=old, server=srv.proc.pid: any(
+                        pid != old and "ingest.process" in cmd for pid, cmd in children(server)
                     ),
                     60,
                     "the server to start another writer",
