@@ -67,9 +67,10 @@ def storage_unavailable(reason: str) -> Problem:
     """The 503 for a request the database could not serve just now (disk full, restarting)."""
     # Nothing was acknowledged; the same request succeeds once space or the server is back,
     # and the writer tries again by itself (server/store/errors.py says which errors these are).
+    # A connection lost during COMMIT may hide a commit: the Idempotency-Key finds it.
     return Problem(
         "storage_unavailable",
-        f"{reason}; nothing was stored, retry shortly (with the same Idempotency-Key)",
+        f"{reason}; retry shortly (with the same Idempotency-Key)",
         {"Retry-After": "1"},
     )
 
