@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 
 from tests.faults.load import STRESS, Writers, check_survivors, scaled, wait_until
 from tests.integration.http_api import events_url, expect_status
+from tests.pg import PostgresCluster, RedisServer
 from tests.servers import Server
 
 pytestmark = pytest.mark.timeout(600 if STRESS else 180)
@@ -28,6 +30,9 @@ THREADS = 6
 # commit: SQLite copies it back only at 32 MiB, WAL_AUTOCHECKPOINT_PAGES), so that the filler,
 # not the log, decides when the disk is full: 1 round writes about 8 MiB, 5 rounds past 32 MiB.
 SIZE = "16m" if not STRESS else "96m"
+# A cluster's files: about 40 MiB after initdb, plus WAL segments of 16 MiB, which it keeps few.
+PG_SIZE = "160m"
+PG_SETTINGS = ("min_wal_size=32MB", "max_wal_size=64MB")
 
 
 @contextlib.contextmanager
@@ -107,3 +112,62 @@ def test_a_full_disk_answers_503_loses_nothing_and_writes_resume_when_space_retu
             assert "Traceback" not in srv.log.read_text()
         finally:
             srv.stop()
+
+
+@pytest.mark.postgres
+def test_postgres_on_a_full_disk_answers_503_and_writes_resume_when_space_returns(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """The same on PostgreSQL: its files (data and WAL) on a tmpfs that fills under load.
+
+    PostgreSQL refuses to extend a table (``53100 disk_full``) or, when its WAL cannot grow,
+    stops its backends and recovers; either way a write is refused 503. Should the server have
+    stopped itself, it is started again once there is room, as an operator would: the node
+    itself is never restarted.
+    """
+    # Under the cluster's own directory: the unprivileged user it runs as cannot enter tmp_path.
+    cluster = PostgresCluster(settings=PG_SETTINGS)
+    with small_filesystem(cluster.root / "disk", PG_SIZE) as disk:
+        cluster.data = disk / "data"
+        try:
+            cluster.start()
+            database = cluster.database()
+            srv = Server(
+                tmp_path / "node",
+                {"TRAILKEEP_DATABASE_URL": database.service_url,
+                 "TRAILKEEP_REDIS_URL": redis_server.url()},
+            )  # fmt: skip
+            srv.owner_url = database.owner_url
+            try:
+                srv.start()
+                tenant = srv.new_app("postgres disk full")
+                with Writers([srv], tenant, THREADS) as writers:
+                    for _ in range(scaled(1, 3)):
+                        writers.wait_for_acks(200)
+                        filler = disk / "filler"
+                        assert fill(filler) > 0
+                        seen = writers.unavailable_count()
+                        wait_until(
+                            lambda seen=seen: (
+                                writers.unavailable_count() >= seen + 20 or bool(writers.refused)
+                            ),
+                            90,
+                            "writes refused with 503 on PostgreSQL's full disk",
+                        )
+                        assert writers.refused == [], writers.refused[:3]
+                        filler.unlink()
+                        if not cluster.running():
+                            cluster.start_server()
+                        writers.wait_for_acks(200, within=90)
+                assert writers.refused == [], writers.refused[:3]
+                for response in writers.unavailable:
+                    assert response.json()["code"] == "storage_unavailable", response.text
+                    assert int(response.headers["Retry-After"]) >= 1
+                assert srv.proc is not None
+                assert srv.proc.poll() is None
+                check_survivors(srv, tenant, dict(writers.acked), THREADS)
+            finally:
+                srv.stop()
+        finally:
+            cluster.stop()
+    shutil.rmtree(cluster.root, ignore_errors=True)  # the mount point is left after unmounting

@@ -58,7 +58,8 @@ def test_a_refused_postgres_connection_is_an_outage() -> None:
 @pytest.mark.parametrize(
     ("sqlstate", "expected"),
     [
-        ("53100", "PostgreSQL is out of a resource (disk, memory or connections)"),  # disk_full
+        ("53100", "PostgreSQL's disk is full"),  # disk_full
+        ("53300", "PostgreSQL is out of a resource (disk, memory or connections)"),
         ("57P01", "PostgreSQL is shutting down or restarting"),  # admin_shutdown
         ("57P03", "PostgreSQL is shutting down or restarting"),  # cannot_connect_now
         ("08006", "the connection to PostgreSQL failed"),  # connection_failure

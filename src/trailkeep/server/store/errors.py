@@ -37,7 +37,10 @@ _PG_CLASSES = {
     "53": "PostgreSQL is out of a resource (disk, memory or connections)",  # insufficient_resources
     "57": "PostgreSQL is shutting down or restarting",  # operator_intervention (57P01-57P05)
 }
-_PG_NOT_OUTAGES = {"57014"}  # query_canceled: a statement timeout is not the server going away
+_PG_CODES = {
+    "53100": "PostgreSQL's disk is full",  # disk_full: a table or index could not grow
+    "57014": None,  # query_canceled: a statement timeout is not the server going away
+}
 
 
 class StorageUnavailable(Exception):
@@ -75,8 +78,8 @@ def _one(exc: BaseException) -> str | None:
             # it closed), never the server refusing the statement.
             lost = isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
             return _PG_CLASSES["08"] if lost else None
-        if state in _PG_NOT_OUTAGES:
-            return None
+        if state in _PG_CODES:
+            return _PG_CODES[state]
         return _PG_CLASSES.get(state[:2])
     if isinstance(exc, OSError):
         return _OS_OUTAGES.get(exc.errno) if exc.errno is not None else None
