@@ -32,7 +32,7 @@ from tests.servers import Server
 
 pytestmark = pytest.mark.timeout(1800 if STRESS else 180)
 
-EXAMPLES = scaled(15, 400)
+EXAMPLES = scaled(10, 200)
 MODES = (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE)
 
 
