@@ -64,10 +64,18 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
         srv.stop()
 
 
-def _run(api: Api, operation: Any, who: str, mode: schemathesis.GenerationMode) -> list[str]:
-    """Call ``operation`` with ``EXAMPLES`` generated requests; the distinct failures."""
+def _run(
+    api: Api,
+    operation: Any,
+    who: str,
+    mode: schemathesis.GenerationMode,
+    statuses: collections.Counter[tuple[str, str, int]],
+) -> list[str]:
+    """Call ``operation`` with ``EXAMPLES`` generated requests; the distinct failures.
+
+    Counts each answer's status in ``statuses``, by operation and caller.
+    """
     failures: dict[str, str] = {}
-    statuses: collections.Counter[int] = collections.Counter()
     headers = {"Authorization": f"Bearer {api.callers[who]}"}
 
     @given(case=operation.as_strategy(generation_mode=mode), real_entry=st.booleans())
@@ -98,7 +106,7 @@ def _run(api: Api, operation: Any, who: str, mode: schemathesis.GenerationMode) 
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             failures.setdefault(first, str(exc)[:2000])
             return
-        statuses[response.status_code] += 1
+        statuses[operation.label, who, response.status_code] += 1
 
     try:
         check()
@@ -114,18 +122,18 @@ def test_no_5xx_and_no_response_schema_violation(api: Api) -> None:
     labels = {op.label for op in operations}
     # The document lists what the server serves: the write and read routes are there.
     assert {"POST /v1/apps/{app_id}/events", "GET /v1/apps/{app_id}/events"} <= labels, labels
+    statuses: collections.Counter[tuple[str, str, int]] = collections.Counter()
     failures = [
         failure
         for operation in operations
         for who in api.callers
         for mode in MODES
-        for failure in _run(api, operation, who, mode)
+        for failure in _run(api, operation, who, mode, statuses)
     ]
     assert failures == [], "\n\n".join(failures[:5])
-    # The callers were real: their generated writes and reads got through to the log.
-    with api.server.client(api.callers["read_key"]) as reader:
-        listed = reader.get(f"/v1/apps/{api.app_id}/events", params={"limit": 100}).json()
-    actors = {entry["actor"]["type"] for entry in listed["data"]}
-    assert "user" in actors  # written with the session, or its reads recorded
-    assert "api_key" in actors
-    assert len(listed["data"]) > 20  # more than the entries the fixture wrote
+    # The callers were real: their generated requests got past the credential into the log.
+    write, read = "POST /v1/apps/{app_id}/events", "GET /v1/apps/{app_id}/events"
+    assert statuses[write, "write_key", 201] > 0, statuses
+    assert statuses[write, "session", 201] > 0, statuses
+    assert statuses[read, "read_key", 200] > 0, statuses
+    assert statuses[read, "session", 200] > 0, statuses
