@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck test-unit test-integration bench bench-smoke lock system-deps clean
+.PHONY: install run test stress lint typecheck test-unit test-integration bench bench-smoke lock system-deps clean
 
 install: $(STAMP)
 
@@ -40,6 +40,12 @@ TEST_WORKERS ?= 2
 
 test: install system-deps lint typecheck
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup
+
+# The fault suite's long variants (tests/faults/, docs/security.md "Fault suite"): more rounds of
+# kill -9, disk full and PostgreSQL restarts, more load per round, and far more schemathesis
+# examples. One worker: the faults are the load, and two at once would measure the machine.
+stress: install system-deps
+	TRAILKEEP_STRESS=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/faults
 
 bench: install system-deps
 	command -v wrk >/dev/null || WITH_BENCH=1 bash scripts/install-system-deps.sh

@@ -42,6 +42,11 @@ def pytest_configure(config: pytest.Config) -> None:
 # serve`): under `--dist loadgroup` one pytest-xdist worker runs all of such a module's tests,
 # so those servers start once; every other test goes to whichever worker is free.
 ONE_WORKER_MODULES = frozenset({
+    # The fault suite: each module's rounds of load and faults on one worker, one at a time.
+    "tests/faults/test_disk_full.py",
+    "tests/faults/test_kill.py",
+    "tests/faults/test_postgres_restart.py",  # a cluster of its own, restarted
+    "tests/faults/test_schemathesis.py",  # one server for every operation
     "tests/integration/test_multinode.py",  # three nodes on one database
     "tests/integration/test_postgres.py",  # a server keeping five months of partitions ahead
     "tests/integration/test_verify_cli.py",  # a stopped server's files and database

@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,12 +102,14 @@ class PgDatabase:
 class PostgresCluster:
     """A throwaway PostgreSQL cluster in a temporary directory."""
 
-    def __init__(self, *, durable: bool = False) -> None:
+    def __init__(self, *, durable: bool = False, settings: Sequence[str] = ()) -> None:
         self.durable = durable
         self.bindir = pg_bindir()
         self.user = _run_as()
         self.root = Path(tempfile.mkdtemp(prefix="trailkeep-pg-"))
+        # A test may move it (before `start`) to a file system of its own under `root`.
         self.data = self.root / "data"
+        self.settings = tuple(settings)  # more `-c name=value` server settings
         self.port = free_port()
         self.log = self.root / "server.log"
         self.admin_url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
@@ -127,23 +129,53 @@ class PostgresCluster:
         if self.user:
             shutil.chown(self.root, self.user)
             self.root.chmod(0o700)
+            if self.data.parent != self.root:
+                shutil.chown(self.data.parent, self.user)
         self._run(
             str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres",
             "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8",
             "--locale-provider=icu", "--icu-locale=en", "--no-sync",
         )  # fmt: skip
-        options = " ".join([
+        self.start_server()
+        return self
+
+    def _options(self) -> str:
+        return " ".join([
             f"-p {self.port}", f"-k {self.root}", "-c listen_addresses=127.0.0.1",
             "-c max_connections=400", "-c shared_buffers=128MB", "-c log_min_messages=warning",
             "-c log_min_error_statement=panic",
             # Tests do not survive power loss; a benchmark of durable writes must.
             *([] if self.durable else ["-c fsync=off", "-c full_page_writes=off"]),
+            *(f"-c {setting}" for setting in self.settings),
         ])  # fmt: skip
+
+    def start_server(self) -> None:
+        """Start the (initialised) cluster's server and wait until it takes connections."""
         self._run(
             str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log),
-            "-o", options, "-w", "-t", "60", "start",
+            "-o", self._options(), "-w", "-t", "60", "start",
         )  # fmt: skip
-        return self
+
+    def stop_server(self, mode: str = "fast") -> None:
+        """Stop the server (``fast``: roll back open transactions, disconnect every client)."""
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def restart(self, mode: str = "fast") -> None:
+        """`pg_ctl restart -m fast`: what an operator's restart does to connected clients."""
+        # The log file and options again: pg_ctl's child keeps them, and output to our pipe
+        # would keep subprocess.run waiting for as long as the server runs.
+        self._run(
+            str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log),
+            "-o", self._options(), "-m", mode, "-w", "-t", "60", "restart",
+        )  # fmt: skip
+
+    def running(self) -> bool:
+        """Whether the cluster's server runs (it stops itself after a failed crash recovery)."""
+        status = subprocess.run(
+            _command(self.user, str(self.bindir / "pg_ctl"), "-D", str(self.data), "status"),
+            capture_output=True, cwd=self.root, timeout=60, check=False,
+        )  # fmt: skip
+        return status.returncode == 0
 
     def stop(self) -> None:
         """Stop the server and remove the cluster."""

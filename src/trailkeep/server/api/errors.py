@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from http import HTTPStatus
 from typing import Final
 
 import orjson
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
+
+from trailkeep.server.store.errors import StorageUnavailable, outage
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +35,7 @@ STATUS: Final[dict[str, int]] = {
     "too_many_exports": 429,
     "internal_error": 500,
     "unavailable": 503,
+    "storage_unavailable": 503,
 }
 _BY_STATUS: Final = {
     400: "invalid_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
@@ -59,6 +65,23 @@ def unavailable(reason: str) -> Problem:
         f"{reason}; retry shortly (with the same Idempotency-Key)",
         {"Retry-After": "1"},
     )
+
+
+def storage_unavailable(reason: str) -> Problem:
+    """The 503 for a request the database could not serve just now (disk full, restarting)."""
+    # Nothing was acknowledged; the same request succeeds once space or the server is back,
+    # and the writer tries again by itself (server/store/errors.py says which errors these are).
+    # A connection lost during COMMIT may hide a commit: the Idempotency-Key finds it.
+    return Problem(
+        "storage_unavailable",
+        f"{reason}; retry shortly (with the same Idempotency-Key)",
+        {"Retry-After": "1"},
+    )
+
+
+#: What a storage error can be raised as: SQLAlchemy's wrapper, or the driver's own error from
+#: a raw cursor (store/driver.py), or the file system's.
+STORAGE_ERRORS: Final = (StorageUnavailable, DBAPIError, sqlite3.Error, psycopg.Error, OSError)
 
 
 def problem_response(
@@ -111,7 +134,22 @@ def install(app: FastAPI) -> None:
             detail = f"{request.method} is not allowed here: the audit log is append-only"
         return problem_response(code, detail, request.url.path, dict(exc.headers or {}))
 
+    async def _storage(request: Request, exc: Exception) -> Response:
+        reason = outage(exc)
+        if reason is None:
+            return await _unexpected(request, exc)
+        log.warning("storage unavailable on %s %s: %s", request.method, request.url.path, exc)
+        return await _problem(request, storage_unavailable(reason))
+
+    # Handlers of their own (not only inside the catch-all below): the write fast path answers
+    # an exception by its class's handler and leaves `Exception` to the server-error middleware,
+    # which would log an outage as a crash.
+    for kind in STORAGE_ERRORS:
+        app.add_exception_handler(kind, _storage)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
+        if outage(exc) is not None:
+            return await _storage(request, exc)
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem_response("internal_error", "an unexpected error; it was logged", "")

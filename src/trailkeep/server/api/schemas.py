@@ -143,6 +143,9 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
         401: "unauthenticated",
         403: "forbidden",
         404: "not_found",
+        # Answered with Retry-After: the writer is restarting, or the database cannot take
+        # the request just now (disk full, PostgreSQL restarting); nothing was acknowledged.
+        503: "unavailable or storage_unavailable, with Retry-After",
     }.items()
 }
 _UNAVAILABLE: Final = {

@@ -20,6 +20,7 @@ from trailkeep.log import merkle
 from trailkeep.log.notes import Checkpoint, NoteSigner
 from trailkeep.server.files import read_or_create
 from trailkeep.server.store import CheckpointRecord, Store
+from trailkeep.server.store.errors import outage
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +86,15 @@ class Checkpointer:
             for app_id in sorted(apps):
                 try:
                     await asyncio.to_thread(self.latest, app_id, 0.0)
-                except Exception:
-                    log.exception("could not sign a checkpoint for %s", app_id)
+                except Exception as exc:
+                    reason = outage(exc)
+                    if reason is None:
+                        log.exception("could not sign a checkpoint for %s", app_id)
+                        continue
+                    # The database will be back (disk full, restarting): try again at the next
+                    # interval rather than leave the grown tree unsigned until the next write.
+                    log.warning("could not sign a checkpoint for %s: %s", app_id, reason)
+                    self.mark({app_id})
             signed, self._signed = self._signed, asyncio.Event()
             signed.set()
             await asyncio.sleep(MIN_INTERVAL_SECONDS)

@@ -43,6 +43,7 @@ from trailkeep.server.ingest.writer import (
     WriterUnavailable,
 )
 from trailkeep.server.store import Store
+from trailkeep.server.store.errors import StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +211,8 @@ class WriterProcess:
             future.set_result(Appended(entries, first_seq, replayed))
         elif kind == "conflict":
             future.set_exception(IdempotencyConflict(message[2]))
+        elif kind == "unavailable":
+            future.set_exception(StorageUnavailable(message[2]))
         else:
             future.set_exception(RuntimeError(f"append failed in the writer process: {message[2]}"))
 
@@ -249,6 +252,8 @@ async def _serve(sock: socket.socket) -> None:
             done = await ingest.append(app_id, [PendingEntry(*row) for row in rows], idempotency)
         except IdempotencyConflict as exc:
             reply: tuple[Any, ...] = ("conflict", request_id, str(exc))
+        except StorageUnavailable as exc:
+            reply = ("unavailable", request_id, str(exc))
         except Exception as exc:
             reply = ("failed", request_id, f"{type(exc).__name__}: {exc}")
         else:

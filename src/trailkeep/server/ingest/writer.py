@@ -22,6 +22,7 @@ from trailkeep.log.record import PendingEntry
 from trailkeep.server.ingest.commit import append_groups
 from trailkeep.server.ingest.rows import Head
 from trailkeep.server.store import AppendTx, IdempotencyRecord, Store
+from trailkeep.server.store.errors import StorageUnavailable, outage
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +199,16 @@ class Ingest:
         try:
             self._commit(batch)
         except Exception as exc:
+            reason = outage(exc)
+            if reason is not None:
+                # The disk or the database, not a request: each alone would fail the same way.
+                # None of them is acknowledged: each caller gets a 503 and retries (with its
+                # Idempotency-Key, which finds a commit a lost connection hid). The next batch
+                # tries the database again: that is how the writer recovers, without a restart.
+                log.warning("append failed, storage unavailable (%s): %s", reason, exc)
+                for request in batch:
+                    request.result = StorageUnavailable(reason)
+                return
             if len(batch) == 1:
                 log.warning("append failed: %s", exc)
                 batch[0].result = exc
