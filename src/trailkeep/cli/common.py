@@ -155,6 +155,7 @@ def administer(
     from trailkeep.server.ingest.checkpointer import Checkpointer, load_signer
 
     settings = settings_from(data_dir=data_dir, database_url=database_url)
+    require_database(settings)
     store = store_of(settings)
     size = store.log_size(app_id) if store.get_app(app_id) is not None else 0
     acting = Operator(
