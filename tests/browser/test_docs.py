@@ -75,7 +75,11 @@ def test_every_example_in_the_guide_runs(
     assert errors == []
 
     with server.client(app.key) as client:
-        entries = list_all(client, app.app_id, {})
+        # The guide's `apps update` is the operator's change, logged as an admin entry.
+        entries = list_all(client, app.app_id, {"kind": "user"})
+        (change,) = list_all(client, app.app_id, {"kind": "admin"})
+    assert change["action"] == "app.settings.change"
+    assert change["actor"]["type"] == "operator"
     assert sorted(e["action"] for e in entries) == sorted([
         "order.refund", "order.refund", "settings.email.change", "session.refresh.check",
         "user.invite", "user.role.change",

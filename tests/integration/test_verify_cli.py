@@ -447,11 +447,11 @@ def test_local_verify_names_an_index_column_that_disagrees_with_its_entry(
     failed(result, r"\bseq 4\b", f"indexed column {column}")
 
 
-def test_local_verify_names_a_stub_no_record_accounts_for(saved: Saved) -> None:
+def test_local_verify_names_an_entry_deleted_around_trailkeep(saved: Saved) -> None:
     # Below a raised purge horizon, with the triggers dropped, an entry's row was deleted
-    # around Trailkeep: no retention.purge or erasure.done entry explains the stub.
+    # around Trailkeep: no stub records its erasure, and no record of the log explains it.
     with restored(saved):
         with database(saved) as db:
             db.execute("UPDATE apps SET purge_horizon = 5 WHERE id = ?", (saved.app_id,))
             db.execute("DELETE FROM events WHERE app_id = ? AND seq = 2", (saved.app_id,))
-        failed(saved.verify_app(), r"\bseq 2\b", "accounts for it")
+        failed(saved.verify_app(), r"\bseq 2\b", "no stub records its erasure")

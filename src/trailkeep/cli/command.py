@@ -13,6 +13,7 @@ from trailkeep.cli.common import SERVER_PACKAGES, CliError, cell, err
 from trailkeep.cli.events import events_cli
 from trailkeep.cli.purge import purge
 from trailkeep.cli.serve import migrate, serve
+from trailkeep.cli.subjects import erase_cli, holds_cli
 from trailkeep.cli.verify import verify
 
 if TYPE_CHECKING:
@@ -52,6 +53,8 @@ app.add_typer(sessions_cli, name="sessions")
 app.add_typer(events_cli, name="events")
 app.command()(verify)
 app.command()(purge)
+app.add_typer(holds_cli, name="holds")
+app.add_typer(erase_cli, name="erase")
 
 
 def command() -> Command:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from trailkeep.log.record import Actor, Origin
     from trailkeep.server.governance.administer import Administrator
     from trailkeep.server.governance.retention import Retention
+    from trailkeep.server.governance.subjects import Subjects
     from trailkeep.server.settings import Settings
     from trailkeep.server.store import Store
 
@@ -134,6 +135,7 @@ class Operator:
     origin: Origin
     admin: Administrator
     retention: Retention
+    subjects: Subjects
 
 
 def administer(
@@ -149,9 +151,11 @@ def administer(
     from trailkeep.log.record import EntryError, Origin
     from trailkeep.server.governance import Administrator, Forbidden, operator
     from trailkeep.server.governance.retention import Retention
+    from trailkeep.server.governance.subjects import Conflict, Subjects
     from trailkeep.server.ingest.checkpointer import Checkpointer, load_signer
 
     settings = settings_from(data_dir=data_dir, database_url=database_url)
+    require_database(settings)
     store = store_of(settings)
     size = store.log_size(app_id) if store.get_app(app_id) is not None else 0
     acting = Operator(
@@ -159,12 +163,13 @@ def administer(
         Origin(ip=None, user_agent=f"trailkeep-cli/{__version__}"),
         Administrator(store, settings.metadata_max_bytes),
         Retention(store, settings.metadata_max_bytes),
+        Subjects(store, settings.metadata_max_bytes),
     )
     try:
         done = job(acting)
     except LookupError:
-        raise CliError(f"no app {app_id!r} (or no such key of it)") from None
-    except (Forbidden, EntryError) as exc:
+        raise CliError(f"no app {app_id!r}, or nothing of that id in it") from None
+    except (Forbidden, Conflict, EntryError) as exc:
         raise CliError(exc.detail) from None
     if store.log_size(app_id) == size:
         return done

@@ -52,10 +52,10 @@ def serve(
     settings = settings_from(**given)
     # Every check that can fail comes before anything is made (data folder, keys, database):
     # a mistyped option leaves nothing behind, and says what is wrong in one line.
-    _check_port(host, port)
-    require_reachable(settings)
     if workers > 1:
         _check_workers(settings)
+    _check_port(host, port)
+    require_reachable(settings)
     if demo or settings.demo_app:
         store = store_of(settings)
         made = provision.demo_app(store, settings.data_dir)

@@ -44,3 +44,8 @@ def new_entry_id() -> str:
     random page of that index, and slow inserts down as the log grows.
     """
     return f"evt_{time.time_ns() // 1_000_000:012x}{_random.take(16).hex()}"
+
+
+def new_id(prefix: str) -> str:
+    """An opaque id of a governance record, such as ``hold_…`` or ``era_…``: 96 random bits."""
+    return f"{prefix}_{_random.take(12).hex()}"

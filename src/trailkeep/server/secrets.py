@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import os
 from pathlib import Path
 from typing import Final
@@ -39,13 +40,15 @@ def _unb64(text: str) -> bytes:
 class SecretBox:
     """Seals and opens the secrets a database keeps, with one AES-256-GCM key."""
 
-    __slots__ = ("_aead", "key_id")
+    __slots__ = ("_aead", "_mac_key", "key_id")
 
     def __init__(self, key: bytes) -> None:
         """Use ``key``, 32 random bytes."""
         if len(key) != 32:
             raise ValueError("the secret key is 32 bytes")
         self._aead = AESGCM(key)
+        # A key of its own for keyed hashes, so no value is ever both sealed and hashed under one.
+        self._mac_key = hmac.new(key, b"trailkeep keyed hash key v1", hashlib.sha256).digest()
         # Says which key sealed a value, so a wrong key file is named as such, not as damage.
         self.key_id = hashlib.sha256(b"trailkeep secret key id\0" + key).hexdigest()[:8]
 
@@ -57,6 +60,12 @@ class SecretBox:
             return cls(_unb64(text))
         except ValueError:
             raise SecretKeyError(f"{path} does not hold a secret key (32 bytes, base64)") from None
+
+    def keyed_hash(self, message: str, context: str) -> str:
+        """HMAC-SHA256 of ``message`` in ``context``, hex: names a value without revealing it."""
+        return hmac.new(
+            self._mac_key, context.encode() + b"\0" + message.encode(), hashlib.sha256
+        ).hexdigest()
 
     def seal(self, secret: str, context: str) -> str:
         """``secret`` sealed for the place named by ``context`` (e.g. ``apps/<id>/session``)."""

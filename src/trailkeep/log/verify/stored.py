@@ -27,8 +27,9 @@ def stored_leaves(
 ) -> Iterator[tuple[bytes, bool]]:
     """Check a database's rows from seq ``first`` on; yield each leaf and whether it is a stub.
 
-    Beyond :func:`leaf_of`, a stored entry's recorded leaf must be the tree's leaf at its seq, a
-    missing entry must lie below the purge horizon, and the columns that reads filter on must
+    Beyond :func:`leaf_of`, a stored entry's recorded leaf must be the tree's leaf at its seq, an
+    erased one must have its stub (with the tree's leaf; ``ledger`` collects them for
+    :func:`check_ledger`), and the columns that reads filter on must
     say what the entry says (a row whose index columns were edited would hide from searches).
     """
     expected = first
@@ -40,15 +41,28 @@ def stored_leaves(
                 )
             expected += 1
             if entry is None:
-                if seq >= purge_horizon:
+                # Retention and erasure leave a stub in place of every row they delete.
+                where = "below" if seq < purge_horizon else "above"
+                raise VerifyError(
+                    f"missing: the entry's row was deleted and no stub records its erasure "
+                    f"(it lies {where} the purge horizon)",
+                    seq,
+                    "missing",
+                )
+            raw = bytes(entry)
+            if raw.startswith(b'{"erased":true'):
+                # A stub: the bare leaf it records must be the tree's.
+                leaf, _ = leaf_of(seq, raw, app_id)
+                if leaf != bytes(tree_leaf):
                     raise VerifyError(
-                        "missing: the entry was deleted but was never purged", seq, "missing"
+                        f"the stub's leaf_hash {leaf.hex()} differs from the tree's leaf "
+                        f"{bytes(tree_leaf).hex()}",
+                        seq,
                     )
                 if ledger is not None:
                     ledger.stub(seq)
-                yield bytes(tree_leaf), True
+                yield leaf, True
                 continue
-            raw = bytes(entry)
             if ledger is not None:
                 ledger.entry(raw)
             # The stored leaf must be the one the entry records (and the hash of its content):

@@ -23,6 +23,7 @@ from trailkeep.server.api import (
     reads,
     rules,
     sdk_assets,
+    subjects,
     system,
 )
 from trailkeep.server.api.fastpath import WriteFastPath
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events.router)
     app.include_router(reads.router)
     app.include_router(manage.router)
+    app.include_router(subjects.router)
     app.include_router(integrity.router)
     app.include_router(integrity.app_router)
     app.include_router(system.router)

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Path
@@ -12,23 +11,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from trailkeep.log.record import EntryError, parse_body
-from trailkeep.server.api.context import authenticate, caller_of, origin_of, read_body
+from trailkeep.log.record import EntryError
+from trailkeep.server.api.administer import governed, json_response, manager, small_body
+from trailkeep.server.api.context import caller_of, origin_of
 from trailkeep.server.api.errors import Problem
-from trailkeep.server.api.schemas import APP_ID_MAX, WRITE_PROBLEMS, AppId, json_body
-from trailkeep.server.api.services import Services, services
-from trailkeep.server.auth import Principal
-from trailkeep.server.governance import Forbidden, SettingsPatch, validate_patch
+from trailkeep.server.api.schemas import WRITE_PROBLEMS, AppId, json_body
+from trailkeep.server.api.services import services
+from trailkeep.server.governance import SettingsPatch, validate_patch
 from trailkeep.server.governance.administer import Done, NewKey
 from trailkeep.server.store import KeyRecord
 
 router = APIRouter(prefix="/v1/apps/{app_id}", tags=["manage"])
 
-#: A settings or key body is small; anything larger is refused before it is read.
-MANAGE_BODY_MAX = 65_536
-
 KeyId = Annotated[str, Path(description="The key's id (`key_...`).", max_length=64)]
-T = TypeVar("T")
 
 
 class KeyCreate(BaseModel):
@@ -40,10 +35,6 @@ class KeyCreate(BaseModel):
         min_length=1, max_length=3, description="events:write, events:read, manage"
     )
     name: str | None = Field(default=None, min_length=1, max_length=200)
-
-
-def _json(value: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(value), status, media_type="application/json")
 
 
 def _entry(done: Done) -> dict[str, Any]:
@@ -59,56 +50,16 @@ def _key_json(key: KeyRecord) -> dict[str, Any]:
     }  # fmt: skip
 
 
-async def _manager(svc: Services, request: Request, app_id: str) -> Principal:
-    """An administrator of the app: a ``manage`` key or an owner's session; else 401/403."""
-    if len(app_id) > APP_ID_MAX:
-        raise Problem("invalid_request", f"app_id: at most {APP_ID_MAX} characters")
-    principal = await authenticate(svc, app_id, request.headers)
-    if not principal.can_manage():
-        raise Problem(
-            "forbidden", "managing the app needs a key with `manage` or an owner's session"
-        )
-    return principal
-
-
-async def _body(svc: Services, request: Request) -> Any:
-    # Changes count against the client's write limit, as every other write does.
-    verdict = await svc.limiter.hit(caller_of(svc, request).ip or "unknown")
-    request.state.extra_headers = verdict.headers
-    if not verdict.allowed:
-        raise Problem("rate_limited", "too many writes from this address; retry later")
-    raw = await read_body(request, request.headers.get("content-length"), MANAGE_BODY_MAX)
-    try:
-        return parse_body(raw)
-    except EntryError as exc:
-        raise Problem(exc.code, exc.detail) from None
-
-
-async def _run(svc: Services, app_id: str, job: Callable[[], T]) -> T:
-    """Run a governance change off the event loop; its entry makes the tree grow."""
-    try:
-        result = await asyncio.to_thread(job)
-    except LookupError:
-        raise Problem("not_found", "no such app or key") from None
-    except Forbidden as exc:
-        raise Problem(exc.code, exc.detail) from None
-    except EntryError as exc:
-        raise Problem(exc.code, exc.detail) from None
-    svc.checkpointer.mark({app_id})
-    svc.auth.forget(app_id)  # a revoked key or a changed origin counts at once on this node
-    return result
-
-
 @router.get("", summary="The app's settings", responses=WRITE_PROBLEMS)
 async def get_app(app_id: AppId, request: Request) -> Response:
     """The app's settings, for a `manage` key or an owner's session."""
     svc = services(request)
-    await _manager(svc, request, app_id)
+    await manager(svc, request, app_id)
     try:
         found = await asyncio.to_thread(svc.admin.settings, app_id)
     except LookupError:
         raise Problem("not_found", "no such app") from None
-    return _json({"app_id": app_id, **found})
+    return json_response({"app_id": app_id, **found})
 
 
 @router.patch(
@@ -120,25 +71,25 @@ async def get_app(app_id: AppId, request: Request) -> Response:
 async def patch_app(app_id: AppId, request: Request) -> Response:
     """Change settings; the app's log records each change as `{path, old, new}`."""
     svc = services(request)
-    principal = await _manager(svc, request, app_id)
+    principal = await manager(svc, request, app_id)
     try:
-        values = validate_patch(await _body(svc, request))
+        values = validate_patch(await small_body(svc, request))
     except EntryError as exc:
         raise Problem(exc.code, exc.detail) from None
     origin = origin_of(caller_of(svc, request), principal)
-    done = await _run(
+    done = await governed(
         svc, app_id, lambda: svc.admin.update_settings(app_id, values, principal.actor, origin)
     )
-    return _json({"app_id": app_id, **done.result, **_entry(done)})
+    return json_response({"app_id": app_id, **done.result, **_entry(done)})
 
 
 @router.get("/keys", summary="The app's API keys (never their secrets)", responses=WRITE_PROBLEMS)
 async def list_keys(app_id: AppId, request: Request) -> Response:
     """Every key of the app, revoked ones included."""
     svc = services(request)
-    await _manager(svc, request, app_id)
+    await manager(svc, request, app_id)
     keys = await asyncio.to_thread(svc.admin.keys, app_id)
-    return _json({"keys": [_key_json(key) for key in keys]})
+    return json_response({"keys": [_key_json(key) for key in keys]})
 
 
 @router.post(
@@ -151,9 +102,9 @@ async def list_keys(app_id: AppId, request: Request) -> Response:
 async def create_key(app_id: AppId, request: Request) -> Response:
     """Create a key with some of the creator's scopes; the key is in this answer only."""
     svc = services(request)
-    principal = await _manager(svc, request, app_id)
+    principal = await manager(svc, request, app_id)
     try:
-        wanted = KeyCreate.model_validate(await _body(svc, request))
+        wanted = KeyCreate.model_validate(await small_body(svc, request))
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(part) for part in first["loc"]) or "body"
@@ -161,7 +112,7 @@ async def create_key(app_id: AppId, request: Request) -> Response:
     origin = origin_of(caller_of(svc, request), principal)
     # A key lends only what it holds; an owner's session holds every scope.
     held = principal.scopes if principal.key_id is not None else None
-    done = await _run(
+    done = await governed(
         svc,
         app_id,
         lambda: svc.admin.create_key(
@@ -170,7 +121,7 @@ async def create_key(app_id: AppId, request: Request) -> Response:
     )
     made: NewKey = done.result
     body = {"key_id": made.key_id, "key": made.key, "scopes": made.scopes, "name": made.name}
-    return _json({**body, **_entry(done)}, 201)
+    return json_response({**body, **_entry(done)}, 201)
 
 
 @router.delete(
@@ -179,10 +130,10 @@ async def create_key(app_id: AppId, request: Request) -> Response:
 async def revoke_key(app_id: AppId, key_id: KeyId, request: Request) -> Response:
     """Revoke a key: servers refuse it at once on this node, within seconds on the others."""
     svc = services(request)
-    principal = await _manager(svc, request, app_id)
+    principal = await manager(svc, request, app_id)
     origin = origin_of(caller_of(svc, request), principal)
-    done = await _run(
+    done = await governed(
         svc, app_id, lambda: svc.admin.revoke_key(app_id, key_id, principal.actor, origin)
     )
     revoked: KeyRecord = done.result
-    return _json({**_key_json(revoked), "revoked": True, **_entry(done)})
+    return json_response({**_key_json(revoked), "revoked": True, **_entry(done)})

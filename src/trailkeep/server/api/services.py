@@ -18,6 +18,7 @@ from trailkeep.server.api.streams import ExportSlots
 from trailkeep.server.auth import Authenticator
 from trailkeep.server.governance import RETENTION, Administrator
 from trailkeep.server.governance.retention import Retention
+from trailkeep.server.governance.subjects import Subjects
 from trailkeep.server.ingest.checkpointer import Checkpointer, load_signer
 from trailkeep.server.ingest.process import WriterProcess
 from trailkeep.server.ingest.writer import Appender, Ingest, IngestStats
@@ -46,6 +47,7 @@ class Services:
     exports: ExportSlots
     admin: Administrator
     retention: Retention
+    subjects: Subjects
     maintenance_task: asyncio.Task[None] | None = None
     retention_task: asyncio.Task[None] | None = None
 
@@ -95,6 +97,7 @@ class Services:
             exports=ExportSlots(settings.exports_per_app, settings.exports_per_client),
             admin=Administrator(store, settings.metadata_max_bytes),
             retention=Retention(store, settings.metadata_max_bytes),
+            subjects=Subjects(store, settings.metadata_max_bytes),
         )
 
     async def start(self) -> None:

@@ -13,7 +13,7 @@ from trailkeep.server.auth import new_key
 from trailkeep.server.governance.settings import changes_of, shortens
 from trailkeep.server.ids import new_entry_id
 from trailkeep.server.ingest.commit import append_groups
-from trailkeep.server.store import AdminTx, KeyRecord, Store
+from trailkeep.server.store import AdminTx, AppendTx, KeyRecord, Store
 
 
 class Forbidden(Exception):
@@ -164,8 +164,22 @@ class Administrator:
             event, changes, result = change(tx, current)
             if event is None:
                 return Done(result, None)
-            pending = prepare(
-                app_id, new_entry_id(), event, by, origin, self._max, kind="admin", changes=changes
-            )
-            built = append_groups(tx, app_id, [[pending]], datetime.now(UTC))
-        return Done(result, built.stored[0][0])
+            entry = record(tx, app_id, event, by, origin, self._max, changes)
+        return Done(result, entry)
+
+
+def record(
+    tx: AppendTx,
+    app_id: str,
+    event: EventWrite,
+    by: Actor,
+    origin: Origin,
+    metadata_max_bytes: int,
+    changes: Sequence[Mapping[str, Any]] = (),
+) -> bytes:
+    """Append the ``admin`` entry that records a change, in the change's transaction."""
+    pending = prepare(
+        app_id, new_entry_id(), event, by, origin, metadata_max_bytes, kind="admin",
+        changes=changes,
+    )  # fmt: skip
+    return append_groups(tx, app_id, [[pending]], datetime.now(UTC)).stored[0][0]

@@ -9,6 +9,7 @@ lock is released, so writes go on during a long purge.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -23,7 +24,7 @@ from trailkeep.log.record import (
 )
 from trailkeep.server.ids import new_entry_id
 from trailkeep.server.ingest.commit import append_groups
-from trailkeep.server.store import Store
+from trailkeep.server.store import Hold, Store
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,15 @@ class PurgeReport:
     erased: int
     chunks: int
     entries: tuple[bytes, ...] = ()  # the retention.purge entries it appended
+
+
+def _held_by(holds: Sequence[Hold]) -> Callable[[str, str | None, str | None], bool]:
+    """Whether any of ``holds`` covers an entry with these indexed fields."""
+
+    def held(actor_id: str, target_type: str | None, target_id: str | None) -> bool:
+        return any(hold.covers(actor_id, target_type, target_id) for hold in holds)
+
+    return held
 
 
 def cutoff_of(retention_days: int | None, now: datetime) -> datetime | None:
@@ -75,7 +85,11 @@ class Retention:
             with self._store.admin_tx() as tx:
                 if tx.settings(app_id) is None:
                     raise LookupError(app_id)
-                chunk = tx.purge(app_id, cutoff, self._chunk, GOVERNANCE_ACTIONS)
+                holds = tx.holds(app_id)
+                if any(hold.subject.whole_app for hold in holds):
+                    break  # the whole app is held: nothing of it is erased
+
+                chunk = tx.purge(app_id, cutoff, self._chunk, GOVERNANCE_ACTIONS, _held_by(holds))
                 if chunk is None:
                     break
                 if not chunk.erased:

@@ -4,6 +4,7 @@ from trailkeep.server.store.admin import AdminTx
 from trailkeep.server.store.append import EVENT_COLUMNS, AppendTx, EventRow
 from trailkeep.server.store.records import AppRecord, CheckpointRecord, IdempotencyRecord, KeyRecord
 from trailkeep.server.store.store import Store
+from trailkeep.server.store.subjects import Hold, Match, Subject, SubjectTx
 
 __all__ = [
     "EVENT_COLUMNS",
@@ -12,7 +13,11 @@ __all__ = [
     "AppendTx",
     "CheckpointRecord",
     "EventRow",
+    "Hold",
     "IdempotencyRecord",
     "KeyRecord",
+    "Match",
     "Store",
+    "Subject",
+    "SubjectTx",
 ]

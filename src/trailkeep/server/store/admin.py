@@ -9,7 +9,7 @@ reads the settings the other committed.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -100,27 +100,45 @@ class AdminTx(AppendTx):
         )
 
     def purge(
-        self, app_id: str, cutoff: datetime, limit: int, kept: frozenset[str]
+        self,
+        app_id: str,
+        cutoff: datetime,
+        limit: int,
+        kept: frozenset[str],
+        held: Callable[[str, str | None, str | None], bool] = lambda *_: False,
     ) -> Purged | None:
         """Erase the content of up to ``limit`` entries older than ``cutoff``, from the horizon.
 
-        Entries whose action is in ``kept`` (the log's own governance records) keep their
-        content. Entry times never decrease along seqs, so what is older than the cutoff is a
-        run of seqs from the horizon: the horizon rises to the end of the run, and the database
+        Entries whose action is in ``kept`` (the log's own governance records), and those that
+        ``held(actor_id, target_type, target_id)`` says a legal hold covers, keep their content.
+        Entry times never decrease along seqs, so what is older than the cutoff is a run of
+        seqs from the horizon: the horizon rises to the end of the run, and the database
         lets the rows below it go once their stubs are written. None when nothing is older.
         """
         self.lock(app_id)
         horizon = self.purge_horizon(app_id)
         events = schema.events
         rows = self._c.execute(
-            select(events.c.seq, events.c.id, events.c.time, events.c.action, events.c.entry)
+            select(
+                events.c.seq,
+                events.c.id,
+                events.c.time,
+                events.c.action,
+                events.c.actor_id,
+                events.c.target_type,
+                events.c.target_id,
+                events.c.entry,
+            )
             .where(events.c.app_id == app_id, events.c.seq >= horizon, events.c.time < cutoff)
             .order_by(events.c.seq)
             .limit(limit)
         ).all()
         if not rows:
             return None
-        gone = [row for row in rows if row.action not in kept]
+        gone = [
+            row for row in rows
+            if row.action not in kept and not held(row.actor_id, row.target_type, row.target_id)
+        ]  # fmt: skip
         chunk = Purged(rows[0].seq, rows[-1].seq, len(gone))
         if gone:
             self._c.execute(

@@ -130,3 +130,36 @@ erased_entries = Table(
     Column("erased_by", String(64), nullable=False),
 )
 Index("erased_entries_by_id", erased_entries.c.app_id, erased_entries.c.id, unique=True)
+
+# Legal holds: entries a hold covers survive retention and cannot be erased (DESIGN §5). A hold
+# covers an actor's entries, a target's, or (neither given) the whole app.
+holds = Table(
+    "holds",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("app_id", String(64), nullable=False, index=True),
+    Column("actor_id", String(256), nullable=True),
+    Column("target_type", String(64), nullable=True),
+    Column("target_id", String(256), nullable=True),
+    Column("reason", Text, nullable=False),
+    Column("placed_at", DateTime(timezone=True), nullable=False),
+    Column("released_at", DateTime(timezone=True), nullable=True),
+)
+
+# Erasure requests of a data subject's entries: pending until enough owners approve, then done.
+erasures = Table(
+    "erasures",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("app_id", String(64), nullable=False, index=True),
+    Column("status", String(16), nullable=False),
+    Column("subject_hmac", String(64), nullable=False),
+    Column("subject", Text, nullable=True),  # sealed; cleared once carried out
+    Column("reason", Text, nullable=False),
+    Column("approvals", Text, nullable=False),  # JSON list of who approved
+    Column("required", SmallInteger, nullable=False),
+    Column("matched", Integer, nullable=False),
+    Column("erased", Integer, nullable=False, server_default="0"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("done_at", DateTime(timezone=True), nullable=True),
+)

@@ -18,7 +18,6 @@ from trailkeep.log.record import IndexedFields, format_time
 from trailkeep.log.verify import StoredRow
 from trailkeep.server.secrets import SecretBox
 from trailkeep.server.store import pgtext, reads, schema, stubs, tree
-from trailkeep.server.store.admin import AdminTx
 from trailkeep.server.store.append import AppendTx, read_range, utc
 from trailkeep.server.store.driver import driver_rows, placeholder
 from trailkeep.server.store.engine import create_engines, migrate
@@ -29,6 +28,7 @@ from trailkeep.server.store.records import (
     SecretsUnavailable,
     session_secret_context,
 )
+from trailkeep.server.store.subjects import SubjectTx
 
 
 def _app(row: Any, secrets: SecretBox | None) -> AppRecord:
@@ -116,10 +116,10 @@ class Store:
             yield AppendTx(connection)
 
     @contextmanager
-    def admin_tx(self) -> Iterator[AdminTx]:
-        """An appending transaction that may also change settings and keys (governance)."""
+    def admin_tx(self) -> Iterator[SubjectTx]:
+        """An appending transaction that may also change settings, keys, holds and erasures."""
         with self.writer_engine.begin() as connection:
-            yield AdminTx(connection)
+            yield SubjectTx(connection)
 
     def checkpoint_wal(self) -> None:
         """Copy SQLite's WAL into the database file and empty it (after erasing content)."""
@@ -265,9 +265,10 @@ class Store:
     ) -> Iterator[list[StoredRow]]:
         """Stream each leaf of [start, end) in order: its tree hash, entry and indexed columns.
 
-        Rows are (seq, tree leaf hash, stored entry or None, the columns reads filter on or
-        None). Chunks come as lists, since verification reads every row of a log and per-row
-        generator and Row overhead would be a large part of its time. Each chunk is its own short
+        Rows are (seq, tree leaf hash, stored entry, its stub if it was erased, or None, the
+        columns reads filter on or None). Chunks come as lists, since verification reads every
+        row of a log and per-row generator and Row overhead would be a large part of its time.
+        Each chunk is its own short
         read, so a long verification never pins one snapshot (nor holds back SQLite's WAL
         checkpoints).
         """
@@ -285,7 +286,12 @@ class Store:
                 if not leaves:
                     return
                 params = {"app": app_id, "lo": low, "hi": leaves[-1][0] + 1}
-                stored = {row[0]: (row[1], columns(row)) for row in driver_rows(c, sql, params)}
+                stored: dict[int, tuple[Any, IndexedFields | None]] = {
+                    row[0]: (row[1], columns(row)) for row in driver_rows(c, sql, params)
+                }
+                # An erased entry's stub stands in its place (verified as a bare leaf).
+                for seq, stub in stubs.span(c, app_id, low, leaves[-1][0] + 1):
+                    stored.setdefault(seq, (stub, None))
             yield [(seq, digest, *stored.get(seq, (None, None))) for seq, digest in leaves]
             low = high
 

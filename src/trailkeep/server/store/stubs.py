@@ -66,6 +66,16 @@ def page(
     ]
 
 
+def span(c: Connection, app_id: str, low: int, high: int) -> list[tuple[int, bytes]]:
+    """The stubs of seqs [low, high), in seq order."""
+    rows = c.execute(
+        select(erased)
+        .where(erased.c.app_id == app_id, erased.c.seq >= low, erased.c.seq < high)
+        .order_by(erased.c.seq)
+    )
+    return [_stub(row) for row in rows]
+
+
 def merged(
     entries: Sequence[tuple[int, bytes]],
     stubs: Sequence[tuple[int, bytes]],
