@@ -82,10 +82,19 @@ def main(argv: list[str] | None = None) -> int:
     # One secret key for the run's servers and the apps it makes (and its cached databases).
     os.environ["TRAILKEEP_SECRET_KEY_FILE"] = str(run.cache / "secret.key")
     started = time.monotonic()
-    from bench import suite_http, suite_ingest, suite_proofs, suite_reads, suite_soak, suite_verify
+    from bench import (
+        suite_governance,
+        suite_http,
+        suite_ingest,
+        suite_proofs,
+        suite_reads,
+        suite_soak,
+        suite_verify,
+    )
 
     modules = {"ingest": suite_ingest, "http_write": suite_http, "reads": suite_reads,
-               "proofs": suite_proofs, "verify": suite_verify, "soak": suite_soak}  # fmt: skip
+               "proofs": suite_proofs, "verify": suite_verify, "soak": suite_soak,
+               "governance": suite_governance}  # fmt: skip
     failed: list[str] = []
     timings: dict[str, float] = {}
     with pgserver.maybe_postgres(pg_mode if "http_write" in suites else "off") as pg:

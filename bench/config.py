@@ -55,4 +55,4 @@ SMOKE = Sizes(
     soak_connections=4,
 )
 
-SUITES = ("ingest", "http_write", "reads", "proofs", "verify", "soak")
+SUITES = ("ingest", "http_write", "reads", "proofs", "verify", "governance", "soak")

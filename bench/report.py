@@ -23,6 +23,7 @@ TITLES = {
     "reads": "Reads: list pages, query plans, export",
     "proofs": "Inclusion and consistency proofs",
     "verify": "`trailkeep verify`",
+    "governance": "Retention and erasure",
     "soak": "Memory during an ingest soak",
 }
 

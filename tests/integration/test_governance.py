@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import threading
+import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -49,7 +51,7 @@ def test_an_owner_changes_settings_and_the_log_records_old_and_new(
         before = expect_status(client.get(app_url(tenant.app_id))).json()
         assert before == {
             "app_id": tenant.app_id, "retention_days": None, "allowed_origins": [],
-            "erasure_approvals": 1,
+            "erasure_approvals": 1, "pending_retention": None,
         }  # fmt: skip
         answer = expect_status(
             client.patch(
@@ -116,25 +118,85 @@ def test_malformed_json_and_huge_bodies_are_refused(server: Server, tenant: Tena
         expect_problem(client.patch(url, content=huge, headers=headers), 413, "payload_too_large")
 
 
-def test_shortening_retention_over_the_api_needs_approvals_lengthening_does_not(
+def test_shortening_retention_over_the_api_waits_for_approvals_and_its_notice(
     server: Server, tenant: Tenant
 ) -> None:
+    url = app_url(tenant.app_id)
+    server.cli("apps", "update", tenant.app_id, "--erasure-approvals", "2")
+    with owner(server, tenant, "ada") as ada:
+        # From "forever" to any number of days shortens retention: it becomes a request.
+        asked = expect_status(ada.patch(url, json={"retention_days": 30})).json()
+        assert asked["retention_days"] is None
+        pending = asked["pending_retention"]
+        assert pending["retention_days"] == 30
+        assert pending["approvals"] == 1
+        assert pending["approvals_required"] == 2
+        notice = datetime.fromisoformat(pending["effective_at"]) - datetime.now(UTC)
+        assert timedelta(hours=23) < notice <= timedelta(hours=24)
+        request = asked["entry"]
+        assert request["action"] == "retention.change.request"
+        assert request["changes"] == [{"path": "/retention_days", "old": None, "new": 30}]
+        assert expect_status(ada.get(url)).json()["pending_retention"] == pending
+        expect_problem(ada.patch(url, json={"retention_days": 7}), 409, "already_pending")
+        expect_problem(ada.patch(url, json={"retention_days": 90}), 409, "already_pending")
+        approve = f"{url}/retention-change/approve"
+        expect_problem(ada.post(approve), 409, "already_approved")
+    with server.client(server.new_key(tenant.app_id, "manage").key) as key:
+        expect_problem(key.post(approve), 403, "forbidden")
+    with owner(server, tenant, "grace") as grace:
+        approved = expect_status(grace.post(approve)).json()["pending_retention"]
+        assert approved["approvals"] == 2
+        # Approved, it still waits for its notice period; it can be cancelled until then.
+        assert expect_status(grace.get(url)).json()["retention_days"] is None
+        cancelled = expect_status(grace.delete(f"{url}/retention-change")).json()
+        assert cancelled["pending_retention"] is None
+        expect_problem(grace.delete(f"{url}/retention-change"), 404, "not_found")
+        longer = expect_status(grace.patch(url, json={"retention_days": None})).json()
+        assert longer["entry"] is None  # forever already: nothing changed
+    logged = [e["action"] for e in admin_entries(server, tenant)]
+    assert logged == ["app.settings.change", "retention.change.request",
+                      "retention.change.approve", "retention.change.cancel"]  # fmt: skip
+
+
+def test_the_operator_shortens_retention_at_once(server: Server, tenant: Tenant) -> None:
+    url = app_url(tenant.app_id)
     with owner(server, tenant) as client:
-        url = app_url(tenant.app_id)
-        # From "forever" to any number of days shortens retention.
-        expect_problem(client.patch(url, json={"retention_days": 30}), 403, "approval_required")
-    # The operator on the host may shorten it at once; it is logged as theirs.
-    server.cli("apps", "update", tenant.app_id, "--retention-days", "30")
+        expect_status(client.patch(url, json={"retention_days": 30}))
+    # The operator on the host may shorten it at once; the request that waited is cancelled.
+    server.cli("apps", "update", tenant.app_id, "--retention-days", "10")
     with owner(server, tenant) as client:
-        expect_problem(client.patch(url, json={"retention_days": 7}), 403, "approval_required")
+        now = expect_status(client.get(url)).json()
+        assert now["retention_days"] == 10
+        assert now["pending_retention"] is None
         longer = expect_status(client.patch(url, json={"retention_days": 90})).json()
         assert longer["retention_days"] == 90
-        forever = expect_status(client.patch(url, json={"retention_days": None})).json()
-        assert forever["retention_days"] is None
-        assert forever["entry"]["changes"] == [{"path": "/retention_days", "old": 90, "new": None}]
     logged = admin_entries(server, tenant)
-    assert [e["actor"]["type"] for e in logged] == ["operator", "user", "user"]
-    assert logged[0]["changes"] == [{"path": "/retention_days", "old": None, "new": 30}]
+    assert [e["action"] for e in logged] == [
+        "retention.change.request", "retention.change.cancel", "app.settings.change",
+        "app.settings.change",
+    ]  # fmt: skip
+    assert [e["actor"]["type"] for e in logged] == ["user", "operator", "operator", "user"]
+
+
+def test_an_approved_shorter_retention_applies_after_its_notice(sqlite_server: Server) -> None:
+    sqlite_server.env["TRAILKEEP_RETENTION_CHANGE_DELAY"] = "0"
+    sqlite_server.env["TRAILKEEP_PURGE_INTERVAL"] = "0.5"
+    tenant = sqlite_server.new_app("noticed")
+    sqlite_server.start()
+    with owner(sqlite_server, tenant) as client:
+        expect_status(client.patch(app_url(tenant.app_id), json={"retention_days": 3}))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        logged = admin_entries(sqlite_server, tenant)
+        if any(e["action"] == "app.settings.change" for e in logged):
+            break
+        time.sleep(0.2)
+    applied = logged[-1]
+    assert applied["action"] == "app.settings.change"
+    assert applied["actor"] == {"type": "system", "id": "retention"}
+    assert applied["changes"] == [{"path": "/retention_days", "old": None, "new": 3}]
+    with owner(sqlite_server, tenant) as client:
+        assert expect_status(client.get(app_url(tenant.app_id))).json()["retention_days"] == 3
 
 
 def test_only_owners_and_manage_keys_administer(server: Server, tenant: Tenant) -> None:

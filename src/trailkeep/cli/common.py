@@ -150,8 +150,9 @@ def administer(
     from trailkeep import __version__
     from trailkeep.log.record import EntryError, Origin
     from trailkeep.server.governance import Administrator, Forbidden, operator
+    from trailkeep.server.governance.administer import Conflict
     from trailkeep.server.governance.retention import Retention
-    from trailkeep.server.governance.subjects import Conflict, Subjects
+    from trailkeep.server.governance.subjects import Subjects
     from trailkeep.server.ingest.checkpointer import Checkpointer, load_signer
 
     settings = settings_from(data_dir=data_dir, database_url=database_url)

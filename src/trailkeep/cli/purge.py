@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -21,6 +22,17 @@ from trailkeep.cli.common import (
 
 if TYPE_CHECKING:
     from trailkeep.server.governance.retention import PurgeReport
+
+
+def _apply_due(data_dir: Path | None, database_url: str | None, app_id: str, now: datetime) -> None:
+    """Apply the app's shorter retention if it was approved and its notice period is over, as
+    the scheduler in `serve` would, before purging by it."""
+
+    def job(op: Operator) -> list[str]:
+        applied: list[str] = op.admin.apply_due(now, op.actor, op.origin, app_id)
+        return applied
+
+    administer(data_dir, database_url, app_id, job)
 
 
 def purge(
@@ -57,15 +69,17 @@ def purge(
             raise CliError(f"--before: {exc}") from None
     now = datetime.now(UTC)
     store = open_store(data_dir, database_url)
-    if app_id is not None:
-        targets = [app_id]
-    else:
-        targets = [app.id for app in store.list_apps() if app.retention_days is not None]
+    targets = [app_id] if app_id is not None else [app.id for app in store.list_apps()]
     reports: list[PurgeReport] = []
     for target in targets:
-        found = store.get_app(target)
-        if found is None:
+        if store.get_app(target) is None:
             raise CliError(f"no app {target!r}")
+        if not dry_run:
+            _apply_due(data_dir, database_url, target, now)
+        found = store.get_app(target)
+        assert found is not None
+        if cutoff is None and found.retention_days is None and app_id is None:
+            continue  # kept forever: nothing to purge
         moment = cutoff or cutoff_of(found.retention_days, now)
         if moment is None:
             raise CliError(f"{target} keeps its entries forever: give --before TIME to trim it")

@@ -54,7 +54,8 @@ SERVER_OWNED: Final = frozenset(
 #: a caller writing one would forge a record that `verify` and readers trust.
 RESERVED_ACTIONS: Final = frozenset(
     {"app.settings.change", "key.create", "key.revoke", "hold.place", "hold.release",
-     "erasure.request", "erasure.approve", "erasure.done", "retention.purge"}
+     "erasure.request", "erasure.approve", "erasure.done", "retention.purge",
+     "retention.change.request", "retention.change.approve", "retention.change.cancel"}
 )  # fmt: skip
 RESERVED_PREFIX: Final = "audit."
 

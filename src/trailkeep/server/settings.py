@@ -49,6 +49,12 @@ class Settings(BaseSettings):
         "default <data_dir>/secret.key. Every node needs the same one.",
     )
     idempotency_ttl_seconds: int = Field(default=86_400, ge=60)
+    retention_change_delay: float = Field(
+        default=86_400.0,
+        ge=0,
+        description="Seconds a shorter retention requested over the API waits (with its "
+        "owners' approvals) before it takes effect.",
+    )
     purge_interval: float = Field(
         default=3600.0,
         gt=0,

@@ -16,8 +16,7 @@ from trailkeep.server.api.errors import Problem
 from trailkeep.server.api.schemas import APP_ID_MAX
 from trailkeep.server.api.services import Services
 from trailkeep.server.auth import Principal
-from trailkeep.server.governance import Forbidden
-from trailkeep.server.governance.subjects import Conflict
+from trailkeep.server.governance.administer import Conflict, Forbidden
 
 #: A governance body is small; anything larger is refused before it is read.
 MANAGE_BODY_MAX = 65_536
@@ -76,3 +75,12 @@ async def governed(svc: Services, app_id: str, job: Callable[[], T], *, changes:
         svc.checkpointer.mark({app_id})
         svc.auth.forget(app_id)  # a revoked key or a changed origin counts at once here
     return result
+
+
+def approver_of(principal: Principal) -> str | None:
+    """Who approves, as erasures and retention changes count them: an owner's session (keys
+    never approve)."""
+    actor = principal.actor
+    if actor.type == "user" and actor.role == "owner":
+        return f"user:{actor.id}"
+    return None

@@ -24,7 +24,7 @@ STATUS: Final[dict[str, int]] = {
     "actor_not_allowed": 400,
     "unauthenticated": 401,
     "forbidden": 403,
-    "approval_required": 403,
+    "already_pending": 409,
     "not_found": 404,
     "method_not_allowed": 405,
     "request_timeout": 408,

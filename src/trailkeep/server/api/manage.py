@@ -12,7 +12,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from trailkeep.log.record import EntryError
-from trailkeep.server.api.administer import governed, json_response, manager, small_body
+from trailkeep.server.api.administer import (
+    approver_of,
+    governed,
+    json_response,
+    manager,
+    small_body,
+)
 from trailkeep.server.api.context import caller_of, origin_of
 from trailkeep.server.api.errors import Problem
 from trailkeep.server.api.schemas import WRITE_PROBLEMS, AppId, json_body
@@ -38,8 +44,9 @@ class KeyCreate(BaseModel):
 
 
 def _entry(done: Done) -> dict[str, Any]:
-    # The entry that records the change, as it was appended (null when nothing changed).
-    return {"entry": None if done.entry is None else orjson.loads(done.entry)}
+    # The entries that record the change, as they were appended (`entry`: the last, or null).
+    entries = [orjson.loads(entry) for entry in done.entries]
+    return {"entry": entries[-1] if entries else None, "entries": entries}
 
 
 def _key_json(key: KeyRecord) -> dict[str, Any]:
@@ -77,8 +84,13 @@ async def patch_app(app_id: AppId, request: Request) -> Response:
     except EntryError as exc:
         raise Problem(exc.code, exc.detail) from None
     origin = origin_of(caller_of(svc, request), principal)
+    approver = approver_of(principal)
     done = await governed(
-        svc, app_id, lambda: svc.admin.update_settings(app_id, values, principal.actor, origin)
+        svc,
+        app_id,
+        lambda: svc.admin.update_settings(
+            app_id, values, principal.actor, origin, approver=approver
+        ),
     )
     return json_response({"app_id": app_id, **done.result, **_entry(done)})
 
@@ -137,3 +149,38 @@ async def revoke_key(app_id: AppId, key_id: KeyId, request: Request) -> Response
     )
     revoked: KeyRecord = done.result
     return json_response({**_key_json(revoked), "revoked": True, **_entry(done)})
+
+
+@router.post(
+    "/retention-change/approve",
+    summary="Approve the shorter retention that waits (logged as `retention.change.approve`)",
+    responses=WRITE_PROBLEMS,
+)
+async def approve_retention(app_id: AppId, request: Request) -> Response:
+    """Approve, as another owner, the shorter retention that waits for its notice period."""
+    svc = services(request)
+    principal = await manager(svc, request, app_id)
+    approver = approver_of(principal)
+    if approver is None:
+        raise Problem("forbidden", "an owner's session approves; keys never approve")
+    origin = origin_of(caller_of(svc, request), principal)
+    done = await governed(
+        svc, app_id, lambda: svc.admin.approve_retention(app_id, approver, principal.actor, origin)
+    )
+    return json_response({**done.result, **_entry(done)})
+
+
+@router.delete(
+    "/retention-change",
+    summary="Cancel the shorter retention that waits (logged as `retention.change.cancel`)",
+    responses=WRITE_PROBLEMS,
+)
+async def cancel_retention(app_id: AppId, request: Request) -> Response:
+    """Cancel the shorter retention that waits; the app keeps its retention."""
+    svc = services(request)
+    principal = await manager(svc, request, app_id)
+    origin = origin_of(caller_of(svc, request), principal)
+    done = await governed(
+        svc, app_id, lambda: svc.admin.cancel_retention(app_id, principal.actor, origin)
+    )
+    return json_response({**done.result, **_entry(done)})

@@ -95,7 +95,11 @@ class Services:
             metrics=metrics,
             checkpointer=checkpointer,
             exports=ExportSlots(settings.exports_per_app, settings.exports_per_client),
-            admin=Administrator(store, settings.metadata_max_bytes),
+            admin=Administrator(
+                store,
+                settings.metadata_max_bytes,
+                timedelta(seconds=settings.retention_change_delay),
+            ),
             retention=Retention(store, settings.metadata_max_bytes),
             subjects=Subjects(store, settings.metadata_max_bytes),
         )
@@ -131,10 +135,11 @@ class Services:
         # purging one app take turns, and the second finds the horizon already raised.
         while True:
             await asyncio.sleep(self.settings.purge_interval)
-            reports = await asyncio.to_thread(
-                self.retention.run, datetime.now(UTC), RETENTION, Origin(ip=None, user_agent=None)
-            )
-            grown = {report.app_id for report in reports if report.entries}
+            now, origin = datetime.now(UTC), Origin(ip=None, user_agent=None)
+            # A shorter retention whose notice period is over applies before the purge.
+            changed = await asyncio.to_thread(self.admin.apply_due, now, RETENTION, origin)
+            reports = await asyncio.to_thread(self.retention.run, now, RETENTION, origin)
+            grown = {report.app_id for report in reports if report.entries} | set(changed)
             if grown:
                 self.checkpointer.mark(grown)
             for report in reports:

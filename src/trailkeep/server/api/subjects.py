@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from trailkeep.log.record import EntryError
 from trailkeep.server.api.administer import (
+    approver_of,
     entries_json,
     governed,
     json_response,
@@ -21,7 +22,6 @@ from trailkeep.server.api.context import caller_of, origin_of
 from trailkeep.server.api.errors import Problem
 from trailkeep.server.api.schemas import WRITE_PROBLEMS, AppId, ProblemOut, json_body
 from trailkeep.server.api.services import services
-from trailkeep.server.auth import Principal
 from trailkeep.server.governance.subjects import parse_reason, parse_subject
 
 router = APIRouter(prefix="/v1/apps/{app_id}", tags=["governance"])
@@ -65,14 +65,6 @@ def _fields(body: Any, allowed: set[str]) -> dict[str, Any]:
     if unknown:
         raise Problem("invalid_request", f"{unknown[0]}: unknown field")
     return body
-
-
-def _approver(principal: Principal) -> str | None:
-    """Who approves, as an erasure counts approvals: an owner's session; keys never approve."""
-    actor = principal.actor
-    if actor.type == "user" and actor.role == "owner":
-        return f"user:{actor.id}"
-    return None
 
 
 @router.get("/holds", summary="The app's legal holds", responses=WRITE_PROBLEMS)
@@ -163,7 +155,7 @@ async def request_erasure(app_id: AppId, request: Request) -> Response:
     except EntryError as exc:
         raise Problem(exc.code, exc.detail) from None
     origin = origin_of(caller_of(svc, request), principal)
-    approver = _approver(principal)
+    approver = approver_of(principal)
     done = await governed(
         svc,
         app_id,
@@ -181,7 +173,7 @@ async def approve_erasure(app_id: AppId, erasure_id: ErasureId, request: Request
     """Approve a pending erasure: an owner's session other than the approvals so far."""
     svc = services(request)
     principal = await manager(svc, request, app_id)
-    approver = _approver(principal)
+    approver = approver_of(principal)
     if approver is None:
         raise Problem(
             "forbidden", "an erasure is approved by an owner's session; keys never approve"

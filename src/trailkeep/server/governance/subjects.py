@@ -27,22 +27,13 @@ from trailkeep.log.record import (
     EventWrite,
     Origin,
 )
-from trailkeep.server.governance.administer import Forbidden, record
+from trailkeep.server.governance.administer import Conflict, Forbidden, record
 from trailkeep.server.ids import new_id
 from trailkeep.server.store import Hold, Match, Store, Subject, SubjectTx
 
 #: Seqs one erasure may name; more is a series of requests.
 SEQS_MAX: Final = 10_000
 REASON_MAX: Final = 1_000
-
-
-class Conflict(Exception):
-    """The request cannot be carried out as things stand; ``code`` is the API's (409)."""
-
-    def __init__(self, detail: str, code: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.code = code
 
 
 def parse_subject(body: Any, *, whole_app: bool = False) -> Subject:

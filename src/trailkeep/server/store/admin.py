@@ -180,3 +180,44 @@ class AdminTx(AppendTx):
                 )
             ).scalar_one()
         )  # fmt: skip
+
+    # -- a shortened retention, waiting ---------------------------------------------------
+
+    def pending_retention(self, app_id: str) -> dict[str, Any] | None:
+        """The app's retention change that waits, or None."""
+        changes = schema.retention_changes
+        row = self._c.execute(
+            select(changes).where(changes.c.app_id == app_id, changes.c.status == "pending")
+        ).first()
+        return None if row is None else _retention_change(row)
+
+    def insert_retention_change(self, values: Mapping[str, Any]) -> None:
+        """Store a new retention change (``approvals`` as a list)."""
+        stored = dict(values) | {"approvals": json.dumps(values["approvals"])}
+        self._c.execute(insert(schema.retention_changes).values(stored))
+
+    def update_retention_change(self, change_id: str, values: Mapping[str, Any]) -> None:
+        """Move a retention change along: its approvals, status, when it was done."""
+        stored = dict(values)
+        if "approvals" in stored:
+            stored["approvals"] = json.dumps(stored["approvals"])
+        changes = schema.retention_changes
+        self._c.execute(update(changes).where(changes.c.id == change_id).values(stored))
+
+    def due_retention_changes(self, now: datetime) -> list[dict[str, Any]]:
+        """Every pending retention change whose notice period is over, in any app."""
+        changes = schema.retention_changes
+        rows = self._c.execute(
+            select(changes)
+            .where(changes.c.status == "pending", changes.c.effective_at <= now)
+            .order_by(changes.c.effective_at)
+        )
+        return [_retention_change(row) for row in rows]
+
+
+def _retention_change(row: Any) -> dict[str, Any]:
+    found = {str(name): value for name, value in row._asdict().items()}
+    found["approvals"] = json.loads(found["approvals"])
+    for name in ("effective_at", "created_at", "done_at"):
+        found[name] = utc(found[name])
+    return found

@@ -163,3 +163,18 @@ erasures = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("done_at", DateTime(timezone=True), nullable=True),
 )
+
+# A shortened retention requested over the API: it waits for its approvals and notice period.
+retention_changes = Table(
+    "retention_changes",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("app_id", String(64), nullable=False, index=True),
+    Column("days", Integer, nullable=False),
+    Column("status", String(16), nullable=False),  # pending, done or cancelled
+    Column("approvals", Text, nullable=False),  # JSON list of who approved
+    Column("required", SmallInteger, nullable=False),
+    Column("effective_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("done_at", DateTime(timezone=True), nullable=True),
+)
