@@ -313,3 +313,25 @@ def test_erased_content_is_gone_from_the_sqlite_files(sqlite_server: Server) -> 
     for path in files:
         if path.exists():
             assert SUBJECT.encode() not in path.read_bytes(), path
+
+
+def test_an_erasure_of_scattered_seqs_is_recorded_in_parts(server: Server, tenant: Tenant) -> None:
+    with server.client(server.new_key(tenant.app_id, "events:write").key) as backend:
+        for _ in range(3):
+            body = {"events": [{"action": "doc.view"}] * 1000}
+            expect_status(backend.post(url(tenant, "/events/batch"), json=body), 201)
+    scattered = list(range(0, 2400, 2))  # 1,200 runs of one seq: more than one entry holds
+    with owner(server, tenant) as client:
+        done = expect_status(
+            client.post(
+                url(tenant, "/erasures"), json={"subject": {"seqs": scattered}, "reason": "bulk"}
+            ),
+            202,
+        ).json()
+    assert done["erased"] == len(scattered)
+    parts = [e for e in entries_of(server, tenant) if e.get("action") == "erasure.done"]
+    assert [(p["metadata"]["part"], p["metadata"]["parts"]) for p in parts] == [(1, 2), (2, 2)]
+    named = [s for p in parts for a, b in p["metadata"]["seq_ranges"] for s in range(a, b + 1)]
+    assert named == scattered
+    verified = server.cli("verify", "--app", tenant.app_id)
+    assert f"({len(scattered)} erased)" in verified.stdout

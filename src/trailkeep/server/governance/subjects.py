@@ -34,6 +34,10 @@ from trailkeep.server.store import Hold, Match, Store, Subject, SubjectTx
 #: Seqs one erasure may name; more is a series of requests.
 SEQS_MAX: Final = 10_000
 REASON_MAX: Final = 1_000
+#: Ranges of erased seqs one ``erasure.done`` entry names (about 32 KiB of metadata at most).
+RANGES_PER_ENTRY: Final = 1_000
+#: The metadata limit of the log's own records of erasure, whatever the callers' limit is.
+RECORD_MAX_BYTES: Final = 65_536
 
 
 def parse_subject(body: Any, *, whole_app: bool = False) -> Subject:
@@ -189,7 +193,7 @@ class Subjects:
             )  # fmt: skip
             entries = [record(tx, app_id, event, by, origin, self._max)]
             if len(approvals) >= settings["erasure_approvals"]:
-                entries.append(self._carry_out(tx, app_id, erasure_id, matches, by, origin))
+                entries += self._carry_out(tx, app_id, erasure_id, matches, by, origin)
             found = tx.erasure(app_id, erasure_id)
         assert found is not None
         return Recorded(_erasure_json(found), tuple(entries))
@@ -221,7 +225,7 @@ class Subjects:
                 )
                 # Matched again: the subject may have acted since the request.
                 matches = self._matches(tx, app_id, subject)
-                entries.append(self._carry_out(tx, app_id, erasure_id, matches, by, origin))
+                entries += self._carry_out(tx, app_id, erasure_id, matches, by, origin)
             done = tx.erasure(app_id, erasure_id)
         assert done is not None
         return Recorded(_erasure_json(done), tuple(entries))
@@ -262,19 +266,32 @@ class Subjects:
         matches: Sequence[Match],
         by: Actor,
         origin: Origin,
-    ) -> bytes:
+    ) -> list[bytes]:
+        """Erase the matches and append the ``erasure.done`` entries that account for them.
+
+        A subject's entries may be scattered over the whole log: their ranges are recorded
+        in parts of at most :data:`RANGES_PER_ENTRY`, one entry each, so that no record
+        outgrows what an entry holds. Each part says which of how many it is.
+        """
         tx.erase(app_id, matches, erasure_id)
         seqs = [m.seq for m in matches]
         tx.update_erasure(erasure_id, {
             "status": "done", "subject": None, "matched": len(seqs), "erased": len(seqs),
             "done_at": datetime.now(UTC),
         })  # fmt: skip
-        digest = hashlib.sha256(orjson.dumps(seqs)).hexdigest()
-        event = EventWrite(
-            action="erasure.done", target_type="erasure", target_id=erasure_id,
-            metadata={"erased": len(seqs), "seq_ranges": seq_ranges(seqs), "seqs_sha256": digest},
-        )  # fmt: skip
-        return record(tx, app_id, event, by, origin, self._max)
+        ranges = seq_ranges(seqs)
+        parts = [ranges[i : i + RANGES_PER_ENTRY] for i in range(0, len(ranges), RANGES_PER_ENTRY)]
+        entries = []
+        for number, part in enumerate(parts or [[]], start=1):
+            covered = [s for first, last in part for s in range(first, last + 1)]
+            event = EventWrite(
+                action="erasure.done", target_type="erasure", target_id=erasure_id,
+                metadata={"erased": len(covered), "seq_ranges": part,
+                          "seqs_sha256": hashlib.sha256(orjson.dumps(covered)).hexdigest(),
+                          "part": number, "parts": max(len(parts), 1)},
+            )  # fmt: skip
+            entries.append(record(tx, app_id, event, by, origin, RECORD_MAX_BYTES))
+        return entries
 
     def _app(self, tx: SubjectTx, app_id: str) -> dict[str, Any]:
         settings = tx.settings(app_id)
@@ -297,7 +314,10 @@ class Subjects:
         if subject.whole_app:
             return {"all": True}
         if subject.seqs:
-            return {"seq_ranges": seq_ranges(subject.seqs)}
+            # As many as 10,000: a count and a digest here; the ranges erased are named by the
+            # erasure.done entries, in parts.
+            digest = hashlib.sha256(orjson.dumps(list(subject.seqs))).hexdigest()
+            return {"seqs": len(subject.seqs), "seqs_sha256": digest}
         kind = "actor_id" if subject.actor_id is not None else "target"
         return {"kind": kind, "hmac": self._hmac(app_id, subject)}
 

@@ -214,12 +214,23 @@ class SubjectTx(AdminTx):
             self._c.execute(
                 delete(events).where(events.c.app_id == app_id, events.c.seq.in_(chunk))
             )
-            # A retry's record would point at entries that are no longer there.
-            keys = schema.idempotency_keys
+        # A retry's record would point at entries that are no longer there.
+        keys = schema.idempotency_keys
+        erased = set(seqs)
+        rows = self._c.execute(
+            select(keys.c.key, keys.c.seq, keys.c.count).where(
+                keys.c.app_id == app_id,
+                keys.c.seq <= seqs[-1],
+                keys.c.seq + keys.c.count > seqs[0],
+            )
+        )
+        doomed = [
+            row.key for row in rows if not erased.isdisjoint(range(row.seq, row.seq + row.count))
+        ]
+        for start in range(0, len(doomed), 500):
             self._c.execute(
                 delete(keys).where(
-                    keys.c.app_id == app_id,
-                    or_(*((keys.c.seq <= s) & (keys.c.seq + keys.c.count > s) for s in chunk)),
+                    keys.c.app_id == app_id, keys.c.key.in_(doomed[start : start + 500])
                 )
             )
 
