@@ -113,7 +113,7 @@ class Administrator:
             if at_once and "retention_days" in wanted and waiting is not None:
                 # The operator's retention replaces the one that waited.
                 entries.append(self._cancel(tx, app_id, waiting, by, origin))
-            elif "retention_days" in wanted:
+            elif not at_once and "retention_days" in wanted:
                 if shortens(current["retention_days"], wanted["retention_days"]):
                     days = wanted.pop("retention_days")
                     entries.append(self._request_retention(tx, app_id, current, days, by,
