@@ -5,6 +5,8 @@ valid, and the erased content is gone from the database files (DESIGN §4, §5; 
 from __future__ import annotations
 
 import json
+import subprocess
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +24,7 @@ from tests.integration.http_api import (
     write_numbered,
 )
 from tests.integration.independent_checks import checkpoint_key
-from tests.servers import Server, Tenant
+from tests.servers import BIN, Server, Tenant
 from trailkeep.log.record import Actor, EventWrite, Origin, prepare
 from trailkeep.server.governance.retention import Retention
 from trailkeep.server.ids import new_entry_id
@@ -252,3 +254,63 @@ def test_erased_content_is_gone_from_the_sqlite_files(sqlite_server: Server) -> 
     for path in files:
         if path.exists():
             assert MARKER.encode() not in path.read_bytes(), path
+
+
+def test_a_purge_racing_an_erasure_leaves_every_stub_accounted_for(
+    server: Server, tenant: Tenant
+) -> None:
+    seed_old(server, tenant.app_id, 3_000, days_ago=3)
+    owner = server.session(tenant, "ada", role="owner")
+    answers: list[int] = []
+
+    def erase() -> None:
+        with server.client(owner) as client:
+            for i in range(0, 40, 4):
+                subject = {"target": {"type": "user", "id": f"{MARKER}-{i}"}}
+                response = client.post(
+                    f"/v1/apps/{tenant.app_id}/erasures", json={"subject": subject, "reason": "r"}
+                )
+                answers.append(response.status_code)
+
+    racer = threading.Thread(target=erase)
+    racer.start()
+    server.cli("purge", "--app", tenant.app_id, "--before", iso(1))
+    racer.join()
+    assert answers == [202] * 10  # whichever came first, the other found nothing left to do
+    entries = entries_of(server, tenant)
+    assert sum(1 for e in entries if e.get("erased")) == 3_000
+    assert {e["erased_by"] for e in entries if e.get("erased")} <= {"retention"} | {
+        e["target"]["id"] for e in entries if e.get("action") == "erasure.done"
+    }
+    server.cli("verify", "--app", tenant.app_id)
+
+
+def test_a_purge_killed_midway_resumes_and_leaves_whole_chunks(
+    server: Server, tenant: Tenant
+) -> None:
+    seed_old(server, tenant.app_id, 30_000, days_ago=3)
+    with server.client(tenant.key) as client:
+        write_numbered(client, tenant.app_id, 0, 1)  # the server signs a checkpoint of the log
+        wait_for_checkpoint(client, tenant.app_id, 30_001, checkpoint_verifier(server), within=10)
+    purge = subprocess.Popen(
+        [str(BIN), "purge", "--app", tenant.app_id, "--before", iso(1)],
+        env=server.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and purge.poll() is None:
+            done = server.query(
+                "SELECT count(*) FROM erased_entries WHERE app_id = :app", app=tenant.app_id
+            )[0][0]
+            if done:
+                break
+            time.sleep(0.01)
+    finally:
+        purge.kill()
+        purge.wait()
+    erased = sum(1 for e in entries_of(server, tenant) if e.get("erased"))
+    assert erased % 5_000 == 0  # whole chunks, each with its retention.purge entry
+    server.cli("verify", "--app", tenant.app_id)
+    server.cli("purge", "--app", tenant.app_id, "--before", iso(1))
+    assert sum(1 for e in entries_of(server, tenant) if e.get("erased")) == 30_000
+    server.cli("verify", "--app", tenant.app_id)
