@@ -26,7 +26,7 @@ from tests.integration.http_api import (
 from tests.integration.independent_checks import checkpoint_key
 from tests.servers import BIN, Server, Tenant
 from trailkeep.log.record import Actor, EventWrite, Origin, prepare
-from trailkeep.server.governance.retention import Retention
+from trailkeep.server.governance.retention import PURGE_CHUNK, Retention
 from trailkeep.server.ids import new_entry_id
 from trailkeep.server.ingest.commit import append_groups
 
@@ -309,7 +309,7 @@ def test_a_purge_killed_midway_resumes_and_leaves_whole_chunks(
         purge.kill()
         purge.wait()
     erased = sum(1 for e in entries_of(server, tenant) if e.get("erased"))
-    assert erased % 5_000 == 0  # whole chunks, each with its retention.purge entry
+    assert erased % PURGE_CHUNK == 0  # whole chunks, each with its retention.purge entry
     server.cli("verify", "--app", tenant.app_id)
     server.cli("purge", "--app", tenant.app_id, "--before", iso(1))
     assert sum(1 for e in entries_of(server, tenant) if e.get("erased")) == 30_000
