@@ -191,12 +191,7 @@ def keys_list(
         raise CliError(f"no app {app_id!r}")
     keys = store.list_keys(app_id)
     if as_json:
-        print_json([
-            {"key_id": k.id, "name": k.name, "scopes": sorted(k.scopes),
-             "created_at": k.created_at.isoformat(),
-             "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None}
-            for k in keys
-        ])  # fmt: skip
+        print_json([key.public() for key in keys])
         return
     table = Table(
         Column("key id", no_wrap=True), Column("scopes", no_wrap=True), "name", "created", "revoked"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -22,17 +21,6 @@ from trailkeep.cli.common import (
 
 if TYPE_CHECKING:
     from trailkeep.server.governance.retention import PurgeReport
-
-
-def _apply_due(data_dir: Path | None, database_url: str | None, app_id: str, now: datetime) -> None:
-    """Apply the app's shorter retention if it was approved and its notice period is over, as
-    the scheduler in `serve` would, before purging by it."""
-
-    def job(op: Operator) -> list[str]:
-        applied: list[str] = op.admin.apply_due(now, op.actor, op.origin, app_id)
-        return applied
-
-    administer(data_dir, database_url, app_id, job)
 
 
 def purge(
@@ -74,23 +62,26 @@ def purge(
     for target in targets:
         if store.get_app(target) is None:
             raise CliError(f"no app {target!r}")
-        if not dry_run:
-            _apply_due(data_dir, database_url, target, now)
-        found = store.get_app(target)
-        assert found is not None
-        if cutoff is None and found.retention_days is None and app_id is None:
-            continue  # kept forever: nothing to purge
-        moment = cutoff or cutoff_of(found.retention_days, now)
-        if moment is None:
-            raise CliError(f"{target} keeps its entries forever: give --before TIME to trim it")
 
-        def job(op: Operator, target: str = target, moment: datetime = moment) -> PurgeReport:
+        def job(op: Operator, target: str = target) -> PurgeReport | None:
+            if not dry_run:
+                # A shorter retention approved over the API whose notice period is over
+                # applies first, as the scheduler in `serve` would apply it.
+                op.admin.apply_due(now, op.actor, op.origin, target)
+            days = op.admin.settings(target)["retention_days"]
+            moment = cutoff or cutoff_of(days, now)
+            if moment is None:
+                if app_id is None:
+                    return None  # kept forever: nothing to purge
+                raise CliError(f"{target} keeps its entries forever: give --before TIME to trim it")
             report: PurgeReport = op.retention.purge(
                 target, moment, op.actor, op.origin, dry_run=dry_run
             )
             return report
 
-        reports.append(administer(data_dir, database_url, target, job))
+        done = administer(data_dir, database_url, target, job)
+        if done is not None:
+            reports.append(done)
     if as_json:
         print_json([
             {"app_id": r.app_id, "cutoff": r.cutoff.isoformat(), "erased": r.erased,

@@ -71,6 +71,15 @@ def _reason(reason: str | None) -> str:
         raise CliError(f"--reason: {exc}") from None
 
 
+def _described(subject: dict[str, Any]) -> str:
+    """A subject as a person reads it: ``actor ID``, ``target TYPE:ID``, or ``the whole app``."""
+    if "actor_id" in subject:
+        return f"actor {subject['actor_id']}"
+    if "target" in subject:
+        return f"target {subject['target']['type']}:{subject['target']['id']}"
+    return "the whole app"
+
+
 def _operator_id(op: Operator) -> str:
     return f"operator:{op.actor.id}"
 
@@ -131,7 +140,7 @@ def holds_list(
     table = Table(Column("hold id", no_wrap=True), "subject", "reason", "placed", "released")
     for hold in found:
         table.add_row(
-            cell(hold["id"]), cell(hold["subject"]), cell(hold["reason"]),
+            cell(hold["id"]), cell(_described(hold["subject"])), cell(hold["reason"]),
             cell(hold["placed_at"][:16]), cell((hold["released_at"] or "")[:16]),
         )  # fmt: skip
     out.print(table)

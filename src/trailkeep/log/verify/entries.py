@@ -75,6 +75,11 @@ SUFFIX_AT: Final = -(len(LEAF_KEY) + 2 * merkle.HASH_SIZE + len(b'"}'))
 Entry = bytes | str | Mapping[str, Any]
 
 
+def stored_leaf(entry: bytes) -> bytes:
+    """The leaf hash an entry as stored records: its last field (unchecked; see fast_leaf)."""
+    return bytes.fromhex(entry[SUFFIX_AT + 14 : -2].decode())
+
+
 def fast_leaf(seq: int, line: bytes, app_id: str | None) -> bytes | None:
     """The leaf of a line exactly as the server writes it, or None (then take the slow path).
 

@@ -49,14 +49,6 @@ def _entry(done: Done) -> dict[str, Any]:
     return {"entry": entries[-1] if entries else None, "entries": entries}
 
 
-def _key_json(key: KeyRecord) -> dict[str, Any]:
-    return {
-        "key_id": key.id, "scopes": sorted(key.scopes), "name": key.name,
-        "created_at": key.created_at.isoformat(),
-        "revoked_at": None if key.revoked_at is None else key.revoked_at.isoformat(),
-    }  # fmt: skip
-
-
 @router.get("", summary="The app's settings", responses=WRITE_PROBLEMS)
 async def get_app(app_id: AppId, request: Request) -> Response:
     """The app's settings, for a `manage` key or an owner's session."""
@@ -101,7 +93,7 @@ async def list_keys(app_id: AppId, request: Request) -> Response:
     svc = services(request)
     await manager(svc, request, app_id)
     keys = await asyncio.to_thread(svc.admin.keys, app_id)
-    return json_response({"keys": [_key_json(key) for key in keys]})
+    return json_response({"keys": [key.public() for key in keys]})
 
 
 @router.post(
@@ -148,7 +140,7 @@ async def revoke_key(app_id: AppId, key_id: KeyId, request: Request) -> Response
         svc, app_id, lambda: svc.admin.revoke_key(app_id, key_id, principal.actor, origin)
     )
     revoked: KeyRecord = done.result
-    return json_response({**_key_json(revoked), "revoked": True, **_entry(done)})
+    return json_response({**revoked.public(), "revoked": True, **_entry(done)})
 
 
 @router.post(

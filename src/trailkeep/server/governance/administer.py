@@ -80,7 +80,7 @@ class Administrator:
 
     def settings(self, app_id: str) -> dict[str, Any]:
         """The app's settings, and the shorter retention that waits, if any."""
-        with self._store.admin_tx() as tx:
+        with self._store.admin_view() as tx:
             found = tx.settings(app_id)
             if found is None:
                 raise LookupError(app_id)
@@ -199,7 +199,7 @@ class Administrator:
         """Apply every approved retention change whose notice period is over (of one app, if
         given); return their apps."""
         applied = []
-        with self._store.admin_tx() as tx:
+        with self._store.admin_view() as tx:
             due = [
                 c for c in tx.due_retention_changes(now)
                 if len(c["approvals"]) >= c["required"] and app_id in (None, c["app_id"])

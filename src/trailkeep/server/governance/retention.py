@@ -29,9 +29,6 @@ from trailkeep.server.store import Hold, Store
 
 log = logging.getLogger(__name__)
 
-#: The log's records of its own administration: retention never erases them, since they
-#: account for every stub that retention and erasure leave (and `verify` checks that they do).
-GOVERNANCE_ACTIONS: Final = RESERVED_ACTIONS
 #: Entries erased in one transaction: small enough that writes wait only briefly for it.
 PURGE_CHUNK: Final = 1_000
 #: After each chunk the purge rests for as long as the chunk held the lock (at most this long),
@@ -78,12 +75,16 @@ class Retention:
     def purge(
         self, app_id: str, cutoff: datetime, by: Actor, origin: Origin, *, dry_run: bool = False
     ) -> PurgeReport:
-        """Erase the content of the app's entries older than ``cutoff`` that nothing keeps."""
+        """Erase the content of the app's entries older than ``cutoff`` that nothing keeps.
+
+        The log's own records (``RESERVED_ACTIONS``) are kept: they account for every stub that
+        retention and erasure leave, and `verify` checks that they do.
+        """
         if dry_run:
-            with self._store.admin_tx() as tx:
+            with self._store.admin_view() as tx:
                 if tx.settings(app_id) is None:
                     raise LookupError(app_id)
-                count = tx.purgeable(app_id, cutoff, GOVERNANCE_ACTIONS)
+                count = tx.purgeable(app_id, cutoff, RESERVED_ACTIONS)
             return PurgeReport(app_id, cutoff, count, 0)
         erased, entries = 0, []
         while True:
@@ -95,7 +96,7 @@ class Retention:
                 if any(hold.subject.whole_app for hold in holds):
                     break  # the whole app is held: nothing of it is erased
 
-                chunk = tx.purge(app_id, cutoff, self._chunk, GOVERNANCE_ACTIONS, _held_by(holds))
+                chunk = tx.purge(app_id, cutoff, self._chunk, RESERVED_ACTIONS, _held_by(holds))
                 if chunk is None:
                     break
                 if not chunk.erased:

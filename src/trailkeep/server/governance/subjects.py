@@ -105,7 +105,7 @@ class Subjects:
 
     def holds(self, app_id: str) -> list[dict[str, Any]]:
         """Every hold of the app, released ones included."""
-        with self._store.admin_tx() as tx:
+        with self._store.admin_view() as tx:
             self._app(tx, app_id)
             return [self._hold_json(hold) for hold in tx.holds(app_id, active=False)]
 
@@ -144,13 +144,13 @@ class Subjects:
 
     def erasures(self, app_id: str) -> list[dict[str, Any]]:
         """The app's erasure requests, newest first (never their subject)."""
-        with self._store.admin_tx() as tx:
+        with self._store.admin_view() as tx:
             self._app(tx, app_id)
             return [_erasure_json(found) for found in tx.erasures(app_id)]
 
     def erasure(self, app_id: str, erasure_id: str) -> dict[str, Any]:
         """One erasure request; ``LookupError`` if the app has none of that id."""
-        with self._store.admin_tx() as tx:
+        with self._store.admin_view() as tx:
             found = tx.erasure(app_id, erasure_id)
         if found is None:
             raise LookupError(erasure_id)
@@ -196,6 +196,8 @@ class Subjects:
                 entries += self._carry_out(tx, app_id, erasure_id, matches, by, origin)
             found = tx.erasure(app_id, erasure_id)
         assert found is not None
+        if found["status"] == "done":
+            self._store.checkpoint_wal()  # the erased pages' old copies leave SQLite's WAL too
         return Recorded(_erasure_json(found), tuple(entries))
 
     def approve(
@@ -228,6 +230,8 @@ class Subjects:
                 entries += self._carry_out(tx, app_id, erasure_id, matches, by, origin)
             done = tx.erasure(app_id, erasure_id)
         assert done is not None
+        if done["status"] == "done":
+            self._store.checkpoint_wal()  # the erased pages' old copies leave SQLite's WAL too
         return Recorded(_erasure_json(done), tuple(entries))
 
     # -- inside the transaction ----------------------------------------------------------

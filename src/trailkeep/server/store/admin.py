@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
 
-from trailkeep.log.verify.entries import SUFFIX_AT
+from trailkeep.log.verify.entries import stored_leaf
 from trailkeep.server.store import schema
 from trailkeep.server.store.append import AppendTx, utc
 from trailkeep.server.store.records import KeyRecord
@@ -46,7 +46,7 @@ class AdminTx(AppendTx):
         ).one_or_none()
         if row is None:
             return None
-        found = {str(name): value for name, value in row._asdict().items()}
+        found = as_dict(row)
         found["allowed_origins"] = json.loads(found["allowed_origins"])
         return found
 
@@ -145,7 +145,7 @@ class AdminTx(AppendTx):
                 insert(schema.erased_entries),
                 [
                     {"app_id": app_id, "seq": row.seq, "id": row.id, "time": row.time,
-                     "leaf_hash": bytes.fromhex(bytes(row.entry)[SUFFIX_AT + 14 : -2].decode()),
+                     "leaf_hash": stored_leaf(bytes(row.entry)),
                      "erased_by": "retention"}
                     for row in gone
                 ],
@@ -189,7 +189,7 @@ class AdminTx(AppendTx):
         row = self._c.execute(
             select(changes).where(changes.c.app_id == app_id, changes.c.status == "pending")
         ).first()
-        return None if row is None else _retention_change(row)
+        return None if row is None else as_dict(row)
 
     def insert_retention_change(self, values: Mapping[str, Any]) -> None:
         """Store a new retention change (``approvals`` as a list)."""
@@ -212,12 +212,15 @@ class AdminTx(AppendTx):
             .where(changes.c.status == "pending", changes.c.effective_at <= now)
             .order_by(changes.c.effective_at)
         )
-        return [_retention_change(row) for row in rows]
+        return [as_dict(row) for row in rows]
 
 
-def _retention_change(row: Any) -> dict[str, Any]:
+def as_dict(row: Any) -> dict[str, Any]:
+    """A governance row as a dict: `approvals` parsed, times in UTC (SQLite's come naive)."""
     found = {str(name): value for name, value in row._asdict().items()}
-    found["approvals"] = json.loads(found["approvals"])
+    if "approvals" in found:
+        found["approvals"] = json.loads(found["approvals"])
     for name in ("effective_at", "created_at", "done_at"):
-        found[name] = utc(found[name])
+        if name in found:
+            found[name] = utc(found[name])
     return found

@@ -86,15 +86,16 @@ class AppendTx:
     so two transactions never wait on each other's locks in a cycle.
     """
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, *, locking: bool = True) -> None:
         self._c = connection
         self._row_locks = connection.dialect.name == "postgresql"
         self._sql = _STATEMENTS[connection.dialect.name]
-        self._locked: set[str] = set()
+        # A view for reading only (``Store.admin_view``) takes no app's lock.
+        self._locked: set[str] | None = set() if locking else None
 
     def lock(self, app_id: str) -> None:
         """Take the app's lock now (PostgreSQL; on SQLite the transaction holds it already)."""
-        if not self._row_locks or app_id in self._locked:
+        if not self._row_locks or self._locked is None or app_id in self._locked:
             return
         driver_rows(self._c, self._sql["lock"], {"app": app_id})
         self._locked.add(app_id)
@@ -106,7 +107,8 @@ class AppendTx:
         """
         # The UPDATE itself waits for and takes the row lock; the seqs it returns are the
         # committed size, never one another node has also been given.
-        self._locked.add(app_id)
+        if self._locked is not None:
+            self._locked.add(app_id)
         params = {"count": count, "now": self.time_param(now), "app": app_id}
         rows = driver_rows(self._c, self._sql["reserve"], params)
         if not rows:

@@ -47,10 +47,6 @@ def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
         # that several commits dirtied is copied (and the file synced) once, not once each.
         # The WAL file stays bounded at about this size.
         cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
-        # Deleted content is overwritten with zeros, so an erased entry does not linger in the
-        # file's free pages (DESIGN §5, "erased means gone"). Appends delete only the partial
-        # tree tile they widen, whose hashes the wider tile repeats.
-        cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()
 
     @event.listens_for(engine, "begin")

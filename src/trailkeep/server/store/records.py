@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from trailkeep.server.secrets import SecretBox
 
@@ -45,6 +46,14 @@ class KeyRecord:
     name: str | None
     created_at: datetime
     revoked_at: datetime | None
+
+    def public(self) -> dict[str, Any]:
+        """The key as the API and the CLI show it: never its secret, nor the secret's hash."""
+        return {
+            "key_id": self.id, "name": self.name, "scopes": sorted(self.scopes),
+            "created_at": self.created_at.isoformat(),
+            "revoked_at": None if self.revoked_at is None else self.revoked_at.isoformat(),
+        }  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

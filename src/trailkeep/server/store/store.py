@@ -119,7 +119,26 @@ class Store:
     def admin_tx(self) -> Iterator[SubjectTx]:
         """An appending transaction that may also change settings, keys, holds and erasures."""
         with self.writer_engine.begin() as connection:
-            yield SubjectTx(connection)
+            if self.dialect != "sqlite":
+                yield SubjectTx(connection)
+                return
+            # Only here is an entry's content deleted (retention, erasure): SQLite overwrites
+            # what it deletes with zeros, so an erased entry does not linger in free pages.
+            # Appends delete only the partial tree tile they widen, whose hashes the wider tile
+            # repeats: the write path does not pay for zeroing it.
+            raw = connection.connection.driver_connection
+            assert raw is not None
+            raw.execute("PRAGMA secure_delete=ON")
+            try:
+                yield SubjectTx(connection)
+            finally:
+                raw.execute("PRAGMA secure_delete=OFF")
+
+    @contextmanager
+    def admin_view(self) -> Iterator[SubjectTx]:
+        """Governance state to read (settings, holds, erasures): no write lock, no app lock."""
+        with self.reader_engine.connect() as connection:
+            yield SubjectTx(connection, locking=False)
 
     def checkpoint_wal(self) -> None:
         """Copy SQLite's WAL into the database file and empty it (after erasing content)."""

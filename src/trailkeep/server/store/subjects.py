@@ -15,9 +15,9 @@ from typing import Any
 import orjson
 from sqlalchemy import ColumnElement, delete, insert, or_, select, text, update
 
-from trailkeep.log.verify.entries import SUFFIX_AT
+from trailkeep.log.verify.entries import stored_leaf
 from trailkeep.server.store import schema
-from trailkeep.server.store.admin import AdminTx
+from trailkeep.server.store.admin import AdminTx, as_dict
 from trailkeep.server.store.append import utc
 
 events = schema.events
@@ -175,7 +175,7 @@ class SubjectTx(AdminTx):
         return [
             Match(
                 row.seq, row.id, utc(row.time) or row.time, row.actor_id, row.target_type,
-                row.target_id, bytes.fromhex(bytes(row.entry)[SUFFIX_AT + 14 : -2].decode()),
+                row.target_id, stored_leaf(bytes(row.entry)),
             )
             for row in rows
             if row.action not in kept
@@ -244,7 +244,7 @@ class SubjectTx(AdminTx):
         row = self._c.execute(
             select(erasures).where(erasures.c.app_id == app_id, erasures.c.id == erasure_id)
         ).one_or_none()
-        return None if row is None else _erasure(row)
+        return None if row is None else as_dict(row)
 
     def erasures(self, app_id: str) -> list[dict[str, Any]]:
         """The app's erasure requests, newest first."""
@@ -253,7 +253,7 @@ class SubjectTx(AdminTx):
             .where(erasures.c.app_id == app_id)
             .order_by(erasures.c.created_at.desc(), erasures.c.id)
         )
-        return [_erasure(row) for row in rows]
+        return [as_dict(row) for row in rows]
 
     def update_erasure(self, erasure_id: str, values: dict[str, Any]) -> None:
         """Change an erasure request's status, approvals, counts or sealed subject."""
@@ -261,11 +261,3 @@ class SubjectTx(AdminTx):
         if "approvals" in stored:
             stored["approvals"] = json.dumps(stored["approvals"])
         self._c.execute(update(erasures).where(erasures.c.id == erasure_id).values(stored))
-
-
-def _erasure(row: Any) -> dict[str, Any]:
-    found = {str(name): value for name, value in row._asdict().items()}
-    found["approvals"] = json.loads(found["approvals"])
-    found["created_at"] = utc(found["created_at"])
-    found["done_at"] = utc(found["done_at"])
-    return found
