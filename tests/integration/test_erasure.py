@@ -18,9 +18,11 @@ import pytest
 
 from tests.integration.http_api import (
     check_entry,
+    checkpoint_verifier,
     expect_problem,
     expect_status,
     export_lines,
+    wait_for_checkpoint,
 )
 from tests.servers import Server, Tenant
 
@@ -67,6 +69,9 @@ def seed(server: Server, tenant: Tenant) -> dict[str, list[int]]:
     with server.client(server.session(tenant, "auditor_1", role="auditor")) as auditor:
         expect_status(auditor.get(url(tenant, "/events"), params={"actor": SUBJECT}))
     seqs["read"] = [e["seq"] for e in entries_of(server, tenant) if e.get("action") == "audit.read"]
+    # `verify --app` later needs a checkpoint: the background signer makes one within a second.
+    with server.client(tenant.key) as reader:
+        wait_for_checkpoint(reader, tenant.app_id, 1, checkpoint_verifier(server), within=10)
     return seqs
 
 

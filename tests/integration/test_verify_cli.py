@@ -432,6 +432,8 @@ def test_local_verify_names_an_index_column_that_disagrees_with_its_entry(
         for n in range(6):
             body = {"action": "doc.edit", "target_type": "doc", "target_id": f"d{n}"}
             assert c.post(events_url(tenant.app_id), json=body).status_code == 201
+        # The background signer covers them within a second; verify --app needs a checkpoint.
+        await_checkpoint(c, tenant.app_id, checkpoint_key(server), 6)
     assert json.loads(server.query(
         "SELECT entry FROM events WHERE app_id = :app AND seq = 4", app=tenant.app_id
     )[0][0])["kind"] == "admin"  # a key with `manage` acts as an administrator  # fmt: skip
