@@ -323,6 +323,8 @@ def test_an_erasure_of_scattered_seqs_is_recorded_in_parts(server: Server, tenan
         for _ in range(3):
             body = {"events": [{"action": "doc.view"}] * 1000}
             expect_status(backend.post(url(tenant, "/events/batch"), json=body), 201)
+    with server.client(tenant.key) as reader:  # `verify --app` below needs a checkpoint
+        wait_for_checkpoint(reader, tenant.app_id, 1, checkpoint_verifier(server), within=10)
     scattered = list(range(0, 2400, 2))  # 1,200 runs of one seq: more than one entry holds
     with owner(server, tenant) as client:
         done = expect_status(
