@@ -131,8 +131,9 @@ class Services:
             await asyncio.sleep(MAINTENANCE_INTERVAL_SECONDS)
 
     async def _retain(self) -> None:
-        # Several nodes may run this at once: each chunk takes the app's lock, so two nodes
-        # purging one app take turns, and the second finds the horizon already raised.
+        # Several nodes may run this at once: one of them purges an app while the others pass
+        # it by (Store.purge_lease), and every chunk takes the app's lock, so a CLI purge
+        # beside them takes turns with them and finds the horizon already raised.
         while True:
             await asyncio.sleep(self.settings.purge_interval)
             now, origin = datetime.now(UTC), Origin(ip=None, user_agent=None)

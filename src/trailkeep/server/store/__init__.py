@@ -4,7 +4,8 @@ from trailkeep.server.store.admin import AdminTx
 from trailkeep.server.store.append import EVENT_COLUMNS, AppendTx, EventRow
 from trailkeep.server.store.records import AppRecord, CheckpointRecord, IdempotencyRecord, KeyRecord
 from trailkeep.server.store.store import Store
-from trailkeep.server.store.subjects import Hold, Match, Subject, SubjectTx
+from trailkeep.server.store.stubs import Match
+from trailkeep.server.store.subjects import Hold, Subject, SubjectTx
 
 __all__ = [
     "EVENT_COLUMNS",

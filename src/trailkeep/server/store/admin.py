@@ -16,10 +16,10 @@ from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
 
-from trailkeep.log.verify.entries import stored_leaf
-from trailkeep.server.store import schema
+from trailkeep.server.store import schema, tree
 from trailkeep.server.store.append import AppendTx, utc
 from trailkeep.server.store.records import KeyRecord
+from trailkeep.server.store.stubs import Match, erase_rows
 
 #: The settings an administrator may change, as the ``apps`` table names them.
 SETTINGS = ("retention_days", "allowed_origins", "erasure_approvals")
@@ -120,47 +120,28 @@ class AdminTx(AppendTx):
         events = schema.events
         rows = self._c.execute(
             select(
-                events.c.seq,
-                events.c.id,
-                events.c.time,
-                events.c.action,
-                events.c.actor_id,
-                events.c.target_type,
-                events.c.target_id,
-                events.c.entry,
+                events.c.seq, events.c.id, events.c.time, events.c.action, events.c.actor_id,
+                events.c.target_type, events.c.target_id,
             )
             .where(events.c.app_id == app_id, events.c.seq >= horizon, events.c.time < cutoff)
             .order_by(events.c.seq)
             .limit(limit)
-        ).all()
+        ).all()  # fmt: skip
         if not rows:
             return None
+        first, last = rows[0].seq, rows[-1].seq
+        # The leaf hashes come from the tree's tiles, a few rows, rather than from each entry.
+        leaves = dict(tree.leaf_range(self._c, app_id, first, last + 1))
         gone = [
-            row for row in rows
+            Match(row.seq, row.id, utc(row.time) or row.time, row.actor_id, row.target_type,
+                  row.target_id, leaves[row.seq])
+            for row in rows
             if row.action not in kept and not held(row.actor_id, row.target_type, row.target_id)
         ]  # fmt: skip
-        chunk = Purged(rows[0].seq, rows[-1].seq, len(gone))
-        if gone:
-            self._c.execute(
-                insert(schema.erased_entries),
-                [
-                    {"app_id": app_id, "seq": row.seq, "id": row.id, "time": row.time,
-                     "leaf_hash": stored_leaf(bytes(row.entry)),
-                     "erased_by": "retention"}
-                    for row in gone
-                ],
-            )  # fmt: skip
         apps = schema.apps
-        self._c.execute(
-            update(apps).where(apps.c.id == app_id).values(purge_horizon=chunk.to_seq + 1)
-        )
-        if gone:
-            self._c.execute(
-                delete(events).where(
-                    events.c.app_id == app_id,
-                    events.c.seq.in_([row.seq for row in gone]),
-                )
-            )
+        self._c.execute(update(apps).where(apps.c.id == app_id).values(purge_horizon=last + 1))
+        erase_rows(self._c, app_id, gone, "retention")
+        chunk = Purged(first, last, len(gone))
         # A retry's record would point at entries that are no longer there.
         keys = schema.idempotency_keys
         self._c.execute(delete(keys).where(keys.c.app_id == app_id, keys.c.seq <= chunk.to_seq))

@@ -135,6 +135,31 @@ class Store:
                 raw.execute("PRAGMA secure_delete=OFF")
 
     @contextmanager
+    def purge_lease(self, app_id: str) -> Iterator[bool]:
+        """Whether this process may run the app's scheduled purge now; held until the block ends.
+
+        On PostgreSQL several nodes run the scheduler: a session advisory lock per app lets one
+        purge it while the others pass it by. The database drops the lock with the session, so
+        a node that dies mid-purge leaves it to the next node's interval, which resumes at the
+        horizon. SQLite has one server process; a CLI purge beside it takes turns chunk by chunk.
+        """
+        if self.dialect != "postgresql":
+            yield True
+            return
+        key = {"key": f"trailkeep.purge:{app_id}"}
+        with self.writer_engine.connect() as c:
+            taken = c.execute(
+                text("SELECT pg_try_advisory_lock(hashtextextended(:key, 0))"), key
+            ).scalar_one()
+            c.commit()  # the lock is the session's; no transaction is left open while it is held
+            try:
+                yield bool(taken)
+            finally:
+                if taken:
+                    c.execute(text("SELECT pg_advisory_unlock(hashtextextended(:key, 0))"), key)
+                    c.commit()
+
+    @contextmanager
     def admin_view(self) -> Iterator[SubjectTx]:
         """Governance state to read (settings, holds, erasures): no write lock, no app lock."""
         with self.reader_engine.connect() as connection:

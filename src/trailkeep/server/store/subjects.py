@@ -19,6 +19,7 @@ from trailkeep.log.verify.entries import stored_leaf
 from trailkeep.server.store import schema
 from trailkeep.server.store.admin import AdminTx, as_dict
 from trailkeep.server.store.append import utc
+from trailkeep.server.store.stubs import Match, erase_rows
 
 events = schema.events
 holds = schema.holds
@@ -72,19 +73,6 @@ class Hold:
         if s.actor_id is not None:
             return actor_id == s.actor_id
         return (target_type, target_id) == (s.target_type, s.target_id)
-
-
-@dataclass(frozen=True, slots=True)
-class Match:
-    """An entry an erasure matched: enough to stub it and to check holds."""
-
-    seq: int
-    id: str
-    time: datetime
-    actor_id: str
-    target_type: str | None
-    target_id: str | None
-    leaf_hash: bytes
 
 
 def _hold(row: Any) -> Hold:
@@ -203,17 +191,8 @@ class SubjectTx(AdminTx):
         """Erase these entries' content: stubs first (the database requires them), then rows."""
         if not matches:
             return
-        self._c.execute(
-            insert(schema.erased_entries),
-            [{"app_id": app_id, "seq": m.seq, "id": m.id, "time": m.time,
-              "leaf_hash": m.leaf_hash, "erased_by": erased_by} for m in matches],
-        )  # fmt: skip
+        erase_rows(self._c, app_id, matches, erased_by)
         seqs = [m.seq for m in matches]
-        for start in range(0, len(seqs), 1_000):
-            chunk = seqs[start : start + 1_000]
-            self._c.execute(
-                delete(events).where(events.c.app_id == app_id, events.c.seq.in_(chunk))
-            )
         # A retry's record would point at entries that are no longer there.
         keys = schema.idempotency_keys
         erased = set(seqs)
