@@ -340,3 +340,43 @@ def test_an_erasure_of_scattered_seqs_is_recorded_in_parts(server: Server, tenan
     assert named == scattered
     verified = server.cli("verify", "--app", tenant.app_id)
     assert f"({len(scattered)} erased)" in verified.stdout
+
+
+def test_another_apps_ids_are_not_found_and_its_subjects_match_nothing(
+    server: Server, tenant: Tenant
+) -> None:
+    """Ids of another app's requests and holds are 404 through this app; its subjects match 0."""
+    other = server.new_app("another")
+    seed(server, other)
+    server.cli("apps", "update", other.app_id, "--erasure-approvals", "2")
+    with owner(server, other) as theirs:
+        era = expect_status(
+            theirs.post(url(other, "/erasures"), json={"subject": {"actor_id": SUBJECT},
+                                                       "reason": "asked"}), 202,
+        ).json()["id"]  # fmt: skip
+        hold = expect_status(
+            theirs.post(url(other, "/holds"), json={"subject": {"actor_id": "user_other"},
+                                                    "reason": "litigation"}), 201,
+        ).json()["id"]  # fmt: skip
+    with owner(server, tenant, "grace") as client:
+        expect_problem(client.get(url(tenant, f"/erasures/{era}")), 404, "not_found")
+        expect_problem(client.post(url(tenant, f"/erasures/{era}/approve")), 404, "not_found")
+        expect_problem(client.delete(url(tenant, f"/holds/{hold}")), 404, "not_found")
+        # A subject that only the other app knows matches nothing here, answered exactly as a
+        # subject that nobody knows: a 404 would tell this app's owner that another tenant has
+        # entries about that person.
+        answers = [
+            expect_status(
+                client.post(url(tenant, "/erasures"),
+                            json={"subject": {"actor_id": name}, "reason": "asked"}), 202,
+            ).json()
+            for name in (SUBJECT, "user_nobody_anywhere")
+        ]  # fmt: skip
+        assert [(a["status"], a["matched"], a["erased"]) for a in answers] == [("done", 0, 0)] * 2
+    with owner(server, other) as theirs:
+        assert expect_status(theirs.get(url(other, f"/erasures/{era}"))).json()["status"] == (
+            "pending"
+        )
+        held = expect_status(theirs.get(url(other, "/holds"))).json()["holds"]
+        assert [(h["id"], h["released_at"]) for h in held] == [(hold, None)]
+    assert not any(e.get("erased") for e in entries_of(server, other))
