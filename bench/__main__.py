@@ -97,15 +97,16 @@ def main(argv: list[str] | None = None) -> int:
                "governance": suite_governance}  # fmt: skip
     failed: list[str] = []
     timings: dict[str, float] = {}
-    with pgserver.maybe_postgres(pg_mode if "http_write" in suites else "off") as pg:
+    wants_pg = {"http_write", "governance"} & set(suites)
+    with pgserver.maybe_postgres(pg_mode if wants_pg else "off") as pg:
         if "http_write" in suites:
             run.info["http_write:postgresql"] = pg.describe() if pg else pgserver.why_not(pg_mode)
         for name in suites:
             print(f"== {name}", flush=True)
             suite_started = time.monotonic()
             try:
-                if name == "http_write":
-                    suite_http.run(run, sizes, pg)
+                if name in ("http_write", "governance"):
+                    modules[name].run(run, sizes, pg)
                 else:
                     modules[name].run(run, sizes)
             except Exception as exc:  # one broken suite must not hide the others' figures

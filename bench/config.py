@@ -30,6 +30,9 @@ class Sizes:
     soak_sample_seconds: float = 5.0
     soak_warmup_seconds: float = 60.0
     soak_connections: int = 16
+    purge_pg_entries: int = 200_000  # the PostgreSQL purge: a fresh database filled this far
+    steady_rounds: int = 6  # steady write + retention: rounds of writing and purging
+    steady_entries: int = 50_000  # written (and later purged) each round
 
 
 FULL = Sizes()
@@ -53,6 +56,9 @@ SMOKE = Sizes(
     soak_sample_seconds=1.0,
     soak_warmup_seconds=1.0,
     soak_connections=4,
+    purge_pg_entries=3_000,
+    steady_rounds=3,
+    steady_entries=2_000,
 )
 
 SUITES = ("ingest", "http_write", "reads", "proofs", "verify", "governance", "soak")

@@ -35,10 +35,13 @@ CHUNK = 5_000
 
 
 def fill(
-    store: Store, app_ids: Sequence[str], count: int, *, days: int = 100, seed: int = 7,
-    progress: Callable[[int], None] | None = None,
+    store: Store, app_ids: Sequence[str], count: int, *, days: float = 100, seed: int = 7,
+    progress: Callable[[int], None] | None = None, end: datetime | None = None,
 ) -> None:  # fmt: skip
-    """Append ``count`` entries to each app, interleaved, their times spread over ``days``."""
+    """Append ``count`` entries to each app, interleaved, their times spread over ``days``.
+
+    They end at ``end`` (now by default), which must not be before the apps' last entry.
+    """
     rng = random.Random(seed)
     actors = [
         Actor(
@@ -47,7 +50,7 @@ def fill(
         for i in range(1000)
     ]
     origins = [Origin(ip=f"203.0.113.{i}", user_agent="Mozilla/5.0 bench") for i in range(1, 200)]
-    end = datetime.now(UTC)
+    end = end or datetime.now(UTC)
     start_time = end - timedelta(days=days)
     step = (end - start_time) / max(count, 1)
     done = 0

@@ -6,7 +6,10 @@ transaction that writes the stubs, raises the horizon, deletes the rows and appe
 of the same file: raw sqlite3 deleting the same rows in the same chunks (``secure_delete`` on,
 one durable commit a chunk, the append-only triggers dropped), with no stubs and no log entries.
 The erasure of one subject (an actor with about 1,000 entries) is timed on its own, and single
-writes to the file's other app are timed alone and while the purge runs.
+writes to the file's other app are timed alone and while the purge runs. On PostgreSQL a fresh
+database is filled and purged the same way, against raw DELETEs of the same rows in a copy.
+Steady retention writes a round of entries and purges the previous round, again and again, and
+watches the SQLite file's size: freed pages must be reused, so it stops growing.
 """
 
 from __future__ import annotations
@@ -19,13 +22,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench import fixtures
+from bench import datagen, fixtures
 from bench.config import Sizes
 from bench.harness import LoadRun, Result, Run, load, secret_key, serving
+from bench.pgserver import Postgres
 from trailkeep.log.record import Origin
 from trailkeep.server.governance import RETENTION
 from trailkeep.server.governance.retention import PURGE_CHUNK, Retention
 from trailkeep.server.governance.subjects import Subjects
+from trailkeep.server.provision import create_app
 from trailkeep.server.store import Store, Subject
 
 SUITE = "governance"
@@ -62,8 +67,92 @@ def _raw_delete(db: Path, app_id: str, count: int) -> float:
         connection.close()
 
 
-def run(run: Run, sizes: Sizes) -> None:
-    """Time a subject's erasure, a purge of the whole log, and raw SQLite deleting the same."""
+def _purge_all(store: Store, app_id: str) -> tuple[int, float]:
+    """Purge every entry of the app now: (entries erased, seconds)."""
+    started = time.perf_counter()
+    report = Retention(store).purge(
+        app_id, datetime.now(UTC) + timedelta(minutes=1), RETENTION, ORIGIN
+    )
+    return report.erased, time.perf_counter() - started
+
+
+def _postgres(run: Run, sizes: Sizes, pg: Postgres) -> None:
+    """The purge on PostgreSQL, against raw DELETEs of the same rows in a copy of the database."""
+    import psycopg
+
+    owner, service = pg.database()
+    store = Store(service, secrets=secret_key())
+    try:
+        app_id = create_app(store, "bench purge").app_id
+        datagen.fill(store, [app_id], sizes.purge_pg_entries)
+        with psycopg.connect(owner, autocommit=True) as c:
+            # A copy for the baseline, made while nothing is connected to the original.
+            store.close()
+            name = str(c.info.dbname)
+            c.execute(f"CREATE DATABASE {name}_raw TEMPLATE {name}")
+        erased, seconds = _purge_all(store, app_id)
+    finally:
+        store.close()
+    raw_url = owner.rsplit("/", 1)[0] + f"/{name}_raw"
+    with psycopg.connect(raw_url, autocommit=True) as c:
+        c.execute("SET session_replication_role = replica")  # no triggers: the storage alone
+        started = time.perf_counter()
+        for low in range(0, sizes.purge_pg_entries, PURGE_CHUNK):
+            with c.transaction():
+                c.execute(
+                    "DELETE FROM events WHERE app_id = %s AND seq >= %s AND seq < %s",
+                    (app_id, low, low + PURGE_CHUNK),
+                )
+        raw_rate = sizes.purge_pg_entries / (time.perf_counter() - started)
+    rate = erased / seconds
+    run.add(Result(
+        SUITE, "purge, PostgreSQL", rate, "entries/s",
+        target="≥ 50,000 entries/s", met=rate >= 50_000,
+        baseline=raw_rate, baseline_name=f"raw DELETE of the same rows, {PURGE_CHUNK:,} a commit",
+        notes=f"{erased:,} entries of a fresh {sizes.purge_pg_entries:,}-entry database; "
+        "each chunk writes its stubs and deletes its rows (a statement each) and appends its "
+        "retention.purge entry; no rest between chunks (PostgreSQL queues the writers)",
+    ))  # fmt: skip
+
+
+def _steady(run: Run, sizes: Sizes) -> None:
+    """Write a round, purge the round before, again and again: the file must stop growing."""
+    work = run.scratch("governance_steady")
+    db = work / "trailkeep.db"
+    store = Store(f"sqlite:///{db}", secrets=secret_key())
+    start = datetime.now(UTC) - timedelta(days=sizes.steady_rounds + 1)
+    sizes_mib: list[float] = []
+    try:
+        store.migrate()
+        app_id = create_app(store, "bench steady").app_id
+        for round_ in range(sizes.steady_rounds):
+            # Each round's entries span one day; the purge keeps the newest round only.
+            end = start + timedelta(days=round_ + 1)
+            datagen.fill(store, [app_id], sizes.steady_entries, days=1, seed=round_, end=end)
+            Retention(store).purge(app_id, end - timedelta(days=1), RETENTION, ORIGIN)
+            sizes_mib.append(db.stat().st_size / 2**20)
+    finally:
+        store.close()
+    # The first round's size is what entries cost with no retention. After the second round
+    # each purge frees a round's pages for the next: the file then grows only by what the log
+    # keeps of an erased entry for ever (its stub and its leaf in the tree), so that proofs
+    # stay valid.
+    per_entry = sizes_mib[0] * 2**20 / sizes.steady_entries
+    later = sizes_mib[-1] - sizes_mib[1]
+    steady = later * 2**20 / (sizes.steady_entries * (sizes.steady_rounds - 2))
+    run.add(Result(
+        SUITE, "SQLite file growth per entry, steady write + retention", steady, "bytes",
+        baseline=per_entry, baseline_name="bytes per entry with no retention (the first round)",
+        ratio_target="≤ 0.25", ratio_met=steady / per_entry <= 0.25,
+        notes=f"{sizes.steady_rounds} rounds of {sizes.steady_entries:,} entries, each purging "
+        "the round before; the file after each round (MiB): "
+        + ", ".join(f"{size:,.1f}" for size in sizes_mib)
+        + "; what stays of an erased entry is its stub and its leaf in the tree",
+    ))  # fmt: skip
+
+
+def run(run: Run, sizes: Sizes, pg: Postgres | None = None) -> None:
+    """Time a subject's erasure and purges (SQLite and PostgreSQL); watch steady retention."""
     data = fixtures.reads_db(run.cache, sizes.reads_entries)
     app_id = data.meta["apps"][0]["app_id"]
     count = int(data.meta["count"])
@@ -99,13 +188,10 @@ def run(run: Run, sizes: Sizes) -> None:
                 "body": body,
                 "headers": headers,
             }
+            load(url, **(load_args | {"seconds": 1.0}))  # warm the server and the file's pages
             alone = load(url, **load_args)
             during = LoadRun(url, **load_args)
-            started = time.perf_counter()
-            report = Retention(store).purge(
-                app_id, datetime.now(UTC) + timedelta(minutes=1), RETENTION, ORIGIN
-            )
-            purge_seconds = time.perf_counter() - started
+            purged, purge_seconds = _purge_all(store, app_id)
             beside = during.result()
     finally:
         store.close()
@@ -131,14 +217,17 @@ def run(run: Run, sizes: Sizes) -> None:
         f"{alone.requests_per_second:,.0f} alone; p50 {beside.p50_ms:.1f} ms vs "
         f"{alone.p50_ms:.1f} ms",
     ))  # fmt: skip
-    purge_rate = report.erased / purge_seconds
+    purge_rate = purged / purge_seconds
     raw_rate = count / raw_seconds
     run.add(Result(
         SUITE, "purge of the whole log", purge_rate, "entries/s",
         target="≥ 100,000 entries/s", met=purge_rate >= 100_000,
         baseline=raw_rate,
         baseline_name=f"raw sqlite3 DELETE of the same rows, {PURGE_CHUNK:,} a commit",
-        notes=f"{report.erased:,} entries in {report.chunks} chunks, {purge_seconds:.1f} s; each "
-        "chunk also writes its stubs and a retention.purge entry, then rests as long as it held "
-        "the write lock, for the writers",
+        notes=f"{purged:,} entries in {purge_seconds:.1f} s; each chunk also writes its stubs "
+        "and a retention.purge entry, then rests as long as it held the write lock, for the "
+        "writers",
     ))  # fmt: skip
+    _steady(run, sizes)
+    if pg is not None:
+        _postgres(run, sizes, pg)
