@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,11 @@ def incompressible_metadata(i: int) -> dict[str, Any]:
 
 def seed(srv: Server, tenant: Tenant) -> None:
     """The actor's entries (large and small) and entries on the target, among others' entries,
-    and an auditor's read whose recorded filter names the actor."""
+    and an auditor's read whose recorded filter names the actor.
+
+    Others' large entries between them keep the TOAST table's pages in use after the erasure,
+    as a log's traffic would: VACUUM cuts off only the pages at the end of a file that it
+    empties entirely."""
     events = f"/v1/apps/{tenant.app_id}/events"
     with (
         srv.client(srv.session(tenant, ACTOR)) as subject,
@@ -232,3 +237,23 @@ def test_appends_go_on_while_another_partition_is_compacted(pg: Server) -> None:
         db.rollback()
     assert len(times) == 20
     assert max(times) < 5, times
+
+
+def test_compact_after_a_purge(pg: Server, pg_cluster: PostgresCluster) -> None:
+    tenant = pg.new_app("purged")
+    seed(pg, tenant)
+    later = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+    time.sleep(1.5)  # every entry above, and only those, is older than `later`
+    pg.cli("purge", "--app", tenant.app_id, "--before", later)
+    needles = {"actor": ACTOR.encode(), "target": TARGET.encode(), "toast": TOASTED.encode()}
+    with owner(pg) as db:
+        db.execute("VACUUM events")
+        after_vacuum = holders(pg_cluster, db, needles)
+    # Every old entry went, so the TOAST table's pages all emptied and VACUUM cut them off its
+    # file; the partition and its indexes keep the purge's own entries at their end, and with
+    # them the erased rows' bytes on the pages before.
+    assert {"actor", "target"} <= {n for held in after_vacuum.values() for n in held}
+    assert pg.owner_url
+    pg.cli("compact", "--app", tenant.app_id, "--database-url", pg.owner_url)
+    with owner(pg) as db:
+        assert holders(pg_cluster, db, needles) == {}
