@@ -27,7 +27,7 @@ from tests.integration.http_api import expect_status, export_lines
 from tests.pg import PostgresCluster, RedisServer, postgres_server
 from tests.servers import Server, Tenant
 
-pytestmark = [pytest.mark.postgres, pytest.mark.timeout(240)]
+pytestmark = pytest.mark.timeout(240)
 
 RUN = uuid.uuid4().hex[:12]
 ACTOR = f"zqactor{RUN}"  # an actor erased by actor id
@@ -102,6 +102,7 @@ def holders(
     return found
 
 
+@pytest.mark.postgres
 def test_a_plain_vacuum_leaves_erased_content_and_compact_removes_it(
     pg: Server, pg_cluster: PostgresCluster
 ) -> None:
@@ -166,6 +167,7 @@ def test_a_plain_vacuum_leaves_erased_content_and_compact_removes_it(
     assert "(91 erased)" in verified.stdout, verified.stdout
 
 
+@pytest.mark.postgres
 def test_compact_skips_a_table_it_cannot_lock_in_time(
     pg: Server, pg_cluster: PostgresCluster
 ) -> None:
@@ -205,6 +207,7 @@ def test_compact_skips_a_table_it_cannot_lock_in_time(
     assert "rewritten" in again.stdout, again.stdout
 
 
+@pytest.mark.postgres
 def test_appends_go_on_while_another_partition_is_compacted(pg: Server) -> None:
     """VACUUM (FULL) locks one partition: appends to this month's are not held up by a
     rewrite of an older month's."""
@@ -239,6 +242,7 @@ def test_appends_go_on_while_another_partition_is_compacted(pg: Server) -> None:
     assert max(times) < 5, times
 
 
+@pytest.mark.postgres
 def test_compact_after_a_purge(pg: Server, pg_cluster: PostgresCluster) -> None:
     tenant = pg.new_app("purged")
     seed(pg, tenant)
@@ -257,3 +261,18 @@ def test_compact_after_a_purge(pg: Server, pg_cluster: PostgresCluster) -> None:
     pg.cli("compact", "--app", tenant.app_id, "--database-url", pg.owner_url)
     with owner(pg) as db:
         assert holders(pg_cluster, db, needles) == {}
+
+
+def test_compact_on_sqlite_has_nothing_to_do(sqlite_server: Server) -> None:
+    tenant = sqlite_server.new_app("embedded")
+    said = sqlite_server.cli("compact", "--app", tenant.app_id)
+    assert "nothing to compact" in said.stdout, said.stdout
+
+
+@pytest.mark.postgres
+def test_compact_names_an_unknown_app(pg: Server) -> None:
+    assert pg.owner_url
+    unknown = pg.cli("compact", "--app", "app_nosuchapp", "--database-url", pg.owner_url,
+                     check=False)  # fmt: skip
+    assert unknown.returncode == 1
+    assert "no app 'app_nosuchapp'" in unknown.stderr, unknown.stderr
