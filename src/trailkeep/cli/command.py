@@ -10,6 +10,7 @@ import typer
 from trailkeep import __version__
 from trailkeep.cli.apps import apps_cli, keys_cli, sessions_cli
 from trailkeep.cli.common import SERVER_PACKAGES, CliError, cell, err
+from trailkeep.cli.compact import compact
 from trailkeep.cli.events import events_cli
 from trailkeep.cli.purge import purge
 from trailkeep.cli.serve import migrate, serve
@@ -55,6 +56,7 @@ app.command()(verify)
 app.command()(purge)
 app.add_typer(holds_cli, name="holds")
 app.add_typer(erase_cli, name="erase")
+app.command()(compact)
 
 
 def command() -> Command:
