@@ -247,13 +247,20 @@ def test_a_hold_refuses_erasure_and_keeps_entries_from_retention(
         assert again["entries"] == []
         expect_problem(client.delete(url(tenant, "/holds/hold_nosuchhold")), 404, "not_found")
         listed = expect_status(client.get(url(tenant, "/holds"))).json()["holds"]
-        assert [h["id"] for h in listed] == [hold["id"]]
-        expect_status(
+        assert [(h["id"], h["subject"]) for h in listed] == [(hold["id"], {"actor_id": SUBJECT})]
+        erased = expect_status(
             client.post(
                 url(tenant, "/erasures"), json={"subject": {"actor_id": SUBJECT}, "reason": "asked"}
             ),
             202,
-        )
+        ).json()
+        # The released hold no longer names the subject it kept: the erasure's keyed hash does.
+        listed = expect_status(client.get(url(tenant, "/holds"))).json()["holds"]
+        assert listed[0]["subject"] == {"erased": True, "hmac": erased["subject_hmac"]}
+    assert SUBJECT not in server.cli("holds", "list", "--app", tenant.app_id).stdout
+    assert server.query(
+        "SELECT count(*) FROM holds WHERE actor_id = :s OR target_id = :s", s=SUBJECT
+    ) == [(0,)]
     server.cli("verify", "--app", tenant.app_id)
 
 

@@ -77,6 +77,8 @@ def _described(subject: dict[str, Any]) -> str:
         return f"actor {subject['actor_id']}"
     if "target" in subject:
         return f"target {subject['target']['type']}:{subject['target']['id']}"
+    if subject.get("erased"):
+        return f"an erased subject (hmac {subject['hmac'][:16]}…)"
     return "the whole app"
 
 

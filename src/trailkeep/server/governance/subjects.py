@@ -193,7 +193,7 @@ class Subjects:
             )  # fmt: skip
             entries = [record(tx, app_id, event, by, origin, self._max)]
             if len(approvals) >= settings["erasure_approvals"]:
-                entries += self._carry_out(tx, app_id, erasure_id, matches, by, origin)
+                entries += self._carry_out(tx, app_id, erasure_id, subject, matches, by, origin)
             found = tx.erasure(app_id, erasure_id)
         assert found is not None
         if found["status"] == "done":
@@ -227,7 +227,7 @@ class Subjects:
                 )
                 # Matched again: the subject may have acted since the request.
                 matches = self._matches(tx, app_id, subject)
-                entries += self._carry_out(tx, app_id, erasure_id, matches, by, origin)
+                entries += self._carry_out(tx, app_id, erasure_id, subject, matches, by, origin)
             done = tx.erasure(app_id, erasure_id)
         assert done is not None
         if done["status"] == "done":
@@ -267,6 +267,7 @@ class Subjects:
         tx: SubjectTx,
         app_id: str,
         erasure_id: str,
+        subject: Subject,
         matches: Sequence[Match],
         by: Actor,
         origin: Origin,
@@ -278,6 +279,8 @@ class Subjects:
         outgrows what an entry holds. Each part says which of how many it is.
         """
         tx.erase(app_id, matches, erasure_id)
+        # A released hold of the subject still names it: it keeps the keyed hash instead.
+        tx.forget_released(app_id, subject, self._hmac(app_id, subject))
         seqs = [m.seq for m in matches]
         tx.update_erasure(erasure_id, {
             "status": "done", "subject": None, "matched": len(seqs), "erased": len(seqs),
@@ -326,8 +329,13 @@ class Subjects:
         return {"kind": kind, "hmac": self._hmac(app_id, subject)}
 
     def _hold_json(self, hold: Hold) -> dict[str, Any]:
+        subject = (
+            hold.subject.as_json()
+            if hold.subject_hmac is None
+            else {"erased": True, "hmac": hold.subject_hmac}
+        )
         return {
-            "id": hold.id, "subject": hold.subject.as_json(), "reason": hold.reason,
+            "id": hold.id, "subject": subject, "reason": hold.reason,
             "placed_at": hold.placed_at.isoformat(),
             "released_at": None if hold.released_at is None else hold.released_at.isoformat(),
         }  # fmt: skip

@@ -144,6 +144,8 @@ holds = Table(
     Column("reason", Text, nullable=False),
     Column("placed_at", DateTime(timezone=True), nullable=False),
     Column("released_at", DateTime(timezone=True), nullable=True),
+    # Set, and the subject's columns cleared, when a released hold's subject is erased (0012).
+    Column("subject_hmac", String(64), nullable=True),
 )
 
 # Erasure requests of a data subject's entries: pending until enough owners approve, then done.

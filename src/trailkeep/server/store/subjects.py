@@ -64,6 +64,7 @@ class Hold:
     reason: str
     placed_at: datetime
     released_at: datetime | None
+    subject_hmac: str | None = None  # the subject's keyed hash, once the subject was erased
 
     def covers(self, actor_id: str, target_type: str | None, target_id: str | None) -> bool:
         """True when the hold keeps an entry with these indexed fields."""
@@ -78,11 +79,11 @@ class Hold:
 def _hold(row: Any) -> Hold:
     subject = Subject(
         actor_id=row.actor_id, target_type=row.target_type, target_id=row.target_id,
-        whole_app=row.actor_id is None and row.target_type is None,
+        whole_app=row.actor_id is None and row.target_type is None and row.subject_hmac is None,
     )  # fmt: skip
     return Hold(
         row.id, row.app_id, subject, row.reason, utc(row.placed_at) or row.placed_at,
-        utc(row.released_at),
+        utc(row.released_at), row.subject_hmac,
     )  # fmt: skip
 
 
@@ -124,6 +125,23 @@ class SubjectTx(AdminTx):
             .values(released_at=datetime.now(UTC))
         )
         return result.rowcount == 1
+
+    def forget_released(self, app_id: str, subject: Subject, subject_hmac: str) -> int:
+        """Replace an erased subject by its keyed hash in the app's released holds of it."""
+        if subject.actor_id is not None:
+            named = holds.c.actor_id == subject.actor_id
+        elif subject.target_type is not None:
+            named = (holds.c.target_type == subject.target_type) & (
+                holds.c.target_id == subject.target_id
+            )
+        else:
+            return 0  # seqs: no hold names a subject by seq
+        result = self._c.execute(
+            update(holds)
+            .where(holds.c.app_id == app_id, holds.c.released_at.is_not(None), named)
+            .values(actor_id=None, target_type=None, target_id=None, subject_hmac=subject_hmac)
+        )
+        return int(result.rowcount)
 
     # -- erasure -----------------------------------------------------------------------
 
