@@ -140,7 +140,12 @@ class Retention:
             if self._hold is not None:
                 size = next_chunk(size, held, self._hold, self._chunk)
             if self._rests:
-                time.sleep(min(held, PAUSE_MAX_SECONDS))
+                # The chunk's pages are copied from the WAL into the file now, while the purge
+                # rests, rather than by whichever writer's commit next finds the WAL over its
+                # limit (a checkpoint of a purge's pages held single writes up to ~100 ms).
+                resting = time.monotonic()
+                self._store.checkpoint_wal(passive=True)
+                time.sleep(max(0.0, min(held, PAUSE_MAX_SECONDS) - (time.monotonic() - resting)))
         if entries:
             self._store.checkpoint_wal()
         return PurgeReport(app_id, cutoff, erased, len(entries), tuple(entries))

@@ -165,15 +165,21 @@ class Store:
         with self.reader_engine.connect() as connection:
             yield SubjectTx(connection, locking=False)
 
-    def checkpoint_wal(self) -> None:
-        """Copy SQLite's WAL into the database file and empty it (after erasing content)."""
+    def checkpoint_wal(self, *, passive: bool = False) -> None:
+        """Copy SQLite's WAL into the database file and empty it (after erasing content).
+
+        ``passive`` copies what it can without waiting for writers or readers, and empties
+        nothing: it holds up no one.
+        """
         if self.dialect != "sqlite":
             return
-        with self.writer_engine.connect() as c:
+        engine = self.reader_engine if passive else self.writer_engine
+        with engine.connect() as c:
             # Outside a transaction: a checkpoint cannot run inside one.
             raw = c.connection.driver_connection
             assert raw is not None
-            raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            mode = "PASSIVE" if passive else "TRUNCATE"
+            raw.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
 
     # -- apps and keys -------------------------------------------------------------------
 
