@@ -50,3 +50,12 @@ def test_a_key_file_found_too_open_is_tightened_and_a_bad_one_refused(tmp_path: 
     path.write_text("not a key\n")
     with pytest.raises(SecretKeyError, match="does not hold a secret key"):
         SecretBox.load(path)
+
+
+def test_a_key_made_in_a_sticky_shared_directory_leaves_it_open(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)  # as /tmp is: everyone's, sticky
+    SecretBox.load(shared / "secret.key")
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
+    assert stat.S_IMODE((shared / "secret.key").stat().st_mode) == 0o600

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,9 +18,14 @@ PRIVATE_FILE = 0o600
 
 
 def private_dir(path: Path) -> Path:
-    """Make ``path`` (and its missing parents) a directory only its owner may enter."""
+    """Make ``path`` (and its missing parents) a directory only its owner may enter.
+
+    A sticky directory (``/tmp``) is shared by design: a key or database put straight into one
+    leaves it as it is, since closing it would break every other user of the machine.
+    """
     path.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
-    _tighten(path, PRIVATE_DIR)
+    if not path.stat().st_mode & stat.S_ISVTX:
+        _tighten(path, PRIVATE_DIR)
     return path
 
 
