@@ -48,8 +48,10 @@ PAUSE_MAX_SECONDS: Final = 0.2
 
 def next_chunk(size: int, held: float, target: float, largest: int) -> int:
     """The size of the next chunk: toward ``target`` seconds of lock, at most doubling."""
-    scaled = size * target / held if held > 0 else size * 2
-    return max(MIN_CHUNK, min(largest, size * 2, round(scaled)))
+    scaled = size * target / held if held > 0 else float("inf")
+    if scaled >= largest:  # also when the chunk took no measurable time
+        return max(MIN_CHUNK, min(largest, size * 2))
+    return max(MIN_CHUNK, min(size * 2, round(scaled)))
 
 
 @dataclass(frozen=True, slots=True)
