@@ -147,7 +147,7 @@ def test_changes_count_within_the_metadata_limit() -> None:
     big = "x" * 600
     body = {"action": "a", "metadata": {"m": big}, "changes": [{"path": "/p", "new": big}]}
     assert _prepared(body, 2_000)
-    with pytest.raises(EntryError, match="metadata: .* \\(and changes") as caught:
+    with pytest.raises(EntryError, match=r"metadata: .* \(and changes") as caught:
         _prepared(body, 1_000)
     assert caught.value.code == "payload_too_large"
     with pytest.raises(EntryError, match="changes: canonical encoding") as caught:
