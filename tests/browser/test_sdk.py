@@ -318,3 +318,31 @@ def test_an_entry_logged_while_the_page_unloads_is_kept(
     finally:
         context.close()
     assert [(e["action"], e["actor"]["id"]) for e in entries] == [("page.leave", "user_bye")]
+
+
+def test_changes_and_before_after_pass_through(
+    browser: Browser, pages: PageServer, server: Server, app: Tenant
+) -> None:
+    token = server.session(app, "user_changes")
+    with sdk_page(browser, pages, server, app, token) as page:
+        given = sdk_call(page, "log", {
+            "action": "profile.update", "changes": [{"path": "/name", "old": "A", "new": "B"}],
+        })  # fmt: skip
+        computed = sdk_call(page, "log", {
+            "action": "profile.update", "before": {"theme": "dark"}, "after": {"theme": "light"},
+        })  # fmt: skip
+        refused = sdk_call(page, "log", {"action": "x", "changes": {"path": "/a"}})
+        both = sdk_call(page, "log", {"action": "x", "changes": [], "before": {}, "after": {}})
+    assert given["ok"], given
+    assert computed["ok"], computed
+    check_entry(given["value"])
+    assert given["value"]["changes"] == [{"path": "/name", "old": "A", "new": "B"}]
+    assert computed["value"]["changes"] == [{"path": "/theme", "old": "dark", "new": "light"}]
+    assert not refused["ok"]
+    assert "changes: expected an array" in json.dumps(refused)
+    assert not both["ok"]  # the server's 400
+    assert "not both" in json.dumps(both)
+    assert [e["id"] for e in stored(server, app, "user_changes")] == [
+        computed["value"]["id"],
+        given["value"]["id"],
+    ]

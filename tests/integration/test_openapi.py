@@ -127,6 +127,7 @@ def test_the_rules_are_in_the_schema_and_applied(
     body = doc["components"]["schemas"]["EventWrite"]
     assert body["dependentRequired"] == {
         "target_type": ["target_id"], "target_id": ["target_type"],
+        "before": ["after"], "after": ["before"],
     }  # fmt: skip
     inclusion = _params(doc, "/v1/apps/{app_id}/proofs/inclusion")
     assert "seq < tree_size" in inclusion["seq"]["description"]

@@ -389,7 +389,7 @@ def test_openapi_lists_every_read_and_integrity_route(server: Server) -> None:
         return {p["name"] for p in paths[path]["get"].get("parameters", []) if p["in"] == "query"}
 
     filters = {"action", "action_prefix", "actor", "target_type", "target_id", "kind", "since",
-               "until"}  # fmt: skip
+               "until", "changed_path"}  # fmt: skip
     app = "/v1/apps/{app_id}"
     assert params(f"{app}/events") == filters | {"limit", "cursor"}
     assert params(f"{app}/events/{{entry_id}}") == {"proof"}

@@ -36,6 +36,7 @@ class Filters:
     kind: Literal["admin", "user"] | None = None
     since: datetime | None = None
     until: datetime | None = None
+    changed_path: str | None = None  # an RFC 6901 pointer that the entry's `changes` names
 
     def __post_init__(self) -> None:
         if self.since and self.until and self.since > self.until:
@@ -45,12 +46,12 @@ class Filters:
         """True when only ``since``/``until`` (or nothing) filter: erased entries' stubs match.
 
         A stub keeps its seq, id and time and nothing else, so a filter on what an entry said
-        (its action, actor, target or kind) matches no erased entry.
+        (its action, actor, target, kind or changes) matches no erased entry.
         """
         return not (
             self.actions or self.action_prefix is not None or self.actor is not None
             or self.target_type is not None or self.target_id is not None
-            or self.kind is not None
+            or self.kind is not None or self.changed_path is not None
         )  # fmt: skip
 
     def describe(self) -> dict[str, Any]:
@@ -58,7 +59,7 @@ class Filters:
         out: dict[str, Any] = {}
         if self.actions:
             out["action"] = list(self.actions)
-        for name in ("action_prefix", "actor", "target_type", "target_id", "kind"):
+        for name in ("action_prefix", "actor", "target_type", "target_id", "kind", "changed_path"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value

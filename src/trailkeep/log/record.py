@@ -19,6 +19,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from trailkeep.log import jcs
+from trailkeep.log.changes import PATH_MAX, POINTER_PATTERN, PointerError, diff, parse_pointer
 
 ACTION_PATTERN: Final = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
 ACTION_MAX: Final = 128
@@ -82,6 +83,38 @@ TargetId = Annotated[str, StringConstraints(min_length=1, max_length=TARGET_ID_M
 Related = Annotated[str, StringConstraints(min_length=1, max_length=RELATED_MAX)]
 
 
+# The pattern is the schema's; the check is parse_pointer's, whose errors say what is wrong.
+Pointer = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=PATH_MAX),
+    Field(json_schema_extra={"pattern": POINTER_PATTERN}),
+]
+
+
+class ChangeIn(BaseModel):
+    """One changed field as a caller sends it: an added field has no ``old``, a removed one no
+    ``new`` (``null`` is a value, so leaving a key out is how to say "none")."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        frozen=True,
+        json_schema_extra={"anyOf": [{"required": ["old"]}, {"required": ["new"]}]},
+    )
+
+    path: Pointer = Field(description="RFC 6901 JSON pointer to the field, e.g. `/role`.")
+    old: Any = Field(default=None, description="The value before; leave out if it was added.")
+    new: Any = Field(default=None, description="The value after; leave out if it was removed.")
+
+    def as_json(self) -> dict[str, Any]:
+        """The change as the entry holds it: ``old``/``new`` only where the caller gave them."""
+        out: dict[str, Any] = {"path": self.path}
+        for name in ("old", "new"):
+            if name in self.model_fields_set:
+                out[name] = getattr(self, name)
+        return out
+
+
 class EventWrite(BaseModel):
     """The body of a write: flat, as the SDKs send it; the server nests it into the entry."""
 
@@ -98,6 +131,20 @@ class EventWrite(BaseModel):
     project: Related | None = Field(default=None, description="Where it happened: the project.")
     server: Related | None = Field(default=None, description="Where it happened: the server.")
     request_id: Related | None = Field(default=None, description="The caller's request id.")
+    changes: list[ChangeIn] | None = Field(
+        default=None,
+        max_length=CHANGES_MAX,
+        description="What changed, at most 100 items, counted within the metadata size limit. "
+        "Not with `before`/`after`.",
+    )
+    before: dict[str, Any] | None = Field(
+        default=None,
+        description="The changed object before (with `after`): the server stores the fields "
+        "that differ as `changes` (nested objects by pointer, lists as whole values).",
+    )
+    after: dict[str, Any] | None = Field(
+        default=None, description="The changed object after (with `before`)."
+    )
 
 
 class BatchWrite(BaseModel):
@@ -163,6 +210,7 @@ class PendingEntry:
     target_id: str | None
     head: bytes  # canonical JSON up to and including '"seq":'
     tail: bytes  # canonical JSON from ',"target":' up to and including '"time":"'
+    changed_paths: tuple[str, ...] = ()  # distinct `changes` paths, indexed for `changed_path`
 
     def canonical(self, seq: int, time: str) -> bytes:
         """The entry's RFC 8785 bytes once its position in the log is known."""
@@ -193,12 +241,12 @@ def indexed_fields(entry: Mapping[str, Any]) -> IndexedFields:
     )
 
 
-def canonical(value: Any) -> bytes:
+def canonical(value: Any, where: str = "metadata") -> bytes:
     """RFC 8785 canonical JSON of a JSON value (``EntryError`` for what JCS cannot encode)."""
     try:
         return jcs.canonical(value)
     except jcs.CanonicalizationError as exc:
-        raise EntryError(f"metadata: {exc}") from exc
+        raise EntryError(f"{where}: {exc}") from exc
 
 
 def _string(text: str) -> bytes:
@@ -252,7 +300,7 @@ def _check_owned_fields(body: Mapping[str, Any], where: str) -> None:
 
 def _describe(exc: ValidationError, where: str) -> str:
     first = exc.errors(include_url=False)[0]
-    loc = ".".join(str(part) for part in first["loc"])
+    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"]).lstrip(".")
     if first["type"] == "extra_forbidden":
         return f"{where}{loc}: unknown field"
     return f"{where}{loc}: {first['msg']}" if loc else f"{where.rstrip('.: ')}: {first['msg']}"
@@ -274,7 +322,30 @@ def validate_write(body: Any, where: str = "") -> EventWrite:
             f"{where}action: {event.action!r} is reserved for the log's own records "
             f"(`{RESERVED_PREFIX}*` and governance actions)"
         )
+    if event.changes is not None or event.before is not None or event.after is not None:
+        _check_change_form(event, where)
     return event
+
+
+def _check_change_form(event: EventWrite, where: str) -> None:
+    if event.changes is not None and (event.before is not None or event.after is not None):
+        raise EntryError(f"{where}changes: give `changes` or `before` and `after`, not both")
+    if (event.before is None) != (event.after is None):
+        missing = "after" if event.after is None else "before"
+        raise EntryError(f"{where}{missing}: give `before` and `after` together")
+    seen: dict[str, int] = {}
+    for i, change in enumerate(event.changes or ()):
+        name = f"{where}changes[{i}]"
+        try:
+            parse_pointer(change.path)
+        except PointerError as exc:
+            raise EntryError(f"{name}.path: {exc}") from None
+        if not {"old", "new"} & change.model_fields_set:
+            raise EntryError(f"{name}: give `old`, `new` or both (added: no `old`; removed: no "
+                             "`new`)")  # fmt: skip
+        if change.path in seen:
+            raise EntryError(f"{name}.path: {change.path!r} repeats changes[{seen[change.path]}]")
+        seen[change.path] = i
 
 
 def validate_batch(body: Any, max_entries: int = 1000) -> list[EventWrite]:
@@ -293,7 +364,7 @@ def validate_batch(body: Any, max_entries: int = 1000) -> list[EventWrite]:
 _EXACT_INT_LIMIT: Final = 2**53  # I-JSON (RFC 7493): integers beyond this are not exact
 
 
-def _depth(value: Any, limit: int = METADATA_MAX_DEPTH) -> int:
+def _depth(value: Any, limit: int = METADATA_MAX_DEPTH, where: str = "metadata") -> int:
     """Nesting depth, walked without recursion (a body may nest past Python's recursion limit).
 
     The walk stops once ``limit`` is passed.
@@ -312,7 +383,7 @@ def _depth(value: Any, limit: int = METADATA_MAX_DEPTH) -> int:
         else:
             if type(item) is float and _EXACT_INT_LIMIT <= abs(item) < 1e21 and item.is_integer():
                 raise EntryError(
-                    f"metadata: {item:.0f} is an integer beyond ±(2^53-1), which JSON cannot "
+                    f"{where}: {item:.0f} is an integer beyond ±(2^53-1), which JSON cannot "
                     "carry exactly; send it as a string"
                 )
             continue
@@ -323,19 +394,57 @@ def _depth(value: Any, limit: int = METADATA_MAX_DEPTH) -> int:
     return deepest
 
 
-def canonical_metadata(metadata: Mapping[str, Any] | None, max_bytes: int) -> bytes:
-    """The metadata's canonical bytes, checked against the size and nesting limits."""
+def canonical_metadata(
+    metadata: Mapping[str, Any] | None, max_bytes: int, changes_bytes: int = 0
+) -> bytes:
+    """The metadata's canonical bytes, checked against the size and nesting limits.
+
+    ``changes_bytes`` is the caller's ``changes``' canonical size, which counts within the limit.
+    """
     if not metadata:
         return b"{}"
     if _depth(metadata) > METADATA_MAX_DEPTH:
         raise EntryError(f"metadata: nesting deeper than {METADATA_MAX_DEPTH} levels")
     encoded = canonical(metadata)
-    if len(encoded) > max_bytes:
+    if len(encoded) + changes_bytes > max_bytes:
+        with_changes = f" (and changes {changes_bytes})" if changes_bytes else ""
         raise EntryError(
-            f"metadata: canonical encoding is {len(encoded)} bytes; the limit is {max_bytes}",
+            f"metadata: canonical encoding is {len(encoded)} bytes{with_changes}; the limit is "
+            f"{max_bytes}",
             code="payload_too_large",
         )
     return encoded
+
+
+def caller_changes(event: EventWrite) -> list[dict[str, Any]]:
+    """The ``changes`` a validated write carries: as given, or computed from before/after."""
+    if event.changes is not None:
+        found = [change.as_json() for change in event.changes]
+        for i, change in enumerate(found):
+            for name in ("old", "new"):
+                if name in change and _depth(change[name], where=f"changes[{i}].{name}") > (
+                    METADATA_MAX_DEPTH
+                ):
+                    raise EntryError(f"changes[{i}].{name}: nesting deeper than "
+                                     f"{METADATA_MAX_DEPTH} levels")  # fmt: skip
+        return found
+    if event.before is None or event.after is None:
+        return []
+    for name, value in (("before", event.before), ("after", event.after)):
+        # Bounded before diffing: the diff recurses once per level.
+        if _depth(value, where=name) > METADATA_MAX_DEPTH:
+            raise EntryError(f"{name}: nesting deeper than {METADATA_MAX_DEPTH} levels")
+    found = diff(event.before, event.after)
+    if len(found) > CHANGES_MAX:
+        raise EntryError(
+            f"after: {len(found)} fields differ from `before`; an entry carries at most "
+            f"{CHANGES_MAX} changes"
+        )
+    for change in found:
+        if len(change["path"]) > PATH_MAX:
+            raise EntryError(f"after: the pointer {change['path'][:40]!r}... is longer than "
+                             f"{PATH_MAX} characters")  # fmt: skip
+    return found
 
 
 @functools.lru_cache(maxsize=4096)
@@ -382,16 +491,31 @@ def prepare(
     no randomness of its own.
     """
     kind = kind or actor.kind
+    changes_json, changes_bytes = b"", 0
+    if event.changes is not None or event.before is not None:
+        # The caller's own changes count within the metadata limit; the log's own (settings
+        # changes) do not, as the caller never chose them.
+        changes = caller_changes(event)
+        changes_json = _changes_json(changes)
+        changes_bytes = max(0, len(changes_json) - len(_CHANGES_KEY))
+        if changes_bytes > metadata_max_bytes:
+            raise EntryError(
+                f"changes: canonical encoding is {changes_bytes} bytes; the limit (with "
+                f"metadata) is {metadata_max_bytes}",
+                code="payload_too_large",
+            )
+    elif changes:
+        changes_json = _changes_json(changes)
     # JCS orders keys by UTF-16 code units; these top-level keys are ASCII and listed sorted.
     head = b"".join((
         b'{"action":', _string(event.action),
         b',"actor":', _actor_json(actor),
         b',"app_id":', _string(app_id),
-        _changes_json(changes),
+        changes_json,
         b',"context":', _context_json(origin, event.project, event.server, event.request_id),
         b',"id":"', entry_id.encode(),
         b'","kind":"', kind.encode(),
-        b'","metadata":', canonical_metadata(event.metadata, metadata_max_bytes),
+        b'","metadata":', canonical_metadata(event.metadata, metadata_max_bytes, changes_bytes),
         b',"seq":',
     ))  # fmt: skip
     tail = b',"target":' + _target_json(event.target_type, event.target_id) + b',"time":"'
@@ -405,7 +529,11 @@ def prepare(
         target_id=event.target_id,
         head=head,
         tail=tail,
+        changed_paths=tuple(dict.fromkeys(c["path"] for c in changes)) if changes else (),
     )
+
+
+_CHANGES_KEY: Final = b',"changes":'
 
 
 def _changes_json(changes: Sequence[Mapping[str, Any]]) -> bytes:
@@ -414,7 +542,7 @@ def _changes_json(changes: Sequence[Mapping[str, Any]]) -> bytes:
         return b""
     if len(changes) > CHANGES_MAX:
         raise EntryError(f"changes: at most {CHANGES_MAX} items")
-    return b',"changes":' + canonical(list(changes))
+    return _CHANGES_KEY + canonical(list(changes), "changes")
 
 
 def with_leaf_hash(document: bytes, leaf_hash: bytes) -> bytes:

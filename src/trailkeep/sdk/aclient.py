@@ -7,7 +7,7 @@ sending, waiting between retries and streaming are awaited here.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, Unpack, overload
 
@@ -180,13 +180,19 @@ class AsyncAudit:
         project: str | None = None,
         server: str | None = None,
         request_id: str | None = None,
+        changes: Sequence[Mapping[str, Any]] | None = None,
+        before: Mapping[str, Any] | None = None,
+        after: Mapping[str, Any] | None = None,
         session: str | None = None,
         client_ip: str | None = None,
         user_agent: str | None = None,
         idempotency_key: str | None = None,
     ) -> Entry:
         """Record one entry and return it as stored (see :meth:`Audit.log`)."""
-        event = Event(action, target_type, target_id, metadata, project, server, request_id)
+        event = Event(
+            action, target_type, target_id, metadata, project, server, request_id,
+            changes=changes, before=before, after=after,
+        )  # fmt: skip
         context = self._core.context(session, client_ip, user_agent)
         answer = await self._client.send(self._build.log(event, context, idempotency_key))
         return entry_of(answer.content)

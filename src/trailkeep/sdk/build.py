@@ -18,7 +18,14 @@ from datetime import datetime
 from typing import Any, Final, Literal, TypedDict
 from urllib.parse import quote
 
-from trailkeep.log.record import EntryError, canonical_metadata, format_time, validate_write
+from trailkeep.log.record import (
+    EntryError,
+    caller_changes,
+    canonical,
+    canonical_metadata,
+    format_time,
+    validate_write,
+)
 
 from .context import RequestContext
 from .errors import TrailkeepError, local_error
@@ -49,6 +56,7 @@ class Filters(TypedDict, total=False):
     kind: Kind
     since: datetime | str
     until: datetime | str
+    changed_path: str
 
 
 _FILTER_NAMES: Final = frozenset(Filters.__annotations__)
@@ -116,10 +124,12 @@ def checked_body(event: Event, where: str = "", metadata_max_bytes: int | None =
     """The event's body, refused locally by the server's own rules (action, sizes, nesting)."""
     body = event.body()
     try:
-        validate_write(body, where)
         # Without a configured limit only nesting and encodability are checked here: the
         # server's limit is configurable and it has the last word.
-        canonical_metadata(body.get("metadata"), metadata_max_bytes or sys.maxsize)
+        validated = validate_write(body, where)
+        changes = caller_changes(validated)
+        spent = len(canonical(changes, "changes")) if changes else 0
+        canonical_metadata(body.get("metadata"), metadata_max_bytes or sys.maxsize, spent)
     except EntryError as exc:
         detail = exc.detail if exc.detail.startswith(where) else where + exc.detail
         raise local_error(exc.code, detail) from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, Unpack, overload
 
@@ -188,6 +188,9 @@ class Audit:
         project: str | None = None,
         server: str | None = None,
         request_id: str | None = None,
+        changes: Sequence[Mapping[str, Any]] | None = None,
+        before: Mapping[str, Any] | None = None,
+        after: Mapping[str, Any] | None = None,
         session: str | None = None,
         client_ip: str | None = None,
         user_agent: str | None = None,
@@ -198,7 +201,10 @@ class Audit:
         ``session``, ``client_ip`` and ``user_agent`` are the end user's (by default those the
         middleware bound for the current request); the server makes that user the actor.
         """
-        event = Event(action, target_type, target_id, metadata, project, server, request_id)
+        event = Event(
+            action, target_type, target_id, metadata, project, server, request_id,
+            changes=changes, before=before, after=after,
+        )  # fmt: skip
         context = self._core.context(session, client_ip, user_agent)
         return entry_of(self._client.send(self._build.log(event, context, idempotency_key)).content)
 

@@ -8,7 +8,7 @@ server hashed and check them against the leaf hash.
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, TypedDict
@@ -31,6 +31,9 @@ class EventFields(TypedDict, total=False):
     project: str | None
     server: str | None
     request_id: str | None
+    changes: Sequence[Mapping[str, Any]] | None
+    before: Mapping[str, Any] | None
+    after: Mapping[str, Any] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +47,11 @@ class Event:
     project: str | None = None
     server: str | None = None
     request_id: str | None = None
+    #: What changed, ``[{"path": "/role", "old": ..., "new": ...}]`` (DESIGN §8); or give
+    #: ``before`` and ``after`` and the server computes it.
+    changes: Sequence[Mapping[str, Any]] | None = None
+    before: Mapping[str, Any] | None = None
+    after: Mapping[str, Any] | None = None
 
     def body(self) -> dict[str, Any]:
         """The flat JSON body of the write (unset fields left out)."""
@@ -54,6 +62,12 @@ class Event:
                 out[name] = value
         if self.metadata is not None:
             out["metadata"] = dict(self.metadata)
+        if self.changes is not None:
+            out["changes"] = [dict(change) for change in self.changes]
+        for name in ("before", "after"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = dict(value)
         return out
 
 

@@ -30,6 +30,9 @@ const API_FIELDS = {
   project: "project",
   server: "server",
   requestId: "request_id",
+  changes: "changes",
+  before: "before",
+  after: "after",
 };
 const SERVER_OWNED = new Set([
   "time", "kind", "seq", "id", "leaf_hash", "leafHash", "app_id", "appId", "context", "ip",
@@ -234,6 +237,22 @@ function toBody(entry, where, maxBytes) {
   }
   if (entry.metadata !== undefined && entry.metadata !== null) {
     body.metadata = normalizeMetadata(entry.metadata, where, maxBytes);
+  }
+  // What changed (DESIGN §8) passes through as given: the server validates the pointers,
+  // computes changes from before/after, and counts them within the metadata limit.
+  if (entry.changes !== undefined && entry.changes !== null) {
+    if (!Array.isArray(entry.changes)) {
+      throw refuse("invalid_request", `${where}changes: expected an array of {path, old, new}`);
+    }
+    body.changes = entry.changes;
+  }
+  for (const name of ["before", "after"]) {
+    const value = entry[name];
+    if (value === undefined || value === null) continue;
+    if (typeof value !== "object" || Array.isArray(value)) {
+      throw refuse("invalid_request", `${where}${name}: expected an object`);
+    }
+    body[name] = value;
   }
   return body;
 }

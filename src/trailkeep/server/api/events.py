@@ -65,8 +65,10 @@ def _write_openapi(model: type[EventWrite] | type[BatchWrite]) -> dict[str, Any]
     for written in BODY_SCHEMAS.values():
         if {"target_type", "target_id"} <= set(written.get("properties", {})):
             # validate_write's rule, as JSON Schema says it: an entry has both or neither.
+            # And `before` comes with `after`.
             written["dependentRequired"] = {
-                "target_type": ["target_id"], "target_id": ["target_type"]
+                "target_type": ["target_id"], "target_id": ["target_type"],
+                "before": ["after"], "after": ["before"],
             }  # fmt: skip
     return {"parameters": _WRITE_PARAMETERS, "requestBody": body}
 

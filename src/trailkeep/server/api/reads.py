@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from trailkeep.log.changes import PATH_MAX, POINTER_PATTERN, PointerError, parse_pointer
 from trailkeep.log.query import Filters, GroupBy, QueryError, decode_cursor, encode_cursor
 from trailkeep.log.record import EntryError, EventWrite, canonical, parse_time, prepare
 from trailkeep.log.render import csv_cell
@@ -176,6 +177,16 @@ def _filters(
             json_schema_extra=TIME_SCHEMA,
         ),
     ] = None,
+    changed_path: Annotated[
+        str | None,
+        Query(
+            description="Entries whose `changes` name this field: an RFC 6901 JSON pointer such "
+            "as `/role` (exact match; a nested field is `/address/city`).",
+            max_length=PATH_MAX,
+            # The schema's; the check is parse_pointer's, whose 400 says what is wrong.
+            json_schema_extra={"pattern": POINTER_PATTERN},
+        ),
+    ] = None,
 ) -> Filters:
     """Read filters from the query string; 400 naming the parameter when one is bad."""
     times: dict[str, datetime | None] = {}
@@ -184,6 +195,11 @@ def _filters(
             times[name] = parse_time(value) if value is not None else None
         except ValueError as exc:
             raise Problem("invalid_request", f"{name}: {exc}") from None
+    if changed_path is not None:
+        try:
+            parse_pointer(changed_path)
+        except PointerError as exc:
+            raise Problem("invalid_request", f"changed_path: {exc}") from None
     if action and len(action) > 500:
         raise Problem("invalid_request", "action: at most 500 values")
     if action and any(len(a) > 128 for a in action):
@@ -192,7 +208,7 @@ def _filters(
         filters = Filters(
             actions=tuple(action or ()), action_prefix=action_prefix, actor=actor,
             target_type=target_type, target_id=target_id, kind=kind,
-            since=times["since"], until=times["until"],
+            since=times["since"], until=times["until"], changed_path=changed_path,
         )  # fmt: skip
     except QueryError as exc:
         raise Problem("invalid_request", str(exc)) from None

@@ -41,5 +41,7 @@ def append_groups(
         frontier = [known[node] for node in frontier_ids]
     built = build(app_id, groups, start, moment, frontier, tx.time_param(moment))
     tx.insert(built.rows)
+    if built.changes:
+        tx.insert_changes(built.changes)
     tx.extend_tree(app_id, built.written)
     return built

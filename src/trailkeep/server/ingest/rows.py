@@ -14,7 +14,7 @@ from datetime import datetime
 from trailkeep.log import merkle
 from trailkeep.log.merkle import NodeId
 from trailkeep.log.record import PendingEntry, format_time, with_leaf_hash
-from trailkeep.server.store import EventRow
+from trailkeep.server.store import ChangeRow, EventRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +34,7 @@ class Built:
     written: list[tuple[NodeId, bytes]]
     stored: list[list[bytes]]  # per group, the entries as stored
     head: Head  # the log once these rows are committed
+    changes: list[ChangeRow]  # the changed paths of entries that carry `changes`, indexed
 
 
 def build(
@@ -53,6 +54,7 @@ def build(
     rows: list[EventRow] = []
     leaves: list[bytes] = []
     stored: list[list[bytes]] = []
+    changes: list[ChangeRow] = []
     seq = start
     for group in groups:
         entries: list[bytes] = []
@@ -66,7 +68,9 @@ def build(
                 app_id, seq, pending.id, stored_time, pending.action, pending.kind,
                 pending.actor_id, pending.target_type, pending.target_id, entry,
             ))  # fmt: skip
+            if pending.changed_paths:
+                changes.extend((app_id, path, seq) for path in pending.changed_paths)
             seq += 1
         stored.append(entries)
     written, after = merkle.append_leaves(start, frontier, leaves)
-    return Built(start, rows, written, stored, Head(seq, after))
+    return Built(start, rows, written, stored, Head(seq, after), changes)

@@ -1,7 +1,7 @@
 """Storage: the port that the rest of Trailkeep talks to, over SQLite or PostgreSQL."""
 
 from trailkeep.server.store.admin import AdminTx
-from trailkeep.server.store.append import EVENT_COLUMNS, AppendTx, EventRow
+from trailkeep.server.store.append import EVENT_COLUMNS, AppendTx, ChangeRow, EventRow
 from trailkeep.server.store.records import AppRecord, CheckpointRecord, IdempotencyRecord, KeyRecord
 from trailkeep.server.store.store import Store
 from trailkeep.server.store.stubs import Match
@@ -12,6 +12,7 @@ __all__ = [
     "AdminTx",
     "AppRecord",
     "AppendTx",
+    "ChangeRow",
     "CheckpointRecord",
     "EventRow",
     "Hold",

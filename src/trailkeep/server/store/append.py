@@ -23,6 +23,8 @@ EVENT_COLUMNS: Final = tuple(column.name for column in schema.events.columns)
 #: An entry's row: app_id, seq, id, time (as ``AppendTx.time_param`` gives it), action, kind,
 #: actor_id, target_type, target_id, entry.
 EventRow = tuple[str, int, str, datetime | str, str, str, str, str | None, str | None, bytes]
+#: A changed path of an entry: app_id, path, seq (the event_changes table's columns, in order).
+ChangeRow = tuple[str, str, int]
 
 # From this many rows an insert goes in as blocks of rows (store/packed.py). Below it,
 # executemany: with nothing else running Python it is the faster of the two for small inserts
@@ -50,6 +52,7 @@ def _statements(mark: Callable[[str], str]) -> dict[str, str]:
 # built and compiled as SQLAlchemy expressions on every commit, they would cost more than a
 # one-entry insert.
 _STATEMENTS = {dialect: _statements(mark) for dialect, mark in MARKS.items()}
+_SQLITE_CHANGES = "INSERT INTO event_changes (app_id, path, seq) VALUES (?, ?, ?)"
 _SQLITE_INSERT = (
     f"INSERT INTO {schema.events.name} ({', '.join(EVENT_COLUMNS)})"
     f" VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
@@ -132,6 +135,23 @@ class AppendTx:
             self._copy([_text_safe(row) for row in rows])
         else:
             self._insert_many(rows)
+
+    def insert_changes(self, rows: Sequence[ChangeRow]) -> None:
+        """Index the changed paths of the entries just inserted (only entries with ``changes``)."""
+        raw = self._c.connection.driver_connection
+        assert raw is not None
+        if self._row_locks:
+            quote = self._c.dialect.identifier_preparer.quote
+            statement = f"COPY {quote(schema.event_changes.name)} (app_id, path, seq) FROM STDIN"
+            with raw.cursor() as cursor, cursor.copy(statement) as copy:
+                for app_id, path, seq in rows:
+                    copy.write_row((app_id, pgtext.encode(path), seq))
+            return
+        cursor = raw.cursor()
+        try:
+            cursor.executemany(_SQLITE_CHANGES, rows)
+        finally:
+            cursor.close()
 
     def extend_tree(self, app_id: str, written: Sequence[tuple[NodeId, bytes]]) -> None:
         """Store the tree nodes an append completed (``merkle.append_leaves``'s first result)."""

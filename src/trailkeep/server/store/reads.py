@@ -32,6 +32,7 @@ from trailkeep.log.query import Filters, GroupBy
 from trailkeep.server.store import pgtext, schema
 
 events = schema.events
+changed = schema.event_changes
 MERGE_MAX_ACTIONS: Final = 64
 
 
@@ -132,6 +133,12 @@ def _conditions(app_id: str, f: Filters, lo: int, hi: int | None) -> list[Column
     return where
 
 
+def _changed(app_id: str, path: str) -> ColumnElement[bool]:
+    # For counts: the path's seqs, from its index range, as a set the entries are probed by.
+    seqs = select(changed.c.seq).where(changed.c.app_id == app_id, changed.c.path == path)
+    return events.c.seq.in_(seqs)
+
+
 def _prefix_condition(f: Filters) -> ColumnElement[bool] | None:
     if not f.action_prefix:
         return None
@@ -147,7 +154,8 @@ def _plan(
     """Conditions shared by every branch, and the actions to merge (None: no merge)."""
     where = _conditions(app_id, f, lo, hi)
     actions = _actions(c, app_id, f)
-    if actions is not None and len(actions) > MERGE_MAX_ACTIONS:
+    if actions is not None and (len(actions) > MERGE_MAX_ACTIONS or f.changed_path is not None):
+        # (A changed path drives the read from its own index: the actions are conditions.)
         # Too many to merge: one range scan with the prefix (and the list) as plain conditions.
         prefix = _prefix_condition(f)
         if prefix is not None:
@@ -162,7 +170,7 @@ def _stored_form(c: Connection, f: Filters) -> Filters:
     """The filters as the database compares them (PostgreSQL escapes NUL; see pgtext)."""
     if c.dialect.name != "postgresql":
         return f
-    values = (*f.actions, f.action_prefix, f.actor, f.target_type, f.target_id)
+    values = (*f.actions, f.action_prefix, f.actor, f.target_type, f.target_id, f.changed_path)
     if not any(v and ("\x00" in v or "\x01" in v) for v in values):
         return f
 
@@ -172,7 +180,7 @@ def _stored_form(c: Connection, f: Filters) -> Filters:
     return replace(
         f, actions=tuple(map(pgtext.encode, f.actions)), action_prefix=encoded(f.action_prefix),
         actor=encoded(f.actor), target_type=encoded(f.target_type),
-        target_id=encoded(f.target_id),
+        target_id=encoded(f.target_id), changed_path=encoded(f.changed_path),
     )  # fmt: skip
 
 
@@ -191,6 +199,8 @@ def page(
         else:
             lo = max(lo, before + 1)
     where, actions = _plan(c, app_id, f, lo, hi)
+    if f.changed_path is not None:
+        return _path_page(c, app_id, f.changed_path, where, (lo, hi), limit, newest_first)
     order = events.c.seq.desc() if newest_first else events.c.seq.asc()
     if actions is None:
         rows = c.execute(
@@ -208,6 +218,32 @@ def page(
         .order_by(order)
     )
     return [(row.seq, bytes(row.entry)) for row in rows]
+
+
+def _path_page(
+    c: Connection, app_id: str, path: str, where: Sequence[ColumnElement[bool]],
+    bounds: tuple[int, int | None], limit: int, newest_first: bool,
+) -> list[tuple[int, bytes]]:  # fmt: skip
+    """A page of entries naming ``path`` in their changes: the path's index range, walked in
+    seq order, each row joined to its entry and checked against the other filters."""
+    lo, hi = bounds
+    on = [changed.c.app_id == app_id, changed.c.path == path]
+    if lo > 0:
+        on.append(changed.c.seq >= lo)
+    if hi is not None:
+        on.append(changed.c.seq < hi)
+    order = changed.c.seq.desc() if newest_first else changed.c.seq.asc()
+    joined = changed.join(
+        events, and_(events.c.app_id == changed.c.app_id, events.c.seq == changed.c.seq)
+    )
+    query = (
+        select(events.c.seq, events.c.entry)
+        .select_from(joined)
+        .where(*on, *where)
+        .order_by(order)
+        .limit(limit)
+    )
+    return [(row.seq, bytes(row.entry)) for row in c.execute(query)]
 
 
 def _merged_seqs(
@@ -247,6 +283,8 @@ def stats(
     if bounds is None:
         return []
     where, actions = _plan(c, app_id, f, *bounds)
+    if f.changed_path is not None:
+        where.append(_changed(app_id, f.changed_path))
     if actions is not None:
         if not actions:
             return []

@@ -77,6 +77,19 @@ Index("events_by_target_id", events.c.app_id, events.c.target_id, events.c.seq)
 Index("events_by_kind", events.c.app_id, events.c.kind, events.c.seq)
 Index("events_by_time", events.c.app_id, events.c.time, events.c.seq)
 
+# The paths an entry's `changes` names (DESIGN §8), one row per distinct path, written in the
+# entry's own transaction: `changed_path` reads seek (app_id, path) and walk seq. Personal data
+# can be in a path (/users/ada): the rows go with the entry's content (stubs.erase_rows), and the
+# database lets them go only once the entry's stub is recorded (0013's triggers).
+event_changes = Table(
+    "event_changes",
+    metadata,
+    Column("app_id", String(64), primary_key=True),
+    Column("path", Text, primary_key=True),
+    Column("seq", BigInteger, primary_key=True),
+)
+Index("event_changes_by_seq", event_changes.c.app_id, event_changes.c.seq)
+
 # The tree's hashes, C2SP tlog-tiles style: a tile holds up to 256 consecutive hashes of one tree
 # level (tile level t holds tree level 8t; tile level 0 the leaf hashes), and every other node is
 # computed from the tile below it. Kept apart from the entries' content, so content can be erased

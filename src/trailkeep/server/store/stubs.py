@@ -40,6 +40,9 @@ _PG_DELETE = (
     " AND time >= %(first)s AND time <= %(last)s"
 )
 _SQLITE_DELETE = "DELETE FROM events WHERE app_id = :app AND seq BETWEEN :low AND :high"
+# A changed path can name a person: the paths go with the content, after the stubs (0013).
+_PG_PATHS = "DELETE FROM event_changes WHERE app_id = %(app)s AND seq = ANY(%(seqs)s::bigint[])"
+_SQLITE_PATHS = "DELETE FROM event_changes WHERE app_id = :app AND seq BETWEEN :low AND :high"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +70,8 @@ def runs(seqs: Sequence[int]) -> list[tuple[int, int]]:
 
 
 def erase_rows(c: Connection, app_id: str, matches: Sequence[Match], erased_by: str) -> None:
-    """Write these entries' stubs, then delete their rows (the database wants stubs first).
+    """Write these entries' stubs, then delete their changed paths and rows (the database
+    wants stubs first, and an entry's paths gone before it).
 
     ``matches`` are in seq order. The one way retention and erasure take content out of the log.
     """
@@ -78,6 +82,7 @@ def erase_rows(c: Connection, app_id: str, matches: Sequence[Match], erased_by: 
                  "first": matches[0].time, "last": matches[-1].time}  # fmt: skip
         hashes = [m.leaf_hash for m in matches]
         driver_execute(c, _PG_STUBS, where | {"by": erased_by, "hashes": hashes})
+        driver_execute(c, _PG_PATHS, {"app": app_id, "seqs": where["seqs"]})
         driver_execute(c, _PG_DELETE, where)
         return
     c.execute(
@@ -88,6 +93,7 @@ def erase_rows(c: Connection, app_id: str, matches: Sequence[Match], erased_by: 
     # SQLite is in-process: a statement per run of consecutive seqs (a purge's chunk is mostly
     # one) costs less than binding a thousand seqs.
     for low, high in runs([m.seq for m in matches]):
+        driver_execute(c, _SQLITE_PATHS, {"app": app_id, "low": low, "high": high})
         driver_execute(c, _SQLITE_DELETE, {"app": app_id, "low": low, "high": high})
 
 
