@@ -28,6 +28,7 @@ from sqlalchemy.exc import DBAPIError
 # An erasure request keeps its subject (sealed) until it is carried out, then clears it: the
 # old row version, still in the table's file, holds the sealed subject.
 ERASURES = "erasures"
+EVENT_CHANGES = "event_changes"
 # SQLSTATE of a lock not granted within lock_timeout.
 LOCK_NOT_AVAILABLE = "55P03"
 
@@ -73,6 +74,10 @@ def tables_to_compact(engine: Engine, app_id: str | None = None) -> list[str]:
             ).scalar()
             if found:
                 tables.append(str(name))
+        if tables:
+            # The changed paths of erased entries (0013) were deleted with them: they may
+            # name a person (`/users/ada`) just as the entries did.
+            tables.append(EVENT_CHANGES)
         done = c.execute(
             text(f"SELECT EXISTS (SELECT 1 FROM erasures WHERE {app}status = 'done')"),
             {"app": app_id} if app_id is not None else {},
