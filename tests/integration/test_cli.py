@@ -101,7 +101,7 @@ def test_keys_create_revoke_and_revoke_again(home: dict[str, str], made: dict[st
         env=home,
     )
     key = json.loads(result.stdout)
-    assert set(key) == {"key_id", "key", "scopes"}
+    assert set(key) == {"key_id", "key", "scopes", "expires_at"}
     assert key["scopes"] == ["events:read", "events:write"]
     assert key["key_id"] == key_id_of(key["key"])
     assert key["key_id"] != made["key_id"]

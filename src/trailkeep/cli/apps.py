@@ -162,22 +162,38 @@ def keys_create(
     app_id: AppOpt,
     scope: Annotated[list[str], typer.Option("--scope", help=f"One of {', '.join(SCOPES)}.")],
     name: Annotated[str | None, typer.Option(help="A label for the key.")] = None,
+    expires: Annotated[
+        str | None,
+        typer.Option(help="When the key stops working (RFC 3339, e.g. 2027-01-01T00:00:00Z)."),
+    ] = None,
     as_json: AsJson = False,
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Create an API key with the given scopes (shown once; logged as `key.create`)."""
+    from trailkeep.log.record import parse_time
+
+    try:
+        expires_at = None if expires is None else parse_time(expires)
+    except ValueError as exc:
+        raise CliError(f"--expires: {exc}") from None
     done = administer(
         data_dir,
         database_url,
         app_id,
-        lambda op: op.admin.create_key(app_id, scope, name, op.actor, op.origin),
+        lambda op: op.admin.create_key(
+            app_id, scope, name, op.actor, op.origin, expires_at=expires_at
+        ),
     )
     made = done.result
+    until = None if made.expires_at is None else made.expires_at.isoformat()
     if as_json:
-        print_json({"key_id": made.key_id, "key": made.key, "scopes": made.scopes})
+        print_json({"key_id": made.key_id, "key": made.key, "scopes": made.scopes,
+                    "expires_at": until})  # fmt: skip
         return
     out.print(f"key id: {made.key_id}\nkey:    {made.key}\nscopes: {' '.join(made.scopes)}")
+    if until is not None:
+        out.print(f"expires: {until}", highlight=False)
 
 
 @keys_cli.command("list")
@@ -194,13 +210,15 @@ def keys_list(
         print_json([key.public() for key in keys])
         return
     table = Table(
-        Column("key id", no_wrap=True), Column("scopes", no_wrap=True), "name", "created", "revoked"
-    )
+        Column("key id", no_wrap=True), Column("scopes", no_wrap=True), "name", "created",
+        "revoked", "expires",
+    )  # fmt: skip
     for key in keys:
         revoked = key.revoked_at.strftime("%Y-%m-%d %H:%M") if key.revoked_at else ""
+        expires = key.expires_at.strftime("%Y-%m-%d %H:%M") if key.expires_at else ""
         created = key.created_at.strftime("%Y-%m-%d %H:%M")
         scopes = "\n".join(sorted(key.scopes))
-        table.add_row(cell(key.id), scopes, cell(key.name), created, revoked)
+        table.add_row(cell(key.id), scopes, cell(key.name), created, revoked, expires)
     out.print(table)
 
 

@@ -13,6 +13,7 @@ from trailkeep.cli.common import SERVER_PACKAGES, CliError, cell, err
 from trailkeep.cli.compact import compact
 from trailkeep.cli.events import events_cli
 from trailkeep.cli.purge import purge
+from trailkeep.cli.secrets import secrets_cli
 from trailkeep.cli.serve import migrate, serve
 from trailkeep.cli.subjects import erase_cli, holds_cli
 from trailkeep.cli.verify import verify
@@ -57,6 +58,7 @@ app.command()(purge)
 app.add_typer(holds_cli, name="holds")
 app.add_typer(erase_cli, name="erase")
 app.command()(compact)
+app.add_typer(secrets_cli, name="secrets")
 
 
 def command() -> Command:

@@ -121,7 +121,7 @@ def store_of(settings: Settings) -> Store:
     from trailkeep.server.secrets import SecretBox
     from trailkeep.server.store import Store
 
-    secrets = SecretBox.load(settings.resolved_secret_key_file)
+    secrets = SecretBox.load(settings.resolved_secret_key_file, settings.previous_secret_key_file)
     store = Store(settings.resolved_database_url, secrets=secrets)
     store.migrate()
     return store

@@ -56,7 +56,8 @@ SERVER_OWNED: Final = frozenset(
 RESERVED_ACTIONS: Final = frozenset(
     {"app.settings.change", "key.create", "key.revoke", "hold.place", "hold.release",
      "erasure.request", "erasure.approve", "erasure.done", "retention.purge",
-     "retention.change.request", "retention.change.approve", "retention.change.cancel"}
+     "retention.change.request", "retention.change.approve", "retention.change.cancel",
+     "session_secret.rotate", "session_secret.retire", "secret_key.rotate"}
 )  # fmt: skip
 RESERVED_PREFIX: Final = "audit."
 

@@ -13,8 +13,9 @@ import hmac
 import secrets
 import time
 from base64 import b32encode
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import jwt
@@ -195,12 +196,20 @@ class Authenticator:
             raise AuthError("unauthenticated", "the API key is not valid")
         if record.revoked_at is not None:
             raise AuthError("unauthenticated", "the API key was revoked")
+        now = datetime.now(UTC)
+        if record.expired(now):
+            raise AuthError("unauthenticated", "the API key has expired")
         if record.app_id != app_id or self.app(app_id) is None:
             raise AuthError("not_found", "no such app")
+        # Never cache an answer past the moment the key expires.
+        lifetime = self._cache_seconds
+        if record.expires_at is not None:
+            lifetime = min(lifetime, (record.expires_at - now).total_seconds())
         if forwarded is not None:
-            return self._with_session(app_id, forwarded, key_scopes=record)
+            user, session_lifetime = self._with_session(app_id, forwarded, key_scopes=record)
+            return user, min(lifetime, session_lifetime)
         actor = Actor(type="api_key", id=record.id, manages="manage" in record.scopes)
-        return Principal(actor=actor, key_id=record.id, scopes=record.scopes), self._cache_seconds
+        return Principal(actor=actor, key_id=record.id, scopes=record.scopes), lifetime
 
     def _with_session(
         self, app_id: str, token: str, key_scopes: KeyRecord | None
@@ -214,15 +223,7 @@ class Authenticator:
         audience = unverified.get("aud")
         if app is None or (isinstance(audience, str) and audience != app_id):
             raise AuthError("not_found", "no such app")
-        try:
-            claims = jwt.decode(
-                token, app.session_secret, algorithms=["HS256"], audience=app_id,
-                leeway=SESSION_LEEWAY_SECONDS, options={"require": ["sub", "exp", "aud"]},
-            )  # fmt: skip
-        except jwt.ExpiredSignatureError:
-            raise AuthError("unauthenticated", "the session token has expired") from None
-        except jwt.PyJWTError as exc:
-            raise AuthError("unauthenticated", f"the session token is not valid: {exc}") from None
+        claims = _decode_session(token, app.session_secrets, app_id)
         if float(claims["exp"]) - time.time() > SESSION_MAX_TTL_SECONDS + SESSION_LEEWAY_SECONDS:
             # A stolen token with a far-off expiry would be a key in all but name.
             raise AuthError("unauthenticated", "the session token lives longer than 7 days")
@@ -240,6 +241,26 @@ class Authenticator:
             allowed = key_scopes.scopes & scopes
             return Principal(actor=actor, key_id=key_scopes.id, scopes=allowed), lifetime
         return Principal(actor=actor, key_id=None, scopes=frozenset(scopes)), lifetime
+
+
+def _decode_session(token: str, secrets: Sequence[str], app_id: str) -> dict[str, Any]:
+    """The claims of a session signed with one of the app's secrets (two while one rotates)."""
+    for secret in secrets:
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token, secret, algorithms=["HS256"], audience=app_id,
+                leeway=SESSION_LEEWAY_SECONDS, options={"require": ["sub", "exp", "aud"]},
+            )  # fmt: skip
+            return claims
+        except jwt.InvalidSignatureError:
+            continue  # perhaps signed with the other secret of a rotation
+        except jwt.ExpiredSignatureError:
+            raise AuthError("unauthenticated", "the session token has expired") from None
+        except jwt.PyJWTError as exc:
+            raise AuthError("unauthenticated", f"the session token is not valid: {exc}") from None
+    raise AuthError(
+        "unauthenticated", "the session token is not valid: Signature verification failed"
+    )
 
 
 # 9999-12-31T23:59:59Z: the last moment a timestamp can name, and far below 2**53.

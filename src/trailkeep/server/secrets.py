@@ -40,10 +40,10 @@ def _unb64(text: str) -> bytes:
 class SecretBox:
     """Seals and opens the secrets a database keeps, with one AES-256-GCM key."""
 
-    __slots__ = ("_aead", "_mac_key", "key_id")
+    __slots__ = ("_aead", "_mac_key", "_previous", "key_id")
 
-    def __init__(self, key: bytes) -> None:
-        """Use ``key``, 32 random bytes."""
+    def __init__(self, key: bytes, previous: tuple[SecretBox, ...] = ()) -> None:
+        """Seal with ``key`` (32 random bytes); open what it or a ``previous`` key sealed."""
         if len(key) != 32:
             raise ValueError("the secret key is 32 bytes")
         self._aead = AESGCM(key)
@@ -51,15 +51,28 @@ class SecretBox:
         self._mac_key = hmac.new(key, b"trailkeep keyed hash key v1", hashlib.sha256).digest()
         # Says which key sealed a value, so a wrong key file is named as such, not as damage.
         self.key_id = hashlib.sha256(b"trailkeep secret key id\0" + key).hexdigest()[:8]
+        # During a rotation of the key itself: values still sealed under the one it replaces.
+        self._previous = {box.key_id: box for box in previous if box.key_id != self.key_id}
 
     @classmethod
-    def load(cls, path: Path) -> SecretBox:
-        """The key in ``path``, made (mode 0600) on first use."""
+    def load(cls, path: Path, previous: Path | None = None) -> SecretBox:
+        """The key in ``path``, made (mode 0600) on first use; ``previous``, the one it replaces."""
         text = read_or_create(path, lambda: _b64(os.urandom(32)))
         try:
-            return cls(_unb64(text))
+            old = () if previous is None else (cls(_unb64(previous.read_text().strip())),)
+            return cls(_unb64(text), old)
+        except OSError as exc:
+            raise SecretKeyError(f"{previous}: {exc.strerror}") from None
         except ValueError:
             raise SecretKeyError(f"{path} does not hold a secret key (32 bytes, base64)") from None
+
+    def sealed_by(self, sealed: str) -> str:
+        """The id of the key that sealed ``sealed``."""
+        return sealed[len(PREFIX) :].partition(":")[0]
+
+    def reseal(self, sealed: str, context: str) -> str:
+        """``sealed`` sealed again under this key (it may have been sealed by a previous one)."""
+        return self.seal(self.open(sealed, context), context)
 
     def keyed_hash(self, message: str, context: str) -> str:
         """HMAC-SHA256 of ``message`` in ``context``, hex: names a value without revealing it."""
@@ -78,6 +91,8 @@ class SecretBox:
         if not is_sealed(sealed):
             raise SecretKeyError(f"{context}: the stored secret is not sealed")
         key_id, _, payload = sealed[len(PREFIX) :].partition(":")
+        if key_id in self._previous:
+            return self._previous[key_id].open(sealed, context)
         if key_id != self.key_id:
             raise SecretKeyError(
                 f"{context}: sealed under secret key {key_id}, but this node holds key "

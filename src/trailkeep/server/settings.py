@@ -48,6 +48,11 @@ class Settings(BaseSettings):
         description="AES-256 key that seals the secrets the database keeps (session secrets); "
         "default <data_dir>/secret.key. Every node needs the same one.",
     )
+    previous_secret_key_file: Path | None = Field(
+        default=None,
+        description="While the secret key itself rotates: the key it replaces, to open what "
+        "it sealed until `trailkeep secrets rotate-key` seals everything again.",
+    )
     idempotency_ttl_seconds: int = Field(default=86_400, ge=60)
     retention_change_delay: float = Field(
         default=86_400.0,

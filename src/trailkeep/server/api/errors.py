@@ -32,6 +32,8 @@ STATUS: Final[dict[str, int]] = {
     "held": 409,
     "already_done": 409,
     "already_approved": 409,
+    "rotation_pending": 409,
+    "nothing_to_retire": 409,
     "payload_too_large": 413,
     "unsupported_media_type": 415,
     "rate_limited": 429,

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from trailkeep.log.record import EntryError
+from trailkeep.log.record import EntryError, parse_time
 from trailkeep.server.api.administer import (
     approver_of,
     governed,
@@ -41,6 +41,10 @@ class KeyCreate(BaseModel):
         min_length=1, max_length=3, description="events:write, events:read, manage"
     )
     name: str | None = Field(default=None, min_length=1, max_length=200)
+    expires_at: str | None = Field(
+        default=None, max_length=40,
+        description="RFC 3339 moment after which the key is refused (absent: it never expires)",
+    )  # fmt: skip
 
 
 def _entry(done: Done) -> dict[str, Any]:
@@ -113,6 +117,10 @@ async def create_key(app_id: AppId, request: Request) -> Response:
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(part) for part in first["loc"]) or "body"
         raise Problem("invalid_request", f"{where}: {first['msg']}") from None
+    try:
+        expires_at = None if wanted.expires_at is None else parse_time(wanted.expires_at)
+    except ValueError as exc:
+        raise Problem("invalid_request", f"expires_at: {exc}") from None
     origin = origin_of(caller_of(svc, request), principal)
     # A key lends only what it holds; an owner's session holds every scope.
     held = principal.scopes if principal.key_id is not None else None
@@ -120,11 +128,18 @@ async def create_key(app_id: AppId, request: Request) -> Response:
         svc,
         app_id,
         lambda: svc.admin.create_key(
-            app_id, wanted.scopes, wanted.name, principal.actor, origin, held=held
+            app_id, wanted.scopes, wanted.name, principal.actor, origin, held=held,
+            expires_at=expires_at,
         ),
-    )
+    )  # fmt: skip
     made: NewKey = done.result
-    body = {"key_id": made.key_id, "key": made.key, "scopes": made.scopes, "name": made.name}
+    body = {
+        "key_id": made.key_id,
+        "key": made.key,
+        "scopes": made.scopes,
+        "name": made.name,
+        "expires_at": None if made.expires_at is None else made.expires_at.isoformat(),
+    }
     return json_response({**body, **_entry(done)}, 201)
 
 
@@ -176,3 +191,35 @@ async def cancel_retention(app_id: AppId, request: Request) -> Response:
         svc, app_id, lambda: svc.admin.cancel_retention(app_id, principal.actor, origin)
     )
     return json_response({**done.result, **_entry(done)})
+
+
+@router.post(
+    "/session-secret/rotate",
+    summary="Issue a new session secret beside the old (shown once; logged)",
+    responses=WRITE_PROBLEMS,
+)
+async def rotate_session_secret(app_id: AppId, request: Request) -> Response:
+    """A new session secret: sessions signed with it or the old one verify until the old retires."""
+    svc = services(request)
+    principal = await manager(svc, request, app_id)
+    origin = origin_of(caller_of(svc, request), principal)
+    done = await governed(
+        svc, app_id, lambda: svc.admin.rotate_session_secret(app_id, principal.actor, origin)
+    )
+    return json_response({"app_id": app_id, "session_secret": done.result, **_entry(done)})
+
+
+@router.post(
+    "/session-secret/retire",
+    summary="Retire the old session secret: only the new one verifies (logged)",
+    responses=WRITE_PROBLEMS,
+)
+async def retire_session_secret(app_id: AppId, request: Request) -> Response:
+    """Retire the old session secret, once every signer uses the new one."""
+    svc = services(request)
+    principal = await manager(svc, request, app_id)
+    origin = origin_of(caller_of(svc, request), principal)
+    done = await governed(
+        svc, app_id, lambda: svc.admin.retire_session_secret(app_id, principal.actor, origin)
+    )
+    return json_response({"app_id": app_id, "retired": True, **_entry(done)})

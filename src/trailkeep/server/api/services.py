@@ -54,7 +54,9 @@ class Services:
     @classmethod
     def build(cls, settings: Settings) -> Services:
         """Open the store (migrating it) and wire the parts together."""
-        secrets = SecretBox.load(settings.resolved_secret_key_file)
+        secrets = SecretBox.load(
+            settings.resolved_secret_key_file, settings.previous_secret_key_file
+        )
         store = Store(settings.resolved_database_url, secrets=secrets)
         store.migrate()
         store.check_secrets()

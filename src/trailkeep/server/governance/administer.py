@@ -9,11 +9,13 @@ from typing import Any
 
 from trailkeep.log.credentials import SCOPES
 from trailkeep.log.record import Actor, EntryError, EventWrite, Origin, format_time, prepare
-from trailkeep.server.auth import new_key
+from trailkeep.server.auth import new_key, new_session_secret
 from trailkeep.server.governance.settings import changes_of, shortens
 from trailkeep.server.ids import new_entry_id, new_id
 from trailkeep.server.ingest.commit import append_groups
+from trailkeep.server.secrets import SecretBox
 from trailkeep.server.store import AdminTx, AppendTx, KeyRecord, Store
+from trailkeep.server.store.records import next_secret_context, session_secret_context
 
 #: How long a shortened retention waits, over the API, before it takes effect (DESIGN §5).
 RETENTION_CHANGE_DELAY = timedelta(hours=24)
@@ -45,6 +47,7 @@ class NewKey:
     key: str
     scopes: list[str]
     name: str | None
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +244,7 @@ class Administrator:
         origin: Origin,
         *,
         held: frozenset[str] | None = None,
+        expires_at: datetime | None = None,
     ) -> Done:
         """Make a key (``held``: the creator's own scopes, which bound the new key's)."""
         wanted = sorted(set(scopes))
@@ -256,17 +260,21 @@ class Administrator:
             raise Forbidden(f"scopes: a key creates only keys whose scopes it holds ({missing[0]})")
         if name is not None and not 1 <= len(name) <= 200:
             raise EntryError("name: 1 to 200 characters")
+        if expires_at is not None and expires_at <= datetime.now(UTC):
+            raise EntryError("expires_at: a key must expire in the future")
 
         def change(tx: AdminTx, current: dict[str, Any]) -> Any:
             key_id, key, secret_hash = new_key(wanted)
-            tx.insert_key(key_id, app_id, secret_hash, wanted, name)
+            tx.insert_key(key_id, app_id, secret_hash, wanted, name, expires_at)
             metadata: dict[str, Any] = {"scopes": wanted}
             if name is not None:
                 metadata["name"] = name
+            if expires_at is not None:
+                metadata["expires_at"] = format_time(expires_at)
             event = EventWrite(
                 action="key.create", target_type="api_key", target_id=key_id, metadata=metadata
             )
-            return event, [], NewKey(key_id, key, wanted, name)
+            return event, [], NewKey(key_id, key, wanted, name, expires_at)
 
         return self._administer(app_id, by, origin, change)
 
@@ -283,6 +291,45 @@ class Administrator:
             return event, [], tx.key(app_id, key_id)
 
         return self._administer(app_id, by, origin, change)
+
+    def rotate_session_secret(self, app_id: str, by: Actor, origin: Origin) -> Done:
+        """Issue a new session secret beside the current one (shown once; both verify)."""
+        secrets = self._sealer()
+
+        def change(tx: AdminTx, current: dict[str, Any]) -> Any:
+            sealed, sealed_next = tx.sealed_secrets(app_id)
+            if sealed_next is not None:
+                raise Conflict(
+                    "a new session secret is already out: retire the old one first "
+                    "(POST /v1/apps/{app}/session-secret/retire)",
+                    "rotation_pending",
+                )
+            secret = new_session_secret()
+            tx.store_secrets(app_id, sealed, secrets.seal(secret, next_secret_context(app_id)))
+            event = EventWrite(action="session_secret.rotate", target_type="app", target_id=app_id)
+            return event, [], secret
+
+        return self._administer(app_id, by, origin, change)
+
+    def retire_session_secret(self, app_id: str, by: Actor, origin: Origin) -> Done:
+        """Retire the old session secret: from now on only the new one verifies."""
+        secrets = self._sealer()
+
+        def change(tx: AdminTx, current: dict[str, Any]) -> Any:
+            _, sealed_next = tx.sealed_secrets(app_id)
+            if sealed_next is None:
+                raise Conflict("no new session secret is out: rotate first", "nothing_to_retire")
+            secret = secrets.open(sealed_next, next_secret_context(app_id))
+            tx.store_secrets(app_id, secrets.seal(secret, session_secret_context(app_id)), None)
+            event = EventWrite(action="session_secret.retire", target_type="app", target_id=app_id)
+            return event, [], None
+
+        return self._administer(app_id, by, origin, change)
+
+    def _sealer(self) -> SecretBox:
+        if self._store.secrets is None:
+            raise Forbidden("rotating a session secret needs the node's secret key", "unavailable")
+        return self._store.secrets
 
     def keys(self, app_id: str) -> Sequence[KeyRecord]:
         """Every key of the app, revoked ones included (never their secrets)."""

@@ -180,7 +180,7 @@ class Subjects:
                 "id": erasure_id, "app_id": app_id, "status": "pending",
                 "subject_hmac": self._hmac(app_id, subject),
                 "subject": secrets.seal(orjson.dumps(subject.as_json()).decode(),
-                                        _subject_context(app_id, erasure_id)),
+                                        subject_context(app_id, erasure_id)),
                 "reason": reason, "approvals": approvals,
                 "required": settings["erasure_approvals"], "matched": len(matches),
                 "created_at": datetime.now(UTC),
@@ -223,7 +223,7 @@ class Subjects:
             if len(approvals) >= found["required"]:
                 sealed = found["subject"]
                 subject = parse_subject(
-                    orjson.loads(secrets.open(sealed, _subject_context(app_id, erasure_id)))
+                    orjson.loads(secrets.open(sealed, subject_context(app_id, erasure_id)))
                 )
                 # Matched again: the subject may have acted since the request.
                 matches = self._matches(tx, app_id, subject)
@@ -341,7 +341,8 @@ class Subjects:
         }  # fmt: skip
 
 
-def _subject_context(app_id: str, erasure_id: str) -> str:
+def subject_context(app_id: str, erasure_id: str) -> str:
+    """What the sealed subject of an erasure that waits is bound to: its app and request."""
     return f"apps/{app_id}/erasures/{erasure_id}/subject"
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import delete, func, insert, select, update
 
 from trailkeep.server.store import schema, tree
 from trailkeep.server.store.append import AppendTx, utc
-from trailkeep.server.store.records import KeyRecord
+from trailkeep.server.store.records import KeyRecord, key_record
 from trailkeep.server.store.stubs import Match, erase_rows
 
 #: The settings an administrator may change, as the ``apps`` table names them.
@@ -58,13 +58,20 @@ class AdminTx(AppendTx):
         self._c.execute(update(schema.apps).where(schema.apps.c.id == app_id).values(stored))
 
     def insert_key(
-        self, key_id: str, app_id: str, secret_hash: bytes, scopes: Sequence[str], name: str | None
+        self,
+        key_id: str,
+        app_id: str,
+        secret_hash: bytes,
+        scopes: Sequence[str],
+        name: str | None,
+        expires_at: datetime | None = None,
     ) -> None:
         """Store a new key's hash and scopes (never the key)."""
         self._c.execute(
             insert(schema.api_keys).values(
                 id=key_id, app_id=app_id, secret_hash=secret_hash,
                 scopes=" ".join(sorted(scopes)), name=name, created_at=datetime.now(UTC),
+                expires_at=expires_at,
             )
         )  # fmt: skip
 
@@ -74,13 +81,7 @@ class AdminTx(AppendTx):
         row = self._c.execute(
             select(keys).where(keys.c.id == key_id, keys.c.app_id == app_id)
         ).one_or_none()
-        if row is None:
-            return None
-        return KeyRecord(
-            id=row.id, app_id=row.app_id, secret_hash=bytes(row.secret_hash),
-            scopes=frozenset(row.scopes.split()), name=row.name,
-            created_at=utc(row.created_at) or datetime.now(UTC), revoked_at=utc(row.revoked_at),
-        )  # fmt: skip
+        return None if row is None else key_record(row)
 
     def revoke_key(self, app_id: str, key_id: str) -> bool:
         """Revoke one of the app's keys; False if it is not the app's or was revoked already."""
@@ -91,6 +92,23 @@ class AdminTx(AppendTx):
             .values(revoked_at=datetime.now(UTC))
         )
         return result.rowcount == 1
+
+    def sealed_secrets(self, app_id: str) -> tuple[str, str | None]:
+        """The app's sealed session secret and the one that replaces it (None: no rotation)."""
+        apps = schema.apps
+        row = self._c.execute(
+            select(apps.c.session_secret, apps.c.next_session_secret).where(apps.c.id == app_id)
+        ).one()
+        return row.session_secret, row.next_session_secret
+
+    def store_secrets(self, app_id: str, sealed: str, sealed_next: str | None) -> None:
+        """Store the app's sealed session secret and the one that replaces it."""
+        apps = schema.apps
+        self._c.execute(
+            update(apps)
+            .where(apps.c.id == app_id)
+            .values(session_secret=sealed, next_session_secret=sealed_next)
+        )
 
     def purge_horizon(self, app_id: str) -> int:
         """The app's purge horizon: entries below it may have had their content erased."""

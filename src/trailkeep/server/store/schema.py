@@ -24,6 +24,8 @@ apps = Table(
     Column("id", String(64), primary_key=True),
     Column("name", String(200), nullable=False),
     Column("session_secret", String(128), nullable=False),
+    # Sealed too: the secret that replaces session_secret, both verifying until it is retired.
+    Column("next_session_secret", String(128), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("retention_days", Integer, nullable=True),
     # Entries with seq below the horizon may have their content deleted; only retention raises it.
@@ -52,6 +54,7 @@ api_keys = Table(
     Column("name", String(200), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("expires_at", DateTime(timezone=True), nullable=True),  # 0014
 )
 
 events = Table(

@@ -26,6 +26,7 @@ from trailkeep.server.store.records import (
     CheckpointRecord,
     KeyRecord,
     SecretsUnavailable,
+    key_record,
     session_secret_context,
 )
 from trailkeep.server.store.subjects import SubjectTx
@@ -37,6 +38,7 @@ def _app(row: Any, secrets: SecretBox | None) -> AppRecord:
         created_at=utc(row.created_at) or datetime.now(UTC), retention_days=row.retention_days,
         purge_horizon=row.purge_horizon, allowed_origins=tuple(json.loads(row.allowed_origins)),
         erasure_approvals=row.erasure_approvals, secrets=secrets,
+        sealed_next=row.next_session_secret,
     )  # fmt: skip
 
 
@@ -225,7 +227,13 @@ class Store:
         return result.rowcount == 1
 
     def create_key(
-        self, key_id: str, app_id: str, secret_hash: bytes, scopes: Sequence[str], name: str | None
+        self,
+        key_id: str,
+        app_id: str,
+        secret_hash: bytes,
+        scopes: Sequence[str],
+        name: str | None,
+        expires_at: datetime | None = None,
     ) -> None:
         """Store a new key's hash and scopes."""
         with self.writer_engine.begin() as c:
@@ -233,6 +241,7 @@ class Store:
                 insert(schema.api_keys).values(
                     id=key_id, app_id=app_id, secret_hash=secret_hash,
                     scopes=" ".join(sorted(scopes)), name=name, created_at=datetime.now(UTC),
+                    expires_at=expires_at,
                 )
             )  # fmt: skip
 
@@ -245,11 +254,7 @@ class Store:
             row = c.execute(select(keys).where(keys.c.id == key_id)).one_or_none()
         if row is None:
             return None
-        return KeyRecord(
-            id=row.id, app_id=row.app_id, secret_hash=bytes(row.secret_hash),
-            scopes=frozenset(row.scopes.split()), name=row.name,
-            created_at=utc(row.created_at) or datetime.now(UTC), revoked_at=utc(row.revoked_at),
-        )  # fmt: skip
+        return key_record(row)
 
     def list_keys(self, app_id: str) -> list[KeyRecord]:
         """Every key of an app, revoked ones included."""
