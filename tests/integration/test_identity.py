@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from tests.idp import ISSUER, Provider, claims, new_key, provider
 from tests.integration.http_api import events_url, expect_problem, expect_status, export_lines
 from tests.servers import Server, Tenant
+from trailkeep.sdk import Client, Forbidden, bind
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -303,3 +304,29 @@ def _hmac_token(body: dict[str, Any], kid: str, secret: bytes) -> str:
 def _unsigned(body: dict[str, Any], kid: str) -> str:
     head = _b64(json.dumps({"alg": "none", "typ": "JWT", "kid": kid}).encode())
     return f"{head}.{_b64(json.dumps(body).encode())}."
+
+
+def test_the_python_sdk_forwards_a_providers_token(
+    server: Server, tenant: Tenant, idp: Provider
+) -> None:
+    key = new_key("ES256")
+    register(server, tenant, {"issuer": ISSUER, "jwks_uri": idp.publish(named("sdk"), key),
+                              "role_claim": "realm_access.roles",
+                              "role_map": {"auditors": "auditor"}})  # fmt: skip
+    token = key.sign(claims(tenant.app_id, sub="kc-9", name="Kim",
+                            realm_access={"roles": ["auditors"]}))  # fmt: skip
+    with Client(server.url, tenant.app_id, tenant.key) as sdk:
+        entry = sdk.audit.log("doc.share", session=token)
+        # What the middlewares do with a request's Authorization header: bind its session.
+        with bind(session=token, client_ip="198.51.100.9"):
+            bound = sdk.audit.log("doc.open")
+    for made in (entry, bound):
+        assert (made.actor.type, made.actor.id, made.actor.name, made.actor.role) == (
+            "user", "kc-9", "Kim", "auditor",
+        )  # fmt: skip
+        assert made.context.forwarded_by == tenant.key_id
+    assert bound.context.ip == "198.51.100.9"
+    # The key lends the session nothing it lacks, and the session only what its role gives.
+    reader = server.new_key(tenant.app_id, "events:read").key
+    with Client(server.url, tenant.app_id, reader) as sdk, pytest.raises(Forbidden):
+        sdk.audit.log("doc.share", session=token)
