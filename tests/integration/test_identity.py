@@ -127,6 +127,7 @@ def test_refused_tokens_are_401(server: Server, tenant: Tenant, idp: Provider) -
         "HS256 with the public key": (_hmac_token(claims(tenant.app_id), rsa_key.kid, pem),
                                       "not valid"),
         "alg none": (_unsigned(claims(tenant.app_id), rsa_key.kid), "not valid"),
+        "alg a list": (_unsigned(claims(tenant.app_id), rsa_key.kid, ["RS256"]), "not valid"),
         # A real ES256 signature, naming the RSA key: the key's type decides, not the token.
         "ES256 header on an RSA key": (ec_key.sign(claims(tenant.app_id), kid=rsa_key.kid),
                                        "not its key's"),
@@ -232,6 +233,10 @@ BAD_ISSUERS: dict[str, tuple[Any, str]] = {
     "unusable jwks": ({"issuer": ISSUER, "jwks": {"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}},
                       "session_issuer.jwks"),
     "not a URL": ({"issuer": ISSUER, "jwks_uri": "idp.example/jwks"}, "session_issuer.jwks_uri"),
+    "a bad IPv6 host": ({"issuer": ISSUER, "jwks_uri": "https://[zz]/j"},
+                        "session_issuer.jwks_uri"),
+    "a space in the host": ({"issuer": ISSUER, "jwks_uri": "https://a b/j"},
+                            "session_issuer.jwks_uri"),
     "unknown field": ({"issuer": ISSUER, "jwks_uri": "https://idp.example/jwks", "alg": "HS256"},
                       "session_issuer.alg"),
 }  # fmt: skip
@@ -301,8 +306,8 @@ def _hmac_token(body: dict[str, Any], kid: str, secret: bytes) -> str:
     return f"{signed}.{_b64(mac)}"
 
 
-def _unsigned(body: dict[str, Any], kid: str) -> str:
-    head = _b64(json.dumps({"alg": "none", "typ": "JWT", "kid": kid}).encode())
+def _unsigned(body: dict[str, Any], kid: str, alg: Any = "none") -> str:
+    head = _b64(json.dumps({"alg": alg, "typ": "JWT", "kid": kid}).encode())
     return f"{head}.{_b64(json.dumps(body).encode())}."
 
 

@@ -45,16 +45,26 @@ def test_only_public_signing_keys_of_the_three_types_are_used() -> None:
             parse_jwks(bad)
 
 
+MALFORMED = frozenset({
+    "ftp://8.8.8.8/k", "https://user:pw@8.8.8.8/jwks", "jwks", "https://[zz]/jwks",
+    "https://8.8.8.8:99999/j", "https://exa mple.com/jwks", "https://8.8.8.8/\x00",
+})  # fmt: skip
+
+
 @pytest.mark.parametrize(
     "uri",
     ["https://127.0.0.1/jwks", "https://10.0.0.8/jwks", "https://[::1]/jwks",
      "https://[::ffff:192.168.1.1]/jwks", "https://169.254.169.254/latest", "https://[fe80::1]/k",
      "https://100.64.0.1/jwks", "https://0.0.0.0/jwks", "http://8.8.8.8/jwks", "ftp://8.8.8.8/k",
-     "https://user:pw@8.8.8.8/jwks", "jwks"],
+     "https://user:pw@8.8.8.8/jwks", "jwks", "https://[zz]/jwks", "https://8.8.8.8:99999/j",
+     "https://exa mple.com/jwks", "https://8.8.8.8/\x00"],
 )  # fmt: skip
 def test_non_public_or_plain_uris_are_refused(uri: str) -> None:
     with pytest.raises(JwksError):
         check_uri(uri, allow_private=False)
+    if uri in MALFORMED:
+        with pytest.raises(JwksError):  # whatever the setting
+            check_uri(uri, allow_private=True)
 
 
 def test_a_public_address_and_the_operators_own_network_pass() -> None:

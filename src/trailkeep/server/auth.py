@@ -223,7 +223,8 @@ class Authenticator:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
             raise AuthError("unauthenticated", f"the session token is malformed: {exc}") from None
-        if header.get("alg") in ASYMMETRIC:
+        algorithm = header.get("alg")
+        if isinstance(algorithm, str) and algorithm in ASYMMETRIC:
             claims = self._issuer_claims(app_id, app, token, header)
         else:
             claims = self._own_claims(app_id, app, token, unverified)

@@ -112,8 +112,14 @@ def check_uri(uri: str, allow_private: bool) -> None:
     Every address the host resolves to is checked. With ``allow_private`` (an identity provider
     in the operator's own network) both rules are lifted.
     """
-    parts = urlsplit(uri)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
+    if not uri.isprintable() or any(char.isspace() for char in uri):
+        raise JwksError("must be a URL without spaces or control characters")
+    try:
+        parts = urlsplit(uri)
+        host, port = parts.hostname, parts.port
+    except ValueError as exc:  # a malformed IPv6 host, a port out of range
+        raise JwksError(f"is not a valid URL: {exc}") from None
+    if parts.scheme not in ("https", "http") or not host:
         raise JwksError("must be an https:// URL")
     if parts.username or parts.password:
         raise JwksError("must not carry a user name or password")
@@ -122,8 +128,7 @@ def check_uri(uri: str, allow_private: bool) -> None:
     if parts.scheme != "https":
         raise JwksError("must be an https:// URL (http only with TRAILKEEP_JWKS_ALLOW_PRIVATE=1)")
     try:
-        port = parts.port or 443
-        infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+        infos = socket.getaddrinfo(host, port or 443, type=socket.SOCK_STREAM)
     except (OSError, ValueError) as exc:
         raise JwksError(f"its host cannot be resolved: {exc}") from None
     for info in infos:
