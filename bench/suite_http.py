@@ -21,6 +21,7 @@ from tests.pg import MissingTool, RedisServer
 from bench.config import Sizes
 from bench.datagen import ACTIONS, TARGETS
 from bench.harness import BenchServer, LoadRun, Result, Run, load, new_app, new_apps, serving
+from bench.idp_sessions import idp_vs_hs256
 from bench.pgserver import Postgres
 from bench.suite_ingest import prepared, rate_of, raw_variant
 from trailkeep.log.record import EventWrite
@@ -165,6 +166,7 @@ def _sqlite(run: Run, sizes: Sizes) -> dict[str, Any]:
         series = _sweep(run, sizes, server, url, "sqlite")
         _beside_export(run, sizes, server, url, _at(series, "batch", 64)["entries_s"])
         _beside_reads(run, sizes, server, url, _at(series, "single", 32)["entries_s"])
+        idp_vs_hs256(run, sizes, server, url, bodies()[0])
     finally:
         server.stop()
     per_commit = max(1, round(_peak(series, "batch")["per_commit"]))

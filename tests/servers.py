@@ -78,6 +78,8 @@ class Server:
             "TRAILKEEP_DATA_DIR": str(data_dir),
             "TRAILKEEP_RATE_LIMIT": "1000000/minute",
             "TRAILKEEP_READ_RATE_LIMIT": "1000000/minute",
+            # The tests' identity providers publish their keys on loopback (tests/idp.py).
+            "TRAILKEEP_JWKS_ALLOW_PRIVATE": "1",
             **(env or {}),
         }
         self.proc: subprocess.Popen[bytes] | None = None

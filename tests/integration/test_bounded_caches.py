@@ -55,7 +55,9 @@ def test_random_app_ids_keys_and_tokens_do_not_grow_the_caches(sqlite_server: Se
             if i % 10 == 0:  # the real caller keeps being answered, from the cache or not
                 expect_created(owner.post(events_url(tenant.app_id), json={"action": "ok"}))
         sizes = cache_sizes(sqlite_server)
-        assert set(sizes) == {"apps", "keys", "answers"}, sizes
+        assert set(sizes) == {"apps", "keys", "answers", "jwks"}, sizes
+        # No app here has an identity provider: no key set is fetched, nor held.
+        assert sizes.pop("jwks") == 0, sizes
         assert all(0 < size <= BOUND for size in sizes.values()), sizes
         # An app id longer than any app's is refused before any lookup, read or write alike.
         long_id = "app_" + "a" * 200

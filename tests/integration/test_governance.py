@@ -51,7 +51,7 @@ def test_an_owner_changes_settings_and_the_log_records_old_and_new(
         before = expect_status(client.get(app_url(tenant.app_id))).json()
         assert before == {
             "app_id": tenant.app_id, "retention_days": None, "allowed_origins": [],
-            "erasure_approvals": 1, "pending_retention": None,
+            "erasure_approvals": 1, "pending_retention": None, "session_issuer": None,
         }  # fmt: skip
         answer = expect_status(
             client.patch(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -106,6 +107,29 @@ def apps_update(
             "--erasure-approvals", min=1, max=2, help="Owners who approve an erasure: 1 or 2."
         ),
     ] = None,
+    issuer: Annotated[
+        str | None,
+        typer.Option("--issuer", help="The app's identity provider: its tokens' `iss`."),
+    ] = None,
+    jwks_uri: Annotated[
+        str | None, typer.Option("--jwks-uri", help="Where the identity provider's keys are.")
+    ] = None,
+    audience: Annotated[
+        str | None, typer.Option("--audience", help="The tokens' `aud` (default: the app id).")
+    ] = None,
+    role_claim: Annotated[
+        str | None,
+        typer.Option("--role-claim", help="Dotted path to the roles, e.g. realm_access.roles."),
+    ] = None,
+    role_map: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--role-map", help="IDP_ROLE=owner|admin|auditor; repeatable. Others: no role."
+        ),
+    ] = None,
+    no_issuer: Annotated[
+        bool, typer.Option("--no-issuer", help="Remove the app's identity provider.")
+    ] = False,
     as_json: AsJson = False,
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
@@ -120,10 +144,14 @@ def apps_update(
         wanted["retention_days"] = retention_days
     if erasure_approvals is not None:
         wanted["erasure_approvals"] = erasure_approvals
+    idp = _issuer_options(issuer, jwks_uri, audience, role_claim, role_map, no_issuer)
+    if idp is not None:
+        wanted["session_issuer"] = idp[0]
+        _check_jwks_uri(idp[0], data_dir, database_url)
     if not wanted and not allow_origin and not clear_origins:
         raise CliError(
             "nothing to change: give --allow-origin URL, --clear-origins, --retention-days N, "
-            "--keep-forever or --erasure-approvals 1|2"
+            "--keep-forever, --erasure-approvals 1|2, --issuer URL --jwks-uri URL or --no-issuer"
         )
 
     def job(op: Operator) -> Done:
@@ -134,7 +162,7 @@ def apps_update(
             values["allowed_origins"] = origins + list(allow_origin or [])
         # The operator acts at once: shortening retention over the API waits for approvals.
         done: Done = op.admin.update_settings(
-            app_id, validate_patch(values), op.actor, op.origin, at_once=True
+            app_id, validate_patch(values, app_id), op.actor, op.origin, at_once=True
         )
         return done
 
@@ -154,7 +182,61 @@ def apps_update(
         f"erasure approvals: {settings['erasure_approvals']}",
         highlight=False,
     )
+    idp_now = settings.get("session_issuer")
+    out.print(f"identity provider: {idp_now['issuer'] if idp_now else '(none)'}", highlight=False)
     out.print("Logged in the app's log. Running servers apply the change within 5 seconds.")
+
+
+def _issuer_options(
+    issuer: str | None,
+    jwks_uri: str | None,
+    audience: str | None,
+    role_claim: str | None,
+    role_map: list[str] | None,
+    no_issuer: bool,
+) -> tuple[dict[str, Any] | None] | None:
+    """``(session_issuer,)`` as the options give it (``(None,)``: remove it), or None."""
+    detail = (jwks_uri, audience, role_claim, role_map)
+    if no_issuer:
+        if issuer is not None or any(value is not None for value in detail):
+            raise CliError("give --no-issuer alone, without --issuer and its options")
+        return (None,)
+    if issuer is None:
+        if any(value is not None for value in detail):
+            raise CliError("--jwks-uri, --audience, --role-claim and --role-map need --issuer")
+        return None
+    if jwks_uri is None:
+        raise CliError("--issuer needs --jwks-uri URL: where the provider publishes its keys")
+    found: dict[str, Any] = {"issuer": issuer, "jwks_uri": jwks_uri}
+    if audience is not None:
+        found["audience"] = audience
+    if role_claim is not None:
+        found["role_claim"] = role_claim
+    mapping: dict[str, str] = {}
+    for pair in role_map or ():
+        name, sep, role = pair.rpartition("=")
+        if not sep or not name:
+            raise CliError(f"--role-map {pair!r}: give IDP_ROLE=owner, admin or auditor")
+        mapping[name] = role
+    if mapping:
+        found["role_map"] = mapping
+    return (found,)
+
+
+def _check_jwks_uri(
+    issuer: dict[str, Any] | None, data_dir: Path | None, database_url: str | None
+) -> None:
+    """Refuse a ``jwks_uri`` on a non-public address, as the servers refuse it."""
+    from trailkeep.cli.common import settings_from
+    from trailkeep.server.jwks import JwksError, check_uri
+
+    if issuer is None:
+        return
+    allow = settings_from(data_dir=data_dir, database_url=database_url).jwks_allow_private
+    try:
+        check_uri(issuer["jwks_uri"], allow)
+    except JwksError as exc:
+        raise CliError(f"--jwks-uri: {exc}") from None
 
 
 @keys_cli.command("create")

@@ -22,6 +22,8 @@ import jwt
 
 from trailkeep.log.credentials import SCOPES, SESSION_LEEWAY_SECONDS, SESSION_MAX_TTL_SECONDS
 from trailkeep.log.record import READER_ROLES, Actor
+from trailkeep.server.identity import ASYMMETRIC, IdentityError, issuer_of, verify
+from trailkeep.server.jwks import JwksCache
 from trailkeep.server.lru import ExpiringLru
 from trailkeep.server.store import AppRecord, KeyRecord, Store
 
@@ -111,8 +113,11 @@ class Authenticator:
         store: Store,
         cache_seconds: float = KEY_CACHE_SECONDS,
         max_entries: int = CACHE_MAX_ENTRIES,
+        jwks: JwksCache | None = None,
     ) -> None:
         self._store = store
+        # Identity providers' keys, shared by every app that names the same ones.
+        self._jwks = jwks if jwks is not None else JwksCache()
         self._cache_seconds = cache_seconds
         self._keys: ExpiringLru[str, KeyRecord | None] = ExpiringLru(max_entries)
         self._apps: ExpiringLru[str, AppRecord | None] = ExpiringLru(max_entries)
@@ -125,7 +130,10 @@ class Authenticator:
 
     def cache_sizes(self) -> dict[str, int]:
         """Entries held per cache (exported as a metric: each stays at most its bound)."""
-        return {"apps": len(self._apps), "keys": len(self._keys), "answers": len(self._answers)}
+        return {
+            "apps": len(self._apps), "keys": len(self._keys), "answers": len(self._answers),
+            "jwks": len(self._jwks),
+        }  # fmt: skip
 
     def app(self, app_id: str) -> AppRecord | None:
         """The app, cached briefly (its session secret is needed on every session request)."""
@@ -220,10 +228,15 @@ class Authenticator:
         except jwt.PyJWTError as exc:
             raise AuthError("unauthenticated", f"the session token is malformed: {exc}") from None
         _check_numeric_dates(unverified)
-        audience = unverified.get("aud")
-        if app is None or (isinstance(audience, str) and audience != app_id):
-            raise AuthError("not_found", "no such app")
-        claims = _decode_session(token, app.session_secrets, app_id)
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise AuthError("unauthenticated", f"the session token is malformed: {exc}") from None
+        algorithm = header.get("alg")
+        if isinstance(algorithm, str) and algorithm in ASYMMETRIC:
+            claims = self._issuer_claims(app_id, app, token, header)
+        else:
+            claims = self._own_claims(app_id, app, token, unverified)
         if float(claims["exp"]) - time.time() > SESSION_MAX_TTL_SECONDS + SESSION_LEEWAY_SECONDS:
             # A stolen token with a far-off expiry would be a key in all but name.
             raise AuthError("unauthenticated", "the session token lives longer than 7 days")
@@ -241,6 +254,33 @@ class Authenticator:
             allowed = key_scopes.scopes & scopes
             return Principal(actor=actor, key_id=key_scopes.id, scopes=allowed), lifetime
         return Principal(actor=actor, key_id=None, scopes=frozenset(scopes)), lifetime
+
+    def _own_claims(
+        self, app_id: str, app: AppRecord | None, token: str, unverified: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """The claims of a session signed with the app's own secret (HS256, and only that);
+        either of two secrets while one rotates."""
+        audience = unverified.get("aud")
+        if app is None or (isinstance(audience, str) and audience != app_id):
+            raise AuthError("not_found", "no such app")
+        return _decode_session(token, app.session_secrets, app_id)
+
+    def _issuer_claims(
+        self, app_id: str, app: AppRecord | None, token: str, header: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """The claims of a token the app's identity provider signed (RS256, ES256, EdDSA)."""
+        if app is None:
+            raise AuthError("not_found", "no such app")
+        if app.session_issuer is None:
+            raise AuthError(
+                "unauthenticated",
+                f"this app accepts {header.get('alg')} sessions only from an identity provider, "
+                "and it has none (see `session_issuer`); its own sessions are HS256",
+            )
+        try:
+            return verify(token, header, issuer_of(app.session_issuer), app_id, self._jwks)
+        except IdentityError as exc:
+            raise AuthError("unauthenticated", str(exc)) from None
 
 
 def _decode_session(token: str, secrets: Sequence[str], app_id: str) -> dict[str, Any]:

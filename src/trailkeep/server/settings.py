@@ -97,6 +97,11 @@ class Settings(BaseSettings):
     header_max_bytes: int = Field(
         default=65_536, ge=4_096, description="Request line and headers, at most (else 431)."
     )
+    jwks_allow_private: bool = Field(
+        default=False,
+        description="Let apps' identity providers publish their keys (jwks_uri) on private, "
+        "loopback or link-local addresses, and over plain http: an IdP in your own network.",
+    )
     demo_app: bool = Field(default=False, description="Create a demo app on first start.")
 
     @field_validator("trusted_proxies", mode="before")

@@ -25,6 +25,7 @@ from trailkeep.server.api.schemas import WRITE_PROBLEMS, AppId, json_body
 from trailkeep.server.api.services import services
 from trailkeep.server.governance import SettingsPatch, validate_patch
 from trailkeep.server.governance.administer import Done, NewKey
+from trailkeep.server.jwks import JwksError, check_uri
 from trailkeep.server.store import KeyRecord
 
 router = APIRouter(prefix="/v1/apps/{app_id}", tags=["manage"])
@@ -76,9 +77,16 @@ async def patch_app(app_id: AppId, request: Request) -> Response:
     svc = services(request)
     principal = await manager(svc, request, app_id)
     try:
-        values = validate_patch(await small_body(svc, request))
+        values = validate_patch(await small_body(svc, request), app_id)
     except EntryError as exc:
         raise Problem(exc.code, exc.detail) from None
+    uri = (values.get("session_issuer") or {}).get("jwks_uri")
+    if uri is not None:
+        try:
+            # Resolving the host may wait on DNS: off the event loop.
+            await asyncio.to_thread(check_uri, uri, svc.settings.jwks_allow_private)
+        except JwksError as exc:
+            raise Problem("invalid_request", f"session_issuer.jwks_uri: {exc}") from None
     origin = origin_of(caller_of(svc, request), principal)
     approver = approver_of(principal)
     done = await governed(

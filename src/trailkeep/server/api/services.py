@@ -22,6 +22,7 @@ from trailkeep.server.governance.subjects import Subjects
 from trailkeep.server.ingest.checkpointer import Checkpointer, load_signer
 from trailkeep.server.ingest.process import WriterProcess
 from trailkeep.server.ingest.writer import Appender, Ingest, IngestStats
+from trailkeep.server.jwks import URIS_MAX, JwksCache
 from trailkeep.server.secrets import SecretBox
 from trailkeep.server.settings import Settings
 from trailkeep.server.store import Store
@@ -73,7 +74,11 @@ class Services:
             )  # fmt: skip
         else:
             ingest = Ingest(store, idempotency_ttl=ttl, stats=stats, on_appended=checkpointer.mark)
-        auth = Authenticator(store, max_entries=settings.auth_cache_entries)
+        jwks = JwksCache(
+            allow_private=settings.jwks_allow_private,
+            max_entries=min(URIS_MAX, settings.auth_cache_entries),
+        )
+        auth = Authenticator(store, max_entries=settings.auth_cache_entries, jwks=jwks)
         metrics.track_caches(auth.cache_sizes)
         return cls(
             settings=settings,

@@ -22,7 +22,7 @@ from trailkeep.server.store.records import KeyRecord, key_record
 from trailkeep.server.store.stubs import Match, erase_rows
 
 #: The settings an administrator may change, as the ``apps`` table names them.
-SETTINGS = ("retention_days", "allowed_origins", "erasure_approvals")
+SETTINGS = ("retention_days", "allowed_origins", "erasure_approvals", "session_issuer")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +48,8 @@ class AdminTx(AppendTx):
             return None
         found = as_dict(row)
         found["allowed_origins"] = json.loads(found["allowed_origins"])
+        if found["session_issuer"] is not None:
+            found["session_issuer"] = json.loads(found["session_issuer"])
         return found
 
     def update_settings(self, app_id: str, values: Mapping[str, Any]) -> None:
@@ -55,6 +57,8 @@ class AdminTx(AppendTx):
         stored = dict(values)
         if "allowed_origins" in stored:
             stored["allowed_origins"] = json.dumps(list(stored["allowed_origins"]))
+        if stored.get("session_issuer") is not None:
+            stored["session_issuer"] = json.dumps(stored["session_issuer"], sort_keys=True)
         self._c.execute(update(schema.apps).where(schema.apps.c.id == app_id).values(stored))
 
     def insert_key(

@@ -25,6 +25,7 @@ class AppRecord:
     purge_horizon: int
     allowed_origins: tuple[str, ...]
     erasure_approvals: int = 1
+    session_issuer: str | None = None  # the identity provider's settings as JSON, or None
     secrets: SecretBox | None = field(default=None, repr=False, compare=False)
     sealed_next: str | None = field(default=None, repr=False)
 

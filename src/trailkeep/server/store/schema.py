@@ -33,6 +33,8 @@ apps = Table(
     Column("allowed_origins", Text, nullable=False, server_default="[]"),
     # How many distinct owners approve an erasure or a shortened retention: 1 or 2.
     Column("erasure_approvals", SmallInteger, nullable=False, server_default="1"),
+    # The app's own identity provider, as JSON (see server/identity.py); null when it has none.
+    Column("session_issuer", Text, nullable=True),
 )
 
 # The per-app counter row: taken under lock in every appending transaction, so seqs are gapless.

@@ -37,8 +37,8 @@ def _app(row: Any, secrets: SecretBox | None) -> AppRecord:
         id=row.id, name=row.name, sealed_secret=row.session_secret,
         created_at=utc(row.created_at) or datetime.now(UTC), retention_days=row.retention_days,
         purge_horizon=row.purge_horizon, allowed_origins=tuple(json.loads(row.allowed_origins)),
-        erasure_approvals=row.erasure_approvals, secrets=secrets,
-        sealed_next=row.next_session_secret,
+        erasure_approvals=row.erasure_approvals, session_issuer=row.session_issuer,
+        secrets=secrets, sealed_next=row.next_session_secret,
     )  # fmt: skip
 
 
