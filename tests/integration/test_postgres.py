@@ -297,7 +297,8 @@ SERVICE_MAY_NOT = [
     "TRUNCATE tree_tiles",
     "UPDATE checkpoints SET note = 'forged' WHERE app_id = %(app)s",
     "DELETE FROM checkpoints WHERE app_id = %(app)s",
-    "UPDATE apps SET session_secret = 'mine' WHERE id = %(app)s",
+    # The sealed session secrets are the service's to rotate (0014); an app's identity is not.
+    "UPDATE apps SET id = 'app_stolen' WHERE id = %(app)s",
     "UPDATE api_keys SET secret_hash = '\\x00'::bytea WHERE app_id = %(app)s",
     "DELETE FROM apps WHERE id = %(app)s",
     "DROP TABLE events",

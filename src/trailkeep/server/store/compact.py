@@ -29,6 +29,7 @@ from sqlalchemy.exc import DBAPIError
 # old row version, still in the table's file, holds the sealed subject.
 ERASURES = "erasures"
 EVENT_CHANGES = "event_changes"
+STATISTICS = "pg_catalog.pg_statistic"
 # SQLSTATE of a lock not granted within lock_timeout.
 LOCK_NOT_AVAILABLE = "55P03"
 
@@ -96,6 +97,14 @@ def compact(engine: Engine, tables: list[str], lock_timeout: float = 5.0) -> lis
         try:
             done = [_rewrite(c, table) for table in tables]
             _analyze_parent(c, [d.table for d in done if not d.skipped])
+            superuser = c.execute(
+                text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+            ).scalar()
+            if done and superuser:
+                # ANALYZE replaced the statistics' rows; their old versions, holding values
+                # sampled from the erased rows, stay in pg_statistic's file until it is rewritten
+                # too, which only a superuser may do (anyone else: the docs say so).
+                done.append(_rewrite(c, STATISTICS))
             return done
         finally:
             c.execute(text("RESET lock_timeout"))  # the connection goes back to the pool
