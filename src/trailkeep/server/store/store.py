@@ -18,6 +18,7 @@ from trailkeep.log.record import IndexedFields, format_time
 from trailkeep.log.verify import StoredRow
 from trailkeep.server.secrets import SecretBox
 from trailkeep.server.store import pgtext, reads, schema, stubs, tree
+from trailkeep.server.store.admin import AdminTx
 from trailkeep.server.store.append import AppendTx, read_range, utc
 from trailkeep.server.store.driver import driver_rows, placeholder
 from trailkeep.server.store.engine import create_engines, migrate
@@ -237,13 +238,7 @@ class Store:
     ) -> None:
         """Store a new key's hash and scopes."""
         with self.writer_engine.begin() as c:
-            c.execute(
-                insert(schema.api_keys).values(
-                    id=key_id, app_id=app_id, secret_hash=secret_hash,
-                    scopes=" ".join(sorted(scopes)), name=name, created_at=datetime.now(UTC),
-                    expires_at=expires_at,
-                )
-            )  # fmt: skip
+            AdminTx(c).insert_key(key_id, app_id, secret_hash, scopes, name, expires_at)
 
     def get_key(self, key_id: str) -> KeyRecord | None:
         """A key by id, revoked or not."""
