@@ -22,6 +22,7 @@ from tests.browser.sdk_pages import (
     sdk_page,
     sdk_page_html,
 )
+from tests.idp import ISSUER, claims, new_key
 from tests.integration.http_api import check_entry, events_url, list_all, log_size
 from tests.servers import Server, Tenant
 
@@ -346,3 +347,29 @@ def test_changes_and_before_after_pass_through(
         computed["value"]["id"],
         given["value"]["id"],
     ]
+
+
+def test_a_session_from_the_apps_identity_provider_works_as_its_own(
+    browser: Browser, pages: PageServer, server: Server
+) -> None:
+    """A provider's RS256 token (Keycloak-shaped) in the browser SDK, as an HS256 session is."""
+    tenant = server.new_app("browser idp", origins=(pages.origin,))
+    key = new_key("RS256")
+    issuer = {"issuer": ISSUER, "jwks": {"keys": [key.jwk()]}, "audience": "web-console",
+              "role_claim": "realm_access.roles", "role_map": {"auditors": "auditor"}}  # fmt: skip
+    with server.client(server.session(tenant, "ada", role="owner")) as owner:
+        patched = owner.patch(f"/v1/apps/{tenant.app_id}", json={"session_issuer": issuer})
+        assert patched.status_code == 200, patched.text
+    token = key.sign(claims(
+        ["web-console", "account"], sub="kc_user_7", name="Grace", azp="web-console",
+        realm_access={"roles": ["offline_access", "auditors"]},
+    ))  # fmt: skip
+    with sdk_page(browser, pages, server, tenant, token) as page:
+        outcome = sdk_call(page, "log", {"action": "report.view", "targetType": "report",
+                                         "targetId": "r1"})  # fmt: skip
+    assert outcome["ok"], outcome
+    entry = outcome["value"]
+    check_entry(entry)
+    assert entry["actor"] == {"type": "user", "id": "kc_user_7", "name": "Grace",
+                              "role": "auditor"}  # fmt: skip
+    assert stored(server, tenant, "kc_user_7") == [entry]
