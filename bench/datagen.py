@@ -23,7 +23,7 @@ from trailkeep.server.ids import new_entry_id
 from trailkeep.server.store import EventRow, Store
 
 # Bump when what ``fill`` or ``fill_tree`` writes changes: cached databases are keyed by it.
-VERSION = 5
+VERSION = 6  # 6: one entry in 20 carries `changes` (one in 1,000 a rare path)
 
 ACTIONS = [
     f"{noun}.{verb}"
@@ -32,6 +32,8 @@ ACTIONS = [
 ]
 TARGETS = ("order", "user", "invoice", "project", "token", "report")
 CHUNK = 5_000
+COMMON_PATH = "/amount"  # in one entry of 20
+RARE_PATH = "/limits/daily"  # in one entry of 1,000
 
 
 def fill(
@@ -82,9 +84,17 @@ def _chunk(
             metadata={"amount": rng.randrange(10_000), "reason": "bench", "n": done + i},
             project="bench",
         )
+        n_entry = done + i
+        # What changed, as apps record it on updates: a common path and, rarely, another.
+        changes = (
+            [{"path": RARE_PATH if n_entry % 1_000 == 0 else COMMON_PATH,
+              "old": rng.randrange(10_000), "new": rng.randrange(10_000)}]
+            if n_entry % 20 == 0 else []
+        )  # fmt: skip
         pending.append(
-            prepare(app_id, new_entry_id(), event, rng.choice(actors), rng.choice(origins), 10_240)
-        )
+            prepare(app_id, new_entry_id(), event, rng.choice(actors), rng.choice(origins), 10_240,
+                    changes=changes)
+        )  # fmt: skip
     with store.append_tx() as tx:
         first, _ = tx.reserve(app_id, n, start_time + step * (done + n))
         if frontier is None:
@@ -106,6 +116,11 @@ def _chunk(
             ))  # fmt: skip
         written, frontier = merkle.append_leaves(first, frontier, leaves)
         tx.insert(rows)
+        tx.insert_changes([
+            (app_id, path, first + offset)
+            for offset, entry in enumerate(pending)
+            for path in entry.changed_paths
+        ])  # fmt: skip
         tx.extend_tree(app_id, written)
     return frontier
 

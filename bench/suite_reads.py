@@ -20,7 +20,7 @@ import httpx
 import orjson
 from sqlalchemy import event
 
-from bench import fixtures
+from bench import datagen, fixtures
 from bench.config import Sizes
 from bench.harness import Result, Run, serving
 from trailkeep.log.query import Filters, encode_cursor
@@ -53,6 +53,14 @@ def _cases(store: Store, app_id: str, count: int) -> dict[str, tuple[dict[str, s
             Filters(target_type=middle["target"]["type"], target_id=target_id),
         ),
         "kind": ({"kind": "admin"}, Filters(kind="admin")),
+        "changed_path (1 in 20)": (
+            {"changed_path": datagen.COMMON_PATH},
+            Filters(changed_path=datagen.COMMON_PATH),
+        ),
+        "changed_path (1 in 1,000)": (
+            {"changed_path": datagen.RARE_PATH},
+            Filters(changed_path=datagen.RARE_PATH),
+        ),
         "since+until (one day)": (
             {"since": since.strftime(stamp), "until": until.strftime(stamp)},
             Filters(since=since, until=until),
