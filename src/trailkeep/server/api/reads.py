@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from trailkeep.log import ocsf
 from trailkeep.log.changes import PATH_MAX, POINTER_PATTERN, PointerError, parse_pointer
 from trailkeep.log.query import Filters, GroupBy, QueryError, decode_cursor, encode_cursor
 from trailkeep.log.record import EntryError, EventWrite, canonical, parse_time, prepare
@@ -35,6 +36,8 @@ from trailkeep.server.ids import new_entry_id
 from trailkeep.server.ingest.writer import WriterUnavailable
 
 FILTERS_RECORD_MAX = 32_768
+#: The largest `after_seq`: one more must still fit PostgreSQL's bigint (the store reads seq > it).
+AFTER_SEQ_MAX = 2**63 - 2
 #: `since` and `until` as the schema states them: `parse_time` refuses a time without an offset.
 TIME_SCHEMA: dict[str, Any] = {
     "format": "date-time",
@@ -327,11 +330,12 @@ def csv_row(entry: bytes) -> list[Any]:
 
 @router.get(
     "/export",
-    summary="Stream matching entries, oldest first (NDJSON or CSV)",
+    summary="Stream matching entries, oldest first (NDJSON, CSV or OCSF)",
     responses={
         **READ_PROBLEMS,
         200: {
-            "description": "The entries, oldest first: NDJSON as stored, or CSV (defused cells).",
+            "description": "The entries, oldest first: NDJSON as stored, CSV (defused cells), "
+            "or NDJSON of OCSF 1.x events (erased entries left out).",
             "content": {
                 "application/x-ndjson": {"schema": {"type": "string"}},
                 "text/csv": {"schema": {"type": "string"}},
@@ -344,7 +348,19 @@ async def export(
     request: Request,
     app_id: AppId,
     filters: FiltersDep,
-    format: Annotated[Literal["ndjson", "csv"], Query(description="Output format.")] = "ndjson",
+    format: Annotated[
+        Literal["ndjson", "csv", "ocsf"],
+        Query(description="Output format; `ocsf` is NDJSON of OCSF 1.x events (docs/export.md)."),
+    ] = "ndjson",
+    after_seq: Annotated[
+        int | None,
+        Query(
+            description="Resume: only entries with a larger seq (the last seq a previous run "
+            "received), still in seq order and filtered.",
+            ge=0,
+            le=AFTER_SEQ_MAX,
+        ),
+    ] = None,
 ) -> StreamingResponse:
     """Every matching entry as a stream, oldest first, never held in memory whole.
 
@@ -354,17 +370,17 @@ async def export(
     svc = services(request)
     principal = await authorize_read(svc, request, app_id)
     slot = svc.exports.acquire(app_id, caller_of(svc, request).ip or "unknown")
+    details: dict[str, Any] = {"format": format, "filters": filters.describe()}
+    if after_seq is not None:
+        details["after_seq"] = after_seq
     try:
-        await record_read(
-            svc, request, app_id, principal, "audit.export",
-            {"format": format, "filters": filters.describe()},
-        )  # fmt: skip
+        await record_read(svc, request, app_id, principal, "audit.export", details)
     except BaseException:
         slot.release()
         raise
 
     async def chunks() -> AsyncIterator[bytes]:
-        after: int | None = None
+        after = after_seq
         if format == "csv":
             yield _csv_lines([list(CSV_COLUMNS)])
         while True:
@@ -378,6 +394,8 @@ async def export(
             after = rows[-1][0]
             if format == "csv":
                 page = _csv_lines([csv_row(entry) for _, entry in rows])
+            elif format == "ocsf":
+                page = ocsf.ndjson(entry for _, entry in rows)
             else:
                 page = b"\n".join(entry for _, entry in rows) + b"\n"
             del rows
@@ -385,7 +403,7 @@ async def export(
                 yield piece
 
     media = "text/csv; charset=utf-8" if format == "csv" else "application/x-ndjson"
-    filename = f"{app_id}.{format}"
+    filename = f"{app_id}.{'ocsf.ndjson' if format == 'ocsf' else format}"
     return SlotStream(
         chunks(), slot, media_type=media,
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
