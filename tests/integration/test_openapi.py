@@ -133,6 +133,12 @@ def test_the_rules_are_in_the_schema_and_applied(
     assert "seq < tree_size" in inclusion["seq"]["description"]
     consistency = _params(doc, "/v1/apps/{app_id}/proofs/consistency")
     assert "at most `to`" in consistency["from"]["description"]
+    export = _params(doc, "/v1/apps/{app_id}/export")
+    assert export["format"]["schema"]["enum"] == ["ndjson", "csv", "ocsf"]
+    assert "OCSF" in export["format"]["description"]
+    after = next(s for s in export["after_seq"]["schema"]["anyOf"] if s["type"] == "integer")
+    assert (after["minimum"], after["maximum"]) == (0, 2**63 - 2)
+    assert "Resume" in export["after_seq"]["description"]
 
     a = app.app_id
     with srv.client(app.key) as client:
@@ -144,6 +150,8 @@ def test_the_rules_are_in_the_schema_and_applied(
             client.post(events_url(a), json={"action": "x.y", "target_id": "doc_1"}),
             client.get(events_url(a, "proofs/inclusion"), params={"seq": 1, "tree_size": 1}),
             client.get(events_url(a, "proofs/consistency"), params={"from": 2, "to": 1}),
+            client.get(events_url(a, "export"), params={"after_seq": -1}),
+            client.get(events_url(a, "export"), params={"format": "ocsf2"}),
         ):  # fmt: skip
             expect_problem(bad, 400, "invalid_request")
 

@@ -394,7 +394,7 @@ def test_openapi_lists_every_read_and_integrity_route(server: Server) -> None:
     assert params(f"{app}/events") == filters | {"limit", "cursor"}
     assert params(f"{app}/events/{{entry_id}}") == {"proof"}
     assert params(f"{app}/stats") == filters | {"group_by"}
-    assert params(f"{app}/export") == filters | {"format"}
+    assert params(f"{app}/export") == filters | {"format", "after_seq"}
     assert params(f"{app}/checkpoint") == set()
     assert params(f"{app}/proofs/inclusion") == {"seq", "tree_size"}
     assert params(f"{app}/proofs/consistency") == {"from", "to"}
