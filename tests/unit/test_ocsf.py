@@ -57,6 +57,8 @@ CASES = [
     ("user.enable", 3001, 2), ("user.password.change", 3001, 3), ("password.reset", 3001, 4),
     ("user.mfa.enable", 3001, 10), ("mfa.disable", 3001, 11), ("account.lock", 3001, 9),
     ("account.unlock", 3001, 12), ("user.role.change", 3001, 99), ("User.Create", 3001, 1),
+    ("account.deactivated", 3001, 5), ("user.revoke", 3001, 99), ("key.revoked", 3004, 11),
+    ("doc.lock", 6003, 99), ("password.reset.request", 3001, 99), ("user.view", 6003, 2),
 ]  # fmt: skip
 
 

@@ -77,7 +77,9 @@ _ENTITY_EXTRA: Final[Mapping[str, tuple[int, str]]] = {
 _ACCOUNT_PLAIN: Final[Mapping[str, tuple[int, str]]] = {
     **dict.fromkeys(_CREATE, (1, "Create")),
     **dict.fromkeys(_ENABLE, (2, "Enable")),
-    **dict.fromkeys(_DISABLE | {"suspend", "suspended", "deactivate"}, (5, "Disable")),
+    **dict.fromkeys(
+        _DISABLE | {"suspend", "suspended", "deactivate", "deactivated"}, (5, "Disable")
+    ),
     **dict.fromkeys(_DELETE, (6, "Delete")),
     "lock": (9, "Lock"),
     "locked": (9, "Lock"),
