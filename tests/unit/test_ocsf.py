@@ -84,6 +84,9 @@ def test_the_fields_land_where_ocsf_puts_them() -> None:
     event = ocsf.event(stored)
     assert event is not None
     assert event["time"] == 1795421730123  # 2026-11-23T08:15:30.123Z in epoch ms
+    late = ocsf.event(entry("doc.share", time="2026-11-23T08:15:30.999999Z"))
+    assert late is not None
+    assert late["time"] == 1795421730999  # truncated to the ms the entry is in, never rounded up
     meta = event["metadata"]
     assert (meta["uid"], meta["tenant_uid"], meta["version"]) == ("evt_01", "app_1", "1.8.0")
     assert meta["product"]["name"] == "Trailkeep"

@@ -23,6 +23,7 @@ from typing import Any, Final
 import orjson
 
 from trailkeep import __version__
+from trailkeep.log.record import parse_time
 
 #: The OCSF schema version the events claim (and the tests validate against).
 OCSF_VERSION: Final = "1.8.0"
@@ -97,7 +98,6 @@ _USER_TYPES: Final[Mapping[str, tuple[int, str]]] = {
     "api_key": (4, "Service"),
 }
 _ADMIN_ROLES: Final = frozenset({"owner", "admin"})
-_TIME_FORMAT: Final = "%Y-%m-%dT%H:%M:%S.%fZ"
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -214,8 +214,8 @@ def _user(actor: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _epoch_ms(time: str) -> int:
-    moment = datetime.strptime(time, _TIME_FORMAT).replace(tzinfo=UTC)
-    return (moment - _EPOCH) // timedelta(milliseconds=1)
+    # Integer arithmetic: a float timestamp would round some microseconds into the next ms.
+    return (parse_time(time) - _EPOCH) // timedelta(milliseconds=1)
 
 
 def ndjson(entries: Iterable[bytes]) -> bytes:
