@@ -290,3 +290,35 @@ def test_a_private_destination_is_refused_without_the_setting(
                                      "invalid_request")  # fmt: skip
             assert problem["detail"].startswith(f"{field}:"), problem
         assert sqlite_server.query("SELECT count(*) FROM webhooks") == [(0,)]
+
+
+def test_the_cli_creates_lists_replays_and_deletes_as_the_operator(
+    server: Server, tenant: Tenant
+) -> None:
+    with receiver() as rx, server.client(tenant.key) as client:
+        made = orjson.loads(
+            server.cli("webhooks", "create", "--app", tenant.app_id, "--url", rx.url,
+                       "--filter", "action_prefix=doc.", "--json").stdout
+        )  # fmt: skip
+        seqs = [e["seq"] for e in write_numbered(client, tenant.app_id, 0, 2)]
+        rx.wait(lambda r: len(delivered_seqs(r, made["secret"])) >= 2)
+        listed = orjson.loads(
+            server.cli("webhooks", "list", "--app", tenant.app_id, "--json").stdout
+        )
+        assert [h["id"] for h in listed] == [made["id"]]
+        server.cli(
+            "webhooks", "replay", made["id"], "--app", tenant.app_id, "--from-seq", str(seqs[0])
+        )
+        rx.wait(lambda r: len(delivered_seqs(r, made["secret"])) >= 4)
+        assert delivered_seqs(rx, made["secret"]) == seqs + seqs
+        server.cli("webhooks", "delete", made["id"], "--app", tenant.app_id)
+        assert expect_status(client.get(hooks(tenant.app_id))).json()["webhooks"] == []
+        logged = [orjson.loads(x) for x in export_lines(client, tenant.app_id, {"kind": "admin"})]
+    mine = [e for e in logged if e["action"].startswith("webhook.")]
+    assert [e["action"] for e in mine] == ["webhook.create", "webhook.replay", "webhook.delete"]
+    assert all(e["actor"]["type"] == "operator" for e in mine)
+    assert made["secret"] not in orjson.dumps(logged).decode()
+    refused = server.cli("webhooks", "create", "--app", tenant.app_id, "--url", "ftp://x/y",
+                         check=False)  # fmt: skip
+    assert refused.returncode != 0
+    assert "--url:" in refused.stderr + refused.stdout
