@@ -7,6 +7,7 @@ verifier, so the signatures are what the Standard Webhooks spec says, not what w
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -322,3 +323,18 @@ def test_the_cli_creates_lists_replays_and_deletes_as_the_operator(
                          check=False)  # fmt: skip
     assert refused.returncode != 0
     assert "--url:" in refused.stderr + refused.stdout
+
+
+def test_a_purge_travels_downstream_as_audit_erased(server: Server, tenant: Tenant) -> None:
+    with server.client(tenant.key) as client, receiver() as rx:
+        made = create(client, tenant.app_id, rx.url)
+        seqs = [e["seq"] for e in write_numbered(client, tenant.app_id, 0, 3)]
+        rx.wait(lambda r: seqs[-1] in delivered_seqs(r, made["secret"]))
+        cutoff = datetime.now(UTC) + timedelta(seconds=1)
+        time.sleep(1.2)
+        server.cli("purge", "--app", tenant.app_id, "--before", cutoff.isoformat())
+        rx.wait(lambda r: any(b["type"] == "audit.erased" for b in r.verified(made["secret"])))
+    (notice,) = [b for b in rx.verified(made["secret"]) if b["type"] == "audit.erased"]
+    assert notice["data"]["erased_by"] == "retention"
+    erased = {s for a, b in notice["data"]["seq_ranges"] for s in range(a, b + 1)}
+    assert set(seqs) <= erased
