@@ -18,6 +18,7 @@ import pytest
 from tests.integration.http_api import expect_problem, expect_status, export_lines, write_numbered
 from tests.receiver import Receiver, receiver
 from tests.servers import Server, Tenant
+from trailkeep.server.secrets import SecretBox
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -338,3 +339,28 @@ def test_a_purge_travels_downstream_as_audit_erased(server: Server, tenant: Tena
     assert notice["data"]["erased_by"] == "retention"
     erased = {s for a, b in notice["data"]["seq_ranges"] for s in range(a, b + 1)}
     assert set(seqs) <= erased
+
+
+def test_rotating_the_secret_key_reseals_webhook_secrets_and_delivery_goes_on(
+    sqlite_server: Server,
+) -> None:
+    server = sqlite_server.start()
+    tenant = server.new_app()
+    with receiver() as rx:
+        with server.client(tenant.key) as client:
+            made = create(client, tenant.app_id, rx.url, filter={"action_prefix": "doc."})
+        server.stop()
+        old_key, new_key = server.secret_key_file, server.data_dir / "secret-2.key"
+        SecretBox.load(new_key)
+        server.env["TRAILKEEP_SECRET_KEY_FILE"] = str(new_key)
+        server.env["TRAILKEEP_PREVIOUS_SECRET_KEY_FILE"] = str(old_key)
+        done = orjson.loads(server.cli("secrets", "rotate-key", "--json").stdout)
+        assert [d["resealed"] for d in done] == [2]  # the session secret and the webhook's
+        del server.env["TRAILKEEP_PREVIOUS_SECRET_KEY_FILE"]
+        (sealed,) = server.query("SELECT secret FROM webhooks")
+        assert sealed[0].split(":")[1] == SecretBox.load(new_key).key_id
+        server.start()
+        with server.client(tenant.key) as client:
+            seqs = [e["seq"] for e in write_numbered(client, tenant.app_id, 0, 2)]
+        rx.wait(lambda r: len(delivered_seqs(r, made["secret"])) >= 2)
+        assert delivered_seqs(rx, made["secret"]) == seqs

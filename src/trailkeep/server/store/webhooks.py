@@ -95,6 +95,11 @@ def of_app(c: Connection, app_id: str) -> list[Hook]:
     return [_hook(row) for row in rows]
 
 
+def reseal(c: Connection, hook_id: str, sealed: str) -> None:
+    """Store a destination's secret sealed again (under a new secret key)."""
+    c.execute(update(hooks).where(hooks.c.id == hook_id).values(secret=sealed))
+
+
 def remove(c: Connection, app_id: str, hook_id: str) -> bool:
     """Delete a destination, its attempts and its notices; False if there was none."""
     gone = c.execute(delete(hooks).where(hooks.c.id == hook_id, hooks.c.app_id == app_id))
