@@ -31,7 +31,7 @@ import orjson
 
 from trailkeep import __version__
 from trailkeep.log.record import format_time
-from trailkeep.server.egress import EgressError, check_url
+from trailkeep.server.egress import EgressError, pinned, resolve
 from trailkeep.server.governance.webhooks import ALLOW_PRIVATE, filters_of
 from trailkeep.server.ids import new_id
 from trailkeep.server.settings import Settings
@@ -171,7 +171,12 @@ class Deliverer:
         try:
             # Again before each connection: the host's addresses may have changed since.
             allow = self._settings.webhook_allow_private
-            await asyncio.to_thread(check_url, hook.url, allow, ALLOW_PRIVATE)
+            addresses = await asyncio.to_thread(resolve, hook.url, allow, ALLOW_PRIVATE)
+            target, extra, extensions = hook.url, {}, {}
+            if addresses:
+                # To the address just checked, not one a rebinding DNS answers with next.
+                target, host, name = pinned(hook.url, addresses[0])
+                extra, extensions = {"host": host}, {"sni_hostname": name}
             secret = self._store.secrets.open(
                 hook.sealed_secret, rows.secret_context(hook.app_id, hook.id)
             )
@@ -184,7 +189,9 @@ class Deliverer:
                 "webhook-signature": sign(secret, message.id, stamp, message.body),
             }
             response = await asyncio.wait_for(
-                self._client.post(hook.url, content=message.body, headers=headers),
+                self._client.post(
+                    target, content=message.body, headers=headers | extra, extensions=extensions
+                ),
                 self._settings.webhook_timeout,
             )
             status = response.status_code

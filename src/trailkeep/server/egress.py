@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 
 class EgressError(ValueError):
@@ -23,6 +23,16 @@ def check_url(url: str, allow_private: bool, setting: str) -> None:
 
     ``setting`` names the environment variable that allows private destinations, for the
     message.
+    """
+    resolve(url, allow_private, setting)
+
+
+def resolve(url: str, allow_private: bool, setting: str) -> list[str]:
+    """The public addresses ``url``'s host resolves to, as :func:`check_url` checks them.
+
+    Empty when private destinations are allowed (nothing was resolved): the caller connects
+    by name. Otherwise connect to one of these (:func:`pinned`), not to whatever the name
+    resolves to a moment later, so that a rebinding DNS cannot swap in a private address.
     """
     if not url.isprintable() or any(char.isspace() for char in url):
         raise EgressError("must be a URL without spaces or control characters")
@@ -36,13 +46,14 @@ def check_url(url: str, allow_private: bool, setting: str) -> None:
     if parts.username or parts.password:
         raise EgressError("must not carry a user name or password")
     if allow_private:
-        return
+        return []
     if parts.scheme != "https":
         raise EgressError(f"must be an https:// URL (http only with {setting}=1)")
     try:
         infos = socket.getaddrinfo(host, port or 443, type=socket.SOCK_STREAM)
     except (OSError, ValueError) as exc:
         raise EgressError(f"its host cannot be resolved: {exc}") from None
+    found: list[str] = []
     for info in infos:
         address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
@@ -52,3 +63,19 @@ def check_url(url: str, allow_private: bool, setting: str) -> None:
                 f"its host resolves to {address}, a private, loopback or link-local address "
                 f"(allowed only with {setting}=1)"
             )
+        found.append(str(address))
+    return found
+
+
+def pinned(url: str, address: str) -> tuple[str, str, str]:
+    """``url`` aimed at ``address``: (the URL to connect to, its ``Host`` header, the TLS name).
+
+    The certificate is still checked against the host's name (the TLS server name), and the
+    request still names the host, so only the connection's address is fixed.
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    literal = f"[{address}]" if ":" in address else address
+    netloc = literal if parts.port is None else f"{literal}:{parts.port}"
+    aimed = urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+    return aimed, parts.netloc, host

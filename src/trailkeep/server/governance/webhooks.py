@@ -57,7 +57,7 @@ def parse_filter(value: Any) -> dict[str, Any]:
             ok = given in ("admin", "user")
         else:
             ok = isinstance(given, str) and 1 <= len(given) <= 256
-        if not ok:
+        if not ok or "\x00" in str(given):  # PostgreSQL text holds no NUL
             raise EntryError(f"filter.{name}: not a valid value")
     filters_of(value)
     return dict(value)
@@ -100,6 +100,12 @@ def shown_url(url: str) -> str:
     """The URL as a log entry records it: without its query or fragment (tokens live there)."""
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def _known(hook_id: str) -> None:
+    # Ids the server made never hold NUL, which PostgreSQL cannot even be asked about.
+    if "\x00" in hook_id:
+        raise LookupError(hook_id)
 
 
 class Webhooks:
@@ -146,6 +152,7 @@ class Webhooks:
 
     def get(self, app_id: str, hook_id: str) -> dict[str, Any]:
         """One destination; ``LookupError`` if the app has none of that id."""
+        _known(hook_id)
         with self._store.admin_view() as tx:
             hook = rows.get(tx.connection, hook_id, app_id)
         if hook is None:
@@ -154,6 +161,7 @@ class Webhooks:
 
     def deliveries(self, app_id: str, hook_id: str) -> list[dict[str, Any]]:
         """A destination's recent attempts, newest first."""
+        _known(hook_id)
         with self._store.admin_view() as tx:
             if rows.get(tx.connection, hook_id, app_id) is None:
                 raise LookupError(hook_id)
@@ -161,6 +169,7 @@ class Webhooks:
 
     def delete(self, app_id: str, hook_id: str, by: Actor, origin: Origin) -> Done:
         """Delete a destination (logged as ``webhook.delete``)."""
+        _known(hook_id)
         with self._store.admin_tx() as tx:
             if tx.settings(app_id) is None or not rows.remove(tx.connection, app_id, hook_id):
                 raise LookupError(hook_id)
@@ -170,6 +179,7 @@ class Webhooks:
 
     def replay(self, app_id: str, hook_id: str, from_seq: int, by: Actor, origin: Origin) -> Done:
         """Deliver again from ``from_seq`` on, re-enabling the destination (``webhook.replay``)."""
+        _known(hook_id)
         with self._store.admin_tx() as tx:
             if tx.settings(app_id) is None:
                 raise LookupError(app_id)
