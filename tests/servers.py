@@ -80,6 +80,13 @@ class Server:
             "TRAILKEEP_READ_RATE_LIMIT": "1000000/minute",
             # The tests' identity providers publish their keys on loopback (tests/idp.py).
             "TRAILKEEP_JWKS_ALLOW_PRIVATE": "1",
+            # The tests' webhook receivers listen on loopback too (tests/receiver.py), and a
+            # failed delivery is retried within a second or so, not minutes.
+            "TRAILKEEP_WEBHOOK_ALLOW_PRIVATE": "1",
+            "TRAILKEEP_WEBHOOK_RETRY_BASE": "0.1",
+            "TRAILKEEP_WEBHOOK_RETRY_TOTAL": "3",
+            "TRAILKEEP_WEBHOOK_POLL_INTERVAL": "0.1",
+            "TRAILKEEP_WEBHOOK_TIMEOUT": "2",
             **(env or {}),
         }
         self.proc: subprocess.Popen[bytes] | None = None

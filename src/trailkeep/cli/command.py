@@ -17,6 +17,7 @@ from trailkeep.cli.secrets import secrets_cli
 from trailkeep.cli.serve import migrate, serve
 from trailkeep.cli.subjects import erase_cli, holds_cli
 from trailkeep.cli.verify import verify
+from trailkeep.cli.webhooks import webhooks_cli
 
 if TYPE_CHECKING:
     from typer._click import Command  # Typer 0.29 ships click inside itself
@@ -57,6 +58,7 @@ app.command()(verify)
 app.command()(purge)
 app.add_typer(holds_cli, name="holds")
 app.add_typer(erase_cli, name="erase")
+app.add_typer(webhooks_cli, name="webhooks")
 app.command()(compact)
 app.add_typer(secrets_cli, name="secrets")
 

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from trailkeep.server.governance.administer import Administrator
     from trailkeep.server.governance.retention import Retention
     from trailkeep.server.governance.subjects import Subjects
+    from trailkeep.server.governance.webhooks import Webhooks
     from trailkeep.server.settings import Settings
     from trailkeep.server.store import Store
 
@@ -136,6 +137,7 @@ class Operator:
     admin: Administrator
     retention: Retention
     subjects: Subjects
+    webhooks: Webhooks
 
 
 def administer(
@@ -153,6 +155,7 @@ def administer(
     from trailkeep.server.governance.administer import Conflict
     from trailkeep.server.governance.retention import Retention
     from trailkeep.server.governance.subjects import Subjects
+    from trailkeep.server.governance.webhooks import Webhooks
     from trailkeep.server.ingest.checkpointer import Checkpointer, load_signer
 
     settings = settings_from(data_dir=data_dir, database_url=database_url)
@@ -165,6 +168,7 @@ def administer(
         Administrator(store, settings.metadata_max_bytes),
         Retention(store, settings.metadata_max_bytes),
         Subjects(store, settings.metadata_max_bytes),
+        Webhooks(store, settings.metadata_max_bytes),
     )
     try:
         done = job(acting)

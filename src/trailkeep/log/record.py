@@ -57,7 +57,8 @@ RESERVED_ACTIONS: Final = frozenset(
     {"app.settings.change", "key.create", "key.revoke", "hold.place", "hold.release",
      "erasure.request", "erasure.approve", "erasure.done", "retention.purge",
      "retention.change.request", "retention.change.approve", "retention.change.cancel",
-     "session_secret.rotate", "session_secret.retire", "secret_key.rotate"}
+     "session_secret.rotate", "session_secret.retire", "secret_key.rotate",
+     "webhook.create", "webhook.delete", "webhook.replay"}
 )  # fmt: skip
 RESERVED_PREFIX: Final = "audit."
 

@@ -12,20 +12,18 @@ worker thread (never on the event loop), each bounded in time and size.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
-import socket
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 import httpx
 import jwt
 
+from trailkeep.server.egress import EgressError, check_url
 from trailkeep.server.lru import ExpiringLru
 
 FETCH_TIMEOUT: Final = 5.0  # seconds for a whole fetch, connection to last byte
@@ -109,37 +107,14 @@ def find_key(keys: Mapping[str | None, PublicKey], kid: str | None) -> PublicKey
 def check_uri(uri: str, allow_private: bool) -> None:
     """Refuse a ``jwks_uri`` that is not https, or whose host resolves to a non-public address.
 
-    Every address the host resolves to is checked. With ``allow_private`` (an identity provider
-    in the operator's own network) both rules are lifted.
+    Every address the host resolves to is checked (server/egress.py, shared with webhooks).
+    With ``allow_private`` (an identity provider in the operator's own network) both rules are
+    lifted.
     """
-    if not uri.isprintable() or any(char.isspace() for char in uri):
-        raise JwksError("must be a URL without spaces or control characters")
     try:
-        parts = urlsplit(uri)
-        host, port = parts.hostname, parts.port
-    except ValueError as exc:  # a malformed IPv6 host, a port out of range
-        raise JwksError(f"is not a valid URL: {exc}") from None
-    if parts.scheme not in ("https", "http") or not host:
-        raise JwksError("must be an https:// URL")
-    if parts.username or parts.password:
-        raise JwksError("must not carry a user name or password")
-    if allow_private:
-        return
-    if parts.scheme != "https":
-        raise JwksError("must be an https:// URL (http only with TRAILKEEP_JWKS_ALLOW_PRIVATE=1)")
-    try:
-        infos = socket.getaddrinfo(host, port or 443, type=socket.SOCK_STREAM)
-    except (OSError, ValueError) as exc:
-        raise JwksError(f"its host cannot be resolved: {exc}") from None
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        if not address.is_global:
-            raise JwksError(
-                f"its host resolves to {address}, a private, loopback or link-local address "
-                "(allowed only with TRAILKEEP_JWKS_ALLOW_PRIVATE=1)"
-            )
+        check_url(uri, allow_private, "TRAILKEEP_JWKS_ALLOW_PRIVATE")
+    except EgressError as exc:
+        raise JwksError(str(exc)) from None
 
 
 def _max_age(cache_control: str | None, floor: float) -> float:

@@ -102,6 +102,38 @@ class Settings(BaseSettings):
         description="Let apps' identity providers publish their keys (jwks_uri) on private, "
         "loopback or link-local addresses, and over plain http: an IdP in your own network.",
     )
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Let webhooks deliver to private, loopback or link-local addresses, and "
+        "over plain http: a receiver in your own network.",
+    )
+    webhook_retry_base: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds before a failed webhook batch is first retried; each retry waits "
+        "twice as long (with jitter, at most 12 h).",
+    )
+    webhook_retry_total: float = Field(
+        default=259_200.0,
+        gt=0,
+        description="Seconds of retries (about three days) after which a destination that "
+        "keeps failing is disabled, the reason shown.",
+    )
+    webhook_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds one webhook delivery may take, in all."
+    )
+    webhook_poll_interval: float = Field(
+        default=1.0, gt=0, description="Seconds between looks for new entries to deliver."
+    )
+    webhook_concurrency: int = Field(
+        default=16, ge=1, description="Webhook destinations one node delivers to at once."
+    )
+    webhook_lease_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long a node's claim on a destination lasts unless renewed: another "
+        "node takes over a dead node's destinations after this.",
+    )
     demo_app: bool = Field(default=False, description="Create a demo app on first start.")
 
     @field_validator("trusted_proxies", mode="before")

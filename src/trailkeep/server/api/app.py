@@ -25,6 +25,7 @@ from trailkeep.server.api import (
     sdk_assets,
     subjects,
     system,
+    webhooks,
 )
 from trailkeep.server.api.fastpath import WriteFastPath
 from trailkeep.server.api.guard import RequestGuard
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(reads.router)
     app.include_router(manage.router)
     app.include_router(subjects.router)
+    app.include_router(webhooks.router)
     app.include_router(integrity.router)
     app.include_router(integrity.app_router)
     app.include_router(system.router)

@@ -16,9 +16,11 @@ from trailkeep.server.api.metrics import Metrics
 from trailkeep.server.api.ratelimit import RateLimiter
 from trailkeep.server.api.streams import ExportSlots
 from trailkeep.server.auth import Authenticator
+from trailkeep.server.delivery import Deliverer
 from trailkeep.server.governance import RETENTION, Administrator
 from trailkeep.server.governance.retention import Retention
 from trailkeep.server.governance.subjects import Subjects
+from trailkeep.server.governance.webhooks import Webhooks
 from trailkeep.server.ingest.checkpointer import Checkpointer, load_signer
 from trailkeep.server.ingest.process import WriterProcess
 from trailkeep.server.ingest.writer import Appender, Ingest, IngestStats
@@ -49,6 +51,8 @@ class Services:
     admin: Administrator
     retention: Retention
     subjects: Subjects
+    webhooks: Webhooks
+    deliverer: Deliverer
     maintenance_task: asyncio.Task[None] | None = None
     retention_task: asyncio.Task[None] | None = None
 
@@ -109,6 +113,8 @@ class Services:
             ),
             retention=Retention(store, settings.metadata_max_bytes),
             subjects=Subjects(store, settings.metadata_max_bytes),
+            webhooks=Webhooks(store, settings.metadata_max_bytes),
+            deliverer=Deliverer(store, settings),
         )
 
     async def start(self) -> None:
@@ -119,6 +125,7 @@ class Services:
         await self.checkpointer.start()
         self.maintenance_task = asyncio.create_task(self._maintain(), name="trailkeep-maintain")
         self.retention_task = asyncio.create_task(self._retain(), name="trailkeep-retention")
+        await self.deliverer.start()
 
     async def stop(self) -> None:
         """Drain the writer and close the database."""
@@ -127,6 +134,7 @@ class Services:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        await self.deliverer.stop()
         await self.ingest.stop()
         await self.checkpointer.stop()
         self.store.close()

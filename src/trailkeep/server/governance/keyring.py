@@ -17,7 +17,7 @@ from trailkeep.log.record import Actor, EventWrite, Origin
 from trailkeep.server.governance.administer import Forbidden, record
 from trailkeep.server.governance.subjects import subject_context
 from trailkeep.server.secrets import SecretBox
-from trailkeep.server.store import Store
+from trailkeep.server.store import Store, webhooks
 from trailkeep.server.store.records import next_secret_context, session_secret_context
 
 
@@ -65,6 +65,12 @@ def rotate_secret_key(
                     if resealed != erasure["subject"]:
                         tx.update_erasure(erasure["id"], {"subject": resealed})
                         count += 1
+            for hook in webhooks.of_app(tx.connection, app.id):
+                context = webhooks.secret_context(app.id, hook.id)
+                resealed = again(hook.sealed_secret, context)
+                if resealed != hook.sealed_secret:
+                    webhooks.reseal(tx.connection, hook.id, resealed)
+                    count += 1
             entry = None
             if count:
                 event = EventWrite(

@@ -96,6 +96,11 @@ class AppendTx:
         # A view for reading only (``Store.admin_view``) takes no app's lock.
         self._locked: set[str] | None = set() if locking else None
 
+    @property
+    def connection(self) -> Connection:
+        """The transaction's connection, for the store's other tables (webhooks)."""
+        return self._c
+
     def lock(self, app_id: str) -> None:
         """Take the app's lock now (PostgreSQL; on SQLite the transaction holds it already)."""
         if not self._row_locks or self._locked is None or app_id in self._locked:

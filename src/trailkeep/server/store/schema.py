@@ -198,3 +198,58 @@ retention_changes = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("done_at", DateTime(timezone=True), nullable=True),
 )
+
+# Webhook destinations (DESIGN §6, 0016): the secret sealed; the cursor is the last seq
+# delivered; batch_* pin the batch being retried (same webhook-id, same entries); the lease is
+# the node delivering it now.
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("app_id", String(64), nullable=False, index=True),
+    Column("url", Text, nullable=False),
+    Column("filter", Text, nullable=False),
+    Column("format", String(16), nullable=False),
+    Column("secret", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("disabled_reason", Text, nullable=True),
+    Column("cursor", BigInteger, nullable=False),
+    Column("generation", Integer, nullable=False, server_default="0"),
+    Column("batch_id", String(64), nullable=True),
+    Column("batch_last", BigInteger, nullable=True),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_until", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("webhook_id", String(40), nullable=False),
+    Column("message_id", String(64), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("first_seq", BigInteger, nullable=True),
+    Column("last_seq", BigInteger, nullable=True),
+    Column("status_code", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+Index("webhook_deliveries_by_hook", webhook_deliveries.c.webhook_id, webhook_deliveries.c.at)
+
+# audit.erased events queued in an erasure's or purge's transaction, one per destination.
+webhook_notices = Table(
+    "webhook_notices",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("webhook_id", String(40), nullable=False),
+    Column("app_id", String(64), nullable=False),
+    Column("seq_ranges", Text, nullable=False),
+    Column("erased_by", String(64), nullable=False),
+    Column("at_size", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+Index("webhook_notices_by_hook", webhook_notices.c.webhook_id, webhook_notices.c.at_size)

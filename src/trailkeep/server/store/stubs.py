@@ -18,7 +18,7 @@ from sqlalchemy import Connection, insert, select
 
 from trailkeep.log.query import Filters
 from trailkeep.log.record import format_time
-from trailkeep.server.store import schema
+from trailkeep.server.store import schema, webhooks
 from trailkeep.server.store.append import utc
 from trailkeep.server.store.driver import driver_execute
 
@@ -73,10 +73,17 @@ def erase_rows(c: Connection, app_id: str, matches: Sequence[Match], erased_by: 
     """Write these entries' stubs, then delete their changed paths and rows (the database
     wants stubs first, and an entry's paths gone before it).
 
-    ``matches`` are in seq order. The one way retention and erasure take content out of the log.
+    ``matches`` are in seq order. The one way retention and erasure take content out of the log,
+    so it is here that each webhook destination of the app gets its ``audit.erased`` notice
+    queued, in the erasing transaction: the erasure and its notice commit together or not at all.
     """
     if not matches:
         return
+    _erase(c, app_id, matches, erased_by)
+    webhooks.queue_erased(c, app_id, [list(r) for r in runs([m.seq for m in matches])], erased_by)
+
+
+def _erase(c: Connection, app_id: str, matches: Sequence[Match], erased_by: str) -> None:
     if c.dialect.name == "postgresql":
         where = {"app": app_id, "seqs": [m.seq for m in matches],
                  "first": matches[0].time, "last": matches[-1].time}  # fmt: skip

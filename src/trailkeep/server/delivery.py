@@ -1,0 +1,309 @@
+"""Webhook delivery: a background task of ``trailkeep serve`` (DESIGN §6, Standard Webhooks).
+
+Each destination is delivered by one task at a time on one node, which holds the destination's
+lease (a row with an expiry, renewed at each step, taken over by another node once it lapses).
+A task sends the destination's queued ``audit.erased`` notices first, then batches of up to
+:data:`BATCH_MAX` matching entries after its cursor, each only once the one before succeeded
+(2xx): the cursor, in the database, moves on only then. A failed batch is retried, with the
+same ``webhook-id`` and entries, after an exponential backoff with jitter (or the destination's
+``Retry-After``); 410 disables the destination, and so does a schedule run out. Every task has
+its own timeout and the tasks are bounded in number, so a slow or dead destination holds up
+neither writes nor other destinations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import email.utils
+import hashlib
+import hmac
+import logging
+import random
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import httpx
+import orjson
+
+from trailkeep import __version__
+from trailkeep.log.record import format_time
+from trailkeep.server.egress import EgressError, pinned, resolve
+from trailkeep.server.governance.webhooks import ALLOW_PRIVATE, filters_of
+from trailkeep.server.ids import new_id
+from trailkeep.server.settings import Settings
+from trailkeep.server.store import Store
+from trailkeep.server.store import webhooks as rows
+
+log = logging.getLogger(__name__)
+
+BATCH_MAX: Final = 100
+DELAY_CAP: Final = 12 * 3600.0  # no single wait longer than this
+ERROR_MAX: Final = 500  # characters of an error kept
+
+
+def schedule(base: float, total: float) -> list[float]:
+    """Waits before each retry: ``base`` doubling (at most 12 h) until they add up to ``total``."""
+    delays: list[float] = []
+    while sum(delays) < total:
+        delays.append(min(base * 2 ** len(delays), DELAY_CAP))
+    return delays
+
+
+def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` of a message: ``v1,`` and HMAC-SHA256 over ``id.timestamp.body``
+    with the secret's bytes (the base64 after ``whsec_``), in base64."""
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds a ``Retry-After`` header asks for (delta-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value.strip())
+    with contextlib.suppress(TypeError, ValueError):
+        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One thing to send: a batch of entries (``batch_last``) or a notice (``notice_id``)."""
+
+    id: str
+    type: str
+    body: bytes
+    first_seq: int | None
+    last_seq: int | None
+    notice_id: str | None = None
+
+
+class Deliverer:
+    """This node's webhook deliveries: finds due destinations, leases them, sends."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self._store = store
+        self._settings = settings
+        self._node = new_id("node")
+        self._schedule = schedule(settings.webhook_retry_base, settings.webhook_retry_total)
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._client: httpx.AsyncClient | None = None
+
+    async def start(self) -> None:
+        """Start looking for due destinations."""
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(self._settings.webhook_timeout),
+            follow_redirects=False, trust_env=False,
+            limits=httpx.Limits(max_connections=self._settings.webhook_concurrency),
+        )  # fmt: skip
+        self._task = asyncio.create_task(self._loop(), name="trailkeep-webhooks")
+
+    async def stop(self) -> None:
+        """Stop every delivery and give the leases back."""
+        tasks = [t for t in (self._task, *self._running.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._client is not None:
+            await self._client.aclose()
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self._tick()
+            except Exception:
+                log.exception("looking for webhook deliveries failed; trying again shortly")
+            await asyncio.sleep(self._settings.webhook_poll_interval)
+
+    async def _tick(self) -> None:
+        free = self._settings.webhook_concurrency - len(self._running)
+        if free <= 0:
+            return
+        found = await asyncio.to_thread(self._due, free + len(self._running))
+        for hook_id in found:
+            if hook_id in self._running or len(self._running) >= self._settings.webhook_concurrency:
+                continue
+            if not await asyncio.to_thread(self._lease, hook_id):
+                continue  # another node delivers it
+            task = asyncio.create_task(self._drive(hook_id), name=f"trailkeep-webhook-{hook_id}")
+            self._running[hook_id] = task
+            task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        for hook_id, running in list(self._running.items()):
+            if running is task:
+                del self._running[hook_id]
+
+    # -- one destination -----------------------------------------------------------------
+
+    async def _drive(self, hook_id: str) -> None:
+        try:
+            while True:
+                hook = await asyncio.to_thread(self._renewed, hook_id)
+                if hook is None or hook.status != "active":
+                    return
+                if hook.next_attempt_at is not None and hook.next_attempt_at > datetime.now(UTC):
+                    return
+                message = await asyncio.to_thread(self._next, hook)
+                if message is None or not await self._send(hook, message):
+                    return
+        except Exception:
+            log.exception("delivering webhook %s failed; trying again shortly", hook_id)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(asyncio.to_thread(self._release, hook_id))
+
+    async def _send(self, hook: rows.Hook, message: Message) -> bool:
+        assert self._client is not None
+        assert self._store.secrets is not None
+        status: int | None = None
+        error: str | None = None
+        wait: float | None = None
+        try:
+            # Again before each connection: the host's addresses may have changed since.
+            allow = self._settings.webhook_allow_private
+            addresses = await asyncio.to_thread(resolve, hook.url, allow, ALLOW_PRIVATE)
+            target, extra, extensions = hook.url, {}, {}
+            if addresses:
+                # To the address just checked, not one a rebinding DNS answers with next.
+                target, host, name = pinned(hook.url, addresses[0])
+                extra, extensions = {"host": host}, {"sni_hostname": name}
+            secret = self._store.secrets.open(
+                hook.sealed_secret, rows.secret_context(hook.app_id, hook.id)
+            )
+            stamp = int(time.time())
+            headers = {
+                "content-type": "application/json",
+                "user-agent": f"trailkeep-webhooks/{__version__}",
+                "webhook-id": message.id,
+                "webhook-timestamp": str(stamp),
+                "webhook-signature": sign(secret, message.id, stamp, message.body),
+            }
+            response = await asyncio.wait_for(
+                self._client.post(
+                    target, content=message.body, headers=headers | extra, extensions=extensions
+                ),
+                self._settings.webhook_timeout,
+            )
+            status = response.status_code
+            if not 200 <= status < 300:
+                error = f"HTTP {status}"
+                wait = retry_after(response.headers.get("retry-after"))
+        except EgressError as exc:
+            error = f"url: {exc}"
+        except TimeoutError:
+            error = f"no answer within {self._settings.webhook_timeout:g} s"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"[:ERROR_MAX]
+        ok = error is None
+        await asyncio.to_thread(self._settle, hook, message, status, error, wait)
+        return ok
+
+    # -- in worker threads -----------------------------------------------------------------
+
+    def _due(self, limit: int) -> list[str]:
+        with self._store.reader_engine.connect() as c:
+            return rows.due(c, datetime.now(UTC), limit)
+
+    def _lease(self, hook_id: str) -> bool:
+        now = datetime.now(UTC)
+        until = now + timedelta(seconds=self._settings.webhook_lease_seconds)
+        with self._store.writer_engine.begin() as c:
+            return rows.take_lease(c, hook_id, self._node, now, until)
+
+    def _renewed(self, hook_id: str) -> rows.Hook | None:
+        if not self._lease(hook_id):
+            return None
+        with self._store.reader_engine.connect() as c:
+            return rows.get(c, hook_id)
+
+    def _release(self, hook_id: str) -> None:
+        with self._store.writer_engine.begin() as c:
+            rows.release(c, hook_id, self._node)
+
+    def _next(self, hook: rows.Hook) -> Message | None:
+        """The destination's next message: a queued notice, the batch it retries, or a new one."""
+        with self._store.reader_engine.connect() as c:
+            notice = rows.first_notice(c, hook.id)
+        if notice is not None:
+            notice_id, ranges, erased_by = notice
+            data: dict[str, Any] = {"app_id": hook.app_id, "seq_ranges": ranges,
+                                    "erased_by": erased_by}  # fmt: skip
+            return Message(notice_id, "audit.erased", _body("audit.erased", data), None, None,
+                           notice_id)  # fmt: skip
+        size = self._store.log_size(hook.app_id)  # before the read: all below it is committed
+        found = self._store.page(
+            hook.app_id, filters_of(hook.filter), hook.cursor, BATCH_MAX, False
+        )
+        if hook.batch_last is not None:
+            found = [(seq, entry) for seq, entry in found if seq <= hook.batch_last]
+        if not found:
+            # Nothing after the cursor matches: move it past what was looked at.
+            if size - 1 > hook.cursor:
+                with self._store.writer_engine.begin() as c:
+                    rows.fenced_update(
+                        c,
+                        hook,
+                        self._node,
+                        {"cursor": size - 1, "batch_id": None, "batch_last": None},
+                    )
+            return None  # fmt: skip
+        first, last = found[0][0], hook.batch_last if hook.batch_last is not None else found[-1][0]
+        message_id = hook.batch_id or f"msg_{hook.id}_{hook.generation}_{first}_{last}"
+        if hook.batch_id is None:
+            with self._store.writer_engine.begin() as c:
+                pinned = {"batch_id": message_id, "batch_last": last}
+                if not rows.fenced_update(c, hook, self._node, pinned):
+                    return None
+        data = {"app_id": hook.app_id, "entries": [orjson.loads(e) for _, e in found],
+                "tree_size": size}  # fmt: skip
+        return Message(message_id, "audit.entries", _body("audit.entries", data), first, last)
+
+    def _settle(
+        self, hook: rows.Hook, message: Message, status: int | None, error: str | None,
+        wait: float | None,
+    ) -> None:  # fmt: skip
+        now = datetime.now(UTC)
+        values: dict[str, Any]
+        if error is None:
+            values = {"attempts": 0, "last_error": None, "next_attempt_at": None}
+            if message.notice_id is None:
+                values |= {"cursor": message.last_seq, "batch_id": None, "batch_last": None}
+        else:
+            attempts = hook.attempts + 1
+            values = {"attempts": attempts, "last_error": error}
+            if status == 410:
+                values |= {"status": "disabled",
+                           "disabled_reason": "the destination answered 410 Gone"}  # fmt: skip
+            elif attempts > len(self._schedule):
+                values |= {"status": "disabled", "disabled_reason": (
+                    f"{attempts} attempts failed over "
+                    f"{sum(self._schedule):g} s of retries; the last: {error}")}  # fmt: skip
+            else:
+                delay = self._schedule[attempts - 1] * random.uniform(0.8, 1.2)
+                if wait is not None:
+                    delay = max(delay, min(wait, DELAY_CAP))
+                values["next_attempt_at"] = now + timedelta(seconds=delay)
+        with self._store.writer_engine.begin() as c:
+            if not rows.fenced_update(c, hook, self._node, values):
+                return  # a replay overtook this delivery, or another node took over
+            if error is None and message.notice_id is not None:
+                rows.drop_notice(c, message.notice_id)
+            rows.add_delivery(c, {
+                "webhook_id": hook.id, "message_id": message.id, "type": message.type,
+                "first_seq": message.first_seq, "last_seq": message.last_seq,
+                "status_code": status, "error": error, "at": now,
+            })  # fmt: skip
+
+
+def _body(kind: str, data: dict[str, Any]) -> bytes:
+    return orjson.dumps({"type": kind, "timestamp": format_time(datetime.now(UTC)), "data": data})
