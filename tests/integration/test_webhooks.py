@@ -364,3 +364,19 @@ def test_rotating_the_secret_key_reseals_webhook_secrets_and_delivery_goes_on(
             seqs = [e["seq"] for e in write_numbered(client, tenant.app_id, 0, 2)]
         rx.wait(lambda r: len(delivered_seqs(r, made["secret"])) >= 2)
         assert delivered_seqs(rx, made["secret"]) == seqs
+
+
+def test_an_ocsf_destination_receives_valid_ocsf_events(server: Server, tenant: Tenant) -> None:
+    """``format: "ocsf"``: the same mapping as the export's, each event valid OCSF."""
+    from tests.integration.test_export_ocsf import validator
+
+    with server.client(tenant.key) as client, receiver() as rx:
+        made = create(client, tenant.app_id, rx.url, format="ocsf")
+        assert hook_state(client, tenant.app_id, made["id"])["format"] == "ocsf"
+        written = write_numbered(client, tenant.app_id, 0, 5)
+        rx.wait(lambda r: len(entries_of(r.verified(made["secret"]))) >= 5)
+        events = entries_of(rx.verified(made["secret"]))
+    uids = [e["metadata"]["uid"] for e in events]
+    assert uids[-5:] == [e["id"] for e in written]
+    for event in events:
+        validator(event["class_uid"]).validate(event)

@@ -30,6 +30,7 @@ import httpx
 import orjson
 
 from trailkeep import __version__
+from trailkeep.log import ocsf
 from trailkeep.log.record import format_time
 from trailkeep.server.egress import EgressError, pinned, resolve
 from trailkeep.server.governance.webhooks import ALLOW_PRIVATE, filters_of
@@ -264,8 +265,11 @@ class Deliverer:
                 pinned = {"batch_id": message_id, "batch_last": last}
                 if not rows.fenced_update(c, hook, self._node, pinned):
                     return None
-        data = {"app_id": hook.app_id, "entries": [orjson.loads(e) for _, e in found],
-                "tree_size": size}  # fmt: skip
+        entries = [orjson.loads(e) for _, e in found]
+        if hook.format == "ocsf":
+            # The same mapping as the export's format=ocsf; stubs have no OCSF event.
+            entries = [event for event in map(ocsf.event, entries) if event is not None]
+        data = {"app_id": hook.app_id, "entries": entries, "tree_size": size}
         return Message(message_id, "audit.entries", _body("audit.entries", data), first, last)
 
     def _settle(

@@ -21,7 +21,7 @@ from trailkeep.server.store import Store
 from trailkeep.server.store import webhooks as rows
 
 URL_MAX: Final = 2_048
-FORMATS: Final = ("trailkeep",)  # "ocsf" once the OCSF rendering (log/ocsf.py) is merged
+FORMATS: Final = ("trailkeep", "ocsf")  # entries as stored, or OCSF events (log/ocsf.py)
 #: The filters a destination may have: those of a list, but time (a destination has no end).
 FILTER_FIELDS: Final = ("action", "action_prefix", "actor", "target_type", "target_id", "kind")
 ALLOW_PRIVATE: Final = "TRAILKEEP_WEBHOOK_ALLOW_PRIVATE"
