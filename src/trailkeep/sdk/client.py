@@ -28,6 +28,7 @@ from .errors import ConnectionFailed, InvalidRequest, NotFound
 from .models import Entry, Event, GroupBy, ProvenEntry, SignedCheckpoint, Stats, Verified
 from .retry import OnRetry, RetryPolicy, error_of
 from .sessions import Sessions
+from .sse import events_of, lines_of
 from .verify import consistency_path
 
 
@@ -275,6 +276,30 @@ class Audit:
     def export_entries(self, **filters: Unpack[Filters]) -> Iterator[Entry]:
         """Stream matching entries as :class:`Entry` values, oldest first."""
         return (entry_of(line.encode()) for line in self.export("ndjson", **filters))
+
+    def stream(
+        self, *, after_seq: int | None = None, last_event_id: int | None = None,
+        **filters: Unpack[Filters],
+    ) -> Iterator[Entry]:  # fmt: skip
+        """New matching entries as they are appended, over one connection, oldest first.
+
+        ``after_seq`` (or ``last_event_id``, as a reconnecting client sends it) first replays
+        the stored entries after that seq. The iterator ends when the server ends the stream
+        (it stops, or this client fell too far behind); resume with the last entry's seq as
+        ``last_event_id``. A broken connection raises :class:`ConnectionFailed`.
+        """
+        call = self._build.stream(filters, after_seq, last_event_id)
+        response = self._client.send(call)
+        try:
+            for event in events_of(lines_of(response.iter_bytes())):
+                if event.event == "message":
+                    yield entry_of(event.data.encode())
+        except httpx.TransportError as exc:
+            raise ConnectionFailed(
+                "connection_failed", None, f"the live stream broke: {exc}"
+            ) from exc
+        finally:
+            response.close()
 
     def _records(self, call: Call, csv: bool) -> Iterator[str]:
         response = self._client.send(call)
