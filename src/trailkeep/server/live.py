@@ -88,9 +88,12 @@ class Feed:
         """Offer every entry after ``head`` to every subscriber, a page at a time."""
         store = self.hub.store
         size = await asyncio.to_thread(store.log_size, self.app_id)
+        # Pages no larger than a subscriber's bound: one page never overflows a subscriber that
+        # kept up with the last one (a batch of 1,000 arrives at once).
+        limit = min(FEED_PAGE, self.hub.bound)
         while self.head < size - 1 and self.subscribers:
             rows = await asyncio.to_thread(
-                store.page, self.app_id, _EVERYTHING, self.head, FEED_PAGE, False
+                store.page, self.app_id, _EVERYTHING, self.head, limit, False
             )
             for seq, entry in rows:
                 parsed = orjson.loads(entry)
@@ -99,7 +102,7 @@ class Feed:
                     if subscriber.dropped:
                         self.subscribers.discard(subscriber)
                 self.head = seq
-            if len(rows) < FEED_PAGE:
+            if len(rows) < limit:
                 # Read to the end of what `size` counted (purged seqs have no rows at all).
                 self.head = max(self.head, size - 1)
                 return

@@ -92,7 +92,8 @@ class Settings(BaseSettings):
         default=1_000,
         ge=1,
         description="Entries a live stream may have waiting; a subscriber further behind is "
-        "told (`event: dropped`) and dropped, to resume with Last-Event-ID.",
+        "told (`event: dropped`) and dropped, to resume with Last-Event-ID. New entries reach "
+        "streams in pages of at most this many.",
     )
     stream_heartbeat_seconds: float = Field(
         default=15.0, gt=0, description="A live stream sends a comment line this often."

@@ -1,0 +1,343 @@
+"""The live stream, `GET /v1/apps/{app}/events/stream` (issue 23, DESIGN §6), on both backends.
+
+Subscribers are real SSE connections to a real `trailkeep serve`; what they receive is compared
+with what a list returns. The server of this module has a small queue bound, a short heartbeat
+and a cap of three streams per app, so that dropping, heartbeats and the cap can be seen.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import socket
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import new_server
+from tests.integration.http_api import (
+    Entry,
+    events_url,
+    expect_problem,
+    expect_status,
+    list_all,
+    log_size,
+    write_batch,
+    write_one,
+)
+from tests.servers import Server, Tenant
+from trailkeep.sdk.sse import ServerEvent, events_of, lines_of
+
+pytestmark = pytest.mark.timeout(180)
+
+QUEUE_BOUND = 50  # above any batch the tests write at once but the slow one's backlog
+PER_APP = 3
+STREAM_ENV = {
+    "TRAILKEEP_STREAM_QUEUE_ENTRIES": str(QUEUE_BOUND),
+    "TRAILKEEP_STREAM_HEARTBEAT_SECONDS": "0.3",
+    "TRAILKEEP_STREAMS_PER_APP": str(PER_APP),
+    "TRAILKEEP_STREAMS_PER_CLIENT": "50",
+}
+
+
+@pytest.fixture(scope="module")
+def live(
+    request: pytest.FixtureRequest, backend: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """A server of this module's own, with the stream settings above."""
+    with new_server(request, backend, tmp_path_factory.mktemp("stream")) as srv:
+        srv.env.update(STREAM_ENV)
+        yield srv.start()
+
+
+class Subscriber:
+    """One SSE connection read on a thread: its events (and comments) land in a queue."""
+
+    def __init__(
+        self, server: Server, app_id: str, token: str, params: Any = None, **headers: str
+    ) -> None:
+        self.events: queue.Queue[ServerEvent | None] = queue.Queue()
+        self.comments = 0
+        self._client = httpx.Client(base_url=server.url, timeout=30)
+        request = self._client.build_request(
+            "GET", events_url(app_id, "events/stream"), params=params,
+            headers={"Authorization": f"Bearer {token}", **headers},
+        )  # fmt: skip
+        self.response = self._client.send(request, stream=True)
+        expect_status(self.response)
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            lines = lines_of(self.response.iter_bytes())
+            for event in events_of(self._counting(lines)):
+                self.events.put(event)
+        except httpx.HTTPError:
+            pass  # closed by the test
+        finally:
+            self.events.put(None)
+
+    def _counting(self, lines: Iterator[str]) -> Iterator[str]:
+        for line in lines:
+            if line.startswith(":"):
+                self.comments += 1
+            yield line
+
+    def take(self, count: int, within: float = 30) -> list[ServerEvent]:
+        """The next ``count`` events; fails if they do not come in time or the stream ends."""
+        got: list[ServerEvent] = []
+        deadline = time.monotonic() + within
+        while len(got) < count:
+            event = self.events.get(timeout=max(0.01, deadline - time.monotonic()))
+            assert event is not None, f"the stream ended after {len(got)} of {count} events"
+            got.append(event)
+        return got
+
+    def nothing_more(self, wait: float = 0.5) -> None:
+        """No further event arrives within ``wait`` seconds."""
+        try:
+            extra = self.events.get(timeout=wait)
+        except queue.Empty:
+            return
+        pytest.fail(f"unexpected event {extra}")
+
+    def close(self) -> None:
+        """Hang up."""
+        self.response.close()
+        self._client.close()
+        self._thread.join(10)
+
+
+def entries_of(events: list[ServerEvent]) -> list[Entry]:
+    """The entries of ``events``, each checked to carry its seq as its event id."""
+    entries = [json.loads(event.data) for event in events]
+    assert [e.event for e in events] == ["message"] * len(events)
+    assert [event.id for event in events] == [str(e["seq"]) for e in entries]
+    return entries
+
+
+def stored(
+    client: httpx.Client, app_id: str, params: Mapping[str, Any] | None = None
+) -> list[Entry]:
+    """The app's (matching) entries as a list returns them, oldest first."""
+    return list(reversed(list_all(client, app_id, {"limit": 1000, **(params or {})})))
+
+
+@pytest.fixture
+def app(live: Server) -> Tenant:
+    """A fresh app on the module's server."""
+    return live.new_app("stream app")
+
+
+def test_a_subscriber_gets_what_is_written_after_it_connected(live: Server, app: Tenant) -> None:
+    with live.client(app.key) as writer:
+        old = write_batch(writer, app.app_id, [{"action": "s.old"}] * 3)
+        sub = Subscriber(live, app.app_id, app.key)
+        try:
+            written = [write_one(writer, app.app_id, {"action": f"s.one{i}"}) for i in range(4)]
+            written += write_batch(writer, app.app_id, [{"action": "s.batch"}] * 20)
+            got = entries_of(sub.take(len(written)))
+            sub.nothing_more()
+            assert sub.comments >= 1  # heartbeats every 0.3 s here
+        finally:
+            sub.close()
+        listed = stored(writer, app.app_id)
+    assert [e["seq"] for e in got] == list(range(old[-1]["seq"] + 1, old[-1]["seq"] + 25))
+    assert got == written == listed[3:]  # exactly as a list returns them
+
+
+@pytest.mark.parametrize("how", ["after_seq", "Last-Event-ID"])
+def test_resuming_gives_no_gap_and_no_repeat(live: Server, app: Tenant, how: str) -> None:
+    with live.client(app.key) as writer:
+        write_batch(writer, app.app_id, [{"action": "r.a"}] * 10)
+        first = Subscriber(live, app.app_id, app.key, {"after_seq": -1})
+        try:
+            head = entries_of(first.take(10))
+            write_batch(writer, app.app_id, [{"action": "r.b"}] * 5)
+            head += entries_of(first.take(5))
+        finally:
+            first.close()
+        resume_at = head[6]["seq"]  # as if the connection broke after the seventh entry
+        write_batch(writer, app.app_id, [{"action": "r.c"}] * 4)  # written while away
+        if how == "after_seq":
+            second = Subscriber(live, app.app_id, app.key, {"after_seq": resume_at})
+        else:
+            second = Subscriber(live, app.app_id, app.key, **{"Last-Event-ID": str(resume_at)})
+        try:
+            rest = entries_of(second.take(8 + 4))
+            write_batch(writer, app.app_id, [{"action": "r.d"}] * 3)  # and live again
+            rest += entries_of(second.take(3))
+            second.nothing_more()
+        finally:
+            second.close()
+        listed = stored(writer, app.app_id)
+    assert head[:7] + rest == listed  # every entry once, in order
+    assert [e["seq"] for e in head[:7] + rest] == list(range(len(listed)))
+
+
+def test_filters_apply_as_in_a_list(live: Server, app: Tenant) -> None:
+    params = {"action_prefix": "f.", "target_type": "doc", "kind": "admin"}
+    events = [
+        {"action": f"{prefix}.{i}", "target_type": kind, "target_id": f"d{i}"}
+        for i in range(6) for prefix in ("f", "g") for kind in ("doc", "user")
+    ]  # fmt: skip
+    with live.client(app.key) as writer:
+        write_batch(writer, app.app_id, events)  # before: replayed with after_seq
+        sub = Subscriber(live, app.app_id, app.key, {**params, "after_seq": -1})
+        by_path = Subscriber(live, app.app_id, app.key, {"changed_path": "/role"})
+        try:
+            write_batch(writer, app.app_id, events)  # after: live
+            write_one(writer, app.app_id, {"action": "f.role", "target_type": "doc",
+                                           "target_id": "u1", "before": {"role": "a"},
+                                           "after": {"role": "b"}})  # fmt: skip
+            matching = stored(writer, app.app_id, params)
+            assert len(matching) == 6 + 6 + 1
+            got = entries_of(sub.take(len(matching)))
+            sub.nothing_more()
+            (changed,) = entries_of(by_path.take(1))
+            by_path.nothing_more()
+        finally:
+            sub.close()
+            by_path.close()
+    assert got == matching
+    assert changed["action"] == "f.role"
+
+
+def test_bad_input_is_a_400_naming_the_parameter(live: Server, app: Tenant) -> None:
+    url = events_url(app.app_id, "events/stream")
+    with live.client(app.key) as client:
+        for params, headers, named in [
+            ({"after_seq": "x"}, {}, "after_seq"),
+            ({"after_seq": "-2"}, {}, "after_seq"),
+            ({"kind": "nope"}, {}, "kind"),
+            ({"since": "2026-01-01"}, {}, "since"),
+            ({}, {"Last-Event-ID": "abc"}, "Last-Event-ID"),
+            ({}, {"Last-Event-ID": "9" * 40}, "Last-Event-ID"),
+        ]:
+            problem = expect_problem(client.get(url, params=params, headers=headers), 400,
+                                     "invalid_request")  # fmt: skip
+            assert named in problem["detail"], problem
+
+
+def test_a_reader_without_events_read_is_refused(live: Server, app: Tenant) -> None:
+    writer_key = live.new_key(app.app_id, "events:write").key
+    member = live.session(app, "mia", role="member")
+    url = events_url(app.app_id, "events/stream")
+    for token in (writer_key, member):
+        with live.client(token) as client:
+            expect_problem(client.get(url), 403, "forbidden")
+    with live.client("tk_nosuchkey_" + "a" * 40) as client:
+        expect_problem(client.get(url), 401, "unauthenticated")
+
+
+def test_a_persons_stream_is_recorded_once(live: Server, app: Tenant) -> None:
+    owner = live.session(app, "olga", role="owner")
+    with live.client(app.key) as reader:
+        before = log_size(reader, app.app_id)
+        sub = Subscriber(live, app.app_id, owner, {"action_prefix": "p."}, **{"User-Agent": "t/1"})
+        try:
+            written = write_batch(reader, app.app_id, [{"action": "p.x"}] * 5)
+            got = entries_of(sub.take(5))  # its own record is not streamed to it
+            sub.nothing_more()
+        finally:
+            sub.close()
+        keyed = Subscriber(live, app.app_id, app.key)  # a key's stream is not recorded
+        keyed.close()
+        added = [e for e in stored(reader, app.app_id) if e["seq"] >= before]
+    assert got == written
+    audit = added[0]
+    assert [e["action"] for e in added] == ["audit.read"] + ["p.x"] * 5
+    assert audit["kind"] == "admin"
+    assert audit["actor"]["id"] == "olga"
+    assert audit["metadata"] == {"route": "stream", "filters": {"action_prefix": "p."}}
+
+
+def test_streams_per_app_are_capped(live: Server, app: Tenant) -> None:
+    subs = [Subscriber(live, app.app_id, app.key) for _ in range(PER_APP)]
+    url = events_url(app.app_id, "events/stream")
+    try:
+        with live.client(app.key) as client:
+            problem = expect_problem(client.get(url), 429, "too_many_streams")
+            assert "live streams" in problem["detail"]
+            other = live.new_app("stream other")  # the cap is per app
+            subs.append(Subscriber(live, other.app_id, other.key))
+            subs.pop(0).close()
+            deadline = time.monotonic() + 10
+            while True:  # the slot comes back once the server has seen the hang-up
+                with client.stream("GET", url) as response:
+                    status = response.status_code
+                if status == 200 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            assert status == 200
+    finally:
+        for sub in subs:
+            sub.close()
+
+
+def _slow_subscriber(server: Server, app_id: str, token: str) -> socket.socket:
+    """A connection that asks for the stream and then reads nothing, with a tiny window."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    sock.sendall(
+        f"GET {events_url(app_id, 'events/stream')} HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {token}\r\n\r\n".encode()
+    )
+    return sock
+
+
+def test_a_slow_subscriber_is_dropped_while_a_fast_one_keeps_up(live: Server, app: Tenant) -> None:
+    slow = _slow_subscriber(live, app.app_id, app.key)
+    fast = Subscriber(live, app.app_id, app.key)
+    bulk = {"action": "b.fat", "metadata": {"pad": "x" * 9_000}}
+    try:
+        time.sleep(0.5)  # both subscribed
+        seconds: list[float] = []
+        written: list[Entry] = []
+        with live.client(app.key) as writer:
+            for _ in range(60):
+                started = time.perf_counter()
+                written += write_batch(writer, app.app_id, [bulk] * 10)
+                seconds.append(time.perf_counter() - started)
+        got = entries_of(fast.take(len(written), within=60))
+        assert got == written
+        assert max(seconds) < 5, seconds  # no write waited for the stalled reader
+        slow.settimeout(30)
+        received = b""
+        while b"event: dropped" not in received or not received.endswith(b"\r\n\r\n"):
+            chunk = slow.recv(1 << 20)
+            assert chunk, f"closed without `event: dropped` after {len(received)} bytes"
+            received += chunk
+    finally:
+        fast.close()
+        slow.close()
+    body = received.split(b"\r\n\r\n", 1)[1]
+    dechunked = b"".join(_chunks(body))
+    events = list(events_of(lines_of([dechunked])))
+    entries = [e for e in events if e.event == "message"]
+    dropped = [e for e in events if e.event == "dropped"]
+    assert len(dropped) == 1
+    assert events[-1] is dropped[0]
+    last_seq = json.loads(dropped[0].data)["last_seq"]
+    assert len(entries) < len(written)  # it was dropped before the end
+    ids = [int(e.id or -1) for e in entries]
+    first = written[0]["seq"]
+    assert ids == list(range(first, first + len(ids)))  # in order, then cut
+    assert last_seq == (ids[-1] if ids else first - 1)  # where to resume from
+
+
+def _chunks(body: bytes) -> Iterator[bytes]:
+    """The data of an HTTP/1.1 chunked body (as far as it goes)."""
+    while body:
+        size_line, _, rest = body.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0:
+            return
+        yield rest[:size]
+        body = rest[size + 2 :]
