@@ -8,8 +8,10 @@ and a cap of three streams per app, so that dropping, heartbeats and the cap can
 from __future__ import annotations
 
 import json
-import queue
+import os
+import signal
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -23,14 +25,14 @@ from tests.integration.http_api import (
     Entry,
     events_url,
     expect_problem,
-    expect_status,
     list_all,
     log_size,
     write_batch,
     write_one,
 )
-from tests.servers import Server, Tenant
-from trailkeep.sdk.sse import ServerEvent, events_of, lines_of
+from tests.integration.live_client import Subscriber, entries_of
+from tests.servers import BIN, Server, Tenant
+from trailkeep.sdk.sse import events_of, lines_of
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -52,73 +54,6 @@ def live(
     with new_server(request, backend, tmp_path_factory.mktemp("stream")) as srv:
         srv.env.update(STREAM_ENV)
         yield srv.start()
-
-
-class Subscriber:
-    """One SSE connection read on a thread: its events (and comments) land in a queue."""
-
-    def __init__(
-        self, server: Server, app_id: str, token: str, params: Any = None, **headers: str
-    ) -> None:
-        self.events: queue.Queue[ServerEvent | None] = queue.Queue()
-        self.comments = 0
-        self._client = httpx.Client(base_url=server.url, timeout=30)
-        request = self._client.build_request(
-            "GET", events_url(app_id, "events/stream"), params=params,
-            headers={"Authorization": f"Bearer {token}", **headers},
-        )  # fmt: skip
-        self.response = self._client.send(request, stream=True)
-        expect_status(self.response)
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        try:
-            lines = lines_of(self.response.iter_bytes())
-            for event in events_of(self._counting(lines)):
-                self.events.put(event)
-        except httpx.HTTPError:
-            pass  # closed by the test
-        finally:
-            self.events.put(None)
-
-    def _counting(self, lines: Iterator[str]) -> Iterator[str]:
-        for line in lines:
-            if line.startswith(":"):
-                self.comments += 1
-            yield line
-
-    def take(self, count: int, within: float = 30) -> list[ServerEvent]:
-        """The next ``count`` events; fails if they do not come in time or the stream ends."""
-        got: list[ServerEvent] = []
-        deadline = time.monotonic() + within
-        while len(got) < count:
-            event = self.events.get(timeout=max(0.01, deadline - time.monotonic()))
-            assert event is not None, f"the stream ended after {len(got)} of {count} events"
-            got.append(event)
-        return got
-
-    def nothing_more(self, wait: float = 0.5) -> None:
-        """No further event arrives within ``wait`` seconds."""
-        try:
-            extra = self.events.get(timeout=wait)
-        except queue.Empty:
-            return
-        pytest.fail(f"unexpected event {extra}")
-
-    def close(self) -> None:
-        """Hang up."""
-        self.response.close()
-        self._client.close()
-        self._thread.join(10)
-
-
-def entries_of(events: list[ServerEvent]) -> list[Entry]:
-    """The entries of ``events``, each checked to carry its seq as its event id."""
-    entries = [json.loads(event.data) for event in events]
-    assert [e.event for e in events] == ["message"] * len(events)
-    assert [event.id for event in events] == [str(e["seq"]) for e in entries]
-    return entries
 
 
 def stored(
@@ -341,3 +276,60 @@ def _chunks(body: bytes) -> Iterator[bytes]:
             return
         yield rest[:size]
         body = rest[size + 2 :]
+
+
+def _tail(live: Server, app: Tenant, *args: str) -> tuple[subprocess.Popen[str], list[str]]:
+    """`trailkeep events tail` on the app, its stdout lines collected on a thread."""
+    proc = subprocess.Popen(
+        [str(BIN), "events", "tail", "--app", app.app_id, "--server", live.url,
+         "--api-key", app.key, *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "COLUMNS": "400", "PYTHONIOENCODING": "utf-8"},
+    )  # fmt: skip
+    lines: list[str] = []
+
+    def read() -> None:
+        assert proc.stdout is not None
+        lines.extend(iter(proc.stdout.readline, ""))
+
+    threading.Thread(target=read, daemon=True).start()
+    return proc, lines
+
+
+def _until(lines: list[str], count: int, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while len(lines) < count:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        assert time.monotonic() < deadline, f"tail printed {lines}"
+        time.sleep(0.05)
+
+
+def test_events_tail_prints_what_is_written_and_stops_on_ctrl_c(live: Server, app: Tenant) -> None:
+    with live.client(app.key) as writer:
+        old = write_batch(writer, app.app_id, [{"action": "t.old"}] * 3)
+        as_json, printed = _tail(live, app, "--json", "--after-seq", str(old[0]["seq"]),
+                                 "--action-prefix", "t.")  # fmt: skip
+        human, shown = _tail(live, app, "--action", "t.new")
+        try:
+            _until(printed, 2, as_json)  # the stored ones after --after-seq
+            time.sleep(1)  # the human tail has connected (it prints only new entries)
+            hostile = "\x1b[31mred\u202e [bold]x[/bold]"
+            new = write_batch(writer, app.app_id, [
+                {"action": "t.new", "target_type": "doc", "target_id": hostile},
+                {"action": "other"}, {"action": "t.new"},
+            ])  # fmt: skip
+            _until(printed, 4, as_json)
+            _until(shown, 2, human)
+        finally:
+            for proc in (as_json, human):
+                proc.send_signal(signal.SIGINT)
+        for proc in (as_json, human):
+            assert proc.wait(15) == 0
+            assert proc.stderr is not None
+            assert "Traceback" not in proc.stderr.read()
+    assert [json.loads(line) for line in printed] == [*old[1:], new[0], new[2]]
+    first = shown[0].split()
+    assert first[:4] == [str(new[0]["seq"]), new[0]["time"], new[0]["kind"], "t.new"]
+    assert "\\x1b[31mred\\u202e [bold]x[/bold]" in shown[0]  # inert: controls made visible
+    assert "\x1b" not in "".join(shown)
+    assert shown[1].split()[0] == str(new[2]["seq"])
