@@ -105,9 +105,6 @@ class Settings(BaseSettings):
         description="How often an app with live subscribers checks its log for entries that "
         "other nodes appended (this node's own appends wake it at once).",
     )
-    stream_send_timeout_seconds: float = Field(
-        default=30.0, gt=0, description="A live stream whose client takes no bytes this long ends."
-    )
     body_timeout_seconds: float = Field(
         default=30.0, gt=0, description="A request body must arrive within this many seconds."
     )

@@ -116,7 +116,7 @@ async def stream_events(
         slot,
         lambda: svc.live.unsubscribe(app_id, subscriber),
         ping=svc.settings.stream_heartbeat_seconds,
-        send_timeout=svc.settings.stream_send_timeout_seconds,
+        send_timeout=svc.settings.send_stall_seconds,  # as every answer: api/protocol.py
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
 
