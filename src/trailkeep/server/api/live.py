@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -9,7 +10,7 @@ import orjson
 from fastapi import APIRouter, Header, Query
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from trailkeep.server.api.context import caller_of
 from trailkeep.server.api.errors import Problem
@@ -36,8 +37,22 @@ class LiveStream(EventSourceResponse):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Stream until the client leaves, is dropped, or the server stops; then clean up."""
+        state = {"started": False, "ended": False}
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                state["started"] = True
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                state["ended"] = True
+            await send(message)
+
         try:
-            await super().__call__(scope, receive, send)
+            await super().__call__(scope, receive, sending)
+            if state["started"] and not state["ended"]:
+                # The server is stopping: end the body properly (the client sees a clean end
+                # and reconnects) rather than leave the connection cut mid-response.
+                with contextlib.suppress(Exception):
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             self.done()
             self.slot.release()
