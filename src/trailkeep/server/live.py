@@ -151,14 +151,18 @@ class Hub:
         feed = self._feeds.get(app_id)
         return -1 if feed is None else feed.head
 
-    async def follow(self, app_id: str, subscriber: Subscriber) -> AsyncIterator[tuple[int, bytes]]:
+    async def follow(
+        self, app_id: str, subscriber: Subscriber, seconds: float
+    ) -> AsyncIterator[tuple[int, bytes]]:
         """The subscriber's (seq, entry) pairs: first from the store, then from the feed.
 
-        Ends when the subscriber is dropped. No entry is missed or repeated at the switch: the
-        subscriber turns live only right after a short page read while the feed stood still,
-        so everything the feed had offered before it was in that page's reach.
+        Ends when the subscriber is dropped or after ``seconds``. No entry is missed or repeated
+        at the switch: the subscriber turns live only right after a short page read while the
+        feed stood still, so everything the feed had offered before it was in that page's reach.
         """
-        while True:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while loop.time() < deadline:
             known = self.feed_head(app_id)
             rows = await asyncio.to_thread(
                 self.store.page, app_id, subscriber.filters, subscriber.last, FEED_PAGE, False
@@ -176,10 +180,14 @@ class Hub:
             del rows
             if subscriber.live:
                 break
-        while not subscriber.dropped:
+        while not subscriber.dropped and subscriber.live:
             if not subscriber.pending:
                 subscriber.wakeup.clear()
-                await subscriber.wakeup.wait()
+                left = deadline - loop.time()
+                if left <= 0:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(subscriber.wakeup.wait(), left)
                 continue
             yield subscriber.pending.popleft()
 

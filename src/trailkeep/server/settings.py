@@ -95,6 +95,12 @@ class Settings(BaseSettings):
         "told (`event: dropped`) and dropped, to resume with Last-Event-ID. New entries reach "
         "streams in pages of at most this many.",
     )
+    stream_max_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="A live stream ends after this long; its client reconnects with "
+        "Last-Event-ID, perhaps to another node, so long streams do not pin nodes.",
+    )
     stream_heartbeat_seconds: float = Field(
         default=15.0, gt=0, description="A live stream sends a comment line this often."
     )

@@ -140,8 +140,10 @@ async def _events(
     svc: Services, app_id: str, subscriber: Subscriber, sent: int
 ) -> AsyncIterator[ServerSentEvent]:
     # `sent` starts at the resume point: a subscriber dropped before any entry resumes there.
-    async for seq, entry in svc.live.follow(app_id, subscriber):
+    async for seq, entry in svc.live.follow(app_id, subscriber, svc.settings.stream_max_seconds):
         yield ServerSentEvent(data=entry.decode(), id=str(seq))
         sent = seq
+    if not subscriber.dropped:
+        return  # its time is up: the client reconnects (with Last-Event-ID), maybe elsewhere
     svc.metrics.stream_dropped.inc()
     yield ServerSentEvent(data=orjson.dumps({"last_seq": sent}).decode(), event="dropped")
