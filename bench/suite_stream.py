@@ -44,7 +44,7 @@ class _Listener:
                 if event.event == "dropped":
                     self.dropped = True
                     return
-                if event.id is not None:
+                if event.id is not None and event.data:
                     self.arrived[int(event.id)] = time.perf_counter()
         except httpx.HTTPError:
             return  # closed at the end

@@ -25,6 +25,7 @@ class Subscriber:
     ) -> None:
         self.events: queue.Queue[ServerEvent | None] = queue.Queue()
         self.comments = 0
+        self.resume_point: str | None = None
         self._client = httpx.Client(base_url=server.url, timeout=30)
         request = self._client.build_request(
             "GET", events_url(app_id, "events/stream"), params=params,
@@ -39,7 +40,10 @@ class Subscriber:
         try:
             lines = lines_of(self.response.iter_bytes())
             for event in events_of(self._counting(lines)):
-                self.events.put(event)
+                if event.data:  # not the id-only block that states the resume point
+                    self.events.put(event)
+                else:
+                    self.resume_point = event.id
         except httpx.HTTPError:
             pass  # closed by the test
         finally:

@@ -79,6 +79,7 @@ def test_a_subscriber_gets_what_is_written_after_it_connected(live: Server, app:
             got = entries_of(sub.take(len(written)))
             sub.nothing_more()
             assert sub.comments >= 1  # heartbeats every 0.3 s here
+            assert sub.resume_point == str(old[-1]["seq"])  # stated first, as an id alone
         finally:
             sub.close()
         listed = stored(writer, app.app_id)
@@ -255,7 +256,9 @@ def test_a_slow_subscriber_is_dropped_while_a_fast_one_keeps_up(live: Server, ap
     body = received.split(b"\r\n\r\n", 1)[1]
     dechunked = b"".join(_chunks(body))
     events = list(events_of(lines_of([dechunked])))
-    entries = [e for e in events if e.event == "message"]
+    assert events[0].id == str(written[0]["seq"] - 1)  # first, where it would resume from
+    assert events[0].data == ""
+    entries = [e for e in events if e.event == "message" and e.data]
     dropped = [e for e in events if e.event == "dropped"]
     assert len(dropped) == 1
     assert events[-1] is dropped[0]

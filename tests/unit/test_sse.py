@@ -21,6 +21,7 @@ def test_events_join_data_skip_comments_and_keep_ids() -> None:
     assert list(events_of(lines)) == [
         ServerEvent("message", '{"seq":7}', "7"),
         ServerEvent("dropped", "x\ny", None),
+        ServerEvent("message", "", "8"),  # an id alone: where a reconnection resumes
     ]
 
 

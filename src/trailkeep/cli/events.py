@@ -180,18 +180,23 @@ def _follow(
     audit: Audit, filters: dict[str, Any], after_seq: int | None, interval: float,
     count: int | None, as_json: bool,
 ) -> None:  # fmt: skip
-    seen: int | None = None  # the last seq printed: where a reconnection resumes
+    seen: int | None = None  # where a reconnection resumes: the stream says so, entry by entry
     shown, down = 0, False
     while count is None or shown < count:
         try:
-            for entry in audit.stream(after_seq=after_seq, last_event_id=seen, **filters):
+            stream = audit.stream(after_seq=after_seq, last_event_id=seen, **filters)
+            try:
                 if down:
                     err.print("reconnected", style="yellow")
                     down = False
-                _print_entry(entry.raw, as_json)
-                seen, shown = entry.seq, shown + 1
-                if count is not None and shown >= count:
-                    return
+                for entry in stream:
+                    _print_entry(entry.raw, as_json)
+                    seen, shown = entry.seq, shown + 1
+                    if count is not None and shown >= count:
+                        return
+            finally:
+                stream.close()
+                seen = stream.last_seq if stream.last_seq is not None else seen
         except (ConnectionFailed, TrailkeepError) as exc:
             if not _passing(exc):
                 raise
@@ -202,14 +207,6 @@ def _follow(
             time.sleep(interval)
             continue
         # The server ended the stream (it fell behind, or the node stopped): resume at once.
-        if seen is None and after_seq is None:
-            after_seq = _head(audit)
-
-
-def _head(audit: Audit) -> int:
-    """The log's last seq now: a tail that saw nothing yet resumes after it."""
-    latest = audit.page(limit=1).data
-    return latest[0].seq if latest else -1
 
 
 def _print_entry(entry: Mapping[str, Any], as_json: bool) -> None:

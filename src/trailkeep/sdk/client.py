@@ -280,26 +280,15 @@ class Audit:
     def stream(
         self, *, after_seq: int | None = None, last_event_id: int | None = None,
         **filters: Unpack[Filters],
-    ) -> Iterator[Entry]:  # fmt: skip
+    ) -> EntryStream:  # fmt: skip
         """New matching entries as they are appended, over one connection, oldest first.
 
         ``after_seq`` (or ``last_event_id``, as a reconnecting client sends it) first replays
         the stored entries after that seq. The iterator ends when the server ends the stream
-        (it stops, or this client fell too far behind); resume with the last entry's seq as
+        (it stops, or this client fell too far behind); resume with its ``last_seq`` as
         ``last_event_id``. A broken connection raises :class:`ConnectionFailed`.
         """
-        call = self._build.stream(filters, after_seq, last_event_id)
-        response = self._client.send(call)
-        try:
-            for event in events_of(lines_of(response.iter_bytes())):
-                if event.event == "message":
-                    yield entry_of(event.data.encode())
-        except httpx.TransportError as exc:
-            raise ConnectionFailed(
-                "connection_failed", None, f"the live stream broke: {exc}"
-            ) from exc
-        finally:
-            response.close()
+        return EntryStream(self._client.send(self._build.stream(filters, after_seq, last_event_id)))
 
     def _records(self, call: Call, csv: bool) -> Iterator[str]:
         response = self._client.send(call)
@@ -314,3 +303,35 @@ class Audit:
             ) from exc
         finally:
             response.close()
+
+
+class EntryStream:
+    """The entries of one live-stream connection; ``last_seq`` is where to resume from."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.last_seq: int | None = None
+        self._response = response
+        self._events = events_of(lines_of(response.iter_bytes()))
+
+    def __iter__(self) -> EntryStream:
+        return self
+
+    def __next__(self) -> Entry:
+        """The next entry; ``StopIteration`` when the server ended the stream."""
+        try:
+            for event in self._events:
+                if event.id is not None and event.id.lstrip("-").isdigit():
+                    self.last_seq = int(event.id)
+                if event.event == "message" and event.data:
+                    return entry_of(event.data.encode())
+        except httpx.TransportError as exc:
+            self.close()
+            raise ConnectionFailed(
+                "connection_failed", None, f"the live stream broke: {exc}"
+            ) from exc
+        self.close()
+        raise StopIteration
+
+    def close(self) -> None:
+        """Hang up."""
+        self._response.close()

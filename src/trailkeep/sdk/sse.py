@@ -44,12 +44,16 @@ def lines_of(chunks: Iterable[bytes]) -> Iterator[str]:
 
 
 def events_of(lines: Iterable[str]) -> Iterator[ServerEvent]:
-    """The events in a stream's lines (WHATWG rules: comments skipped, data lines joined)."""
+    """The events in a stream's lines (WHATWG rules: comments skipped, data lines joined).
+
+    A block with an id and no data is yielded too (with empty ``data``): it dispatches no event,
+    but it moves where a reconnection resumes.
+    """
     event, data, event_id = "message", list[str](), None
     for raw in lines:
         line = raw.rstrip("\r\n")
         if not line:
-            if data:
+            if data or event_id is not None:  # an id alone moves the resume point
                 yield ServerEvent(event, "\n".join(data), event_id)
             event, data, event_id = "message", [], None
             continue

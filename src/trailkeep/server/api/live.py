@@ -62,7 +62,8 @@ def _resume_point(after_seq: int | None, last_event_id: str | None) -> int | Non
     """The seq to resume after: ``Last-Event-ID`` (what a reconnecting client sends) first."""
     if last_event_id is not None:
         text = last_event_id.strip()
-        if not text.isdigit() or len(text) > 19 or int(text) > SEQ_MAX:
+        digits = text.removeprefix("-") if text == "-1" else text  # -1: before the first
+        if not digits.isdigit() or len(text) > 19 or int(text) > SEQ_MAX:
             raise Problem("invalid_request", "Last-Event-ID: expected a seq (digits)")
         return int(text)
     return after_seq
@@ -140,6 +141,9 @@ async def _events(
     svc: Services, app_id: str, subscriber: Subscriber, sent: int
 ) -> AsyncIterator[ServerSentEvent]:
     # `sent` starts at the resume point: a subscriber dropped before any entry resumes there.
+    # Said first as an id without data (no event, per the SSE rules), so that a client that
+    # reconnects before its first entry resumes from here too, not from "now".
+    yield ServerSentEvent(id=str(sent), comment="resume point")
     async for seq, entry in svc.live.follow(app_id, subscriber, svc.settings.stream_max_seconds):
         yield ServerSentEvent(data=entry.decode(), id=str(seq))
         sent = seq
