@@ -336,3 +336,25 @@ def test_events_tail_prints_what_is_written_and_stops_on_ctrl_c(live: Server, ap
     assert "\\x1b[31mred\\u202e [bold]x[/bold]" in shown[0]  # inert: controls made visible
     assert "\x1b" not in "".join(shown)
     assert shown[1].split()[0] == str(new[2]["seq"])
+
+
+def test_a_stream_ends_after_its_time_and_resumes_without_gap(sqlite_server: Server) -> None:
+    srv = sqlite_server
+    srv.env["TRAILKEEP_STREAM_MAX_SECONDS"] = "1"
+    srv.start()
+    tenant = srv.new_app("stream max")
+    with srv.client(tenant.key) as writer:
+        sub = Subscriber(srv, tenant.app_id, tenant.key)
+        try:
+            written = write_batch(writer, tenant.app_id, [{"action": "m.a"}] * 3)
+            got = entries_of(sub.take(3))
+            assert sub.events.get(timeout=10) is None  # then a clean end, no `dropped`
+        finally:
+            sub.close()
+        written += write_batch(writer, tenant.app_id, [{"action": "m.b"}] * 2)  # while away
+        again = Subscriber(srv, tenant.app_id, tenant.key, **{"Last-Event-ID": str(got[-1]["seq"])})
+        try:
+            got += entries_of(again.take(2))
+        finally:
+            again.close()
+    assert got == written

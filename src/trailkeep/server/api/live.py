@@ -15,7 +15,7 @@ from starlette.types import Message, Receive, Scope, Send
 from trailkeep.server.api.context import caller_of
 from trailkeep.server.api.errors import Problem
 from trailkeep.server.api.readers import FiltersDep, authorize_read, record_read
-from trailkeep.server.api.schemas import READ_PROBLEMS, AppId
+from trailkeep.server.api.schemas import READ_PROBLEMS, AppId, ProblemOut
 from trailkeep.server.api.services import Services, services
 from trailkeep.server.api.streams import Slot
 from trailkeep.server.live import Subscriber
@@ -74,6 +74,7 @@ def _resume_point(after_seq: int | None, last_event_id: str | None) -> int | Non
     summary="Follow new entries live (Server-Sent Events; resumable)",
     responses={
         **READ_PROBLEMS,
+        429: {"model": ProblemOut, "description": "rate_limited or too_many_streams"},
         200: {
             "description": "`text/event-stream`: one event per entry (`id:` its seq, `data:` the "
             "entry as a list returns it), a comment line as heartbeat, and `event: dropped` "
