@@ -89,12 +89,13 @@ def main(argv: list[str] | None = None) -> int:
         suite_proofs,
         suite_reads,
         suite_soak,
+        suite_stream,
         suite_verify,
     )
 
     modules = {"ingest": suite_ingest, "http_write": suite_http, "reads": suite_reads,
                "proofs": suite_proofs, "verify": suite_verify, "soak": suite_soak,
-               "governance": suite_governance}  # fmt: skip
+               "governance": suite_governance, "stream": suite_stream}  # fmt: skip
     failed: list[str] = []
     timings: dict[str, float] = {}
     wants_pg = {"http_write", "governance"} & set(suites)

@@ -33,6 +33,9 @@ class Sizes:
     purge_pg_entries: int = 200_000  # the PostgreSQL purge: a fresh database filled this far
     steady_rounds: int = 6  # steady write + retention: rounds of writing and purging
     steady_entries: int = 50_000  # written (and later purged) each round
+    stream_subscribers: int = 50  # live stream: subscribers on one app
+    stream_writes: int = 2_000  # single writes while they listen
+    stream_write_rate: float = 200.0  # writes a second
 
 
 FULL = Sizes()
@@ -59,6 +62,8 @@ SMOKE = Sizes(
     purge_pg_entries=3_000,
     steady_rounds=3,
     steady_entries=2_000,
+    stream_subscribers=5,
+    stream_writes=100,
 )
 
-SUITES = ("ingest", "http_write", "reads", "proofs", "verify", "governance", "soak")
+SUITES = ("ingest", "http_write", "reads", "proofs", "verify", "governance", "stream", "soak")

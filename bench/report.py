@@ -24,6 +24,7 @@ TITLES = {
     "proofs": "Inclusion and consistency proofs",
     "verify": "`trailkeep verify`",
     "governance": "Retention and erasure",
+    "stream": "Live stream",
     "soak": "Memory during an ingest soak",
 }
 

@@ -49,6 +49,7 @@ ONE_WORKER_MODULES = frozenset({
     "tests/faults/test_schemathesis.py",  # one server for every operation
     "tests/integration/test_multinode.py",  # three nodes on one database
     "tests/integration/test_postgres.py",  # a server keeping five months of partitions ahead
+    "tests/integration/test_stream.py",  # a server with small live-stream bounds
     "tests/integration/test_verify_cli.py",  # a stopped server's files and database
     "tests/integration/test_workers.py",  # `serve --workers 2`
 })  # fmt: skip

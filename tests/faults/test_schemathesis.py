@@ -48,7 +48,9 @@ class Api:
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    srv = Server(tmp_path_factory.mktemp("schemathesis") / "data")
+    # Live streams end after a moment here: a generated stream request must come to an end.
+    stream_env = {"TRAILKEEP_STREAM_MAX_SECONDS": "0.2", "TRAILKEEP_STREAMS_PER_CLIENT": "1000"}
+    srv = Server(tmp_path_factory.mktemp("schemathesis") / "data", stream_env)
     try:
         srv.start()
         tenant = srv.new_app("schemathesis")

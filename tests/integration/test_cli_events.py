@@ -144,7 +144,7 @@ def test_tail_prints_the_entries_written_after_it_started(server: Server, other:
     with server.client(tenant.key) as writer:
         before = write_batch(writer, tenant.app_id, [{"action": "tail.old"}] * 5)
         proc = subprocess.Popen(
-            [str(BIN), "events", "tail", "--app", tenant.app_id, "--interval", "0.1",
+            [str(BIN), "events", "tail", "--app", tenant.app_id, "--interval", "0.1", "--json",
              "--server", server.url, "--api-key", tenant.key],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **WIDE},
         )  # fmt: skip
@@ -257,7 +257,7 @@ def test_tail_follows_the_log_through_a_server_restart(sqlite_server: Server) ->
     srv = sqlite_server.start()
     tenant = srv.new_app("tail restart")
     proc = subprocess.Popen(
-        [str(BIN), "events", "tail", "--app", tenant.app_id, "--interval", "0.2",
+        [str(BIN), "events", "tail", "--app", tenant.app_id, "--interval", "0.2", "--json",
          "--server", srv.url, "--api-key", tenant.key],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **WIDE},
     )  # fmt: skip

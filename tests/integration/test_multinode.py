@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -24,6 +25,7 @@ from tests.integration.http_api import (
     export_lines,
     wait_for_checkpoint,
 )
+from tests.integration.live_client import Subscriber
 from tests.pg import PostgresCluster, RedisServer
 from tests.servers import Server, Tenant
 from trailkeep.server.ingest.checkpointer import load_signer
@@ -178,3 +180,24 @@ def test_one_idempotency_key_sent_to_every_node_at_once_appends_once(nodes: list
         listed = expect_status(reader.get(events_url(tenant.app_id), params={"limit": 10}))
         data = listed.json()["data"]
     assert [e["seq"] for e in data] == [0]
+
+
+def test_an_entry_written_on_one_node_reaches_a_stream_on_another(nodes: list[Server]) -> None:
+    tenant = nodes[0].new_app("multinode stream")
+    sub = Subscriber(nodes[1], tenant.app_id, tenant.key)
+    headers = {"Authorization": f"Bearer {tenant.key}", "X-Forwarded-For": "10.9.9.1"}
+    written, delays = [], []
+    try:
+        with httpx.Client(base_url=nodes[0].url, headers=headers, timeout=60) as writer:
+            for i in range(20):
+                response = writer.post(events_url(tenant.app_id), json={"action": f"mn.s{i}"})
+                written.append(expect_status(response, 201).json())
+                answered = time.perf_counter()
+                (event,) = sub.take(1, within=10)
+                delays.append(time.perf_counter() - answered)
+                assert json.loads(event.data) == written[-1]
+                assert event.id == str(written[-1]["seq"])
+    finally:
+        sub.close()
+    # Node B finds node A's entries by polling the log's size (every 0.15 s by default).
+    assert max(delays) < 2, delays

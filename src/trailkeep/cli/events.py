@@ -16,6 +16,7 @@ from typing import Annotated, Any, cast
 
 import typer
 from rich.table import Column, Table
+from rich.text import Text
 
 from trailkeep.cli.common import (
     ApiKey,
@@ -29,7 +30,7 @@ from trailkeep.cli.common import (
     out,
     print_json_line,
 )
-from trailkeep.sdk import Audit, Client, ConnectionFailed, Entry, RetryPolicy, TrailkeepError
+from trailkeep.sdk import Audit, Client, ConnectionFailed, RetryPolicy, TrailkeepError
 from trailkeep.sdk.models import GroupBy
 
 events_cli = typer.Typer(help="Read an app's log through the API.", no_args_is_help=True)
@@ -138,49 +139,91 @@ def list_events(
 @events_cli.command("tail")
 def tail(
     app_id: AppOpt,
-    interval: Annotated[float, typer.Option(help="Seconds between polls.", min=0.1)] = 1.0,
+    action: Actions = None,
+    action_prefix: Prefix = None,
+    actor: ActorOpt = None,
+    target_type: TargetType = None,
+    target_id: TargetId = None,
+    kind: Kind = None,
+    since: Since = None,
+    until: Until = None,
+    after_seq: Annotated[
+        int | None,
+        typer.Option("--after-seq", help="First print the stored entries after this seq.", min=-1),
+    ] = None,
+    interval: Annotated[
+        float, typer.Option(help="Seconds between reconnection attempts.", min=0.1)
+    ] = 1.0,
     count: Annotated[int | None, typer.Option(help="Stop after this many entries.")] = None,
+    as_json: AsJson = False,
     server: Server = DEFAULT_SERVER,
     key: ApiKey = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Follow new entries as they arrive (NDJSON, oldest first), through server restarts."""
-    with _audit(server, app_id, key, data_dir) as audit:
-        latest = audit.page(limit=1).data
-        seen = latest[0].seq if latest else -1
-        shown, down = 0, False
-        while count is None or shown < count:
+    """Follow new entries live, oldest first (one line each, or NDJSON with --json); Ctrl-C stops.
+
+    It follows the server's live stream and, when the stream ends or breaks (a restart, or
+    this terminal fell behind), reconnects after the last entry shown: none skipped or repeated.
+    """
+    filters = _filters(
+        action=action, action_prefix=action_prefix, actor=actor, target_type=target_type,
+        target_id=target_id, kind=kind, since=since, until=until,
+    )  # fmt: skip
+    try:
+        with _audit(server, app_id, key, data_dir) as audit:
+            _follow(audit, filters, after_seq, interval, count, as_json)
+    except KeyboardInterrupt:
+        return  # Ctrl-C is how a tail ends: no traceback, a clean exit
+
+
+def _follow(
+    audit: Audit, filters: dict[str, Any], after_seq: int | None, interval: float,
+    count: int | None, as_json: bool,
+) -> None:  # fmt: skip
+    seen: int | None = None  # where a reconnection resumes: the stream says so, entry by entry
+    shown, down = 0, False
+    while count is None or shown < count:
+        try:
+            stream = audit.stream(after_seq=after_seq, last_event_id=seen, **filters)
             try:
-                fresh = _newer_than(audit, seen)
-            except (ConnectionFailed, TrailkeepError) as exc:
-                if not _passing(exc):
-                    raise
-                # A restart or a deploy: keep following from the last seq shown, say so once.
-                if not down:
-                    err.print(cell(f"server unreachable ({exc.detail}); retrying"), style="yellow")
-                down = True
-                time.sleep(max(interval, 0.5))
-                continue
-            if down:
-                err.print("reconnected", style="yellow")
-                down = False
-            for entry in reversed(fresh):
-                print_json_line(entry.raw)
-                sys.stdout.flush()
-                seen, shown = entry.seq, shown + 1
-                if count is not None and shown >= count:
-                    return
+                if down:
+                    err.print("reconnected", style="yellow")
+                    down = False
+                for entry in stream:
+                    _print_entry(entry.raw, as_json)
+                    seen, shown = entry.seq, shown + 1
+                    if count is not None and shown >= count:
+                        return
+            finally:
+                stream.close()
+                seen = stream.last_seq if stream.last_seq is not None else seen
+        except (ConnectionFailed, TrailkeepError) as exc:
+            if not _passing(exc):
+                raise
+            # A restart or a deploy: keep following from the last seq shown, say so once.
+            if not down:
+                err.print(cell(f"server unreachable ({exc.detail}); retrying"), style="yellow")
+            down = True
             time.sleep(interval)
+            continue
+        # The server ended the stream (it fell behind, or the node stopped): resume at once.
 
 
-def _newer_than(audit: Audit, seen: int) -> list[Entry]:
-    """Entries with a seq above ``seen``, newest first."""
-    fresh: list[Entry] = []
-    for entry in audit.list(page_size=1000):
-        if entry.seq <= seen:
-            break
-        fresh.append(entry)
-    return fresh
+def _print_entry(entry: Mapping[str, Any], as_json: bool) -> None:
+    """One entry as a line: NDJSON, or the list's columns as inert text."""
+    if as_json:
+        print_json_line(entry)
+    elif entry.get("erased") is True:
+        out.print(Text("  ").join([cell(entry["seq"]), cell(entry["time"]), cell("(erased)")]))
+    else:
+        target = entry.get("target") or {}
+        cells = [
+            entry["seq"], entry["time"], entry["kind"], entry["action"],
+            entry["actor"].get("name") or entry["actor"]["id"],
+            f"{target['type']}:{target['id']}" if target else "-", entry["context"].get("ip"),
+        ]  # fmt: skip
+        out.print(Text("  ").join(cell(c) for c in cells), soft_wrap=True)
+    sys.stdout.flush()
 
 
 def _passing(exc: TrailkeepError) -> bool:

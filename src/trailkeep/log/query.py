@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 from base64 import urlsafe_b64decode, urlsafe_b64encode
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal
 
-from trailkeep.log.record import format_time
+from trailkeep.log.record import format_time, parse_time
 
 CURSOR_VERSION: Final = 1
 _CURSOR_TAG: Final = 12  # bytes of HMAC-SHA256 kept: 96 bits is ample against forgery online
@@ -53,6 +54,37 @@ class Filters:
             or self.target_type is not None or self.target_id is not None
             or self.kind is not None or self.changed_path is not None
         )  # fmt: skip
+
+    def matches(self, entry: Mapping[str, Any]) -> bool:
+        """Whether a stored entry (or an erased entry's stub) passes, as a list's query decides.
+
+        The live stream filters entries it has already read for every subscriber at once; this
+        mirrors the SQL of a list (a stub has only its seq, id and time: see ``on_time_only``).
+        """
+        if self.since is not None or self.until is not None:
+            moment = parse_time(entry["time"])
+            if (self.since is not None and moment < self.since) or (
+                self.until is not None and moment > self.until
+            ):
+                return False
+        if entry.get("erased") is True:
+            return self.on_time_only()
+        action = entry["action"]
+        if self.actions and action not in self.actions:
+            return False
+        if self.action_prefix is not None and not action.startswith(self.action_prefix):
+            return False
+        target = entry.get("target") or {}
+        wanted = (
+            (self.actor, entry["actor"]["id"]), (self.target_type, target.get("type")),
+            (self.target_id, target.get("id")), (self.kind, entry["kind"]),
+        )  # fmt: skip
+        if any(want is not None and want != have for want, have in wanted):
+            return False
+        if self.changed_path is not None:
+            paths = {change.get("path") for change in entry.get("changes") or ()}
+            return self.changed_path in paths
+        return True
 
     def describe(self) -> dict[str, Any]:
         """The filters that were used, as JSON (recorded in ``audit.read`` entries)."""

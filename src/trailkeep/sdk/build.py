@@ -247,6 +247,19 @@ class Builder:
         params = (*filter_params(filters), ("format", format))
         return Call("GET", f"{self.base}/export", params, stream=True)
 
+    def stream(
+        self, filters: Mapping[str, Any], after_seq: int | None, last_event_id: int | None
+    ) -> Call:
+        """The live stream of new entries (Server-Sent Events), resumed after a seq if given."""
+        params = filter_params(filters)
+        if after_seq is not None:
+            params.append(("after_seq", str(after_seq)))
+        headers = {"Accept": "text/event-stream"}
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = str(last_event_id)
+        return Call("GET", f"{self.base}/events/stream", tuple(params), headers=headers,
+                    stream=True)  # fmt: skip
+
     def checkpoint(self) -> Call:
         """The latest signed checkpoint."""
         return Call("GET", f"{self.base}/checkpoint")

@@ -28,6 +28,7 @@ from .errors import ConnectionFailed, InvalidRequest, NotFound
 from .models import Entry, Event, GroupBy, ProvenEntry, SignedCheckpoint, Stats, Verified
 from .retry import OnRetry, RetryPolicy, error_of
 from .sessions import Sessions
+from .sse import events_of, lines_of
 from .verify import consistency_path
 
 
@@ -276,6 +277,19 @@ class Audit:
         """Stream matching entries as :class:`Entry` values, oldest first."""
         return (entry_of(line.encode()) for line in self.export("ndjson", **filters))
 
+    def stream(
+        self, *, after_seq: int | None = None, last_event_id: int | None = None,
+        **filters: Unpack[Filters],
+    ) -> EntryStream:  # fmt: skip
+        """New matching entries as they are appended, over one connection, oldest first.
+
+        ``after_seq`` (or ``last_event_id``, as a reconnecting client sends it) first replays
+        the stored entries after that seq. The iterator ends when the server ends the stream
+        (it stops, or this client fell too far behind); resume with its ``last_seq`` as
+        ``last_event_id``. A broken connection raises :class:`ConnectionFailed`.
+        """
+        return EntryStream(self._client.send(self._build.stream(filters, after_seq, last_event_id)))
+
     def _records(self, call: Call, csv: bool) -> Iterator[str]:
         response = self._client.send(call)
         records = Records(csv)
@@ -289,3 +303,35 @@ class Audit:
             ) from exc
         finally:
             response.close()
+
+
+class EntryStream:
+    """The entries of one live-stream connection; ``last_seq`` is where to resume from."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.last_seq: int | None = None
+        self._response = response
+        self._events = events_of(lines_of(response.iter_bytes()))
+
+    def __iter__(self) -> EntryStream:
+        return self
+
+    def __next__(self) -> Entry:
+        """The next entry; ``StopIteration`` when the server ended the stream."""
+        try:
+            for event in self._events:
+                if event.id is not None and event.id.lstrip("-").isdigit():
+                    self.last_seq = int(event.id)
+                if event.event == "message" and event.data:
+                    return entry_of(event.data.encode())
+        except httpx.TransportError as exc:
+            self.close()
+            raise ConnectionFailed(
+                "connection_failed", None, f"the live stream broke: {exc}"
+            ) from exc
+        self.close()
+        raise StopIteration
+
+    def close(self) -> None:
+        """Hang up."""
+        self._response.close()

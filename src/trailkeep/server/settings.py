@@ -82,6 +82,35 @@ class Settings(BaseSettings):
     exports_per_client: int = Field(
         default=2, ge=1, description="Open exports per client IP, at most."
     )
+    streams_per_app: int = Field(
+        default=100, ge=1, description="Open live streams per app, at most (429 beyond)."
+    )
+    streams_per_client: int = Field(
+        default=10, ge=1, description="Open live streams per client IP, at most (429 beyond)."
+    )
+    stream_queue_entries: int = Field(
+        default=1_000,
+        ge=1,
+        description="Entries a live stream may have waiting; a subscriber further behind is "
+        "told (`event: dropped`) and dropped, to resume with Last-Event-ID. New entries reach "
+        "streams in pages of at most this many.",
+    )
+    stream_max_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="A live stream ends after this long; its client reconnects with "
+        "Last-Event-ID, perhaps to another node, so long streams do not pin nodes.",
+    )
+    stream_heartbeat_seconds: float = Field(
+        default=15.0, gt=0, description="A live stream sends a comment line this often."
+    )
+    stream_poll_seconds: float = Field(
+        default=0.15,
+        gt=0,
+        le=5,
+        description="How often an app with live subscribers checks its log for entries that "
+        "other nodes appended (this node's own appends wake it at once).",
+    )
     body_timeout_seconds: float = Field(
         default=30.0, gt=0, description="A request body must arrive within this many seconds."
     )

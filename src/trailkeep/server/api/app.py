@@ -19,6 +19,7 @@ from trailkeep.server.api import (
     errors,
     events,
     integrity,
+    live,
     manage,
     reads,
     rules,
@@ -69,6 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     errors.install(app)
     app.include_router(events.router)
+    # Before reads: `/events/stream` would otherwise be taken for the entry id "stream".
+    app.include_router(live.router)
     app.include_router(reads.router)
     app.include_router(manage.router)
     app.include_router(subjects.router)

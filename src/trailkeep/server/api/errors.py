@@ -38,6 +38,7 @@ STATUS: Final[dict[str, int]] = {
     "unsupported_media_type": 415,
     "rate_limited": 429,
     "too_many_exports": 429,
+    "too_many_streams": 429,
     "internal_error": 500,
     "unavailable": 503,
     "storage_unavailable": 503,

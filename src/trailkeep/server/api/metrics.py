@@ -42,6 +42,16 @@ class Metrics:
             registry=self.registry,
         )  # fmt: skip
 
+        self.stream_dropped = Counter(
+            "trailkeep_stream_dropped",
+            "Live streams dropped because their client fell too far behind.",
+            registry=self.registry,
+        )
+        self.stream_subscribers = Gauge(
+            "trailkeep_stream_subscribers", "Live streams open on this node.",
+            registry=self.registry,
+        )  # fmt: skip
+
     def track_caches(self, sizes: Callable[[], dict[str, int]]) -> None:
         """Report the credential caches' sizes, read when the metrics are scraped."""
         for name in sizes():

@@ -6,21 +6,19 @@ import asyncio
 import csv
 import io
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Path, Query
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from trailkeep.log import ocsf
-from trailkeep.log.changes import PATH_MAX, POINTER_PATTERN, PointerError, parse_pointer
-from trailkeep.log.query import Filters, GroupBy, QueryError, decode_cursor, encode_cursor
-from trailkeep.log.record import EntryError, EventWrite, canonical, parse_time, prepare
+from trailkeep.log.query import GroupBy, QueryError, decode_cursor, encode_cursor
 from trailkeep.log.render import csv_cell
-from trailkeep.server.api.context import admit_read, authenticate, caller_of, origin_of
-from trailkeep.server.api.errors import Problem, unavailable
+from trailkeep.server.api.context import caller_of
+from trailkeep.server.api.errors import Problem
+from trailkeep.server.api.readers import FiltersDep, authorize_read, record_read
 from trailkeep.server.api.schemas import (
     READ_PROBLEMS,
     AppId,
@@ -31,65 +29,13 @@ from trailkeep.server.api.schemas import (
 )
 from trailkeep.server.api.services import Services, services
 from trailkeep.server.api.streams import PAGE_ENTRIES, SlotStream, pieces
-from trailkeep.server.auth import Principal
-from trailkeep.server.ids import new_entry_id
-from trailkeep.server.ingest.writer import WriterUnavailable
 
-FILTERS_RECORD_MAX = 32_768
 #: The largest `after_seq`: one more must still fit PostgreSQL's bigint (the store reads seq > it).
 AFTER_SEQ_MAX = 2**63 - 2
-#: `since` and `until` as the schema states them: `parse_time` refuses a time without an offset.
-TIME_SCHEMA: dict[str, Any] = {
-    "format": "date-time",
-    "pattern": r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$",
-}
 
 router = APIRouter(prefix="/v1/apps/{app_id}", tags=["reads"])
 
 EntryId = Annotated[str, Path(description="The entry's id (`evt_...`).", max_length=64)]
-
-
-async def authorize_read(svc: Services, request: Request, app_id: str) -> Principal:
-    """A reader: a key with ``events:read`` or an owner's, admin's or auditor's session.
-
-    The read is counted against the client's read limit first (429 once it is spent), as a
-    write is: a person's read appends an entry, so reads could otherwise flood the log.
-    """
-    await admit_read(svc, request)
-    principal = await authenticate(svc, app_id, request.headers)
-    if not principal.can_read():
-        raise Problem(
-            "forbidden",
-            "reading the log needs a key with `events:read` or an owner's, admin's or "
-            "auditor's session",
-        )
-    return principal
-
-
-async def record_read(
-    svc: Services, request: Request, app_id: str, principal: Principal, action: str,
-    details: dict[str, Any],
-) -> None:  # fmt: skip
-    """Append the ``audit.read``/``audit.export`` entry for a person's read, before answering."""
-    if not principal.is_person:
-        return  # keys (warehouse jobs, tooling) read unrecorded, so they do not flood the log
-    event = EventWrite(action=action, metadata=details)
-    try:
-        pending = prepare(
-            app_id,
-            new_entry_id(),
-            event,
-            principal.actor,
-            origin_of(caller_of(svc, request), principal),
-            max(svc.settings.metadata_max_bytes, 65_536),
-            kind="admin",  # reading the log is an administrator's act, whoever's session it is
-        )
-    except EntryError as exc:
-        raise Problem("invalid_request", f"this read cannot be recorded: {exc.detail}") from None
-    try:
-        await svc.ingest.append(app_id, [pending])
-    except WriterUnavailable as exc:
-        raise unavailable(str(exc)) from None
 
 
 @router.get(
@@ -132,104 +78,6 @@ async def get_event(
         b',"checkpoint":', orjson.dumps(checkpoint.note), b"}",
     ))  # fmt: skip
     return Response(body, media_type="application/json")
-
-
-def _filters(
-    action: Annotated[
-        list[str] | None,
-        Query(description="Exact action; repeat for any of several (OR), up to 500."),
-    ] = None,
-    action_prefix: Annotated[
-        str | None, Query(description="Actions starting with this string.", max_length=128)
-    ] = None,
-    actor: Annotated[str | None, Query(description="Actor id.", max_length=256)] = None,
-    target_type: Annotated[
-        str | None,
-        Query(
-            description="Target type. With `target_id`, the pair names one target (as an entry "
-            "holds both or neither); alone, every target of the type.",
-            max_length=64,
-        ),
-    ] = None,
-    target_id: Annotated[
-        str | None,
-        Query(
-            description="Target id; give `target_type` with it to name one target (alone it "
-            "matches that id under any type).",
-            max_length=256,
-        ),
-    ] = None,
-    kind: Annotated[
-        Literal["admin", "user"] | None, Query(description="Administrator or user actions.")
-    ] = None,
-    since: Annotated[
-        str | None,
-        Query(
-            description="Entries at or after this time: an RFC 3339 date-time with its offset "
-            "(`Z` or `±hh:mm`), such as `2026-11-23T08:15:30Z`; at most `until`.",
-            max_length=64,
-            json_schema_extra=TIME_SCHEMA,
-        ),
-    ] = None,
-    until: Annotated[
-        str | None,
-        Query(
-            description="Entries at or before this time: an RFC 3339 date-time with its offset, "
-            "as `since`; at least `since`.",
-            max_length=64,
-            json_schema_extra=TIME_SCHEMA,
-        ),
-    ] = None,
-    changed_path: Annotated[
-        str | None,
-        Query(
-            description="Entries whose `changes` name this field: an RFC 6901 JSON pointer such "
-            "as `/role` (exact match; a nested field is `/address/city`).",
-            max_length=PATH_MAX,
-            # The schema's; the check is parse_pointer's, whose 400 says what is wrong.
-            json_schema_extra={"pattern": POINTER_PATTERN},
-        ),
-    ] = None,
-) -> Filters:
-    """Read filters from the query string; 400 naming the parameter when one is bad."""
-    times: dict[str, datetime | None] = {}
-    for name, value in (("since", since), ("until", until)):
-        try:
-            times[name] = parse_time(value) if value is not None else None
-        except ValueError as exc:
-            raise Problem("invalid_request", f"{name}: {exc}") from None
-    if changed_path is not None:
-        try:
-            parse_pointer(changed_path)
-        except PointerError as exc:
-            raise Problem("invalid_request", f"changed_path: {exc}") from None
-    if action and len(action) > 500:
-        raise Problem("invalid_request", "action: at most 500 values")
-    if action and any(len(a) > 128 for a in action):
-        raise Problem("invalid_request", "action: at most 128 characters")
-    try:
-        filters = Filters(
-            actions=tuple(action or ()), action_prefix=action_prefix, actor=actor,
-            target_type=target_type, target_id=target_id, kind=kind,
-            since=times["since"], until=times["until"], changed_path=changed_path,
-        )  # fmt: skip
-    except QueryError as exc:
-        raise Problem("invalid_request", str(exc)) from None
-    # A person's read is recorded with its filters: refuse what could not be recorded whole.
-    try:
-        recorded = len(canonical(filters.describe()))
-    except EntryError as exc:
-        raise Problem("invalid_request", f"filters: {exc.detail}") from None
-    if recorded > FILTERS_RECORD_MAX:
-        raise Problem(
-            "invalid_request",
-            f"action: the filters are too large to record (at most {FILTERS_RECORD_MAX:,} "
-            "bytes as JSON)",
-        )
-    return filters
-
-
-FiltersDep = Annotated[Filters, Depends(_filters)]
 
 
 def _app_secret(svc: Services, app_id: str) -> str:

@@ -25,6 +25,7 @@ from trailkeep.server.ingest.checkpointer import Checkpointer, load_signer
 from trailkeep.server.ingest.process import WriterProcess
 from trailkeep.server.ingest.writer import Appender, Ingest, IngestStats
 from trailkeep.server.jwks import URIS_MAX, JwksCache
+from trailkeep.server.live import Hub
 from trailkeep.server.secrets import SecretBox
 from trailkeep.server.settings import Settings
 from trailkeep.server.store import Store
@@ -53,6 +54,8 @@ class Services:
     subjects: Subjects
     webhooks: Webhooks
     deliverer: Deliverer
+    live: Hub
+    live_slots: ExportSlots  # open live streams, per app and per client
     maintenance_task: asyncio.Task[None] | None = None
     retention_task: asyncio.Task[None] | None = None
 
@@ -70,14 +73,21 @@ class Services:
         checkpointer = Checkpointer(store, signer, settings.origin)
         ttl = timedelta(seconds=settings.idempotency_ttl_seconds)
         stats = IngestStats(on_commit=metrics.on_commit)
+        live = Hub(store, settings.stream_queue_entries, settings.stream_poll_seconds)
+        metrics.stream_subscribers.set_function(live.subscribers)
+
+        def appended(app_ids: set[str]) -> None:
+            checkpointer.mark(app_ids)
+            live.wake(app_ids)  # this node's subscribers hear of its own appends at once
+
         ingest: Appender
         if settings.writer == "process":
             ingest = WriterProcess(
                 settings.resolved_database_url,
-                idempotency_ttl=ttl, stats=stats, on_appended=checkpointer.mark,
+                idempotency_ttl=ttl, stats=stats, on_appended=appended,
             )  # fmt: skip
         else:
-            ingest = Ingest(store, idempotency_ttl=ttl, stats=stats, on_appended=checkpointer.mark)
+            ingest = Ingest(store, idempotency_ttl=ttl, stats=stats, on_appended=appended)
         jwks = JwksCache(
             allow_private=settings.jwks_allow_private,
             max_entries=min(URIS_MAX, settings.auth_cache_entries),
@@ -115,6 +125,13 @@ class Services:
             subjects=Subjects(store, settings.metadata_max_bytes),
             webhooks=Webhooks(store, settings.metadata_max_bytes),
             deliverer=Deliverer(store, settings),
+            live=live,
+            live_slots=ExportSlots(
+                settings.streams_per_app,
+                settings.streams_per_client,
+                code="too_many_streams",
+                noun="live streams",
+            ),
         )
 
     async def start(self) -> None:
@@ -135,6 +152,7 @@ class Services:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await self.deliverer.stop()
+        await self.live.stop()
         await self.ingest.stop()
         await self.checkpointer.stop()
         self.store.close()

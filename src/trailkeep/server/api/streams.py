@@ -27,9 +27,13 @@ PIECE_BYTES: Final = 64 << 10
 class ExportSlots:
     """Open exports, counted per app and per client, each under its cap."""
 
-    def __init__(self, per_app: int, per_client: int) -> None:
+    def __init__(
+        self, per_app: int, per_client: int, code: str = "too_many_exports", noun: str = "exports"
+    ) -> None:
         self.per_app = per_app
         self.per_client = per_client
+        self.code = code  # the 429's code: live streams count their own slots
+        self.noun = noun
         self._apps: Counter[str] = Counter()
         self._clients: Counter[str] = Counter()
 
@@ -41,14 +45,14 @@ class ExportSlots:
         """A slot for one export; 429 ``too_many_exports`` when the app or the client is full."""
         if self._apps[app_id] >= self.per_app:
             raise Problem(
-                "too_many_exports",
-                f"this app already has {self.per_app} exports open; retry when one ends",
+                self.code,
+                f"this app already has {self.per_app} {self.noun} open; retry when one ends",
                 {"Retry-After": "5"},
             )
         if self._clients[client] >= self.per_client:
             raise Problem(
-                "too_many_exports",
-                f"this address already has {self.per_client} exports open; retry when one ends",
+                self.code,
+                f"this address already has {self.per_client} {self.noun} open; retry when one ends",
                 {"Retry-After": "5"},
             )
         self._apps[app_id] += 1
