@@ -158,6 +158,10 @@ def test_a_killed_export_resumes_without_duplicate_or_gap(
     process.wait()
     killed_at = manifest(out, tenant)["next_seq"]
     assert 0 < killed_at < size, "the export finished before it was killed"
+    # What it wrote before the kill verifies already: its tail proof joins it to the checkpoint.
+    key = key_file(server, tmp_path)
+    assert manifest(out, tenant)["tail_proof"]
+    assert verify(out, key).returncode == 0
     # What a kill between the file's rename and the manifest's leaves: an unlisted file, and
     # a half-written temporary.
     app_dir = out / f"app={tenant.app_id}"
@@ -167,7 +171,7 @@ def test_a_killed_export_resumes_without_duplicate_or_gap(
     export(server, tenant, out, "--format", "ndjson", "--rows-per-file", "500", "--quiet")
     assert [r[0] for r in duck_rows(out, "ndjson")] == list(range(size))
     assert not list(app_dir.glob("date=*/.*.tmp"))
-    result = verify(out, key_file(server, tmp_path))
+    result = verify(out, key)
     assert result.returncode == 0, result.stderr
 
 
@@ -280,3 +284,13 @@ def test_an_export_with_stubs_and_one_from_mid_log_verify(
     assert m["left"]
     assert m["next_seq"] == size
     assert verify(mid, key).returncode == 0
+    # Up to a time: it stops short of the checkpoint, and its tail proof joins it.
+    until = orjson.loads(lines[20])["time"]
+    short = tmp_path / "short"
+    export(server, tenant, short, "--format", "ndjson", "--since", since, "--until", until,
+           "--quiet")  # fmt: skip
+    m = manifest(short, tenant)
+    assert 20 < m["next_seq"] < size
+    assert m["tail_proof"]
+    assert verify(short, key).returncode == 0
+    assert export(server, tenant, short, "--format", "parquet", check=False).returncode == 1
