@@ -16,7 +16,6 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -133,9 +132,10 @@ def strays(app_dir: Path, manifest: Manifest | None) -> list[Path]:
 
 # -- the formats ------------------------------------------------------------------------------
 
+_CONTEXT: Final = ("ip", "user_agent", "project", "server", "request_id", "forwarded_by")
 _TEXT_COLUMNS: Final = (
     "id", "action", "kind", "actor_type", "actor_id", "actor_name", "actor_role", "target_type",
-    "target_id", "ip", "user_agent", "project", "server", "request_id", "forwarded_by",
+    "target_id", *_CONTEXT,
 )  # fmt: skip
 
 
@@ -163,35 +163,49 @@ def schema() -> pa.Schema:
     )  # fmt: skip
 
 
-def _time(value: str) -> datetime:
-    return datetime.fromisoformat(value)
+def _json_or_none(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
 
 
 def table_of(lines: Sequence[bytes], documents: Sequence[dict[str, Any]] | None = None) -> Any:
     """The Arrow table of entries (as their exact lines), every column derived from the bytes."""
     pa = arrow()
     docs = documents if documents is not None else [orjson.loads(line) for line in lines]
-    columns: dict[str, list[Any]] = {name: [] for name in schema().names}
-    for line, e in zip(lines, docs, strict=True):
-        stub = e.get("erased") is True
-        actor, target = e.get("actor") or {}, e.get("target") or {}
-        context = e.get("context") or {}
-        values: dict[str, Any] = {
-            "seq": e["seq"], "time": _time(e["time"]), "id": e.get("id"),
-            "action": e.get("action"), "kind": e.get("kind"),
-            "actor_type": actor.get("type"), "actor_id": actor.get("id"),
-            "actor_name": actor.get("name"), "actor_role": actor.get("role"),
-            "target_type": target.get("type"), "target_id": target.get("id"),
-            "ip": context.get("ip"), "user_agent": context.get("user_agent"),
-            "project": context.get("project"), "server": context.get("server"),
-            "request_id": context.get("request_id"), "forwarded_by": context.get("forwarded_by"),
-            "metadata": None if stub else orjson.dumps(e.get("metadata")).decode(),
-            "changes": orjson.dumps(e["changes"]).decode() if "changes" in e else None,
-            "erased": stub, "erased_by": e.get("erased_by"), "leaf_hash": e["leaf_hash"],
-            "entry": line.decode(),
-        }  # fmt: skip
-        for name, value in values.items():
-            columns[name].append(value)
+    # Column by column: a Python loop per cell is what would bound the export's rate.
+    actors = [e.get("actor") or {} for e in docs]
+    targets = [e.get("target") or {} for e in docs]
+    contexts = [e.get("context") or {} for e in docs]
+    text: dict[str, list[Any]] = {
+        "id": [e.get("id") for e in docs],
+        "action": [e.get("action") for e in docs],
+        "kind": [e.get("kind") for e in docs],
+        "actor_type": [a.get("type") for a in actors],
+        "actor_id": [a.get("id") for a in actors],
+        "actor_name": [a.get("name") for a in actors],
+        "actor_role": [a.get("role") for a in actors],
+        "target_type": [t.get("type") for t in targets],
+        "target_id": [t.get("id") for t in targets],
+        **{name: [c.get(name) for c in contexts] for name in _CONTEXT},
+    }
+    stub = [e.get("erased") is True for e in docs]
+    columns: dict[str, Any] = {
+        "seq": pa.array([e["seq"] for e in docs], pa.int64()),
+        # Arrow parses RFC 3339 with its Z itself, far faster than datetime per row.
+        "time": pa.array([e["time"] for e in docs], pa.string()).cast(pa.timestamp("us", tz="UTC")),
+        **{name: pa.array(values, pa.string()) for name, values in text.items()},
+        "metadata": pa.array(
+            [
+                None if gone else _json_or_none(e.get("metadata"))
+                for e, gone in zip(docs, stub, strict=True)
+            ],
+            pa.string(),
+        ),
+        "changes": pa.array([_json_or_none(e.get("changes")) for e in docs], pa.string()),
+        "erased": pa.array(stub, pa.bool_()),
+        "erased_by": pa.array([e.get("erased_by") for e in docs], pa.string()),
+        "leaf_hash": pa.array([e["leaf_hash"] for e in docs], pa.string()),
+        "entry": pa.array(lines, pa.binary()).cast(pa.string()),
+    }
     return pa.Table.from_pydict(columns, schema=schema())
 
 
