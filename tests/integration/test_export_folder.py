@@ -247,6 +247,10 @@ def test_verify_names_the_file_and_seq_of_what_was_tampered(
     dropped = {**data, "files": [data["files"][0], data["files"][2]]}
     (app_dir / "_manifest.json").write_bytes(orjson.dumps(dropped))
     fails("seq 20")
+    elsewhere = orjson.loads(original_manifest)
+    elsewhere["files"][1]["path"] = "../../outside.ndjson"
+    (app_dir / "_manifest.json").write_bytes(orjson.dumps(elsewhere))
+    fails("seq 20", "is not the name of a")
     note = data["checkpoint"].split("\n")
     note[1] = str(int(note[1]) - 1)  # the size line: the signature no longer covers it
     data["checkpoint"] = "\n".join(note)

@@ -8,6 +8,7 @@ rechecks every leaf and folds the tree up to the checkpoint's root.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Final
@@ -30,6 +31,7 @@ from trailkeep.log.verify import Report, VerifyError, app_of, open_signed, verif
 
 _TIME_KEY: Final = b',"time":"'
 _STUB: Final = b'{"erased":true'
+_DATE: Final = re.compile(r"^date=\d{4}-\d{2}-\d{2}$")
 
 
 def app_folders(root: Path) -> list[Path]:
@@ -122,6 +124,14 @@ def _check_layout(app_dir: Path, m: Manifest) -> None:
     """The files must follow each other from first_seq to next_seq, and be all there is."""
     expected = m.first_seq
     for record in m.files:
+        date, _, name = record.path.partition("/")
+        named = DATA_NAME.match(name)
+        if not (_DATE.match(date) and named and named.group(3) == m.format
+                and (int(named.group(1)), int(named.group(2)))
+                == (record.first_seq, record.last_seq)):  # fmt: skip
+            raise VerifyError(f"{MANIFEST}: {record.path!r} is not the name of a {m.format} file "
+                              f"of entries {record.first_seq}..{record.last_seq}", record.first_seq,
+                              "malformed")  # fmt: skip
         if record.first_seq != expected or record.last_seq < record.first_seq:
             raise VerifyError(
                 f"{MANIFEST}: {record.path} holds entries {record.first_seq}..{record.last_seq}, "
