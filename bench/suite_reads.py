@@ -20,7 +20,7 @@ import httpx
 import orjson
 from sqlalchemy import event
 
-from bench import datagen, fixtures
+from bench import datagen, export_folder, fixtures
 from bench.config import Sizes
 from bench.harness import Result, Run, serving
 from trailkeep.log.query import Filters, encode_cursor
@@ -182,6 +182,7 @@ def run(run: Run, sizes: Sizes) -> None:
             ))  # fmt: skip
         read, seconds, complete = _export(client, f"/v1/apps/{app_id}/export",
                                           sizes.export_max_seconds)  # fmt: skip
+        export_folder.measure(run, server.url, app_id, app["key"], read / seconds)
     store.close()
     rate = read / seconds
     ceiling = _raw_export(str(data.path / "trailkeep.db"), app_id, read)

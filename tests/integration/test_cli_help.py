@@ -94,7 +94,13 @@ def test_the_api_key_is_api_key_everywhere_and_key_only_the_verifier_key() -> No
 
     walk(command(), [])
     assert meanings["--key"] == {"verify"}
-    assert meanings["--api-key"] == {"events list", "events stats", "events tail", "verify"}
+    assert meanings["--api-key"] == {
+        "events list",
+        "events stats",
+        "events tail",
+        "export",
+        "verify",
+    }
 
 
 # --- --json on every list ----------------------------------------------------------------

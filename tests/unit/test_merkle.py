@@ -27,6 +27,7 @@ from trailkeep.log.merkle import (
     hash_leaf,
     inclusion_proof,
     inclusion_proof_nodes,
+    left_subtrees,
     range_nodes,
     root_from_frontier,
     verify_consistency,
@@ -486,3 +487,21 @@ def test_published_rfc6962_vectors() -> None:
         path = [bytes.fromhex(x) for x in case["path"]]
         assert consistency_proof(old, new_size, nodes) == path
         verify_consistency(old, new_size, roots[old], roots[new_size], path)
+
+
+def test_left_subtrees_resume_a_tree_from_any_leaf() -> None:
+    """An export from seq i verifies with the left siblings of leaf i's inclusion proof."""
+    leaves = [hashlib.sha256(bytes([i])).digest() for i in range(37)]
+    nodes = dict(append_leaves(0, [], leaves)[0])
+    for index, size in itertools.combinations(range(38), 2):
+        path = inclusion_proof(index, size, nodes)
+        left = left_subtrees(index, size, path)
+        assert left == [nodes[node] for node in frontier(index)]
+        tree = TreeBuilder.resume(index, left)
+        for leaf in leaves[index:size]:
+            tree.append(leaf)
+        assert tree.root() == root_of(leaves[:size])
+    with pytest.raises(ProofError):
+        TreeBuilder.resume(3, leaves[:1])  # a tree of 3 has two frontier hashes
+    with pytest.raises(ProofError):
+        left_subtrees(5, 9, leaves[:1])

@@ -12,6 +12,7 @@ from trailkeep.cli.apps import apps_cli, keys_cli, sessions_cli
 from trailkeep.cli.common import SERVER_PACKAGES, CliError, cell, err
 from trailkeep.cli.compact import compact
 from trailkeep.cli.events import events_cli
+from trailkeep.cli.export import export
 from trailkeep.cli.purge import purge
 from trailkeep.cli.secrets import secrets_cli
 from trailkeep.cli.serve import migrate, serve
@@ -54,6 +55,7 @@ app.add_typer(apps_cli, name="apps")
 app.add_typer(keys_cli, name="keys")
 app.add_typer(sessions_cli, name="sessions")
 app.add_typer(events_cli, name="events")
+app.command()(export)
 app.command()(verify)
 app.command()(purge)
 app.add_typer(holds_cli, name="holds")

@@ -138,6 +138,12 @@ def verify(
     app_id: Annotated[
         str | None, typer.Option("--app", help="Verify this app in the local database instead.")
     ] = None,
+    export_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--export", exists=True, file_okay=False, help="A `trailkeep export` folder (offline)."
+        ),
+    ] = None,
     jobs: Annotated[
         int | None,
         typer.Option("--jobs", min=1, help="Processes for --app (default: one per core)."),
@@ -150,6 +156,11 @@ def verify(
 ) -> None:
     """Verify entries, their root against a signed checkpoint, and checkpoint consistency."""
     try:
+        if export_dir is not None:
+            if key is None:
+                raise CliError("--export needs --key (the checkpoint verifier key file)")
+            _verify_export(export_dir, _key_file(key))
+            return
         if app_id is not None:
             report = _local(
                 app_id, key, checkpoint, old_checkpoint, consistency_proof, server, api_key,
@@ -176,6 +187,20 @@ def verify(
         err.print(cell(str(exc)), highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     _print_report(report)
+
+
+def _verify_export(root: Path, verifier: NoteVerifier) -> None:
+    """Verify every app folder of an export (``--export``), printing a report for each."""
+    from trailkeep.cli.exportcheck import app_folders, verify_app_folder
+    from trailkeep.cli.exportfiles import read_manifest
+
+    for app_dir in app_folders(root):
+        manifest = read_manifest(app_dir)
+        total = manifest.next_seq - manifest.first_seq if manifest else 0
+        with _progress(total) as advance:
+            report = verify_app_folder(app_dir, verifier, advance)
+        out.print(f"{app_dir.name}: ", end="", highlight=False)
+        _print_report(report)
 
 
 def _local(

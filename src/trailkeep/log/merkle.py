@@ -119,6 +119,17 @@ class TreeBuilder:
         """Return the tree head of the leaves appended so far."""
         return root_from_frontier(self._stack)
 
+    @classmethod
+    def resume(cls, size: int, frontier_hashes: Sequence[bytes]) -> TreeBuilder:
+        """Continue a tree of ``size`` leaves known only by its frontier (see frontier())."""
+        if size < 0 or len(frontier_hashes) != size.bit_count():
+            raise ProofError(f"a tree of size {max(size, 0)} has {max(size, 0).bit_count()} "
+                             "frontier hashes")  # fmt: skip
+        _check_hashes(frontier_hashes, "frontier")
+        builder = cls()
+        builder._size, builder._stack = size, list(frontier_hashes)
+        return builder
+
 
 def range_nodes(start: int, end: int) -> list[NodeId]:
     """Decompose [start, end) into maximal complete aligned subtrees, left to right."""
@@ -179,6 +190,20 @@ def _assemble(ranges: list[tuple[int, int]], nodes: Mapping[NodeId, bytes]) -> l
         return [root_from_frontier([nodes[n] for n in range_nodes(a, b)]) for a, b in ranges]
     except KeyError as exc:
         raise ProofError(f"missing node {exc.args[0]!r}") from None
+
+
+def left_subtrees(index: int, size: int, path: Sequence[bytes]) -> list[bytes]:
+    """The frontier hashes of [0, index) (frontier() order), taken from leaf ``index``'s proof.
+
+    The audit path's left siblings are exactly the complete subtrees left of the leaf; they are
+    unchecked here, and bind only once a tree resumed from them reaches a signed root.
+    """
+    ranges = _inclusion_ranges(index, size)
+    if len(path) != len(ranges):
+        raise ProofError(f"an inclusion proof of leaf {index} in tree {size} has {len(ranges)} "
+                         "hashes")  # fmt: skip
+    _check_hashes(path, "proof")
+    return [h for (_, end), h in zip(reversed(ranges), reversed(path), strict=True) if end <= index]
 
 
 def inclusion_proof_nodes(index: int, size: int) -> list[NodeId]:

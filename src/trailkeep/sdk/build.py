@@ -270,6 +270,12 @@ class Builder:
             "GET", f"{self.base}/proofs/consistency", (("from", str(old)), ("to", str(new)))
         )
 
+    def inclusion(self, seq: int, size: int) -> Call:
+        """The inclusion proof of entry ``seq`` in the tree of ``size`` entries."""
+        return Call(
+            "GET", f"{self.base}/proofs/inclusion", (("seq", str(seq)), ("tree_size", str(size)))
+        )
+
     @staticmethod
     def checkpoint_key() -> Call:
         """The server's note verifier key."""

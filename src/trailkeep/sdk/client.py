@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from types import TracebackType
 from typing import Any, Literal, Unpack, overload
 
@@ -143,6 +144,13 @@ class Client:
         signed roots, as ``trailkeep verify --old-checkpoint`` does.
         """
         return consistency_path(self.send(self._core.builder.consistency(old, new)).json())
+
+    def inclusion_proof(self, seq: int, size: int) -> list[str]:
+        """The server's RFC 9162 audit path (hex hashes) of entry ``seq`` in tree ``size``.
+
+        Unchecked as it comes: it binds only once folded up to a signed root.
+        """
+        return consistency_path(self.send(self._core.builder.inclusion(seq, size)).json())
 
     def _witness(self, checkpoint: SignedCheckpoint) -> None:
         with self._witness_lock:  # one proof at a time, so each is against the latest seen
@@ -289,6 +297,34 @@ class Audit:
         ``last_event_id``. A broken connection raises :class:`ConnectionFailed`.
         """
         return EntryStream(self._client.send(self._build.stream(filters, after_seq, last_event_id)))
+
+    def export_lines(
+        self, *, after_seq: int | None = None, **filters: Unpack[Filters]
+    ) -> Iterator[bytes]:
+        """Stream matching entries oldest first as their exact NDJSON bytes, past ``after_seq``.
+
+        The lines are the entries as stored (what their leaf hashes cover), without the newline.
+        """
+        call = self._build.export("ndjson", filters)
+        if after_seq is not None:
+            call = replace(call, params=(*call.params, ("after_seq", str(after_seq))))
+        return self._lines(call)
+
+    def _lines(self, call: Call) -> Iterator[bytes]:
+        response = self._client.send(call)
+        rest = b""
+        try:
+            for chunk in response.iter_bytes():
+                *lines, rest = (rest + chunk).split(b"\n")
+                yield from (line for line in lines if line)
+            if rest:
+                yield rest
+        except httpx.TransportError as exc:
+            raise ConnectionFailed(
+                "connection_failed", None, f"the export stream broke: {exc}"
+            ) from exc
+        finally:
+            response.close()
 
     def _records(self, call: Call, csv: bool) -> Iterator[str]:
         response = self._client.send(call)

@@ -15,7 +15,7 @@ from starlette.responses import Response, StreamingResponse
 
 from trailkeep.log import ocsf
 from trailkeep.log.query import GroupBy, QueryError, decode_cursor, encode_cursor
-from trailkeep.log.render import csv_cell
+from trailkeep.log.render import CSV_COLUMNS, csv_row
 from trailkeep.server.api.context import caller_of
 from trailkeep.server.api.errors import Problem
 from trailkeep.server.api.readers import FiltersDep, authorize_read, record_read
@@ -150,30 +150,6 @@ async def stats(
         {"route": "stats", "group_by": group_by, "filters": filters.describe()},
     )  # fmt: skip
     return {"group_by": group_by, "groups": [{"key": k, "count": n} for k, n in groups]}
-
-
-CSV_COLUMNS = (
-    "seq", "id", "time", "action", "kind", "actor_type", "actor_id", "actor_name", "actor_role",
-    "target_type", "target_id", "ip", "user_agent", "project", "server", "request_id",
-    "forwarded_by", "metadata", "leaf_hash", "erased_by",
-)  # fmt: skip
-
-
-def csv_row(entry: bytes) -> list[Any]:
-    """Flatten one entry into :data:`CSV_COLUMNS`, every text cell defused for spreadsheets."""
-    e = orjson.loads(entry)
-    if e.get("erased") is True:  # a stub: what is left of an erased entry
-        stub = [None] * (len(CSV_COLUMNS) - 5)
-        return [e["seq"], csv_cell(e["id"]), e["time"], *stub, e["leaf_hash"], e["erased_by"]]
-    actor, target, context = e["actor"], e.get("target") or {}, e["context"]
-    cells = [
-        e["id"], e["time"], e["action"], e["kind"], actor["type"], actor["id"],
-        actor.get("name"), actor.get("role"), target.get("type"), target.get("id"),
-        context.get("ip"), context.get("user_agent"), context.get("project"),
-        context.get("server"), context.get("request_id"), context.get("forwarded_by"),
-        orjson.dumps(e["metadata"]).decode(), e["leaf_hash"], None,
-    ]  # fmt: skip
-    return [e["seq"], *(None if cell is None else csv_cell(cell) for cell in cells)]
 
 
 @router.get(

@@ -1,0 +1,231 @@
+"""``trailkeep export``: an app's log into a Hive-partitioned folder that warehouses read.
+
+Entries come from ``GET /v1/apps/{app}/export`` through the SDK's client, up to the signed
+checkpoint fetched at the start, so that every file is covered by the manifest's checkpoint.
+After each file the manifest is rewritten (atomically): a rerun resumes after its last seq, and
+drops what a killed run left beyond it, so no rerun duplicates or skips an entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from trailkeep.cli.common import ApiKey, AppOpt, CliError, out
+from trailkeep.cli.events import DEFAULT_SERVER, RETRY, Server
+from trailkeep.cli.exportfiles import (
+    FORMATS,
+    FileRecord,
+    Manifest,
+    data_name,
+    read_manifest,
+    render,
+    sha256_hex,
+    strays,
+    write_atomic,
+)
+from trailkeep.log import merkle
+from trailkeep.sdk import Client, ConnectionFailed, SignedCheckpoint, TrailkeepError
+
+FormatOpt = Annotated[
+    str, typer.Option("--format", help="parquet, ndjson or csv (CSV cannot be verified).")
+]
+
+
+class _Rate(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f} rows/s" if speed else "", style="progress.data.speed")
+
+
+@contextmanager
+def _progress(total: int, quiet: bool) -> Iterator[Any]:
+    with Progress(
+        TextColumn("exporting"), BarColumn(), MofNCompleteColumn(), _Rate(),
+        TimeRemainingColumn(), console=out, transient=True,
+        disable=quiet or not out.is_terminal,
+    ) as bar:  # fmt: skip
+        task = bar.add_task("rows", total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def _time(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise CliError(f"{name}: not an RFC 3339 time: {value!r}") from None
+    if parsed.tzinfo is None:
+        raise CliError(f"{name}: give the time with its offset (Z or ±hh:mm)")
+    return parsed
+
+
+class _Run:
+    """One export run into ``app_dir``: the manifest it grows and the checkpoint it works to."""
+
+    def __init__(self, client: Client, app_dir: Path, manifest: Manifest, signed: SignedCheckpoint,
+                 rows_per_file: int) -> None:  # fmt: skip
+        self.client, self.app_dir, self.manifest = client, app_dir, manifest
+        self.signed, self.rows_per_file = signed, rows_per_file
+        self.lines: list[bytes] = []
+        self.docs: list[dict[str, Any]] = []
+        self.date = ""
+        self.files = 0
+
+    def add(self, line: bytes, doc: dict[str, Any]) -> None:
+        """Take the next entry; a file is cut at each new date and every ``rows_per_file``."""
+        date = doc["time"][:10]
+        if self.lines and (date != self.date or len(self.lines) >= self.rows_per_file):
+            self.flush()
+        self.date = date
+        self.lines.append(line)
+        self.docs.append(doc)
+
+    def flush(self) -> None:
+        """Write the pending file, then the manifest that lists it."""
+        if not self.lines:
+            return
+        m = self.manifest
+        first, last = self.docs[0]["seq"], self.docs[-1]["seq"]
+        data = render(m.format, self.lines, self.docs)
+        relative = f"date={self.date}/{data_name(first, last, m.format)}"
+        write_atomic(self.app_dir / relative, data)
+        for doc in self.docs:
+            if doc.get("erased") is True:
+                m.add_erased(doc["seq"])
+        m.files.append(FileRecord(relative, first, last, len(self.lines), sha256_hex(data)))
+        m.next_seq, m.checkpoint = last + 1, self.signed.note
+        m.tail_proof = (
+            self.client.consistency_proof(m.next_seq, self.signed.size)
+            if m.next_seq < self.signed.size
+            else []
+        )
+        # Killed before this rename, the rerun finds the file unlisted and writes it again.
+        write_atomic(self.app_dir / "_manifest.json", m.to_json())
+        self.lines, self.docs = [], []
+        self.files += 1
+
+
+def _first_seq(client: Client, since: str | None, size: int) -> int | None:
+    """The seq the export starts at: 0, or the first entry at or after ``since``."""
+    if since is None:
+        return 0
+    for line in client.audit.export_lines(since=since):
+        seq: int = orjson.loads(line)["seq"]
+        return seq if seq < size else None
+    return None
+
+
+def _start(client: Client, app_id: str, fmt: str, since: str | None, size: int) -> Manifest | None:
+    first = _first_seq(client, since, size)
+    if first is None:
+        return None
+    left = []
+    if first:
+        path = [bytes.fromhex(h) for h in client.inclusion_proof(first, size)]
+        left = [h.hex() for h in merkle.left_subtrees(first, size, path)]
+    return Manifest(app_id=app_id, format=fmt, first_seq=first, next_seq=first, checkpoint="",
+                    left=left)  # fmt: skip
+
+
+def _pull(run: _Run, until: datetime | None, advance: Any) -> int:
+    """Stream the entries after the manifest's last one, up to the checkpoint; return how many."""
+    m, size = run.manifest, run.signed.size
+    expected, count = m.next_seq, 0
+    # The server skips to after_seq where it supports it; an older one sends every entry, and
+    # those before the resume point are dropped here.
+    for line in run.client.audit.export_lines(after_seq=expected - 1 if expected else None):
+        doc = orjson.loads(line)
+        seq = doc["seq"]
+        if seq < expected:
+            continue
+        if seq >= size:
+            break
+        if seq != expected:
+            raise CliError(f"the server's export skipped from seq {expected} to {seq}")
+        if until is not None and datetime.fromisoformat(doc["time"]) > until:
+            break
+        run.add(line, doc)
+        expected += 1
+        count += 1
+        if count % 1024 == 0:
+            advance(1024)
+    run.flush()
+    return count
+
+
+def export(
+    app_id: AppOpt,
+    out_dir: Annotated[Path, typer.Option("--out", help="The export folder.", file_okay=False)],
+    fmt: FormatOpt = "parquet",
+    since: Annotated[
+        str | None, typer.Option("--since", help="Start at this time (RFC 3339; first run only).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Stop after this time (RFC 3339).")
+    ] = None,
+    server: Server = DEFAULT_SERVER,
+    api_key: ApiKey = None,
+    rows_per_file: Annotated[
+        int, typer.Option("--rows-per-file", min=1, help="Rows per file at most.")
+    ] = 100_000,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar or summary.")] = False,
+) -> None:
+    """Export an app's log to a folder of Parquet, NDJSON or CSV files (resumable)."""
+    if fmt not in FORMATS:
+        raise CliError(f"--format: one of {', '.join(FORMATS)}, not {fmt!r}")
+    if not api_key:
+        raise CliError("give --api-key (or set TRAILKEEP_KEY): a key with events:read")
+    _time(since, "--since")
+    until_at = _time(until, "--until")
+    app_dir = out_dir / f"app={app_id}"
+    manifest = read_manifest(app_dir)
+    if manifest is not None and (manifest.app_id, manifest.format) != (app_id, fmt):
+        raise CliError(
+            f"{app_dir} holds a {manifest.format} export of {manifest.app_id}: export to "
+            "another folder, or give the same --format"
+        )
+    for path in strays(app_dir, manifest):
+        path.unlink()  # left by a killed run: rewritten from the stream below
+    try:
+        with Client(server, app_id, api_key, timeout=60, retry=RETRY) as client:
+            signed = client.checkpoint()
+            if manifest is None:
+                manifest = _start(client, app_id, fmt, since, signed.size)
+            if manifest is None:
+                if not quiet:
+                    out.print("nothing to export yet (no entry in a signed checkpoint)")
+                return
+            run = _Run(client, app_dir, manifest, signed, rows_per_file)
+            total = max(signed.size - manifest.next_seq, 0)
+            with _progress(total, quiet) as advance:
+                count = _pull(run, until_at, advance)
+    except ConnectionFailed as exc:
+        raise CliError(f"cannot reach the server: {exc.detail}") from None
+    except TrailkeepError as exc:
+        raise CliError(
+            exc.detail if exc.status is None else f"{exc.status}: {exc.detail}"
+        ) from None
+    if not quiet:
+        out.print(
+            f"exported {count} entries in {run.files} files to {app_dir} (entries "
+            f"{manifest.first_seq}..{manifest.next_seq - 1}, checkpoint size {signed.size})",
+            highlight=False, soft_wrap=True,
+        )  # fmt: skip

@@ -1,0 +1,231 @@
+"""The files of an export folder: the data files in each format, and ``_manifest.json``.
+
+``DIR/app=<app>/date=YYYY-MM-DD/<first>-<last>.<ext>`` holds entries ``first..last`` (seqs,
+zero-padded so that names sort); ``DIR/app=<app>/_manifest.json`` lists every file with its seq
+range, row count and SHA-256, the erased seqs, and the signed checkpoint that covers them.
+Every file, the manifest included, is written under a temporary name and renamed into place, so
+a reader (or a rerun) never sees half of one.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+import orjson
+
+from trailkeep.cli.common import CliError
+from trailkeep.log.render import CSV_COLUMNS, csv_row
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+FileFormat = Literal["parquet", "ndjson", "csv"]
+FORMATS: Final = ("parquet", "ndjson", "csv")
+MANIFEST: Final = "_manifest.json"
+#: What the manifest says it is, so that a folder of another kind is refused, not misread.
+KIND: Final = "trailkeep-export/1"
+#: A data file's name: 20 digits hold any seq, so names sort as their seqs do.
+DATA_NAME: Final = re.compile(r"^(\d{20})-(\d{20})\.(parquet|ndjson|csv)$")
+
+
+def data_name(first: int, last: int, fmt: str) -> str:
+    """The name of the file holding entries ``first..last``."""
+    return f"{first:020d}-{last:020d}.{fmt}"
+
+
+@dataclass(slots=True)
+class FileRecord:
+    """One data file as the manifest lists it (``path`` is relative to the app's folder)."""
+
+    path: str
+    first_seq: int
+    last_seq: int
+    rows: int
+    sha256: str
+
+
+@dataclass(slots=True)
+class Manifest:
+    """``_manifest.json``: the files, the erased seqs and the checkpoint that covers them.
+
+    ``left`` holds the hashes of the complete subtrees of entries ``0..first_seq-1`` (when the
+    export does not start at 0), ``tail_proof`` the consistency proof from ``next_seq`` entries
+    to the checkpoint's size (when the export stops short of it): with them it verifies.
+    """
+
+    app_id: str
+    format: str
+    first_seq: int
+    next_seq: int
+    checkpoint: str
+    left: list[str] = field(default_factory=list)
+    tail_proof: list[str] = field(default_factory=list)
+    erased: list[list[int]] = field(default_factory=list)
+    files: list[FileRecord] = field(default_factory=list)
+
+    def to_json(self) -> bytes:
+        """The manifest as it is written (indented: people read it)."""
+        return orjson.dumps({"kind": KIND, **asdict(self)}, option=orjson.OPT_INDENT_2) + b"\n"
+
+    def add_erased(self, seq: int) -> None:
+        """Note that ``seq`` was exported as a stub (seqs come in increasing order)."""
+        if self.erased and self.erased[-1][1] == seq - 1:
+            self.erased[-1][1] = seq
+        else:
+            self.erased.append([seq, seq])
+
+
+def read_manifest(app_dir: Path) -> Manifest | None:
+    """The folder's manifest, None when there is none; a clear error when it is not one."""
+    path = app_dir / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        data: Any = orjson.loads(path.read_bytes())
+        if not isinstance(data, dict) or data.pop("kind", None) != KIND:
+            raise ValueError(f"not a {KIND} manifest")
+        files = [FileRecord(**f) for f in data.pop("files")]
+        manifest = Manifest(**data, files=files)
+        if manifest.format not in FORMATS:
+            raise ValueError(f"unknown format {manifest.format!r}")
+    except (orjson.JSONDecodeError, ValueError, TypeError, KeyError) as exc:
+        raise CliError(f"{path}: not a readable export manifest ({exc})") from None
+    return manifest
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` under a temporary name, synced, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.tmp")
+    with temp.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, path)
+    # The rename itself is durable only once the folder is synced.
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def strays(app_dir: Path, manifest: Manifest | None) -> list[Path]:
+    """Files a killed run left behind: temporaries, and data files the manifest does not list."""
+    listed = {f.path for f in manifest.files} if manifest else set()
+    found = []
+    for path in sorted(app_dir.glob("date=*/*")):
+        relative = path.relative_to(app_dir).as_posix()
+        is_temp = path.name.startswith(".") and path.name.endswith(".tmp")
+        if is_temp or (DATA_NAME.match(path.name) and relative not in listed):
+            found.append(path)
+    return found
+
+
+# -- the formats ------------------------------------------------------------------------------
+
+_CONTEXT: Final = ("ip", "user_agent", "project", "server", "request_id", "forwarded_by")
+_TEXT_COLUMNS: Final = (
+    "id", "action", "kind", "actor_type", "actor_id", "actor_name", "actor_role", "target_type",
+    "target_id", *_CONTEXT,
+)  # fmt: skip
+
+
+def arrow() -> Any:
+    """pyarrow, or a clear error naming the extra that installs it."""
+    try:
+        import pyarrow
+        import pyarrow.parquet
+    except ImportError:
+        raise CliError(
+            "Parquet needs pyarrow: pip install 'trailkeep[export]' (or use --format ndjson)"
+        ) from None
+    return pyarrow
+
+
+def schema() -> pa.Schema:
+    """The Parquet schema: typed columns, JSON columns, and the entry's exact bytes."""
+    pa = arrow()
+    text = pa.string()
+    return pa.schema(
+        [("seq", pa.int64()), ("time", pa.timestamp("us", tz="UTC"))]
+        + [(name, text) for name in _TEXT_COLUMNS]
+        + [("metadata", text), ("changes", text), ("erased", pa.bool_()),
+           ("erased_by", text), ("leaf_hash", text), ("entry", text)]
+    )  # fmt: skip
+
+
+def _json_or_none(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def table_of(lines: Sequence[bytes], documents: Sequence[dict[str, Any]] | None = None) -> Any:
+    """The Arrow table of entries (as their exact lines), every column derived from the bytes."""
+    pa = arrow()
+    docs = documents if documents is not None else [orjson.loads(line) for line in lines]
+    # Column by column: a Python loop per cell is what would bound the export's rate.
+    actors = [e.get("actor") or {} for e in docs]
+    targets = [e.get("target") or {} for e in docs]
+    contexts = [e.get("context") or {} for e in docs]
+    text: dict[str, list[Any]] = {
+        "id": [e.get("id") for e in docs],
+        "action": [e.get("action") for e in docs],
+        "kind": [e.get("kind") for e in docs],
+        "actor_type": [a.get("type") for a in actors],
+        "actor_id": [a.get("id") for a in actors],
+        "actor_name": [a.get("name") for a in actors],
+        "actor_role": [a.get("role") for a in actors],
+        "target_type": [t.get("type") for t in targets],
+        "target_id": [t.get("id") for t in targets],
+        **{name: [c.get(name) for c in contexts] for name in _CONTEXT},
+    }
+    stub = [e.get("erased") is True for e in docs]
+    columns: dict[str, Any] = {
+        "seq": pa.array([e["seq"] for e in docs], pa.int64()),
+        # Arrow parses RFC 3339 with its Z itself, far faster than datetime per row.
+        "time": pa.array([e["time"] for e in docs], pa.string()).cast(pa.timestamp("us", tz="UTC")),
+        **{name: pa.array(values, pa.string()) for name, values in text.items()},
+        "metadata": pa.array(
+            [
+                None if gone else _json_or_none(e.get("metadata"))
+                for e, gone in zip(docs, stub, strict=True)
+            ],
+            pa.string(),
+        ),
+        "changes": pa.array([_json_or_none(e.get("changes")) for e in docs], pa.string()),
+        "erased": pa.array(stub, pa.bool_()),
+        "erased_by": pa.array([e.get("erased_by") for e in docs], pa.string()),
+        "leaf_hash": pa.array([e["leaf_hash"] for e in docs], pa.string()),
+        "entry": pa.array(lines, pa.binary()).cast(pa.string()),
+    }
+    return pa.Table.from_pydict(columns, schema=schema())
+
+
+def render(fmt: str, lines: Sequence[bytes], documents: Sequence[dict[str, Any]]) -> bytes:
+    """One data file's bytes in ``fmt``."""
+    if fmt == "ndjson":
+        return b"\n".join(lines) + b"\n"
+    if fmt == "csv":
+        buffer = io.StringIO()
+        # RFC 4180 line ends, as the server's CSV; cells defused the same way (csv_row).
+        writer = csv.writer(buffer, lineterminator="\r\n")
+        writer.writerow(CSV_COLUMNS)
+        writer.writerows(csv_row(line) for line in lines)
+        return buffer.getvalue().encode()
+    pq = arrow().parquet
+    sink = io.BytesIO()
+    pq.write_table(table_of(lines, documents), sink, compression="zstd")
+    return sink.getvalue()
+
+
+def sha256_hex(data: bytes) -> str:
+    """The hex SHA-256 the manifest records for a file."""
+    return hashlib.sha256(data).hexdigest()
