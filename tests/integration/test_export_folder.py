@@ -301,3 +301,29 @@ def test_an_export_with_stubs_and_one_from_mid_log_verify(
     assert m["tail_proof"]
     assert verify(short, key).returncode == 0
     assert export(server, tenant, short, "--format", "parquet", check=False).returncode == 1
+
+
+def test_an_ocsf_folder_is_valid_ocsf_partitioned_by_date_and_not_verifiable(
+    server: Server, tenant: Tenant, tmp_path: Path
+) -> None:
+    from tests.integration.test_export_ocsf import validator
+
+    size = written(server, tenant, 0, 60)
+    out = tmp_path / "export"
+    export(server, tenant, out, "--format", "ocsf", "--rows-per-file", "25", "--quiet")
+    files = sorted((out / f"app={tenant.app_id}").glob("date=*/*.ocsf.ndjson"))
+    assert len(files) == 3
+    with duckdb.connect() as con:
+        rows = con.execute(
+            f"SELECT metadata.uid, app, unmapped.seq FROM read_json('{out}/**/*.ocsf.ndjson', "
+            "format='newline_delimited', hive_partitioning=true) ORDER BY unmapped.seq"
+        ).fetchall()
+    assert [r[2] for r in rows] == list(range(size))
+    assert {r[1] for r in rows} == {tenant.app_id}
+    for path in files:
+        for line in path.read_bytes().splitlines():
+            event = json.loads(line)
+            validator(event["class_uid"]).validate(event)
+    result = verify(out, key_file(server, tmp_path))
+    assert result.returncode == 1
+    assert "OCSF export, which cannot be verified" in result.stderr

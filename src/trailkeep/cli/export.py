@@ -44,7 +44,10 @@ from trailkeep.log import merkle
 from trailkeep.sdk import Client, ConnectionFailed, SignedCheckpoint, TrailkeepError
 
 FormatOpt = Annotated[
-    str, typer.Option("--format", help="parquet, ndjson or csv (CSV cannot be verified).")
+    str,
+    typer.Option(
+        "--format", help="parquet, ndjson, csv or ocsf (CSV and OCSF cannot be verified)."
+    ),
 ]
 
 

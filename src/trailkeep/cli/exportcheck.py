@@ -19,6 +19,7 @@ from trailkeep.cli.common import CliError
 from trailkeep.cli.exportfiles import (
     DATA_NAME,
     MANIFEST,
+    VERIFIABLE,
     FileRecord,
     Manifest,
     arrow,
@@ -154,11 +155,11 @@ def verify_app_folder(
     """Verify one ``app=<app>`` folder; VerifyError names the first bad file and seq."""
     m = read_manifest(app_dir)
     assert m is not None
-    if m.format == "csv":
+    if m.format not in VERIFIABLE:
         raise CliError(
-            f"--export: {app_dir.name} is a CSV export, which cannot be verified: CSV is a "
-            "rendering for spreadsheets (cells defused, entries flattened into columns), so the "
-            "bytes each leaf hash covers are lost; export with --format parquet or ndjson"
+            f"--export: {app_dir.name} is a {m.format.upper()} export, which cannot be "
+            "verified: CSV (for spreadsheets) and OCSF (for SIEMs) are renderings, so the bytes "
+            "each leaf hash covers are lost; export with --format parquet or ndjson"
         )
     signed = open_signed(m.checkpoint, verifier, f"{MANIFEST}'s checkpoint")
     if app_of(signed) != m.app_id:

@@ -22,23 +22,28 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import orjson
 
 from trailkeep.cli.common import CliError
+from trailkeep.log import ocsf
 from trailkeep.log.render import CSV_COLUMNS, csv_row
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-FileFormat = Literal["parquet", "ndjson", "csv"]
-FORMATS: Final = ("parquet", "ndjson", "csv")
+FileFormat = Literal["parquet", "ndjson", "csv", "ocsf"]
+FORMATS: Final = ("parquet", "ndjson", "csv", "ocsf")
+#: Formats that keep each entry's exact bytes, so that a folder of them verifies.
+VERIFIABLE: Final = ("parquet", "ndjson")
 MANIFEST: Final = "_manifest.json"
 #: What the manifest says it is, so that a folder of another kind is refused, not misread.
 KIND: Final = "trailkeep-export/1"
 #: A data file's name: 20 digits hold any seq, so names sort as their seqs do.
-DATA_NAME: Final = re.compile(r"^(\d{20})-(\d{20})\.(parquet|ndjson|csv)$")
+DATA_NAME: Final = re.compile(r"^(\d{20})-(\d{20})\.(parquet|ndjson|csv|ocsf\.ndjson)$")
+#: The file name extension of each format: OCSF events are NDJSON too.
+EXTENSIONS: Final = {"parquet": "parquet", "ndjson": "ndjson", "csv": "csv", "ocsf": "ocsf.ndjson"}
 
 
 def data_name(first: int, last: int, fmt: str) -> str:
     """The name of the file holding entries ``first..last``."""
-    return f"{first:020d}-{last:020d}.{fmt}"
+    return f"{first:020d}-{last:020d}.{EXTENSIONS[fmt]}"
 
 
 @dataclass(slots=True)
@@ -213,6 +218,9 @@ def render(fmt: str, lines: Sequence[bytes], documents: Sequence[dict[str, Any]]
     """One data file's bytes in ``fmt``."""
     if fmt == "ndjson":
         return b"\n".join(lines) + b"\n"
+    if fmt == "ocsf":
+        # NDJSON of OCSF events, the mapping of the server's format=ocsf; stubs have none.
+        return ocsf.ndjson(lines)
     if fmt == "csv":
         buffer = io.StringIO()
         # RFC 4180 line ends, as the server's CSV; cells defused the same way (csv_row).
