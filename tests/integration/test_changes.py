@@ -3,6 +3,8 @@ on writes, the `changed_path` filter of list, stats and export, and erasure of t
 
 from __future__ import annotations
 
+import csv
+import io
 from typing import Any
 
 import httpx
@@ -143,6 +145,11 @@ def test_changed_path_filters_list_stats_and_export(server: Server, tenant: Tena
             events_url(tenant.app_id, "export"), params={"changed_path": "/role", "format": "csv"}
         ).text
         assert csv_text.count("\r\n") == len(role) + 1
+        # The CSV carries what changed too, as JSON in a column of its own.
+        table = list(csv.DictReader(io.StringIO(csv_text)))
+        assert [orjson.loads(row["changes"]) for row in table] == [
+            orjson.loads(line)["changes"] for line in lines
+        ]
         for bad in ("role", "/a~9", "/" * 600):
             problem = expect_problem(
                 client.get(events_url(tenant.app_id), params={"changed_path": bad}),

@@ -31,7 +31,7 @@ pytestmark = pytest.mark.timeout(180)
 
 CSV_HEADER = (
     "seq,id,time,action,kind,actor_type,actor_id,actor_name,actor_role,target_type,target_id,"
-    "ip,user_agent,project,server,request_id,forwarded_by,metadata,leaf_hash,erased_by"
+    "ip,user_agent,project,server,request_id,forwarded_by,metadata,changes,leaf_hash,erased_by"
 )
 AGENT = 'Mozilla/5.0 (X11; Linux), "quoted"; ok'
 
@@ -153,8 +153,10 @@ def test_csv_matches_the_entries(reader: httpx.Client, corpus: Corpus) -> None:
     for row, entry in zip(rows, corpus.entries, strict=True):
         record = dict(zip(header, row, strict=True))
         metadata = record.pop("metadata")
+        changes = record.pop("changes")
         assert record == flatten(entry)
         assert json.loads(metadata) == entry["metadata"]  # the JSON column round-trips
+        assert (json.loads(changes) if changes else None) == entry.get("changes")
     quoted = dict(zip(header, rows[-3], strict=True))
     assert quoted["target_id"] == 'line1\\x0aline2, "q"'  # quotes and commas are CSV's to quote
     assert quoted["user_agent"] == AGENT

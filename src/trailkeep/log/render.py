@@ -67,7 +67,7 @@ def csv_cell(value: str) -> str:
 CSV_COLUMNS = (
     "seq", "id", "time", "action", "kind", "actor_type", "actor_id", "actor_name", "actor_role",
     "target_type", "target_id", "ip", "user_agent", "project", "server", "request_id",
-    "forwarded_by", "metadata", "leaf_hash", "erased_by",
+    "forwarded_by", "metadata", "changes", "leaf_hash", "erased_by",
 )  # fmt: skip
 
 
@@ -83,6 +83,7 @@ def csv_row(entry: bytes) -> list[Any]:
         actor.get("name"), actor.get("role"), target.get("type"), target.get("id"),
         context.get("ip"), context.get("user_agent"), context.get("project"),
         context.get("server"), context.get("request_id"), context.get("forwarded_by"),
-        orjson.dumps(e["metadata"]).decode(), e["leaf_hash"], None,
+        orjson.dumps(e["metadata"]).decode(),
+        orjson.dumps(e["changes"]).decode() if "changes" in e else None, e["leaf_hash"], None,
     ]  # fmt: skip
     return [e["seq"], *(None if cell is None else csv_cell(cell) for cell in cells)]
