@@ -56,19 +56,24 @@ class _Listener:
         self._thread.join(10)
 
 
-def _write(url: str, app: dict[str, str], count: int, rate: float) -> dict[int, float]:
-    """Single writes at ``rate`` a second; when each one's 201 came back, by seq."""
+def _write(
+    url: str, app: dict[str, str], count: int, rate: float
+) -> tuple[dict[int, float], list[float]]:
+    """Single writes at ``rate`` a second: when each one's 201 came back, by seq; round trips."""
     answered: dict[int, float] = {}
+    round_trips: list[float] = []
     headers = {"Authorization": f"Bearer {app['key']}"}
     with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
         started = time.perf_counter()
         for i in range(count):
             time.sleep(max(0.0, started + i / rate - time.perf_counter()))
             body = {"action": "bench.stream", "metadata": {"i": i}}
+            sent = time.perf_counter()
             response = client.post(f"/v1/apps/{app['app_id']}/events", json=body)
             response.raise_for_status()
             answered[int(response.json()["seq"])] = time.perf_counter()
-    return answered
+            round_trips.append((time.perf_counter() - sent) * 1000)
+    return answered, round_trips
 
 
 def run(run: Run, sizes: Sizes) -> None:
@@ -82,7 +87,9 @@ def run(run: Run, sizes: Sizes) -> None:
         listeners = [_Listener(server.url, app["app_id"], app["key"])
                      for _ in range(sizes.stream_subscribers)]  # fmt: skip
         time.sleep(0.5)  # every stream subscribed
-        answered = _write(server.url, app, sizes.stream_writes, sizes.stream_write_rate)
+        answered, round_trips = _write(
+            server.url, app, sizes.stream_writes, sizes.stream_write_rate
+        )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and any(
             len(x.arrived) < len(answered) and not x.dropped for x in listeners
@@ -110,6 +117,8 @@ def run(run: Run, sizes: Sizes) -> None:
     run.add(Result(
         SUITE, f"201 → event p99, {len(listeners)} subscribers (SQLite)", p99, "ms",
         target="≤ 100 ms, none dropped or missing", met=p99 <= 100 and not dropped and not missing,
+        baseline=statistics.quantiles(round_trips, n=100)[98] if len(round_trips) >= 2 else None,
+        baseline_name="p99 of the writes' own round trip, same run",
         notes=f"{notes['writes']} single writes at {notes['rate']:.0f}/s; p50 "
         f"{notes['p50'] or 0:.1f} ms; {dropped} dropped, {missing} events missing",
     ))  # fmt: skip
