@@ -71,7 +71,9 @@ class SecretBox:
         return sealed[len(PREFIX) :].partition(":")[0]
 
     def reseal(self, sealed: str, context: str) -> str:
-        """``sealed`` sealed again under this key (it may have been sealed by a previous one)."""
+        """``sealed`` under this key: as it is if this key sealed it, else sealed again."""
+        if self.sealed_by(sealed) == self.key_id:
+            return sealed
         return self.seal(self.open(sealed, context), context)
 
     def keyed_hash(self, message: str, context: str) -> str:

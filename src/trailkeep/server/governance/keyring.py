@@ -46,10 +46,10 @@ def rotate_secret_key(
             old: set[str] = set()
 
             def again(sealed: str, context: str, box: SecretBox = box, old: set[str] = old) -> str:
-                if box.sealed_by(sealed) == box.key_id:
-                    return sealed
-                old.add(box.sealed_by(sealed))
-                return box.reseal(sealed, context)
+                resealed = box.reseal(sealed, context)
+                if resealed != sealed:
+                    old.add(box.sealed_by(sealed))
+                return resealed
 
             sealed, sealed_next = tx.sealed_secrets(app.id)
             new = again(sealed, session_secret_context(app.id))
