@@ -4,13 +4,17 @@ Entries come from ``GET /v1/apps/{app}/export`` through the SDK's client, up to 
 checkpoint fetched at the start, so that every file is covered by the manifest's checkpoint.
 After each file the manifest is rewritten (atomically): a rerun resumes after its last seq, and
 drops what a killed run left beyond it, so no rerun duplicates or skips an entry.
+
+Erasure travels downstream (DESIGN §5): each run first asks the server which of the entries it
+already exported were erased since the last run asked, and rewrites the files holding them with
+their stubs, so that the copy in a warehouse forgets what the log forgot.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,6 +35,7 @@ from trailkeep.cli.common import ApiKey, AppOpt, CliError, out
 from trailkeep.cli.events import DEFAULT_SERVER, RETRY, Server
 from trailkeep.cli.exportfiles import (
     FORMATS,
+    MANIFEST,
     FileRecord,
     Manifest,
     data_name,
@@ -40,7 +45,7 @@ from trailkeep.cli.exportfiles import (
     strays,
     write_atomic,
 )
-from trailkeep.log import merkle
+from trailkeep.log import merkle, seqs
 from trailkeep.sdk import Client, ConnectionFailed, SignedCheckpoint, TrailkeepError
 
 FormatOpt = Annotated[
@@ -106,15 +111,11 @@ class _Run:
         if not self.lines:
             return
         m = self.manifest
-        first, last = self.docs[0]["seq"], self.docs[-1]["seq"]
-        data = render(m.format, self.lines, self.docs)
-        relative = f"date={self.date}/{data_name(first, last, m.format)}"
-        write_atomic(self.app_dir / relative, data)
-        for doc in self.docs:
-            if doc.get("erased") is True:
-                m.add_erased(doc["seq"])
-        m.files.append(FileRecord(relative, first, last, len(self.lines), sha256_hex(data)))
-        m.next_seq, m.checkpoint = last + 1, self.signed.note
+        relative = (
+            f"date={self.date}/{data_name(self.docs[0]['seq'], self.docs[-1]['seq'], m.format)}"
+        )
+        m.files.append(_write(self.app_dir, m, relative, self.lines, self.docs))
+        m.next_seq, m.checkpoint = m.files[-1].last_seq + 1, self.signed.note
         m.tail_proof = (
             self.client.consistency_proof(m.next_seq, self.signed.size)
             if m.next_seq < self.signed.size
@@ -124,6 +125,53 @@ class _Run:
         write_atomic(self.app_dir / "_manifest.json", m.to_json())
         self.lines, self.docs = [], []
         self.files += 1
+
+
+def _write(
+    app_dir: Path, m: Manifest, relative: str, lines: list[bytes], docs: list[dict[str, Any]]
+) -> FileRecord:
+    """Write one data file (atomically) and note its stubs; the record that lists it."""
+    data = render(m.format, lines, docs)
+    write_atomic(app_dir / relative, data)
+    m.add_stubs(docs)
+    return FileRecord(relative, docs[0]["seq"], docs[-1]["seq"], len(lines), sha256_hex(data))
+
+
+def _erase_downstream(client: Client, app_dir: Path, m: Manifest) -> tuple[int, int]:
+    """Rewrite the files holding entries erased since the last run asked; (entries, files).
+
+    The manifest is rewritten after each file, and its ``erased_size`` moves only at the end:
+    killed midway, the rerun asks the same question again and finishes the job.
+    """
+    found = client.audit.erased(since_size=m.erased_size or 0, below_seq=m.next_seq)
+    held = [[max(a, m.first_seq), b] for a, b in found.seq_ranges if b >= m.first_seq]
+    news = seqs.difference(held, m.erased)
+    touched = [i for i, f in enumerate(m.files) if seqs.overlaps(news, f.first_seq, f.last_seq)]
+    for i in touched:
+        old = m.files[i]
+        lines: list[bytes] = []
+        docs: list[dict[str, Any]] = []
+        after = old.first_seq - 1 if old.first_seq else None
+        for line in client.audit.export_lines(after_seq=after):
+            doc = orjson.loads(line)
+            if doc["seq"] > old.last_seq:
+                break
+            if doc["seq"] != old.first_seq + len(docs):
+                raise CliError(f"the server's export skipped seq {old.first_seq + len(docs)}")
+            lines.append(line)
+            docs.append(doc)
+        if len(docs) != old.last_seq - old.first_seq + 1:
+            raise CliError(f"the server's export ended before seq {old.last_seq}")
+        m.files[i] = _write(app_dir, m, old.path, lines, docs)
+        write_atomic(app_dir / MANIFEST, m.to_json())
+    if news:
+        m.rewrites.append({
+            "at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "seq_ranges": news, "files": [m.files[i].path for i in touched],
+        })  # fmt: skip
+    m.erased_size = found.size
+    write_atomic(app_dir / MANIFEST, m.to_json())
+    return seqs.count(news), len(touched)
 
 
 def _first_seq(client: Client, since: str | None, size: int) -> int | None:
@@ -144,8 +192,9 @@ def _start(client: Client, app_id: str, fmt: str, since: str | None, size: int) 
     if first:
         path = [bytes.fromhex(h) for h in client.inclusion_proof(first, size)]
         left = [h.hex() for h in merkle.left_subtrees(first, size, path)]
+    # Anything erased from here on was erased at this size or later: asked from it next time.
     return Manifest(app_id=app_id, format=fmt, first_seq=first, next_seq=first, checkpoint="",
-                    left=left)  # fmt: skip
+                    left=left, erased_size=size)  # fmt: skip
 
 
 def _pull(run: _Run, until: datetime | None, advance: Any) -> int:
@@ -210,8 +259,11 @@ def export(
     try:
         with Client(server, app_id, api_key, timeout=60, retry=RETRY) as client:
             signed = client.checkpoint()
+            erased = files = 0
             if manifest is None:
                 manifest = _start(client, app_id, fmt, since, signed.size)
+            else:
+                erased, files = _erase_downstream(client, app_dir, manifest)
             if manifest is None:
                 if not quiet:
                     out.print("nothing to export yet (no entry in a signed checkpoint)")
@@ -226,6 +278,11 @@ def export(
         raise CliError(
             exc.detail if exc.status is None else f"{exc.status}: {exc.detail}"
         ) from None
+    if not quiet and erased:
+        out.print(
+            f"rewrote {files} files holding {erased} entries erased since the last run",
+            highlight=False, soft_wrap=True,
+        )  # fmt: skip
     if not quiet:
         out.print(
             f"exported {count} entries in {run.files} files to {app_dir} (entries "

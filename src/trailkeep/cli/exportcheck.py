@@ -27,6 +27,7 @@ from trailkeep.cli.exportfiles import (
     sha256_hex,
     table_of,
 )
+from trailkeep.log import seqs
 from trailkeep.log.notes import NoteVerifier
 from trailkeep.log.verify import Report, VerifyError, app_of, open_signed, verify_entries
 
@@ -182,20 +183,8 @@ def verify_app_folder(
     except VerifyError as exc:
         where = files.current.path if files.current is not None else MANIFEST
         raise VerifyError(f"{where}: {exc.detail}", exc.seq, exc.reason) from None
-    erased = [[a, b] for a, b in _runs(files.stubs)]
+    erased = seqs.runs(files.stubs)
     if erased != m.erased:
         raise VerifyError(f"{MANIFEST}: its erased seqs are not the stubs the files hold",
                           reason="malformed")  # fmt: skip
     return report
-
-
-def _runs(seqs: list[int]) -> Iterator[tuple[int, int]]:
-    start = prev = None
-    for seq in seqs:
-        if start is None or prev is None or seq != prev + 1:
-            if start is not None and prev is not None:
-                yield start, prev
-            start = seq
-        prev = seq
-    if start is not None and prev is not None:
-        yield start, prev

@@ -3,6 +3,8 @@
 ``DIR/app=<app>/date=YYYY-MM-DD/<first>-<last>.<ext>`` holds entries ``first..last`` (seqs,
 zero-padded so that names sort); ``DIR/app=<app>/_manifest.json`` lists every file with its seq
 range, row count and SHA-256, the erased seqs, and the signed checkpoint that covers them.
+A file whose entries were erased after it was written is rewritten with their stubs by the next
+run, which records the rewrite in the manifest (``rewrites``).
 Every file, the manifest included, is written under a temporary name and renamed into place, so
 a reader (or a rerun) never sees half of one.
 """
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import orjson
 
 from trailkeep.cli.common import CliError
-from trailkeep.log import ocsf
+from trailkeep.log import ocsf, seqs
 from trailkeep.log.render import CSV_COLUMNS, csv_row
 
 if TYPE_CHECKING:
@@ -64,6 +66,8 @@ class Manifest:
     ``left`` holds the hashes of the complete subtrees of entries ``0..first_seq-1`` (when the
     export does not start at 0), ``tail_proof`` the consistency proof from ``next_seq`` entries
     to the checkpoint's size (when the export stops short of it): with them it verifies.
+    ``erased_size`` is the log size from which the next run asks what was erased since (None:
+    from the start), and ``rewrites`` says which files later runs rewrote, and why.
     """
 
     app_id: str
@@ -75,17 +79,18 @@ class Manifest:
     tail_proof: list[str] = field(default_factory=list)
     erased: list[list[int]] = field(default_factory=list)
     files: list[FileRecord] = field(default_factory=list)
+    erased_size: int | None = None
+    rewrites: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> bytes:
         """The manifest as it is written (indented: people read it)."""
         return orjson.dumps({"kind": KIND, **asdict(self)}, option=orjson.OPT_INDENT_2) + b"\n"
 
-    def add_erased(self, seq: int) -> None:
-        """Note that ``seq`` was exported as a stub (seqs come in increasing order)."""
-        if self.erased and self.erased[-1][1] == seq - 1:
-            self.erased[-1][1] = seq
-        else:
-            self.erased.append([seq, seq])
+    def add_stubs(self, documents: Sequence[dict[str, Any]]) -> None:
+        """Note the stubs among these exported entries as erased seqs."""
+        stubs = seqs.runs(d["seq"] for d in documents if d.get("erased") is True)
+        if stubs:
+            self.erased = seqs.union(self.erased, stubs)
 
 
 def read_manifest(app_dir: Path) -> Manifest | None:

@@ -247,6 +247,15 @@ class Builder:
         params = (*filter_params(filters), ("format", format))
         return Call("GET", f"{self.base}/export", params, stream=True)
 
+    def erased(self, since_size: int, below_seq: int | None, cursor: str | None) -> Call:
+        """One page of the seqs erased since the log had ``since_size`` entries."""
+        params = [("since_size", str(since_size))]
+        if below_seq is not None:
+            params.append(("below_seq", str(below_seq)))
+        if cursor is not None:
+            params.append(("cursor", cursor))
+        return Call("GET", f"{self.base}/erased", tuple(params))
+
     def stream(
         self, filters: Mapping[str, Any], after_seq: int | None, last_event_id: int | None
     ) -> Call:
@@ -346,6 +355,14 @@ def stats_of(content: bytes) -> Stats:
         for g in _field(data, "groups", "stats")
     )
     return Stats(group_by=str(_field(data, "group_by", "stats")), groups=groups)
+
+
+def erased_page_of(content: bytes) -> tuple[int, list[list[int]], str | None]:
+    """One page of ``GET .../erased``: (size, seq runs, next cursor)."""
+    data = _json(content, "erased")
+    runs = [[int(a), int(b)] for a, b in _field(data, "seq_ranges", "erased")]
+    cursor = _field(data, "next_cursor", "erased")
+    return int(_field(data, "size", "erased")), runs, None if cursor is None else str(cursor)
 
 
 class Records:

@@ -11,6 +11,8 @@ from typing import Any, Literal, Unpack, overload
 
 import httpx
 
+from trailkeep.log import seqs
+
 from .build import (
     Call,
     ExportFormat,
@@ -19,6 +21,7 @@ from .build import (
     Records,
     entries_of,
     entry_of,
+    erased_page_of,
     page_of,
     proven_of,
     stats_of,
@@ -26,7 +29,7 @@ from .build import (
 from .context import RequestContext
 from .core import Core, text_of, unproven
 from .errors import ConnectionFailed, InvalidRequest, NotFound
-from .models import Entry, Event, GroupBy, ProvenEntry, SignedCheckpoint, Stats, Verified
+from .models import Entry, Erased, Event, GroupBy, ProvenEntry, SignedCheckpoint, Stats, Verified
 from .retry import OnRetry, RetryPolicy, error_of
 from .sessions import Sessions
 from .sse import events_of, lines_of
@@ -268,6 +271,24 @@ class Audit:
         """One entry; with ``proof=True`` also its inclusion proof and a signed checkpoint."""
         content = self._client.send(self._build.get(entry_id, proof)).content
         return proven_of(content) if proof else entry_of(content)
+
+    def erased(self, *, since_size: int = 0, below_seq: int | None = None) -> Erased:
+        """The seqs erased (by retention or an erasure) since the log had ``since_size`` entries.
+
+        Keep the returned ``size`` and pass it as ``since_size`` next time to learn only what
+        was erased since; ``below_seq`` limits the answer to the entries a copy holds. This is
+        how a copy of the log (a warehouse table) learns what to erase too.
+        """
+        size: int | None = None
+        found: list[list[int]] = []
+        cursor: str | None = None
+        while True:
+            call = self._build.erased(since_size, below_seq, cursor)
+            page_size, runs, cursor = erased_page_of((self._client.send(call)).content)
+            size = page_size if size is None else size  # the first page's: later ones may be ahead
+            found.extend(runs)
+            if cursor is None:
+                return Erased(size, seqs.normalized(found))
 
     def stats(self, group_by: GroupBy = "action", **filters: Unpack[Filters]) -> Stats:
         """Counts of matching entries per action, actor, target type or day."""

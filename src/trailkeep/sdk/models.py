@@ -285,6 +285,14 @@ class GroupCount:
 
 
 @dataclass(frozen=True, slots=True)
+class Erased:
+    """What :meth:`Audit.erased` found: seq runs, and the log size to ask from next time."""
+
+    size: int
+    seq_ranges: list[list[int]]
+
+
+@dataclass(frozen=True, slots=True)
 class Stats:
     """Counts per group, largest first (``day``: in date order)."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import re
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
@@ -13,7 +14,7 @@ from fastapi import APIRouter, Path, Query
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from trailkeep.log import ocsf
+from trailkeep.log import ocsf, seqs
 from trailkeep.log.query import GroupBy, QueryError, decode_cursor, encode_cursor
 from trailkeep.log.render import CSV_COLUMNS, csv_row
 from trailkeep.server.api.context import caller_of
@@ -23,6 +24,7 @@ from trailkeep.server.api.schemas import (
     READ_PROBLEMS,
     AppId,
     EntryOut,
+    ErasedOut,
     PageOut,
     ProvenEntryOut,
     StatsOut,
@@ -232,6 +234,72 @@ async def export(
         chunks(), slot, media_type=media,
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )  # fmt: skip
+
+
+#: An ``erased`` cursor: the (at_size, seq) of the last stub a page held.
+_ERASED_CURSOR = re.compile(r"^(\d{1,19})\.(\d{1,19})$")
+
+
+@router.get(
+    "/erased",
+    summary="The seqs erased since a log size, so that copies elsewhere can be erased too",
+    response_model=ErasedOut,
+    responses=READ_PROBLEMS,
+)
+async def erased(
+    request: Request,
+    app_id: AppId,
+    since_size: Annotated[
+        int,
+        Query(
+            description="The `size` an earlier call returned (0: every erased seq).",
+            ge=0,
+            le=AFTER_SEQ_MAX,
+        ),
+    ] = 0,
+    below_seq: Annotated[
+        int | None,
+        Query(
+            description="Only seqs below this one (the entries a copy holds).",
+            ge=0,
+            le=AFTER_SEQ_MAX,
+        ),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=100_000, description="Stubs per page.")] = 10_000,
+    cursor: Annotated[
+        str | None, Query(description="`next_cursor` of the previous page.", max_length=48)
+    ] = None,
+) -> dict[str, Any]:
+    """Entries erased (by retention or an erasure) since the log had ``since_size`` entries.
+
+    An exporter keeps the returned ``size`` and asks from it next time: each call then returns
+    only what was erased since, by seq run, with nothing missed (DESIGN §5).
+    """
+    svc = services(request)
+    principal = await authorize_read(svc, request, app_id)
+    after = None
+    if cursor is not None:
+        found = _ERASED_CURSOR.match(cursor)
+        if found is None:
+            raise Problem("invalid_request", "cursor: not one this route returned")
+        after = (int(found[1]), int(found[2]))
+
+    def read() -> tuple[int, list[tuple[int, int]]]:
+        with svc.store.admin_view() as tx:
+            return tx.erased_since(app_id, since_size, below_seq, after, limit + 1)
+
+    size, rows = await asyncio.to_thread(read)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    await record_read(
+        svc, request, app_id, principal, "audit.read",
+        {"route": "erased", "since_size": since_size, "count": len(rows)},
+    )  # fmt: skip
+    return {
+        "size": size,
+        "seq_ranges": seqs.runs(seq for _, seq in rows),
+        "next_cursor": f"{rows[-1][0]}.{rows[-1][1]}" if more else None,
+    }
 
 
 def _csv_lines(rows: list[list[Any]]) -> bytes:

@@ -98,6 +98,19 @@ class StatsOut(BaseModel):
     groups: list[GroupOut]
 
 
+class ErasedOut(BaseModel):
+    """A page of the seqs erased since a log size (``GET .../erased``)."""
+
+    size: int = Field(
+        description="The log's size before these stubs were read: pass it as `since_size` next "
+        "time to learn only what was erased since."
+    )
+    seq_ranges: list[tuple[int, int]] = Field(
+        description="Erased seqs as `[first, last]` runs, in the order they were erased."
+    )
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at end.")
+
+
 class InclusionOut(BaseModel):
     """RFC 9162 §2.1.3 inclusion proof."""
 

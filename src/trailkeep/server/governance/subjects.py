@@ -18,6 +18,7 @@ from typing import Any, Final
 
 import orjson
 
+from trailkeep.log import seqs
 from trailkeep.log.record import (
     RESERVED_ACTIONS,
     TARGET_ID_MAX,
@@ -73,17 +74,6 @@ def parse_reason(value: Any) -> str:
     if not isinstance(value, str) or not 1 <= len(value.strip()) <= REASON_MAX:
         raise EntryError(f"reason: 1 to {REASON_MAX} characters")
     return value.strip()
-
-
-def seq_ranges(seqs: Sequence[int]) -> list[list[int]]:
-    """Sorted seqs as ``[first, last]`` runs."""
-    runs: list[list[int]] = []
-    for seq in seqs:
-        if runs and runs[-1][1] == seq - 1:
-            runs[-1][1] = seq
-        else:
-            runs.append([seq, seq])
-    return runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,12 +271,12 @@ class Subjects:
         tx.erase(app_id, matches, erasure_id)
         # A released hold of the subject still names it: it keeps the keyed hash instead.
         tx.forget_released(app_id, subject, self._hmac(app_id, subject))
-        seqs = [m.seq for m in matches]
+        erased = [m.seq for m in matches]
         tx.update_erasure(erasure_id, {
-            "status": "done", "subject": None, "matched": len(seqs), "erased": len(seqs),
+            "status": "done", "subject": None, "matched": len(erased), "erased": len(erased),
             "done_at": datetime.now(UTC),
         })  # fmt: skip
-        ranges = seq_ranges(seqs)
+        ranges = seqs.runs(erased)
         parts = [ranges[i : i + RANGES_PER_ENTRY] for i in range(0, len(ranges), RANGES_PER_ENTRY)]
         entries = []
         for number, part in enumerate(parts or [[]], start=1):

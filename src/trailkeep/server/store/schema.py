@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 metadata = MetaData()
@@ -146,8 +147,16 @@ erased_entries = Table(
     Column("time", DateTime(timezone=True), nullable=False),
     Column("leaf_hash", LargeBinary(32), nullable=False),
     Column("erased_by", String(64), nullable=False),
+    # The app's log size when the stub was written (0017): "erased since size N" is a range.
+    Column("at_size", BigInteger, nullable=False, server_default=text("0")),
 )
 Index("erased_entries_by_id", erased_entries.c.app_id, erased_entries.c.id, unique=True)
+Index(
+    "erased_entries_by_size",
+    erased_entries.c.app_id,
+    erased_entries.c.at_size,
+    erased_entries.c.seq,
+)
 
 # Legal holds: entries a hold covers survive retention and cannot be erased (DESIGN §5). A hold
 # covers an actor's entries, a target's, or (neither given) the whole app.

@@ -356,6 +356,11 @@ class Store:
     ) -> list[tuple[int, bytes]]:
         """A page of matching (seq, entry) pairs after the keyset position ``before``."""
         with self.reader_engine.connect() as c:
+            if self.dialect == "postgresql":
+                # Entries, then stubs: in one snapshot, or an erasure committing between the
+                # two reads puts an entry and its stub both in the page (SQLite's read
+                # transaction is one snapshot already).
+                c.execution_options(isolation_level="REPEATABLE READ")
             rows = reads.page(c, app_id, filters, before, limit, newest_first)
             if not filters.on_time_only():
                 return rows

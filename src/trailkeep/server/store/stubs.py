@@ -14,8 +14,9 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, insert, select, tuple_
 
+from trailkeep.log import seqs
 from trailkeep.log.query import Filters
 from trailkeep.log.record import format_time
 from trailkeep.server.store import schema, webhooks
@@ -29,8 +30,8 @@ erased = schema.erased_entries
 # The id and time are copied from the row itself, so only integers and hashes travel. The time
 # bounds let PostgreSQL look only in the partitions that hold the entries.
 _PG_STUBS = (
-    "INSERT INTO erased_entries (app_id, seq, id, time, leaf_hash, erased_by)"
-    " SELECT e.app_id, e.seq, e.id, e.time, r.leaf_hash, %(by)s"
+    "INSERT INTO erased_entries (app_id, seq, id, time, leaf_hash, erased_by, at_size)"
+    " SELECT e.app_id, e.seq, e.id, e.time, r.leaf_hash, %(by)s, %(size)s"
     " FROM unnest(%(seqs)s::bigint[], %(hashes)s::bytea[]) AS r(seq, leaf_hash)"
     " JOIN events AS e ON e.app_id = %(app)s AND e.seq = r.seq"
     " AND e.time >= %(first)s AND e.time <= %(last)s"
@@ -58,17 +59,6 @@ class Match:
     leaf_hash: bytes
 
 
-def runs(seqs: Sequence[int]) -> list[tuple[int, int]]:
-    """Ascending ``seqs`` as inclusive (first, last) runs of consecutive seqs."""
-    found: list[tuple[int, int]] = []
-    for seq in seqs:
-        if found and found[-1][1] == seq - 1:
-            found[-1] = (found[-1][0], seq)
-        else:
-            found.append((seq, seq))
-    return found
-
-
 def erase_rows(c: Connection, app_id: str, matches: Sequence[Match], erased_by: str) -> None:
     """Write these entries' stubs, then delete their changed paths and rows (the database
     wants stubs first, and an entry's paths gone before it).
@@ -79,27 +69,44 @@ def erase_rows(c: Connection, app_id: str, matches: Sequence[Match], erased_by: 
     """
     if not matches:
         return
-    _erase(c, app_id, matches, erased_by)
-    webhooks.queue_erased(c, app_id, [list(r) for r in runs([m.seq for m in matches])], erased_by)
+    size = _locked_size(c, app_id)
+    _erase(c, app_id, matches, erased_by, size)
+    ranges = seqs.runs(m.seq for m in matches)
+    webhooks.queue_erased(c, app_id, ranges, erased_by, size)
 
 
-def _erase(c: Connection, app_id: str, matches: Sequence[Match], erased_by: str) -> None:
+def _locked_size(c: Connection, app_id: str) -> int:
+    """The app's log size, under the app's lock (taken here if the caller has not yet).
+
+    Each stub records it (``at_size``): with the lock held, no entry commits between this read
+    and the erasure's commit, so a reader that saw a size N before the erasure committed saw
+    N <= ``at_size``, and asking for ``at_size >= N`` later misses nothing.
+    """
+    heads = schema.log_heads
+    # FOR UPDATE is PostgreSQL's row lock; SQLite's write transaction is the lock already.
+    size = c.execute(
+        select(heads.c.size).where(heads.c.app_id == app_id).with_for_update()
+    ).scalar()
+    return int(size or 0)
+
+
+def _erase(c: Connection, app_id: str, matches: Sequence[Match], erased_by: str, size: int) -> None:
     if c.dialect.name == "postgresql":
         where = {"app": app_id, "seqs": [m.seq for m in matches],
                  "first": matches[0].time, "last": matches[-1].time}  # fmt: skip
         hashes = [m.leaf_hash for m in matches]
-        driver_execute(c, _PG_STUBS, where | {"by": erased_by, "hashes": hashes})
+        driver_execute(c, _PG_STUBS, where | {"by": erased_by, "hashes": hashes, "size": size})
         driver_execute(c, _PG_PATHS, {"app": app_id, "seqs": where["seqs"]})
         driver_execute(c, _PG_DELETE, where)
         return
     c.execute(
         insert(erased),
         [{"app_id": app_id, "seq": m.seq, "id": m.id, "time": m.time,
-          "leaf_hash": m.leaf_hash, "erased_by": erased_by} for m in matches],
+          "leaf_hash": m.leaf_hash, "erased_by": erased_by, "at_size": size} for m in matches],
     )  # fmt: skip
     # SQLite is in-process: a statement per run of consecutive seqs (a purge's chunk is mostly
     # one) costs less than binding a thousand seqs.
-    for low, high in runs([m.seq for m in matches]):
+    for low, high in seqs.runs(m.seq for m in matches):
         driver_execute(c, _SQLITE_PATHS, {"app": app_id, "low": low, "high": high})
         driver_execute(c, _SQLITE_DELETE, {"app": app_id, "low": low, "high": high})
 
@@ -168,3 +175,30 @@ def merged(
         return list(entries)
     rows = heapq.merge(entries, stubs, key=lambda row: row[0], reverse=newest_first)
     return [row for _, row in zip(range(limit), rows, strict=False)]
+
+
+def erased_since(
+    c: Connection,
+    app_id: str,
+    since_size: int,
+    below_seq: int | None,
+    after: tuple[int, int] | None,
+    limit: int,
+) -> list[tuple[int, int]]:
+    """``(at_size, seq)`` of up to ``limit`` stubs written at log size ``since_size`` or later.
+
+    In (at_size, seq) order, the index's, after the ``after`` position; only seqs below
+    ``below_seq`` when given (an exporter asks about the entries it already holds).
+    """
+    where = [erased.c.app_id == app_id, erased.c.at_size >= since_size]
+    if below_seq is not None:
+        where.append(erased.c.seq < below_seq)
+    if after is not None:
+        where.append(tuple_(erased.c.at_size, erased.c.seq) > tuple_(*after))
+    rows = c.execute(
+        select(erased.c.at_size, erased.c.seq)
+        .where(*where)
+        .order_by(erased.c.at_size, erased.c.seq)
+        .limit(limit)
+    )
+    return [(row.at_size, row.seq) for row in rows]

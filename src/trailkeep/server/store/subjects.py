@@ -16,7 +16,7 @@ import orjson
 from sqlalchemy import ColumnElement, delete, insert, or_, select, text, update
 
 from trailkeep.log.verify.entries import stored_leaf
-from trailkeep.server.store import schema
+from trailkeep.server.store import schema, stubs
 from trailkeep.server.store.admin import AdminTx, as_dict
 from trailkeep.server.store.append import utc
 from trailkeep.server.store.stubs import Match, erase_rows
@@ -204,6 +204,24 @@ class SubjectTx(AdminTx):
             select(erased.c.seq).where(erased.c.app_id == app_id, erased.c.seq.in_(list(seqs)))
         )
         return {row.seq for row in rows}
+
+    def erased_since(
+        self,
+        app_id: str,
+        since_size: int,
+        below_seq: int | None,
+        after: tuple[int, int] | None,
+        limit: int,
+    ) -> tuple[int, list[tuple[int, int]]]:
+        """The app's log size, then the stubs written at ``since_size`` or later (a page).
+
+        The size is read first: an erasure committing between the two reads recorded a size
+        at least as large, so asking again from this size finds it (``stubs.erased_since``).
+        """
+        heads = schema.log_heads
+        size = self._c.execute(select(heads.c.size).where(heads.c.app_id == app_id)).scalar()
+        rows = stubs.erased_since(self._c, app_id, since_size, below_seq, after, limit)
+        return int(size or 0), rows
 
     def erase(self, app_id: str, matches: Sequence[Match], erased_by: str) -> None:
         """Erase these entries' content: stubs first (the database requires them), then rows."""

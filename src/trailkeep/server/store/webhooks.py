@@ -126,21 +126,23 @@ def replay(c: Connection, app_id: str, hook_id: str, from_seq: int) -> bool:
     return done.rowcount == 1
 
 
-def queue_erased(c: Connection, app_id: str, ranges: list[list[int]], erased_by: str) -> None:
-    """Queue an ``audit.erased`` notice for each destination of the app (in the erasing tx)."""
+def queue_erased(
+    c: Connection, app_id: str, ranges: list[list[int]], erased_by: str, size: int
+) -> None:
+    """Queue an ``audit.erased`` notice for each destination of the app (in the erasing tx).
+
+    ``size`` is the app's log size under the erasing transaction's lock.
+    """
     ids = c.execute(select(hooks.c.id).where(hooks.c.app_id == app_id)).scalars().all()
     if not ids or not ranges:
         return
-    size = c.execute(
-        select(schema.log_heads.c.size).where(schema.log_heads.c.app_id == app_id)
-    ).scalar()
     now = datetime.now(UTC)
     c.execute(
         insert(schema.webhook_notices),
         [
             {"id": new_id("whn"), "webhook_id": hook_id, "app_id": app_id,
              "seq_ranges": json.dumps(ranges), "erased_by": erased_by,
-             "at_size": int(size or 0), "created_at": now}
+             "at_size": size, "created_at": now}
             for hook_id in ids
         ],
     )  # fmt: skip
