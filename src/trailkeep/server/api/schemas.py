@@ -105,7 +105,7 @@ class ErasedOut(BaseModel):
         description="The log's size before these stubs were read: pass it as `since_size` next "
         "time to learn only what was erased since."
     )
-    seq_ranges: list[tuple[int, int]] = Field(
+    seq_ranges: list[Annotated[list[int], Field(min_length=2, max_length=2)]] = Field(
         description="Erased seqs as `[first, last]` runs, in the order they were erased."
     )
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at end.")
