@@ -78,6 +78,9 @@ def test_the_cli_rotates_and_retires_a_session_secret(server: Server, tenant: Te
     made = server.cli("secrets", "rotate-session", "--app", tenant.app_id, "--json")
     new = json.loads(made.stdout)["session_secret"]
     assert can_write(server, owner_with(tenant, tenant.session_secret, "u1"), tenant) == 201
+    twice = server.cli("secrets", "rotate-session", "--app", tenant.app_id, check=False)
+    assert twice.returncode != 0
+    assert f"trailkeep secrets retire-session --app {tenant.app_id}" in twice.stderr
     server.cli("secrets", "retire-session", "--app", tenant.app_id)
     assert can_write(server, owner_with(tenant, new, "u2"), tenant) == 201
     again = server.cli("secrets", "retire-session", "--app", tenant.app_id, check=False)

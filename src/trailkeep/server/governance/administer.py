@@ -301,7 +301,8 @@ class Administrator:
             if sealed_next is not None:
                 raise Conflict(
                     "a new session secret is already out: retire the old one first "
-                    "(POST /v1/apps/{app}/session-secret/retire)",
+                    f"(`trailkeep secrets retire-session --app {app_id}`, or POST "
+                    f"/v1/apps/{app_id}/session-secret/retire)",
                     "rotation_pending",
                 )
             secret = new_session_secret()
