@@ -9,6 +9,7 @@ log size, so that asking from the size it returned gives only what was erased si
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from tests.integration.export_folders import (
 )
 from tests.integration.http_api import checkpoint_verifier, wait_for_checkpoint
 from tests.servers import Server, Tenant
-from trailkeep.sdk import Client
+from trailkeep.sdk import AsyncClient, Client, Erased
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -161,6 +162,12 @@ def test_erased_answers_by_log_size_page_by_page(server: Server, tenant: Tenant)
         assert found.seq_ranges == [[0, 2], [8, 9]]
         assert found.size >= 10
         assert sdk.audit.erased(since_size=found.size).seq_ranges == []
+
+    async def erased_async() -> Erased:
+        async with AsyncClient(server.url, tenant.app_id, tenant.key) as client:
+            return await client.audit.erased(below_seq=9)
+
+    assert asyncio.run(erased_async()).seq_ranges == [[0, 2], [8, 8]]
     # Another app's key learns nothing about this app.
     other = server.new_app("other")
     with server.client(other.key) as c:

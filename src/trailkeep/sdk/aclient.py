@@ -13,17 +13,15 @@ from typing import Any, Literal, Unpack, overload
 
 import httpx
 
-from trailkeep.log import seqs
-
 from .build import (
     Call,
+    ErasedPages,
     ExportFormat,
     Filters,
     Page,
     Records,
     entries_of,
     entry_of,
-    erased_page_of,
     page_of,
     proven_of,
     stats_of,
@@ -260,16 +258,11 @@ class AsyncAudit:
         was erased since; ``below_seq`` limits the answer to the entries a copy holds. This is
         how a copy of the log (a warehouse table) learns what to erase too.
         """
-        size: int | None = None
-        found: list[list[int]] = []
-        cursor: str | None = None
-        while True:
-            call = self._build.erased(since_size, below_seq, cursor)
-            page_size, runs, cursor = erased_page_of((await self._client.send(call)).content)
-            size = page_size if size is None else size  # the first page's: later ones may be ahead
-            found.extend(runs)
-            if cursor is None:
-                return Erased(size, seqs.normalized(found))
+        pages = ErasedPages()
+        while pages.more:
+            call = self._build.erased(since_size, below_seq, pages.cursor)
+            pages.add((await self._client.send(call)).content)
+        return pages.result()
 
     async def stats(self, group_by: GroupBy = "action", **filters: Unpack[Filters]) -> Stats:
         """Counts of matching entries per action, actor, target type or day."""

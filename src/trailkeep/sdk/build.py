@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any, Final, Literal, TypedDict
 from urllib.parse import quote
 
+from trailkeep.log import seqs
 from trailkeep.log.record import (
     EntryError,
     caller_changes,
@@ -31,6 +32,7 @@ from .context import RequestContext
 from .errors import TrailkeepError, local_error
 from .models import (
     Entry,
+    Erased,
     Event,
     GroupBy,
     GroupCount,
@@ -357,12 +359,29 @@ def stats_of(content: bytes) -> Stats:
     return Stats(group_by=str(_field(data, "group_by", "stats")), groups=groups)
 
 
-def erased_page_of(content: bytes) -> tuple[int, list[list[int]], str | None]:
-    """One page of ``GET .../erased``: (size, seq runs, next cursor)."""
-    data = _json(content, "erased")
-    runs = [[int(a), int(b)] for a, b in _field(data, "seq_ranges", "erased")]
-    cursor = _field(data, "next_cursor", "erased")
-    return int(_field(data, "size", "erased")), runs, None if cursor is None else str(cursor)
+class ErasedPages:
+    """The pages of ``GET .../erased`` as they come: the first page's size, every run."""
+
+    def __init__(self) -> None:
+        """Nothing read yet: the first page is asked without a cursor."""
+        self.more = True
+        self.cursor: str | None = None
+        self._size: int | None = None
+        self._runs: list[list[int]] = []
+
+    def add(self, content: bytes) -> None:
+        """Take one page; ``more`` and ``cursor`` say whether and how to ask for the next."""
+        data = _json(content, "erased")
+        self._runs.extend([int(a), int(b)] for a, b in _field(data, "seq_ranges", "erased"))
+        if self._size is None:  # later pages may be ahead: the question starts from the first
+            self._size = int(_field(data, "size", "erased"))
+        cursor = _field(data, "next_cursor", "erased")
+        self.cursor = None if cursor is None else str(cursor)
+        self.more = self.cursor is not None
+
+    def result(self) -> Erased:
+        """Every page's runs, merged."""
+        return Erased(self._size or 0, seqs.normalized(self._runs))
 
 
 class Records:
