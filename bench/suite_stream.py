@@ -37,15 +37,17 @@ class _Listener:
         self._thread.start()
 
     def _read(self) -> None:
-        from trailkeep.sdk.sse import events_of, lines_of
+        from trailkeep.sdk.sse import EventParser
 
+        parser = EventParser()
         try:
-            for event in events_of(lines_of(self._response.iter_bytes())):
-                if event.event == "dropped":
-                    self.dropped = True
-                    return
-                if event.id is not None and event.data:
-                    self.arrived[int(event.id)] = time.perf_counter()
+            for chunk in self._response.iter_bytes():
+                for event in parser.feed(chunk):
+                    if event.event == "dropped":
+                        self.dropped = True
+                        return
+                    if event.id is not None and event.data:
+                        self.arrived[int(event.id)] = time.perf_counter()
         except httpx.HTTPError:
             return  # closed at the end
 
