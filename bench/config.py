@@ -33,9 +33,10 @@ class Sizes:
     purge_pg_entries: int = 200_000  # the PostgreSQL purge: a fresh database filled this far
     steady_rounds: int = 6  # steady write + retention: rounds of writing and purging
     steady_entries: int = 50_000  # written (and later purged) each round
-    stream_subscribers: int = 50  # live stream: subscribers on one app
+    stream_subscribers: int = 200  # live stream: subscribers on one app
     stream_writes: int = 2_000  # single writes while they listen
-    stream_write_rate: float = 200.0  # writes a second
+    stream_write_rate: float = 100.0  # writes a second: 200 × 100 = 20,000 events out a second
+    stream_listener_processes: int = 2  # asyncio processes the subscribers are spread over
 
 
 FULL = Sizes()
