@@ -137,7 +137,8 @@ def run(run: Run, sizes: Sizes) -> None:
         target="≤ 100 ms, none dropped or missing", met=p99 <= 100 and not dropped and not missing,
         baseline=statistics.quantiles(round_trips, n=100)[98] if len(round_trips) >= 2 else None,
         baseline_name="p99 of the writes' own round trip, same run",
-        notes=f"{len(answered)} single writes at {sizes.stream_write_rate:.0f}/s, "
+        notes=f"{len(answered)} single writes at {len(answered) / wall:,.0f}/s "
+        f"({sizes.stream_write_rate:,.0f}/s asked; one writer, each write after the last's 201), "
         f"{events:,} events out ({events / wall:,.0f}/s); p50 {p50:.1f} ms; {dropped} dropped, "
         f"{missing} events missing; listeners: {processes} asyncio process(es), CPU {cpu} of a "
         "core each",
