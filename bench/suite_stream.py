@@ -18,8 +18,6 @@ import threading
 import time
 from typing import Any
 
-import httpx
-
 from bench.config import Sizes
 from bench.harness import ROOT, BenchServer, Result, Run, new_app, rss_kib
 
@@ -55,24 +53,18 @@ class _Listeners:
             self.proc.wait()
 
 
-def _write(
-    url: str, app: dict[str, str], count: int, rate: float
-) -> tuple[dict[int, float], list[float]]:
-    """Single writes at ``rate`` a second: when each one's 201 came back, by seq; round trips."""
-    answered: dict[int, float] = {}
-    round_trips: list[float] = []
-    headers = {"Authorization": f"Bearer {app['key']}"}
-    with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
-        started = time.perf_counter()
-        for i in range(count):
-            time.sleep(max(0.0, started + i / rate - time.perf_counter()))
-            body = {"action": "bench.stream", "metadata": {"i": i}}
-            sent = time.perf_counter()
-            response = client.post(f"/v1/apps/{app['app_id']}/events", json=body)
-            response.raise_for_status()
-            answered[int(response.json()["seq"])] = time.perf_counter()
-            round_trips.append((time.perf_counter() - sent) * 1000)
-    return answered, round_trips
+def _write(url: str, app: dict[str, str], count: int, rate: float) -> dict[str, Any]:
+    """Single writes at ``rate`` a second, open loop (``bench.webhook_load write``): each is sent
+    at its time whether or not the ones before were answered, so a slow server is offered the
+    load the figure is about, not less."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.webhook_load", "write", url, app["app_id"], app["key"],
+         "--rate", str(rate), "--count", str(count), "--connections", "8",
+         "--action", "bench.stream"],
+        capture_output=True, text=True, cwd=ROOT, check=True, timeout=count / rate + 600,
+    )  # fmt: skip
+    got: dict[str, Any] = json.loads(done.stdout)
+    return got
 
 
 def _sample_rss(pid: int, every: float, stop: threading.Event, into: list[int]) -> None:
@@ -102,11 +94,9 @@ def run(run: Run, sizes: Sizes) -> None:
         rss_start = rss_kib(server.pid)
         sampler = threading.Thread(target=_sample_rss, args=(server.pid, 1.0, stop, samples))
         sampler.start()
-        wall = time.perf_counter()
-        answered, round_trips = _write(
-            server.url, app, sizes.stream_writes, sizes.stream_write_rate
-        )
-        wall = time.perf_counter() - wall
+        wrote = _write(server.url, app, sizes.stream_writes, sizes.stream_write_rate)
+        answered = {int(seq): at for seq, at in wrote["answered"].items()}
+        round_trips, wall = wrote["round_trips"], wrote["seconds"]
         got = [group.finish(max(answered)) for group in groups]
         stop.set()
         sampler.join()
@@ -132,13 +122,16 @@ def run(run: Run, sizes: Sizes) -> None:
     cpu = ", ".join(f"{g['cpu_seconds'] / wall:.0%}" for g in got)
     events = len(answered) * subscribers
     run.series["stream:rss_kib"] = [rss_start, *samples, rss_end]
+    pace = len(answered) / wall
     run.add(Result(
         SUITE, f"201 → event p99, {subscribers} subscribers (SQLite)", p99, "ms",
-        target="≤ 100 ms, none dropped or missing", met=p99 <= 100 and not dropped and not missing,
+        target=f"≤ 100 ms at {sizes.stream_write_rate:,.0f} writes/s, none dropped or missing",
+        met=p99 <= 100 and not dropped and not missing and not wrote["failures"]
+        and pace >= 0.95 * sizes.stream_write_rate,
         baseline=statistics.quantiles(round_trips, n=100)[98] if len(round_trips) >= 2 else None,
         baseline_name="p99 of the writes' own round trip, same run",
-        notes=f"{len(answered)} single writes at {len(answered) / wall:,.0f}/s "
-        f"({sizes.stream_write_rate:,.0f}/s asked; one writer, each write after the last's 201), "
+        notes=f"{len(answered)} single writes at {pace:,.0f}/s ({sizes.stream_write_rate:,.0f}/s "
+        f"asked, open loop over 8 connections; {len(wrote['failures'])} failed), "
         f"{events:,} events out ({events / wall:,.0f}/s); p50 {p50:.1f} ms; {dropped} dropped, "
         f"{missing} events missing; listeners: {processes} asyncio process(es), CPU {cpu} of a "
         "core each",

@@ -1,4 +1,4 @@
-"""The webhook benchmark's helper processes: a fast receiver and a paced writer.
+"""Helper processes of the webhook and stream benchmarks: a fast receiver and a paced writer.
 
 ``python -m bench.webhook_load receive PORT [--hang]`` is an HTTP/1.1 server on loopback,
 asyncio and raw bytes, so that receiving costs little: it answers every POST 204 and records,
@@ -102,7 +102,14 @@ async def _response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
 
 
 async def write(
-    url: str, app_id: str, key: str, rate: float, count: int, connections: int, offset: float
+    url: str,
+    app_id: str,
+    key: str,
+    rate: float,
+    count: int,
+    connections: int,
+    offset: float,
+    action: str = "bench.webhook",
 ) -> dict[str, Any]:
     """``count`` single writes at ``rate`` a second; each 201's seq and time, the round trips."""
     parts = urlsplit(url)
@@ -115,7 +122,7 @@ async def write(
     failures: list[str] = []
 
     async def one(i: int) -> None:
-        body = orjson.dumps({"action": "bench.webhook", "metadata": {"i": i}})
+        body = orjson.dumps({"action": action, "metadata": {"i": i}})
         request = (
             f"POST /v1/apps/{app_id}/events HTTP/1.1\r\nHost: {parts.netloc}\r\n"
             f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"
@@ -163,12 +170,13 @@ def main() -> None:
     wri.add_argument("--count", type=int, required=True)
     wri.add_argument("--connections", type=int, default=16)
     wri.add_argument("--offset", type=float, default=0.0, help="start this many periods late")
+    wri.add_argument("--action", default="bench.webhook")
     args = parser.parse_args()
     if args.command == "receive":
         asyncio.run(receive(args.port, args.hang, args.wait))
     else:
         out = asyncio.run(write(args.url, args.app_id, args.key, args.rate, args.count,
-                                args.connections, args.offset))  # fmt: skip
+                                args.connections, args.offset, args.action))  # fmt: skip
         print(json.dumps(out))
 
 
