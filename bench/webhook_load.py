@@ -31,6 +31,7 @@ class _Receiving(asyncio.Protocol):
     """One delivery connection: requests parsed from raw bytes, each answered 204."""
 
     def __init__(self, arrived: dict[int, float], progress: asyncio.Event, hang: bool) -> None:
+        """Record into ``arrived``; set ``progress`` at each answer; never answer if ``hang``."""
         self.arrived = arrived
         self.progress = progress
         self.hang = hang
@@ -38,10 +39,12 @@ class _Receiving(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Keep the transport to answer on."""
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        """Parse what came, record each delivered entry's arrival, answer each request."""
         now = time.perf_counter()
         if self.hang:
             return  # read and never answer: the sender waits for its timeout
