@@ -91,11 +91,13 @@ def main(argv: list[str] | None = None) -> int:
         suite_soak,
         suite_stream,
         suite_verify,
+        suite_webhooks,
     )
 
     modules = {"ingest": suite_ingest, "http_write": suite_http, "reads": suite_reads,
                "proofs": suite_proofs, "verify": suite_verify, "soak": suite_soak,
-               "governance": suite_governance, "stream": suite_stream}  # fmt: skip
+               "governance": suite_governance, "stream": suite_stream,
+               "webhooks": suite_webhooks}  # fmt: skip
     failed: list[str] = []
     timings: dict[str, float] = {}
     wants_pg = {"http_write", "governance"} & set(suites)

@@ -33,9 +33,14 @@ class Sizes:
     purge_pg_entries: int = 200_000  # the PostgreSQL purge: a fresh database filled this far
     steady_rounds: int = 6  # steady write + retention: rounds of writing and purging
     steady_entries: int = 50_000  # written (and later purged) each round
-    stream_subscribers: int = 50  # live stream: subscribers on one app
+    stream_subscribers: int = 200  # live stream: subscribers on one app
     stream_writes: int = 2_000  # single writes while they listen
-    stream_write_rate: float = 200.0  # writes a second
+    stream_write_rate: float = 100.0  # writes a second: 200 × 100 = 20,000 events out a second
+    stream_listener_processes: int = 2  # asyncio processes the subscribers are spread over
+    webhook_entries: int = 100_000  # the backlog one destination is sent
+    webhook_write_rate: float = 2_000.0  # single writes a second while two destinations follow
+    webhook_live_seconds: float = 10.0  # how long those writes go on
+    webhook_writer_processes: int = 2  # the paced writers, each an asyncio process
 
 
 FULL = Sizes()
@@ -64,6 +69,19 @@ SMOKE = Sizes(
     steady_entries=2_000,
     stream_subscribers=5,
     stream_writes=100,
+    webhook_entries=2_000,
+    webhook_write_rate=200.0,
+    webhook_live_seconds=1.0,
 )
 
-SUITES = ("ingest", "http_write", "reads", "proofs", "verify", "governance", "stream", "soak")
+SUITES = (
+    "ingest",
+    "http_write",
+    "reads",
+    "proofs",
+    "verify",
+    "governance",
+    "stream",
+    "webhooks",
+    "soak",
+)

@@ -25,6 +25,7 @@ TITLES = {
     "verify": "`trailkeep verify`",
     "governance": "Retention and erasure",
     "stream": "Live stream",
+    "webhooks": "Webhook delivery",
     "soak": "Memory during an ingest soak",
 }
 

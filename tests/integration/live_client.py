@@ -6,7 +6,6 @@ import json
 import queue
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -14,7 +13,7 @@ import pytest
 
 from tests.integration.http_api import Entry, events_url, expect_status
 from tests.servers import Server
-from trailkeep.sdk.sse import ServerEvent, events_of, lines_of
+from trailkeep.sdk.sse import EventParser, ServerEvent
 
 
 class Subscriber:
@@ -24,7 +23,7 @@ class Subscriber:
         self, server: Server, app_id: str, token: str, params: Any = None, **headers: str
     ) -> None:
         self.events: queue.Queue[ServerEvent | None] = queue.Queue()
-        self.comments = 0
+        self._parser = EventParser()
         self.resume_point: str | None = None
         self._client = httpx.Client(base_url=server.url, timeout=30)
         request = self._client.build_request(
@@ -38,22 +37,21 @@ class Subscriber:
 
     def _read(self) -> None:
         try:
-            lines = lines_of(self.response.iter_bytes())
-            for event in events_of(self._counting(lines)):
-                if event.data:  # not the id-only block that states the resume point
-                    self.events.put(event)
-                else:
-                    self.resume_point = event.id
+            for chunk in self.response.iter_bytes():
+                for event in self._parser.feed(chunk):
+                    if event.data:  # not the id-only block that states the resume point
+                        self.events.put(event)
+                    else:
+                        self.resume_point = event.id
         except httpx.HTTPError:
             pass  # closed by the test
         finally:
             self.events.put(None)
 
-    def _counting(self, lines: Iterator[str]) -> Iterator[str]:
-        for line in lines:
-            if line.startswith(":"):
-                self.comments += 1
-            yield line
+    @property
+    def comments(self) -> int:
+        """Comment lines (heartbeats) received so far."""
+        return self._parser.comments
 
     def take(self, count: int, within: float = 30) -> list[ServerEvent]:
         """The next ``count`` events; fails if they do not come in time or the stream ends."""

@@ -973,7 +973,8 @@ def test_the_docs_have_the_examples() -> None:
     assert "(sdk-browser.md)" in text
     for needed in ("audit.log(", "log_many(", "audit.list(", "proof=True", "verify_entry(",
                    "export(", "sessions.mint(", "AuditBuffer(", "TrailkeepASGIMiddleware",
-                   "TrailkeepWSGIMiddleware", "verifier_key="):  # fmt: skip
+                   "TrailkeepWSGIMiddleware", "verifier_key=", "audit.stream(",
+                   "await client.audit.stream("):  # fmt: skip
         assert needed in text, needed
 
 

@@ -32,7 +32,7 @@ from tests.integration.http_api import (
 )
 from tests.integration.live_client import Subscriber, entries_of
 from tests.servers import BIN, Server, Tenant
-from trailkeep.sdk.sse import events_of, lines_of
+from trailkeep.sdk.sse import EventParser
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -255,7 +255,8 @@ def test_a_slow_subscriber_is_dropped_while_a_fast_one_keeps_up(live: Server, ap
         slow.close()
     body = received.split(b"\r\n\r\n", 1)[1]
     dechunked = b"".join(_chunks(body))
-    events = list(events_of(lines_of([dechunked])))
+    parser = EventParser()
+    events = parser.feed(dechunked) + parser.end()
     assert events[0].id == str(written[0]["seq"] - 1)  # first, where it would resume from
     assert events[0].data == ""
     entries = [e for e in events if e.event == "message" and e.data]

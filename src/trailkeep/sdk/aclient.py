@@ -7,6 +7,7 @@ sending, waiting between retries and streaming are awaited here.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, Unpack, overload
@@ -32,6 +33,7 @@ from .errors import ConnectionFailed, InvalidRequest, NotFound
 from .models import Entry, Erased, Event, GroupBy, ProvenEntry, SignedCheckpoint, Stats, Verified
 from .retry import OnRetry, RetryPolicy, error_of
 from .sessions import Sessions
+from .sse import EventParser, ServerEvent, resume_seq
 from .verify import consistency_path
 
 
@@ -279,6 +281,20 @@ class AsyncAudit:
         async for line in self.export("ndjson", **filters):
             yield entry_of(line.encode())
 
+    async def stream(
+        self, *, after_seq: int | None = None, last_event_id: int | None = None,
+        **filters: Unpack[Filters],
+    ) -> AsyncEntryStream:  # fmt: skip
+        """New matching entries as they are appended, over one connection, oldest first.
+
+        Awaiting it opens the connection (a refusal raises here); then ``async for`` the
+        entries. As :meth:`Audit.stream`: ``after_seq`` or ``last_event_id`` first replays the
+        stored entries after that seq; iteration ends when the server ends the stream; resume
+        with its ``last_seq``; a broken connection raises :class:`ConnectionFailed`.
+        """
+        call = self._build.stream(filters, after_seq, last_event_id)
+        return AsyncEntryStream(await self._client.send(call))
+
     async def _records(self, call: Call, csv: bool) -> AsyncIterator[str]:
         response = await self._client.send(call)
         records = Records(csv)
@@ -294,3 +310,60 @@ class AsyncAudit:
             ) from exc
         finally:
             await response.aclose()
+
+
+class AsyncEntryStream:
+    """The entries of one live-stream connection, ``async for``; ``last_seq`` is where to resume."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        """Read ``response``, an open live stream."""
+        self.last_seq: int | None = None
+        self._response = response
+        self._chunks = response.aiter_bytes()
+        self._parser = EventParser()
+        self._ready: deque[ServerEvent] = deque()
+        self._ended = False
+
+    def __aiter__(self) -> AsyncEntryStream:
+        """The stream is its own iterator."""
+        return self
+
+    async def __anext__(self) -> Entry:
+        """The next entry; ``StopAsyncIteration`` when the server ended the stream."""
+        try:
+            while True:
+                while self._ready:
+                    event = self._ready.popleft()
+                    if (seq := resume_seq(event)) is not None:
+                        self.last_seq = seq
+                    if event.event == "message" and event.data:
+                        return entry_of(event.data.encode())
+                if self._ended:
+                    break
+                chunk = await anext(self._chunks, None)
+                if chunk is None:
+                    self._ended = True
+                    self._ready.extend(self._parser.end())
+                else:
+                    self._ready.extend(self._parser.feed(chunk))
+        except httpx.TransportError as exc:
+            await self.aclose()
+            raise ConnectionFailed(
+                "connection_failed", None, f"the live stream broke: {exc}"
+            ) from exc
+        await self.aclose()
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        """Hang up."""
+        await self._response.aclose()
+
+    async def __aenter__(self) -> AsyncEntryStream:
+        """Use as an async context manager that hangs up."""
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        """Hang up."""
+        await self.aclose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from types import TracebackType
@@ -30,7 +31,7 @@ from .errors import ConnectionFailed, InvalidRequest, NotFound
 from .models import Entry, Erased, Event, GroupBy, ProvenEntry, SignedCheckpoint, Stats, Verified
 from .retry import OnRetry, RetryPolicy, error_of
 from .sessions import Sessions
-from .sse import events_of, lines_of
+from .sse import EventParser, ServerEvent, resume_seq
 from .verify import consistency_path
 
 
@@ -359,21 +360,36 @@ class EntryStream:
     """The entries of one live-stream connection; ``last_seq`` is where to resume from."""
 
     def __init__(self, response: httpx.Response) -> None:
+        """Read ``response``, an open live stream."""
         self.last_seq: int | None = None
         self._response = response
-        self._events = events_of(lines_of(response.iter_bytes()))
+        self._chunks = response.iter_bytes()
+        self._parser = EventParser()
+        self._ready: deque[ServerEvent] = deque()
+        self._ended = False
 
     def __iter__(self) -> EntryStream:
+        """The stream is its own iterator."""
         return self
 
     def __next__(self) -> Entry:
         """The next entry; ``StopIteration`` when the server ended the stream."""
         try:
-            for event in self._events:
-                if event.id is not None and event.id.lstrip("-").isdigit():
-                    self.last_seq = int(event.id)
-                if event.event == "message" and event.data:
-                    return entry_of(event.data.encode())
+            while True:
+                while self._ready:
+                    event = self._ready.popleft()
+                    if (seq := resume_seq(event)) is not None:
+                        self.last_seq = seq
+                    if event.event == "message" and event.data:
+                        return entry_of(event.data.encode())
+                if self._ended:
+                    break
+                chunk = next(self._chunks, None)
+                if chunk is None:
+                    self._ended = True
+                    self._ready.extend(self._parser.end())
+                else:
+                    self._ready.extend(self._parser.feed(chunk))
         except httpx.TransportError as exc:
             self.close()
             raise ConnectionFailed(
@@ -385,3 +401,13 @@ class EntryStream:
     def close(self) -> None:
         """Hang up."""
         self._response.close()
+
+    def __enter__(self) -> EntryStream:
+        """Use as a context manager that hangs up."""
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        """Hang up."""
+        self.close()

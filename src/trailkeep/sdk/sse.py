@@ -1,8 +1,12 @@
-"""Server-Sent Events as the live stream sends them: parsed from lines, one event at a time."""
+"""Server-Sent Events as the live stream sends them, parsed without I/O (h11 style).
+
+:class:`EventParser` is fed the stream's bytes in whatever chunks they arrive and hands back
+the events they complete; the sync and the async stream both read through it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import re
 from dataclasses import dataclass
 
 
@@ -18,52 +22,92 @@ class ServerEvent:
 #: A longer line is not an event this server sends: refused rather than buffered without end.
 LINE_MAX = 16 << 20
 
+# CR, LF or CRLF only, as SSE says. Not ``str.splitlines``: an entry's JSON may hold U+2028 or
+# U+0085 unescaped, and those are no line ends here.
+_LINE_END = re.compile(rb"\r\n|\r|\n")
 
-def lines_of(chunks: Iterable[bytes]) -> Iterator[str]:
-    """Lines split at CR, LF or CRLF only, as SSE says.
 
-    Not ``str.splitlines``: an entry's JSON may hold U+2028 or U+0085 unescaped, and those
-    are no line ends here.
+class EventParser:
+    """An incremental SSE parser: ``feed`` it chunks, get the events they complete.
+
+    WHATWG rules: comments (heartbeats) skipped and counted in ``comments``, data lines joined
+    with ``\\n``. A block with an id and no data is returned too (with empty ``data``): it
+    dispatches no event, but it moves where a reconnection resumes.
     """
-    buffer = b""
-    for chunk in chunks:
-        buffer += chunk
-        while True:
-            cut = min((i for i in (buffer.find(b"\r"), buffer.find(b"\n")) if i >= 0), default=-1)
-            if cut < 0:
-                break
-            if buffer[cut : cut + 1] == b"\r" and cut + 1 == len(buffer):
-                break  # a CR at the end of a chunk: its LF may come with the next one
-            yield buffer[:cut].decode()
-            step = 2 if buffer[cut : cut + 2] == b"\r\n" else 1
-            buffer = buffer[cut + step :]
-        if len(buffer) > LINE_MAX:
+
+    def __init__(self) -> None:
+        """Start at the beginning of a stream."""
+        self.comments = 0
+        self._pending: list[bytes] = []  # the start of a line whose end has not come yet
+        self._pending_size = 0
+        self._after_cr = False  # the last chunk ended with CR: an LF opening the next is its pair
+        self._event = "message"
+        self._data: list[str] = []
+        self._id: str | None = None
+
+    def feed(self, chunk: bytes) -> list[ServerEvent]:
+        """The events that ``chunk`` completes; ValueError past :data:`LINE_MAX`."""
+        if not chunk:
+            return []
+        if self._after_cr:
+            self._after_cr = False
+            if chunk[:1] == b"\n":
+                chunk = chunk[1:]
+                if not chunk:
+                    return []
+        parts = _LINE_END.split(chunk)
+        rest = parts.pop()
+        if not parts:  # no line ends here: keep the pieces, joined once the line ends
+            self._hold(rest)
+            return []
+        if self._pending:
+            parts[0] = b"".join(self._pending) + parts[0]
+            self._pending, self._pending_size = [], 0
+        self._after_cr = chunk[-1:] == b"\r"
+        events: list[ServerEvent] = []
+        for line in parts:
+            if len(line) > LINE_MAX:
+                raise ValueError(f"a stream line longer than {LINE_MAX} bytes")
+            self._line(line.decode(), events)
+        if rest:
+            self._hold(rest)
+        return events
+
+    def end(self) -> list[ServerEvent]:
+        """The stream ended: the events still due (an unfinished event is discarded, as WHATWG
+        says: an event is dispatched only by its blank line)."""
+        self._pending, self._pending_size, self._after_cr = [], 0, False
+        self._event, self._data, self._id = "message", [], None
+        return []
+
+    def _hold(self, piece: bytes) -> None:
+        self._pending.append(piece)
+        self._pending_size += len(piece)
+        if self._pending_size > LINE_MAX:
             raise ValueError(f"a stream line longer than {LINE_MAX} bytes")
-    if buffer:
-        yield buffer.rstrip(b"\r").decode()
 
-
-def events_of(lines: Iterable[str]) -> Iterator[ServerEvent]:
-    """The events in a stream's lines (WHATWG rules: comments skipped, data lines joined).
-
-    A block with an id and no data is yielded too (with empty ``data``): it dispatches no event,
-    but it moves where a reconnection resumes.
-    """
-    event, data, event_id = "message", list[str](), None
-    for raw in lines:
-        line = raw.rstrip("\r\n")
+    def _line(self, line: str, events: list[ServerEvent]) -> None:
         if not line:
-            if data or event_id is not None:  # an id alone moves the resume point
-                yield ServerEvent(event, "\n".join(data), event_id)
-            event, data, event_id = "message", [], None
-            continue
-        if line.startswith(":"):
-            continue  # a heartbeat
+            if self._data or self._id is not None:  # an id alone moves the resume point
+                events.append(ServerEvent(self._event, "\n".join(self._data), self._id))
+            self._event, self._data, self._id = "message", [], None
+            return
+        if line[0] == ":":
+            self.comments += 1  # a heartbeat
+            return
         name, _, value = line.partition(":")
-        value = value.removeprefix(" ")
+        if value[:1] == " ":
+            value = value[1:]
         if name == "data":
-            data.append(value)
+            self._data.append(value)
         elif name == "event":
-            event = value
+            self._event = value
         elif name == "id":
-            event_id = value
+            self._id = value
+
+
+def resume_seq(event: ServerEvent) -> int | None:
+    """The seq an event's id names (where a reconnection resumes), or None."""
+    if event.id is not None and event.id.lstrip("-").isdigit():
+        return int(event.id)
+    return None
