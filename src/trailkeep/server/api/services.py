@@ -75,10 +75,12 @@ class Services:
         stats = IngestStats(on_commit=metrics.on_commit)
         live = Hub(store, settings.stream_queue_entries, settings.stream_poll_seconds)
         metrics.stream_subscribers.set_function(live.subscribers)
+        deliverer = Deliverer(store, settings)
 
         def appended(app_ids: set[str]) -> None:
             checkpointer.mark(app_ids)
             live.wake(app_ids)  # this node's subscribers hear of its own appends at once
+            deliverer.wake(app_ids)  # and so do its webhook deliveries
 
         ingest: Appender
         if settings.writer == "process":
@@ -124,7 +126,7 @@ class Services:
             retention=Retention(store, settings.metadata_max_bytes),
             subjects=Subjects(store, settings.metadata_max_bytes),
             webhooks=Webhooks(store, settings.metadata_max_bytes),
-            deliverer=Deliverer(store, settings),
+            deliverer=deliverer,
             live=live,
             live_slots=ExportSlots(
                 settings.streams_per_app,

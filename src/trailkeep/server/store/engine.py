@@ -19,7 +19,7 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 WAL_AUTOCHECKPOINT_PAGES = 8_192  # 32 MiB of 4 KiB pages
 
 
-def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
+def _sqlite_engine(url: str, *, immediate: bool, bookkeeping: bool = False) -> Engine:
     database = make_url(url).database
     if database and database != ":memory:":
         # The file holds every app's log and keys' hashes: created 0600 before SQLite opens it
@@ -41,8 +41,10 @@ def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         # FULL: a commit is on disk before it returns, so a 201 survives a crash or power loss.
-        cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        # Bookkeeping (store/bookkeeping.py) may lose its last commits to a power failure, and
+        # waits for the write lock by its own retries, not SQLite's slowing ones.
+        cursor.execute(f"PRAGMA synchronous={'NORMAL' if bookkeeping else 'FULL'}")
+        cursor.execute(f"PRAGMA busy_timeout={0 if bookkeeping else 30000}")
         # Copy the WAL back into the database every 32 MiB rather than SQLite's 4 MiB: a page
         # that several commits dirtied is copied (and the file synced) once, not once each.
         # The WAL file stays bounded at about this size.
@@ -102,6 +104,11 @@ def unreachable(url: str, timeout: int = 5) -> str | None:
 def redacted(url: str) -> str:
     """``url`` as it may be printed: any password masked."""
     return make_url(url).render_as_string(hide_password=True)
+
+
+def sqlite_bookkeeping_engine(url: str) -> Engine:
+    """A one-connection SQLite engine for bookkeeping writes (``store/bookkeeping.py``)."""
+    return _sqlite_engine(url, immediate=True, bookkeeping=True)
 
 
 def create_engines(url: str) -> tuple[Engine, Engine]:

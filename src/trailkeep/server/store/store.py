@@ -20,6 +20,7 @@ from trailkeep.server.secrets import SecretBox
 from trailkeep.server.store import pgtext, reads, schema, stubs, tree
 from trailkeep.server.store.admin import AdminTx
 from trailkeep.server.store.append import AppendTx, read_range, utc
+from trailkeep.server.store.bookkeeping import Bookkeeping
 from trailkeep.server.store.driver import driver_rows, placeholder
 from trailkeep.server.store.engine import create_engines, migrate
 from trailkeep.server.store.records import (
@@ -58,6 +59,8 @@ class Store:
         self.reader_engine: Engine
         self.writer_engine, self.reader_engine = create_engines(url)
         self.dialect = self.writer_engine.dialect.name
+        #: Writes a power failure may roll back at the cost of a repeat (webhook delivery's).
+        self.bookkeeping = Bookkeeping(url, self.writer_engine)
 
     def _storable(self, server_made_id: str) -> bool:
         # Ids the server made never hold NUL, which PostgreSQL cannot even be asked about.
@@ -111,6 +114,7 @@ class Store:
         """Release every pooled connection."""
         self.writer_engine.dispose()
         self.reader_engine.dispose()
+        self.bookkeeping.dispose()
 
     @contextmanager
     def append_tx(self) -> Iterator[AppendTx]:
