@@ -25,10 +25,11 @@ import contextlib
 import email.utils
 import hashlib
 import hmac
+import itertools
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -48,6 +49,7 @@ from trailkeep.server.store import webhooks as rows
 log = logging.getLogger(__name__)
 
 BATCH_MAX: Final = 100
+TRIM_EVERY: Final = 16  # settles between two trims of the recent deliveries kept
 LOOK_GAP: Final = 0.01  # seconds between two looks for due destinations, at the least
 DELAY_CAP: Final = 12 * 3600.0  # no single wait longer than this
 ERROR_MAX: Final = 500  # characters of an error kept
@@ -92,6 +94,24 @@ class Message:
     notice_id: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Step:
+    """A message ready to go: the addresses checked for it, or why its URL is refused."""
+
+    message: Message
+    addresses: list[str]
+    refused: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a send went: the status (None: no answer) and the error, if it failed."""
+
+    status: int | None
+    error: str | None
+    wait: float | None  # what the destination's Retry-After asked for
+
+
 class Deliverer:
     """This node's webhook deliveries: finds due destinations, leases them, sends."""
 
@@ -103,6 +123,7 @@ class Deliverer:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._task: asyncio.Task[None] | None = None
         self._client: httpx.AsyncClient | None = None
+        self._settles = itertools.count()
         self._woken: asyncio.Event | None = None  # the loop's: some app's log grew
         self._waiting: dict[str, set[asyncio.Event]] = {}  # caught-up tasks, by app
 
@@ -175,24 +196,29 @@ class Deliverer:
         app_id: str | None = None
         try:
             hook = await asyncio.to_thread(self._renewed, hook_id)
+            step: Step | None = None
             while hook is not None and hook.status == "active":
                 if hook.next_attempt_at is not None and hook.next_attempt_at > datetime.now(UTC):
                     return
                 if app_id is None:
                     app_id = hook.app_id
                     self._waiting.setdefault(app_id, set()).add(woken)
+                if step is None:
+                    woken.clear()
+                    step = await asyncio.to_thread(self._prepare, hook)
+                    if step is None:
+                        # Caught up: the next commit to the app wakes this task; none within
+                        # the poll interval, and the destination is let go for the loop to find.
+                        try:
+                            await asyncio.wait_for(
+                                woken.wait(), self._settings.webhook_poll_interval
+                            )
+                        except TimeoutError:
+                            return
+                        hook = await asyncio.to_thread(self._get, hook_id)
+                        continue
                 woken.clear()
-                message = await asyncio.to_thread(self._next, hook)
-                if message is None:
-                    # Caught up: the next commit to the app wakes this task; none within the
-                    # poll interval, and the destination is let go for the loop to find again.
-                    try:
-                        await asyncio.wait_for(woken.wait(), self._settings.webhook_poll_interval)
-                    except TimeoutError:
-                        return
-                elif not await self._send(hook, message):
-                    return
-                hook = await asyncio.to_thread(self._get, hook_id)
+                hook, step = await self._deliver(hook, step)
         except Exception:
             log.exception("delivering webhook %s failed; trying again shortly", hook_id)
         finally:
@@ -201,20 +227,42 @@ class Deliverer:
             with contextlib.suppress(Exception):
                 await asyncio.shield(asyncio.to_thread(self._release, hook_id))
 
-    async def _send(self, hook: rows.Hook, message: Message) -> bool:
+    async def _deliver(self, hook: rows.Hook, step: Step) -> tuple[rows.Hook | None, Step | None]:
+        """Send one message and settle it: the destination as it is then, and its next step
+        (None, None: stop, for a retry later or because another node took over)."""
+        message = step.message
+        after = replace(
+            hook, cursor=hook.cursor if message.last_seq is None else message.last_seq,
+            attempts=0, last_error=None, next_attempt_at=None, batch_id=None, batch_last=None,
+        )  # fmt: skip
+        # The next batch is read while this one is on its way (it is sent only once this one
+        # succeeded). Not after a notice: until it is settled, the notice is still queued.
+        ahead = None
+        if message.notice_id is None:
+            ahead = asyncio.ensure_future(asyncio.to_thread(self._prepare, after, False))
+        try:
+            outcome = await self._send(hook, step)
+            settled = await asyncio.to_thread(self._settle, hook, message, outcome)
+            if not settled or outcome.error is not None:
+                return None, None
+            if ahead is None:
+                return after, await asyncio.to_thread(self._prepare, after)
+            return after, await ahead
+        finally:
+            if ahead is not None and not ahead.done():
+                ahead.cancel()
+
+    async def _send(self, hook: rows.Hook, step: Step) -> Outcome:
         assert self._client is not None
         assert self._store.secrets is not None
-        status: int | None = None
-        error: str | None = None
-        wait: float | None = None
+        if step.refused is not None:
+            return Outcome(None, f"url: {step.refused}", None)
+        message = step.message
         try:
-            # Again before each connection: the host's addresses may have changed since.
-            allow = self._settings.webhook_allow_private
-            addresses = await asyncio.to_thread(resolve, hook.url, allow, ALLOW_PRIVATE)
             target, extra, extensions = hook.url, {}, {}
-            if addresses:
+            if step.addresses:
                 # To the address just checked, not one a rebinding DNS answers with next.
-                target, host, name = pinned(hook.url, addresses[0])
+                target, host, name = pinned(hook.url, step.addresses[0])
                 extra, extensions = {"host": host}, {"sni_hostname": name}
             secret = self._store.secrets.open(
                 hook.sealed_secret, rows.secret_context(hook.app_id, hook.id)
@@ -233,19 +281,14 @@ class Deliverer:
                 ),
                 self._settings.webhook_timeout,
             )
-            status = response.status_code
-            if not 200 <= status < 300:
-                error = f"HTTP {status}"
-                wait = retry_after(response.headers.get("retry-after"))
-        except EgressError as exc:
-            error = f"url: {exc}"
         except TimeoutError:
-            error = f"no answer within {self._settings.webhook_timeout:g} s"
+            return Outcome(None, f"no answer within {self._settings.webhook_timeout:g} s", None)
         except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"[:ERROR_MAX]
-        ok = error is None
-        await asyncio.to_thread(self._settle, hook, message, status, error, wait)
-        return ok
+            return Outcome(None, f"{type(exc).__name__}: {exc}"[:ERROR_MAX], None)
+        status = response.status_code
+        if 200 <= status < 300:
+            return Outcome(status, None, None)
+        return Outcome(status, f"HTTP {status}", retry_after(response.headers.get("retry-after")))
 
     # -- in worker threads -----------------------------------------------------------------
 
@@ -274,7 +317,23 @@ class Deliverer:
         with self._store.bookkeeping.begin() as c:
             rows.release(c, hook_id, self._node)
 
-    def _next(self, hook: rows.Hook) -> Message | None:
+    def _prepare(self, hook: rows.Hook, skip: bool = True) -> Step | None:
+        """The next message and where to send it, or None when there is nothing to send.
+
+        ``skip`` lets it move the cursor past entries that match no filter: never while the
+        batch before is unsettled (a failure must find the cursor where it was).
+        """
+        message = self._next(hook, skip)
+        if message is None:
+            return None
+        try:
+            # Again before each send: the host's addresses may have changed since.
+            allow = self._settings.webhook_allow_private
+            return Step(message, resolve(hook.url, allow, ALLOW_PRIVATE))
+        except EgressError as exc:
+            return Step(message, [], str(exc))
+
+    def _next(self, hook: rows.Hook, skip: bool) -> Message | None:
         """The destination's next message: a queued notice, the batch it retries, or a new one."""
         with self._store.reader_engine.connect() as c:
             notice = rows.first_notice(c, hook.id)
@@ -292,7 +351,7 @@ class Deliverer:
             found = [(seq, entry) for seq, entry in found if seq <= hook.batch_last]
         if not found:
             # Nothing after the cursor matches: move it past what was looked at.
-            if size - 1 > hook.cursor:
+            if skip and size - 1 > hook.cursor:
                 with self._store.bookkeeping.begin() as c:
                     rows.fenced_update(
                         c,
@@ -316,10 +375,9 @@ class Deliverer:
             body = _entries_body(hook.app_id, [entry for _, entry in found], size)
         return Message(message_id, "audit.entries", body, first, last)
 
-    def _settle(
-        self, hook: rows.Hook, message: Message, status: int | None, error: str | None,
-        wait: float | None,
-    ) -> None:  # fmt: skip
+    def _settle(self, hook: rows.Hook, message: Message, outcome: Outcome) -> bool:
+        """Record the attempt; False if this node no longer delivers the destination."""
+        status, error, wait = outcome.status, outcome.error, outcome.wait
         now = datetime.now(UTC)
         values: dict[str, Any] = {"lease_until": self._lease_end(now)}  # renewed as it goes
         if error is None:
@@ -345,14 +403,15 @@ class Deliverer:
                 values["next_attempt_at"] = now + timedelta(seconds=delay)
         with self._store.bookkeeping.begin() as c:
             if not rows.fenced_update(c, hook, self._node, values):
-                return  # a replay overtook this delivery, or another node took over
+                return False  # a replay overtook this delivery, or another node took over
             if error is None and message.notice_id is not None:
                 rows.drop_notice(c, message.notice_id)
             rows.add_delivery(c, {
                 "webhook_id": hook.id, "message_id": message.id, "type": message.type,
                 "first_seq": message.first_seq, "last_seq": message.last_seq,
                 "status_code": status, "error": error, "at": now,
-            })  # fmt: skip
+            }, trim=next(self._settles) % TRIM_EVERY == 0)  # fmt: skip
+        return True
 
 
 def _body(kind: str, data: dict[str, Any]) -> bytes:

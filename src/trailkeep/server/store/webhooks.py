@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, exists, func, insert, or_, select, update
+from sqlalchemy import Connection, delete, exists, insert, or_, select, update
 
 from trailkeep.server.ids import new_id
 from trailkeep.server.store import schema
@@ -227,21 +227,19 @@ def drop_notice(c: Connection, notice_id: str) -> None:
     c.execute(delete(schema.webhook_notices).where(schema.webhook_notices.c.id == notice_id))
 
 
-def add_delivery(c: Connection, values: dict[str, Any]) -> None:
-    """Record one attempt, keeping the newest :data:`DELIVERIES_KEPT` of the destination."""
+def add_delivery(c: Connection, values: dict[str, Any], trim: bool = True) -> None:
+    """Record one attempt; with ``trim``, keep only the newest :data:`DELIVERIES_KEPT`.
+
+    Trimming now and then (the caller decides) is enough: reads show the newest ones only.
+    """
     table = schema.webhook_deliveries
     c.execute(insert(table).values({"id": new_id("whd"), **values}))
-    count = c.execute(
-        select(func.count()).where(table.c.webhook_id == values["webhook_id"])
-    ).scalar_one()
-    if count > DELIVERIES_KEPT:
-        oldest = (
-            select(table.c.id)
-            .where(table.c.webhook_id == values["webhook_id"])
-            .order_by(table.c.at)
-            .limit(count - DELIVERIES_KEPT)
-        )
-        c.execute(delete(table).where(table.c.id.in_(oldest.scalar_subquery())))
+    if not trim:
+        return
+    hook = table.c.webhook_id == values["webhook_id"]
+    # The time of the newest one not kept, by the (webhook_id, at) index; older ones go.
+    cut = select(table.c.at).where(hook).order_by(table.c.at.desc()).offset(DELIVERIES_KEPT)
+    c.execute(delete(table).where(hook, table.c.at <= cut.limit(1).scalar_subquery()))
 
 
 def deliveries(c: Connection, hook_id: str, limit: int = DELIVERIES_KEPT) -> list[dict[str, Any]]:
