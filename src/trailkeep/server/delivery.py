@@ -335,18 +335,18 @@ class Deliverer:
 
     def _next(self, hook: rows.Hook, skip: bool) -> Message | None:
         """The destination's next message: a queued notice, the batch it retries, or a new one."""
-        with self._store.reader_engine.connect() as c:
+        # One snapshot: the size and the entries below it agree, and one connection serves all.
+        with self._store.snapshot() as c:
             notice = rows.first_notice(c, hook.id)
-        if notice is not None:
-            notice_id, ranges, erased_by = notice
-            data: dict[str, Any] = {"app_id": hook.app_id, "seq_ranges": ranges,
-                                    "erased_by": erased_by}  # fmt: skip
-            return Message(notice_id, "audit.erased", _body("audit.erased", data), None, None,
-                           notice_id)  # fmt: skip
-        size = self._store.log_size(hook.app_id)  # before the read: all below it is committed
-        found = self._store.page(
-            hook.app_id, filters_of(hook.filter), hook.cursor, BATCH_MAX, False
-        )
+            if notice is not None:
+                notice_id, ranges, erased_by = notice
+                data: dict[str, Any] = {"app_id": hook.app_id, "seq_ranges": ranges,
+                                        "erased_by": erased_by}  # fmt: skip
+                body = _body("audit.erased", data)
+                return Message(notice_id, "audit.erased", body, None, None, notice_id)
+            size = rows.log_size(c, hook.app_id)
+            filters = filters_of(hook.filter)
+            found = self._store.page(hook.app_id, filters, hook.cursor, BATCH_MAX, False, c)
         if hook.batch_last is not None:
             found = [(seq, entry) for seq, entry in found if seq <= hook.batch_last]
         if not found:

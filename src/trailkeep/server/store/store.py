@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, text, tuple_, update
+from sqlalchemy import Connection, Engine, insert, select, text, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from trailkeep.log import merkle
@@ -355,20 +355,35 @@ class Store:
         actor = pgtext.decode(row[4])
         return IndexedFields(row[2], row[3], actor, target_type, target_id, format_time(row[7]))
 
-    def page(
-        self, app_id: str, filters: Filters, before: int | None, limit: int, newest_first: bool
-    ) -> list[tuple[int, bytes]]:
-        """A page of matching (seq, entry) pairs after the keyset position ``before``."""
+    @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """A reader connection whose statements all see one snapshot of the database.
+
+        SQLite's read transaction is one already; PostgreSQL's READ COMMITTED gives each
+        statement its own, so there the transaction is REPEATABLE READ (read-only: it never
+        fails to serialize).
+        """
         with self.reader_engine.connect() as c:
             if self.dialect == "postgresql":
-                # Entries, then stubs: in one snapshot, or an erasure committing between the
-                # two reads puts an entry and its stub both in the page (SQLite's read
-                # transaction is one snapshot already).
                 c.execution_options(isolation_level="REPEATABLE READ")
-            rows = reads.page(c, app_id, filters, before, limit, newest_first)
-            if not filters.on_time_only():
-                return rows
-            found = stubs.page(c, app_id, filters, before, limit, newest_first)
+            yield c
+
+    def page(
+        self, app_id: str, filters: Filters, before: int | None, limit: int, newest_first: bool,
+        c: Connection | None = None,
+    ) -> list[tuple[int, bytes]]:  # fmt: skip
+        """A page of matching (seq, entry) pairs after the keyset position ``before``.
+
+        Entries, then stubs, in one snapshot (``c``'s if given): across two, an erasure
+        committing between the reads would put an entry and its stub both in the page.
+        """
+        if c is None:
+            with self.snapshot() as own:
+                return self.page(app_id, filters, before, limit, newest_first, own)
+        rows = reads.page(c, app_id, filters, before, limit, newest_first)
+        if not filters.on_time_only():
+            return rows
+        found = stubs.page(c, app_id, filters, before, limit, newest_first)
         return stubs.merged(rows, found, limit, newest_first)
 
     def stats(

@@ -160,6 +160,11 @@ def first_notice(c: Connection, hook_id: str) -> tuple[str, list[list[int]], str
     return None if row is None else (row.id, json.loads(row.seq_ranges), row.erased_by)
 
 
+def log_size(c: Connection, app_id: str) -> int:
+    """The app's log size."""
+    return int(c.execute(select(heads.c.size).where(heads.c.app_id == app_id)).scalar() or 0)
+
+
 def due(c: Connection, now: datetime, limit: int) -> list[str]:
     """Active destinations whose next attempt is due and whose lease is free or lapsed."""
     return list(
