@@ -91,9 +91,8 @@ class Subscriber:
 
     def wake(self) -> None:
         """Let its stream run if it waits."""
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if self.waiter is not None:
+            _wake_up(self.waiter)
 
     def take(self) -> tuple[int, bytes]:
         """The waiting events (at most ``SEND_BATCH``) as one body chunk, and the last one's seq.
