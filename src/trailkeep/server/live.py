@@ -30,35 +30,89 @@ log = logging.getLogger(__name__)
 #: Entries a feed (or a subscriber catching up) reads from the store at a time.
 FEED_PAGE: Final = 500
 _EVERYTHING: Final = Filters()  # a feed reads every entry, stubs of erased ones included
+#: Waiting events sent as one body chunk, at most: bounds a chunk to about the transport's
+#: write buffer, so a stream holds little more than its waiting events while it sends.
+SEND_BATCH: Final = 64
+
+
+def sse_event(seq: int, entry: bytes) -> bytes:
+    """An entry as its Server-Sent Event, byte for byte what every subscriber of it is sent.
+
+    Stored entries are compact JSON, with no line break outside a string (JSON escapes those
+    inside one), so the entry is one ``data:`` line as it is. ``\\r\\n`` as sse-starlette ends
+    the stream's other lines.
+    """
+    return b"id: %d\r\ndata: %b\r\n\r\n" % (seq, entry)
 
 
 class Subscriber:
-    """One open stream: its filters, the entries waiting for it, and where it stands."""
+    """One open stream: its filters, the events waiting for it, and where it stands."""
 
     def __init__(self, filters: Filters, bound: int, last: int) -> None:
         self.filters = filters
+        self.everything = filters == _EVERYTHING  # no filter: no entry needs testing
         self.bound = bound
         self.last = last  # the last seq this subscriber has (or has queued): nothing at or before
         self.live = False  # False while it catches up from the store: the feed passes it by
         self.dropped = False
+        # (seq, SSE event bytes): the bytes are the feed's, one object shared by every subscriber.
         self.pending: deque[tuple[int, bytes]] = deque()
-        self.wakeup = asyncio.Event()
+        # Set only while its stream waits for events: a feed's offer to a subscriber that is
+        # busy sending costs no wake-up (an asyncio.Event's set and wait per entry did).
+        self.waiter: asyncio.Future[None] | None = None
 
-    def offer(self, seq: int, entry: bytes, parsed: dict[str, object]) -> None:
-        """Queue an entry that the feed read, if it is new to this subscriber and matches."""
-        if not self.live or self.dropped or seq <= self.last:
+    def offer(self, events: list[tuple[int, bytes]], parsed: list[dict[str, object]]) -> None:
+        """Queue the events of a page the feed read that are new to this subscriber and match.
+
+        ``parsed`` holds the page's entries parsed, in the same order, or is empty when no
+        subscriber of the feed has a filter.
+        """
+        if not self.live or self.dropped:
             return
-        if not self.filters.matches(parsed):
+        last = self.last
+        if events[0][0] <= last:
+            new = [(i, event) for i, event in enumerate(events) if event[0] > last]
+        else:
+            new = list(enumerate(events))
+        if not self.everything:
+            new = [(i, event) for i, event in new if self.filters.matches(parsed[i])]
+        if not new:
             return
-        if len(self.pending) >= self.bound:
+        if len(self.pending) + len(new) > self.bound:
             # Too far behind: what is waiting is let go at once (memory stays bounded), and the
-            # stream ends with an `event: dropped` once its connection takes bytes again.
+            # stream ends with an `event: dropped` once its connection takes bytes again. The
+            # entries that fitted are let go too, as they were when offered one at a time.
             self.dropped = True
             self.pending.clear()
         else:
-            self.pending.append((seq, entry))
-            self.last = seq
-        self.wakeup.set()
+            self.pending.extend(event for _, event in new)
+            self.last = new[-1][1][0]
+        self.wake()
+
+    def wake(self) -> None:
+        """Let its stream run if it waits."""
+        if self.waiter is not None:
+            _wake_up(self.waiter)
+
+    def take(self) -> tuple[int, bytes]:
+        """The waiting events (at most ``SEND_BATCH``) as one body chunk, and the last one's seq.
+
+        One ASGI send (and one socket write) for all of them: the per-send cost, not the
+        bytes, is most of what a stream costs the event loop.
+        """
+        pending = self.pending
+        if len(pending) <= SEND_BATCH:
+            last = pending[-1][0]
+            chunk = b"".join([event for _, event in pending])
+            pending.clear()
+            return last, chunk
+        events = [pending.popleft() for _ in range(SEND_BATCH)]
+        return events[-1][0], b"".join([event for _, event in events])
+
+
+def _wake_up(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class Feed:
@@ -95,13 +149,16 @@ class Feed:
             rows = await asyncio.to_thread(
                 store.page, self.app_id, _EVERYTHING, self.head, limit, False
             )
-            for seq, entry in rows:
-                parsed = orjson.loads(entry)
+            if rows:
+                # Each entry is encoded once and parsed at most once, for all subscribers.
+                events = [(seq, sse_event(seq, entry)) for seq, entry in rows]
+                filtered = any(not s.everything for s in self.subscribers)
+                parsed = [orjson.loads(entry) for _, entry in rows] if filtered else []
                 for subscriber in tuple(self.subscribers):
-                    subscriber.offer(seq, entry, parsed)
+                    subscriber.offer(events, parsed)
                     if subscriber.dropped:
                         self.subscribers.discard(subscriber)
-                self.head = seq
+                self.head = rows[-1][0]
             if len(rows) < limit:
                 # Read to the end of what `size` counted (purged seqs have no rows at all).
                 self.head = max(self.head, size - 1)
@@ -154,7 +211,8 @@ class Hub:
     async def follow(
         self, app_id: str, subscriber: Subscriber, seconds: float
     ) -> AsyncIterator[tuple[int, bytes]]:
-        """The subscriber's (seq, entry) pairs: first from the store, then from the feed.
+        """The subscriber's events as body chunks, each with its last seq: first from the store,
+        then from the feed.
 
         Ends when the subscriber is dropped or after ``seconds``. No entry is missed or repeated
         at the switch: the subscriber turns live only right after a short page read while the
@@ -175,21 +233,28 @@ class Hub:
                 subscriber.last, subscriber.live = last, True  # no await since the check
             else:
                 subscriber.last = last
-            for row in rows:
-                yield row
+            if rows:
+                chunk = b"".join([sse_event(seq, entry) for seq, entry in rows])
+                yield rows[-1][0], chunk
+                del chunk
             del rows
             if subscriber.live:
                 break
         while not subscriber.dropped and subscriber.live:
-            if not subscriber.pending:
-                subscriber.wakeup.clear()
-                left = deadline - loop.time()
-                if left <= 0:
-                    return
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(subscriber.wakeup.wait(), left)
+            if subscriber.pending:
+                yield subscriber.take()
                 continue
-            yield subscriber.pending.popleft()
+            left = deadline - loop.time()
+            if left <= 0:
+                return
+            # A bare future and timer: asyncio.wait_for would wrap each wait in a task of its own.
+            waiter = subscriber.waiter = loop.create_future()
+            timer = loop.call_later(left, _wake_up, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                subscriber.waiter = None
 
     def unsubscribe(self, app_id: str, subscriber: Subscriber) -> None:
         """Forget a subscriber; the app's feed ends with its last one."""

@@ -29,7 +29,7 @@ class LiveStream(EventSourceResponse):
     """An event stream that gives its slot back and unsubscribes when it ends, however."""
 
     def __init__(
-        self, content: AsyncIterator[ServerSentEvent], slot: Slot, done: Any, **options: Any
+        self, content: AsyncIterator[ServerSentEvent | bytes], slot: Slot, done: Any, **options: Any
     ) -> None:
         super().__init__(content, **options)
         self.slot = slot
@@ -133,21 +133,25 @@ async def stream_events(
         slot,
         lambda: svc.live.unsubscribe(app_id, subscriber),
         ping=svc.settings.stream_heartbeat_seconds,
-        send_timeout=svc.settings.send_stall_seconds,  # as every answer: api/protocol.py
+        # No send_timeout: a client that stops reading is cut by the protocol after
+        # TRAILKEEP_SEND_STALL_SECONDS, as for every answer (api/protocol.py), and sse-starlette's
+        # own timeout put a cancel scope around every send, a tenth of the loop at 20,000
+        # events/s (measured, bench/report_notes.md).
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
 
 
 async def _events(
     svc: Services, app_id: str, subscriber: Subscriber, sent: int
-) -> AsyncIterator[ServerSentEvent]:
+) -> AsyncIterator[ServerSentEvent | bytes]:
     # `sent` starts at the resume point: a subscriber dropped before any entry resumes there.
     # Said first as an id without data (no event, per the SSE rules), so that a client that
     # reconnects before its first entry resumes from here too, not from "now".
     yield ServerSentEvent(id=str(sent), comment="resume point")
-    async for seq, entry in svc.live.follow(app_id, subscriber, svc.settings.stream_max_seconds):
-        yield ServerSentEvent(data=entry.decode(), id=str(seq))
-        sent = seq
+    # Each chunk is one or more events, encoded once by the feed for all its subscribers.
+    async for last, chunk in svc.live.follow(app_id, subscriber, svc.settings.stream_max_seconds):
+        yield chunk
+        sent = last
     if not subscriber.dropped:
         return  # its time is up: the client reconnects (with Last-Event-ID), maybe elsewhere
     svc.metrics.stream_dropped.inc()
