@@ -81,6 +81,14 @@ def read_filters(
     action_prefix: Annotated[
         str | None, Query(description="Actions starting with this string.", max_length=128)
     ] = None,
+    exclude_action: Annotated[
+        list[str] | None,
+        Query(
+            description="Leave out entries with this exact action; repeat to leave out several, "
+            "up to 500 (`exclude_action=audit.read` hides the log's own read records). Erased "
+            "entries, which keep no action, match no filter on it.",
+        ),
+    ] = None,
     actor: Annotated[str | None, Query(description="Actor id.", max_length=256)] = None,
     target_type: Annotated[
         str | None,
@@ -142,13 +150,15 @@ def read_filters(
             parse_pointer(changed_path)
         except PointerError as exc:
             raise Problem("invalid_request", f"changed_path: {exc}") from None
-    if action and len(action) > 500:
-        raise Problem("invalid_request", "action: at most 500 values")
-    if action and any(len(a) > 128 for a in action):
-        raise Problem("invalid_request", "action: at most 128 characters")
+    for name, values in (("action", action), ("exclude_action", exclude_action)):
+        if values and len(values) > 500:
+            raise Problem("invalid_request", f"{name}: at most 500 values")
+        if values and any(len(a) > 128 for a in values):
+            raise Problem("invalid_request", f"{name}: at most 128 characters")
     try:
         filters = Filters(
-            actions=tuple(action or ()), action_prefix=action_prefix, actor=actor,
+            actions=tuple(action or ()), exclude_actions=tuple(exclude_action or ()),
+            action_prefix=action_prefix, actor=actor,
             target_type=target_type, target_id=target_id, kind=kind,
             since=times["since"], until=times["until"], changed_path=changed_path,
         )  # fmt: skip

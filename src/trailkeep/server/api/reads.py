@@ -139,9 +139,16 @@ async def stats(
     request: Request,
     app_id: AppId,
     filters: FiltersDep,
-    group_by: Annotated[GroupBy, Query(description="How to group the counts.")] = "action",
+    group_by: Annotated[
+        GroupBy,
+        Query(
+            description="How to group the counts: `day` keys are UTC dates (`2026-11-23`), "
+            "`hour` keys the UTC hour's first instant (`2026-11-23T08:00:00Z`), both in time "
+            "order; the others largest count first."
+        ),
+    ] = "action",
 ) -> dict[str, Any]:
-    """Counts of matching entries per group: largest first (``day``: in date order)."""
+    """Counts of matching entries per group: largest first (``day``, ``hour``: in time order)."""
     svc = services(request)
     principal = await authorize_read(svc, request, app_id)
     groups = await asyncio.to_thread(svc.store.stats, app_id, filters, group_by)
