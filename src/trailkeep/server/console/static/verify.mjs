@@ -25,10 +25,8 @@ export function canonicalJson(value) {
   }
   if (typeof value === "number") {
     if (!Number.isFinite(value)) throw new VerifyFailure("entry", "a number that JSON cannot hold");
-    // JSON.parse rounds an integer past 2^53: its canonical form would not be the one hashed.
-    if (Number.isInteger(value) && !Number.isSafeInteger(value)) {
-      throw new VerifyFailure("entry", `the integer ${value} is too large to check in a browser`);
-    }
+    // ECMAScript's own number form is JCS's. JSON.parse would round an integer past 2^53, but
+    // the server refuses those (I-JSON), so every number an entry holds reads back exactly.
     return JSON.stringify(value);
   }
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
@@ -123,8 +121,9 @@ function validName(name) {
  * parsed and checked (its key id recomputed), with its WebCrypto public key.
  */
 export async function parseVerifierKey(text) {
-  const [name, id, key, ...rest] = String(text).trim().split("+");
-  if (rest.length || !validName(name ?? "") || !/^[0-9a-f]{8}$/i.test(id ?? "")) {
+  // Split at the first two "+" only: base64 holds "+" too.
+  const [, name, id, key] = /^([^+]*)\+([^+]*)\+(.*)$/s.exec(String(text).trim()) ?? [];
+  if (!validName(name ?? "") || !/^[0-9a-f]{8}$/i.test(id ?? "")) {
     throw new VerifyFailure("key", "the checkpoint key is not a note verifier key");
   }
   const raw = fromBase64(key ?? "", "the checkpoint key");
