@@ -16,7 +16,7 @@ from tests.servers import Server, Tenant, run_cli
 
 SHOTS: Final = Path(__file__).parents[2] / "docs" / "console"
 #: Untrusted text in the log: it must show as these characters, never act as markup.
-MARKUP: Final = '<img src=x onerror="window.__owned=1">'
+MARKUP: Final = "<img src=x onerror=window.__owned=1>"
 
 
 @dataclass
@@ -126,6 +126,15 @@ def wait_loaded(page: Page) -> None:
                || (error && error.textContent);
            }"""
     )
+
+
+def verify(page: Page) -> str:
+    """Press Verify and wait for the verdict (verified or not); return what it says."""
+    page.click("button:text-is('Verify')")
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=verdict]').matches('.ok, .bad')"
+    )
+    return page.inner_text('[data-testid="verdict"]')
 
 
 def search(page: Page, text: str) -> list[dict[str, str]]:
