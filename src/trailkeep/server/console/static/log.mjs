@@ -155,13 +155,15 @@ function row(entry, fresh = false) {
       h("td", { colspan: "5" }, h("a", { href: hrefOf({ entry: entry.id }), "data-nav": true },
         `erased entry, seq ${entry.seq}`)));
   }
+  // data-label: on a narrow screen each row is a card, and each cell says what it is.
   return h("tr", { class: fresh ? "fresh" : null, "data-seq": entry.seq },
-    h("td", {}, timeOf(entry.time)),
-    h("td", {}, actorText(entry.actor)),
-    h("td", {}, h("a", { href: hrefOf({ entry: entry.id }), "data-nav": true }, entry.action)),
-    h("td", {}, targetText(entry.target)),
-    h("td", {}, entry.kind),
-    h("td", {}, entry.context?.ip ?? ""));
+    h("td", { "data-label": "Time" }, timeOf(entry.time)),
+    h("td", { "data-label": "Actor" }, actorText(entry.actor)),
+    h("td", { "data-label": "Action" },
+      h("a", { href: hrefOf({ entry: entry.id }), "data-nav": true }, entry.action)),
+    h("td", { "data-label": "Target" }, targetText(entry.target)),
+    h("td", { "data-label": "Kind" }, entry.kind),
+    h("td", { "data-label": "IP" }, entry.context?.ip ?? ""));
 }
 
 /** What a failed read means for the person looking. */

@@ -52,19 +52,28 @@ function signOut() {
 
 class Console extends HTMLElement {
   connectedCallback() {
-    const token = session.takeFragment(location, history);
-    if (token) {
-      const signedIn = session.fromSession(token);
-      if (signedIn) {
-        this.pending = signedIn;
-      } else {
-        this.linkError = "The sign-in link's session cannot be read: ask for a new link.";
-      }
-    }
+    this.takeLink();
+    // A link pasted into a tab that shows the console already is a same-page navigation.
+    window.addEventListener("hashchange", () => {
+      if (this.takeLink()) this.render();
+    });
     window.addEventListener("popstate", () => this.render());
     window.addEventListener("tk-navigate", () => this.render());
     window.addEventListener("tk-signin", () => this.render());
     this.render();
+  }
+
+  /** Take a sign-in link's session out of the address; true when there was one. */
+  takeLink() {
+    const token = session.takeFragment(location, history);
+    if (!token) return false;
+    const signedIn = session.fromSession(token);
+    if (signedIn) {
+      this.pending = signedIn;
+    } else {
+      this.linkError = "The sign-in link's session cannot be read: ask for a new link.";
+    }
+    return true;
   }
 
   async render() {
