@@ -5,6 +5,7 @@
 
 import { ApiError } from "./api.mjs";
 import { go, h, hrefOf, replace, timeOf } from "./dom.mjs";
+import { Histogram, Live } from "./extras.mjs";
 import { QUALIFIERS, TABS, searchParams } from "./query.mjs";
 
 const PAGE = 50;
@@ -44,7 +45,20 @@ class Log extends HTMLElement {
       go(hrefOf({ tab: this.tab, q: this.input.value.trim(), limit: this.limitParam }));
     });
     this.error = h("p", { role: "alert", class: "error", "data-testid": "log-error" });
-    this.extras = h("div", { class: "extras" });
+    const chart = h("div", { class: "histogram-box", "data-testid": "histogram" });
+    this.histogram = new Histogram(chart);
+    this.liveButton = h("button", { type: "button", class: "quiet", "aria-pressed": "false" }, "Live");
+    this.liveStatus = h("span", { class: "muted", role: "status", "data-testid": "live-status" });
+    this.live = new Live((entry) => this.prepend(entry), (text) => replace(this.liveStatus, text));
+    this.liveButton.addEventListener("click", () => {
+      if (this.liveButton.getAttribute("aria-pressed") === "true") {
+        this.setLive(false);
+      } else {
+        this.setLive(true);
+      }
+    });
+    this.extras = h("div", { class: "extras" }, chart,
+      h("div", { class: "live" }, this.liveButton, " ", this.liveStatus));
     this.status = h("p", { class: "muted", role: "status", "data-testid": "log-status" });
     this.body = h("tbody");
     this.table = h("table", { class: "entries" },
@@ -78,13 +92,19 @@ class Log extends HTMLElement {
     this.filters = filters;
     replace(this.error, errors.join(" "));
     this.error.hidden = errors.length === 0;
-    this.dispatchEvent(new CustomEvent("tk-search", { detail: { api, filters, errors } }));
     if (errors.length) {
+      this.histogram.clear();
+      this.setLive(false);
       replace(this.body);
       replace(this.pages);
       replace(this.status, "Fix the search to see entries.");
       return;
     }
+    this.histogram.update(api, filters);
+    // Live entries belong at the top of the newest page: on an older page there is no top.
+    this.liveButton.disabled = Boolean(this.cursor);
+    if (this.cursor) this.setLive(false);
+    else if (this.liveButton.getAttribute("aria-pressed") === "true") this.live.start(api, filters);
     const ticket = (this.ticket = (this.ticket ?? 0) + 1);
     replace(this.status, "Loading…");
     const query = [...filters, ["limit", String(limit)]];
@@ -111,9 +131,24 @@ class Log extends HTMLElement {
 
   /** Put one entry at the top of the table (the live view), if this is the first page. */
   prepend(entry) {
-    if (this.cursor) return false;
+    if (this.cursor || this.body.querySelector(`tr[data-seq="${Number(entry.seq)}"]`)) return false;
     this.body.prepend(row(entry, true));
     return true;
+  }
+
+  /** Start or stop the live view. */
+  setLive(on) {
+    this.liveButton.setAttribute("aria-pressed", String(on));
+    if (on) {
+      this.live.start(this.api, this.filters);
+    } else {
+      this.live.stop();
+      replace(this.liveStatus);
+    }
+  }
+
+  disconnectedCallback() {
+    this.live?.stop();
   }
 
   renderTabs() {
@@ -151,7 +186,7 @@ class Log extends HTMLElement {
 /** One table row; the action links to the entry. */
 function row(entry, fresh = false) {
   if (entry.erased) {
-    return h("tr", { class: "erased" }, h("td", {}, timeOf(entry.time)),
+    return h("tr", { class: "erased", "data-seq": entry.seq }, h("td", {}, timeOf(entry.time)),
       h("td", { colspan: "5" }, h("a", { href: hrefOf({ entry: entry.id }), "data-nav": true },
         `erased entry, seq ${entry.seq}`)));
   }
