@@ -352,8 +352,10 @@ def test_the_histogram_counts_the_search_and_the_live_view_prepends_new_entries(
           return {days: days.map(b => b.count), hours: hours.map(b => new Date(b.at).toISOString()),
                   events};
         }""")  # fmt: skip
-        assert parts["days"] == [2, 0, 0, 1]
-        assert parts["hours"] == [
+        # At least two weeks of days, or a day of hours, ending at the last key.
+        assert parts["days"] == [0] * 10 + [2, 0, 0, 1]
+        assert len(parts["hours"]) == 24
+        assert parts["hours"][-3:] == [
             "2026-11-01T23:00:00.000Z", "2026-11-02T00:00:00.000Z", "2026-11-02T01:00:00.000Z"
         ]  # fmt: skip
         assert parts["events"] == [

@@ -29,8 +29,10 @@ export function buckets(groups, unit) {
   const times = [...known.keys()].sort((a, b) => a - b);
   let first = times[0];
   const last = times.at(-1);
-  // A long history shows its latest buckets: the table is newest first too.
+  // A long history shows its latest buckets (the table is newest first too); a short one is
+  // shown in a day's hours or two weeks' days, so that one bar is not the whole width.
   first = Math.max(first, last - (MAX_BUCKETS - 1) * step);
+  first = Math.min(first, last - ((unit === "hour" ? 24 : 14) - 1) * step);
   const out = [];
   for (let at = first; at <= last; at += step) out.push({ at, count: known.get(at) ?? 0 });
   return out;
@@ -46,8 +48,9 @@ function labelOf(at, unit) {
 export function drawHistogram(series, unit) {
   const total = series.reduce((n, b) => n + b.count, 0);
   const busiest = series.reduce((best, b) => (b.count > best.count ? b : best), series[0]);
-  const span = series.length === 1 ? `in ${labelOf(series[0].at, unit)}`
-    : `from ${labelOf(series[0].at, unit)} to ${labelOf(series.at(-1).at, unit)}; busiest ${labelOf(busiest.at, unit)} (${busiest.count})`;
+  const used = series.filter((b) => b.count > 0);
+  const span = used.length === 1 ? `all in ${labelOf(used[0].at, unit)}`
+    : `from ${labelOf(used[0].at, unit)} to ${labelOf(used.at(-1).at, unit)}; busiest ${labelOf(busiest.at, unit)} (${busiest.count})`;
   const summary = `${total} ${total === 1 ? "entry" : "entries"}, by ${unit}, ${span}`;
   const width = 600;
   const height = 80;
