@@ -287,6 +287,12 @@ def test_a_key_signs_in_and_its_limits_are_said(
         assert "order.refund" in actions(search(page, "action:order.refund"))
         assert page.url.split("?")[1] == "tab=admin&q=action%3Aorder.refund"
         assert reader.key not in page.url
+        # A key used through the console is a person reading: each read is recorded, the key
+        # its actor (the console says so with `Trailkeep-Reader: person`).
+        recorded = reads_by(server, seeded, reader.key_id)
+        assert {"filters": {"action": ["order.refund"], "kind": "admin"}, "route": "list",
+                "count": 1} in [r["metadata"] for r in recorded]  # fmt: skip
+        assert {r["actor"]["type"] for r in recorded} == {"api_key"}
         page.click("button:text-is('Sign out')")
         # A key that may only write: signed in, and told it cannot read.
         page.fill("#signin-key", writer.key)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, Query
+from fastapi import Depends, Header, Query
 from starlette.requests import Request
 
 from trailkeep.log.changes import PATH_MAX, POINTER_PATTERN, PointerError, parse_pointer
@@ -47,12 +47,35 @@ async def authorize_read(svc: Services, request: Request, app_id: str) -> Princi
     return principal
 
 
+def person_reads(
+    reader: Annotated[
+        Literal["person"] | None,
+        Header(
+            alias="Trailkeep-Reader",
+            description="`person`: a person reads through this credential (the console sends "
+            "it with a key), so the read is recorded (`audit.read`, `audit.export`) as a "
+            "session's always is, with the key as the actor. Without it a key's reads (warehouse "
+            "jobs, tooling) are not recorded.",
+        ),
+    ] = None,
+) -> bool:
+    """Whether the request says a person reads (``Trailkeep-Reader: person``)."""
+    return reader == "person"
+
+
+PersonDep = Annotated[bool, Depends(person_reads)]
+
+
 async def record_read(
     svc: Services, request: Request, app_id: str, principal: Principal, action: str,
-    details: dict[str, Any],
+    details: dict[str, Any], person: bool = False,
 ) -> None:  # fmt: skip
-    """Append the ``audit.read``/``audit.export`` entry for a person's read, before answering."""
-    if not principal.is_person:
+    """Append the ``audit.read``/``audit.export`` entry for a person's read, before answering.
+
+    A session is a person; a key is one when the request says so (``person``, from the
+    ``Trailkeep-Reader: person`` header that the console sends).
+    """
+    if not (principal.is_person or person):
         return  # keys (warehouse jobs, tooling) read unrecorded, so they do not flood the log
     event = EventWrite(action=action, metadata=details)
     try:

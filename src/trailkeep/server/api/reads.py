@@ -18,7 +18,7 @@ from trailkeep.log.query import GroupBy, QueryError, decode_cursor, encode_curso
 from trailkeep.log.render import CSV_COLUMNS, csv_row
 from trailkeep.server.api.context import caller_of
 from trailkeep.server.api.errors import Problem
-from trailkeep.server.api.readers import FiltersDep, authorize_read, record_read
+from trailkeep.server.api.readers import FiltersDep, PersonDep, authorize_read, record_read
 from trailkeep.server.api.schemas import (
     READ_PROBLEMS,
     AppId,
@@ -48,6 +48,7 @@ async def get_event(
     request: Request,
     app_id: AppId,
     entry_id: EntryId,
+    person: PersonDep,
     proof: Annotated[
         bool, Query(description="Wrap the entry with its proof against the latest checkpoint.")
     ] = False,
@@ -58,7 +59,7 @@ async def get_event(
     entry = await asyncio.to_thread(svc.store.get_entry, app_id, entry_id)
     if entry is None:
         raise Problem("not_found", f"no entry {entry_id!r} in this app")
-    await record_read(svc, request, app_id, principal, "audit.read", {"id": entry_id})
+    await record_read(svc, request, app_id, principal, "audit.read", {"id": entry_id}, person)
     if not proof:
         return Response(entry, media_type="application/json")
     seq = int(orjson.loads(entry)["seq"])
@@ -97,6 +98,7 @@ async def list_events(
     request: Request,
     app_id: AppId,
     filters: FiltersDep,
+    person: PersonDep,
     limit: Annotated[int, Query(ge=1, le=1000, description="Entries per page.")] = 50,
     cursor: Annotated[
         str | None, Query(description="`next_cursor` of the previous page.", max_length=128)
@@ -116,7 +118,7 @@ async def list_events(
     next_cursor = encode_cursor(app_id, secret, rows[-1][0]) if more else None
     await record_read(
         svc, request, app_id, principal, "audit.read",
-        {"route": "list", "filters": filters.describe(), "count": len(rows)},
+        {"route": "list", "filters": filters.describe(), "count": len(rows)}, person,
     )  # fmt: skip
     body = b"".join((
         b'{"data":[', b",".join(entry for _, entry in rows), b'],"next_cursor":',
@@ -139,6 +141,7 @@ async def stats(
     request: Request,
     app_id: AppId,
     filters: FiltersDep,
+    person: PersonDep,
     group_by: Annotated[
         GroupBy,
         Query(
@@ -154,7 +157,7 @@ async def stats(
     groups = await asyncio.to_thread(svc.store.stats, app_id, filters, group_by)
     await record_read(
         svc, request, app_id, principal, "audit.read",
-        {"route": "stats", "group_by": group_by, "filters": filters.describe()},
+        {"route": "stats", "group_by": group_by, "filters": filters.describe()}, person,
     )  # fmt: skip
     return {"group_by": group_by, "groups": [{"key": k, "count": n} for k, n in groups]}
 
@@ -179,6 +182,7 @@ async def export(
     request: Request,
     app_id: AppId,
     filters: FiltersDep,
+    person: PersonDep,
     format: Annotated[
         Literal["ndjson", "csv", "ocsf"],
         Query(description="Output format; `ocsf` is NDJSON of OCSF 1.x events (docs/export.md)."),
@@ -205,7 +209,7 @@ async def export(
     if after_seq is not None:
         details["after_seq"] = after_seq
     try:
-        await record_read(svc, request, app_id, principal, "audit.export", details)
+        await record_read(svc, request, app_id, principal, "audit.export", details, person)
     except BaseException:
         slot.release()
         raise

@@ -29,7 +29,13 @@ export class Api {
   async fetch(path, params = [], init = {}) {
     const response = await fetch(this.url(path, params), {
       ...init,
-      headers: { Authorization: `Bearer ${this.credential}`, ...(init.headers ?? {}) },
+      headers: {
+        Authorization: `Bearer ${this.credential}`,
+        // A person reads through the console, whatever signed in: the server records the read
+        // (a session's reads are recorded anyway; a key's only when it is said).
+        "Trailkeep-Reader": "person",
+        ...(init.headers ?? {}),
+      },
       cache: "no-store",
       credentials: "omit",
     });
