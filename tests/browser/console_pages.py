@@ -47,7 +47,8 @@ def seed(server: Server, name: str) -> Seeded:
         ("refund", user_42, {
             "action": "order.refund", "target_type": "order", "target_id": "ord_9",
             "metadata": {"amount": 49.99, "reason": "damaged",
-                         "items": [{"sku": "A-1", "qty": 2}], "note": MARKUP},
+                         "items": [{"sku": "A-1", "qty": 2}], "note": MARKUP,
+                         "shown": "refund\u202egnp.exe"},
             "project": "checkout", "server": "web-3",
         }),
         ("cart", user_42, {"action": "cart.add", "target_type": "cart", "target_id": "c_1"}),

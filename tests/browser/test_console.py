@@ -194,8 +194,9 @@ def test_an_entry_shows_every_field_and_verifies_in_the_browser(
         text = page.inner_text("article.entry")
         for shown in (refund["id"], str(refund["seq"]), refund["time"], "Grace (user_42)",
                       "order/ord_9", "checkout", "web-3", refund["leaf_hash"], refund["app_id"],
-                      MARKUP):  # fmt: skip
+                      MARKUP, "refund\\u202egnp.exe"):  # fmt: skip
             assert shown in text, shown
+        assert "\u202e" not in text  # a bidi override is shown, never obeyed
         # Metadata as a tree of details/summary, every level open and collapsible.
         tree = page.locator("article.entry details.tree").first
         assert tree.get_attribute("open") == ""

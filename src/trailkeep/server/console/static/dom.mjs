@@ -20,11 +20,21 @@ export function h(tag, attrs = {}, ...children) {
   return node;
 }
 
+// Controls and bidi overrides could hide or reorder what a value says on screen (a name that
+// reads backwards, a target that looks like another): shown as visible escapes instead, as
+// the CLI shows them (trailkeep.log.render.visible). Tab and newline stay.
+const HIDDEN = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+/** Text with controls and bidi overrides made visible (`\u202e`). */
+export function visible(text) {
+  return String(text).replace(HIDDEN, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
 /** Append children (text for strings and numbers, nested arrays flattened). */
 export function append(node, children) {
   for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
-    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    node.append(child instanceof Node ? child : document.createTextNode(visible(child)));
   }
   return node;
 }
