@@ -9,6 +9,8 @@ import { Histogram, Live } from "./extras.mjs";
 import { QUALIFIERS, TABS, searchParams } from "./query.mjs";
 
 const PAGE = 50;
+// The app's known actions, for completion: read once per sign-in (a read is recorded).
+const known = { credential: null, actions: null };
 
 /** The actor as a person reads it: name and id, or the type for a key or the system. */
 export function actorText(actor) {
@@ -174,9 +176,12 @@ class Log extends HTMLElement {
 
   async loadKnownActions(api) {
     try {
-      const stats = await api.json("/stats", [["group_by", "action"]]);
-      replace(this.known, stats.groups.filter((g) => g.key !== null).slice(0, 500)
-        .map((g) => h("option", { value: `action:${g.key}` })));
+      if (known.credential !== api.credential) {
+        const stats = await api.json("/stats", [["group_by", "action"]]);
+        known.credential = api.credential;
+        known.actions = stats.groups.map((g) => g.key).filter((key) => key !== null).slice(0, 500);
+      }
+      replace(this.known, known.actions.map((action) => h("option", { value: `action:${action}` })));
     } catch {
       // Completion is a convenience: a reader without stats still searches.
     }
