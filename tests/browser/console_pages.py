@@ -11,7 +11,7 @@ from typing import Any, Final
 
 from playwright.sync_api import Browser, ConsoleMessage, Page
 
-from tests.integration.http_api import events_url, expect_created
+from tests.integration.http_api import events_url, expect_created, list_all
 from tests.servers import Server, Tenant, run_cli
 
 SHOTS: Final = Path(__file__).parents[2] / "docs" / "console"
@@ -65,6 +65,12 @@ def seed(server: Server, name: str) -> Seeded:
                 client.post(events_url(tenant.app_id), json=body)
             )
     return seeded
+
+
+def reads_by(server: Server, seeded: Seeded, actor: str) -> list[dict[str, Any]]:
+    """The `audit.read` entries recorded for ``actor``, newest first."""
+    with server.client(seeded.tenant.key) as client:
+        return list_all(client, seeded.app_id, {"action": "audit.read", "actor": actor})
 
 
 def link(server: Server, seeded: Seeded, sub: str, role: str, name: str | None = None) -> str:

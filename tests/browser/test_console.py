@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, Route
@@ -16,13 +15,14 @@ from tests.browser.console_pages import (
     Seeded,
     console_page,
     link,
+    reads_by,
     rows,
     search,
     seed,
     verify,
     wait_loaded,
 )
-from tests.integration.http_api import events_url, expect_status, list_all
+from tests.integration.http_api import events_url, expect_status
 from tests.servers import Server
 
 pytestmark = pytest.mark.timeout(180)
@@ -32,12 +32,6 @@ pytestmark = pytest.mark.timeout(180)
 def seeded(server: Server) -> Seeded:
     """An app with admin and user entries."""
     return seed(server, "console")
-
-
-def reads_by(server: Server, seeded: Seeded, actor: str) -> list[dict[str, Any]]:
-    """The `audit.read` entries recorded for ``actor``, newest first."""
-    with server.client(seeded.tenant.key) as client:
-        return list_all(client, seeded.app_id, {"action": "audit.read", "actor": actor})
 
 
 def actions(found: list[dict[str, str]]) -> list[str]:
@@ -339,82 +333,3 @@ def test_an_auditor_reads_and_verifies_and_a_plain_user_cannot_read(
         params = {"actor": "user_42", "action": "audit.read"}
         denied = expect_status(client.get(events_url(seeded.app_id), params=params))
     assert denied.json()["data"] == []  # a refused read appends nothing
-
-
-def test_the_histogram_counts_the_search_and_the_live_view_prepends_new_entries(
-    browser: Browser, server: Server, seeded: Seeded
-) -> None:
-    with console_page(browser) as page:
-        page.goto(f"{server.url}/console")
-        page.wait_for_selector("#signin-key")
-        # The pure parts first: buckets fill the gaps between keys; SSE text splits into events.
-        parts = page.evaluate("""async () => {
-          const x = await import("/console/extras.mjs");
-          const days = x.buckets([{key: "2026-11-01", count: 2}, {key: "2026-11-04", count: 1}],
-                                 "day");
-          const hours = x.buckets([{key: "2026-11-01T23:00:00Z", count: 5},
-                                   {key: "2026-11-02T01:00:00Z", count: 1}], "hour");
-          const events = [...x.sseEvents(': hi\\n\\nid: 7\\ndata: {"a":\\ndata: 1}\\n\\n' +
-                                         'event: dropped\\ndata: {"last_seq": 9}')];
-          return {days: days.map(b => b.count), hours: hours.map(b => new Date(b.at).toISOString()),
-                  events};
-        }""")  # fmt: skip
-        # At least two weeks of days, or a day of hours, ending at the last key.
-        assert parts["days"] == [0] * 10 + [2, 0, 0, 1]
-        assert len(parts["hours"]) == 24
-        assert parts["hours"][-3:] == [
-            "2026-11-01T23:00:00.000Z", "2026-11-02T00:00:00.000Z", "2026-11-02T01:00:00.000Z"
-        ]  # fmt: skip
-        assert parts["events"] == [
-            {"event": "message", "id": "7", "data": '{"a":\n1}'},
-            {"event": "dropped", "id": None, "data": '{"last_seq": 9}'},
-        ]
-
-        page.goto(link(server, seeded, "ada", "owner", "Ada"))
-        wait_loaded(page)
-        page.goto(f"{server.url}/console?tab=user")
-        wait_loaded(page)
-        caption = page.locator('[data-testid="histogram-caption"]')
-        caption.wait_for()
-        # All of this app's entries were written in the last minutes: counted by the hour.
-        assert caption.inner_text().startswith("4 entries, by hour, ")
-        chart = page.locator("svg.histogram-chart")
-        assert chart.get_attribute("aria-label") == caption.inner_text()
-        assert page.locator("svg.histogram-chart rect.bar").count() == int(
-            chart.get_attribute("data-buckets") or 0
-        )
-        search(page, "actor:user_42")
-        page.wait_for_function(
-            "() => document.querySelector('[data-testid=histogram-caption]')"
-            "?.textContent.startsWith('2 entries')"
-        )
-
-        # Live: a new entry that matches appears at the top, one that does not stays away.
-        page.click("button:text-is('Live')")
-        assert page.get_attribute("button:text-is('Live')", "aria-pressed") == "true"
-        page.wait_for_function(
-            "() => document.querySelector('[data-testid=live-status]').textContent"
-            ".startsWith('Live: new entries')"
-        )
-        grace = server.session(seeded.tenant, "user_42", name="Grace")
-        other = server.session(seeded.tenant, "user_7")
-        with server.client(other) as client:
-            client.post(events_url(seeded.app_id), json={"action": "cart.remove"})
-        with server.client(grace) as client:
-            written = client.post(events_url(seeded.app_id), json={"action": "cart.checkout"})
-            assert written.status_code == 201, written.text
-        page.wait_for_selector("tr.fresh")
-        top = rows(page)[0]
-        assert (top["action"], top["actor"]) == ("cart.checkout", "Grace (user_42)")
-        assert "cart.remove" not in actions(rows(page))
-        page.click("button:text-is('Live')")
-        assert page.get_attribute("button:text-is('Live')", "aria-pressed") == "false"
-        with server.client(grace) as client:
-            client.post(events_url(seeded.app_id), json={"action": "cart.later"})
-        page.wait_for_timeout(700)
-        assert "cart.later" not in actions(rows(page))
-    streams = [r for r in reads_by(server, seeded, "ada") if r["metadata"].get("route") == "stream"]
-    assert streams, "the live view's stream is a recorded read"
-    assert streams[0]["metadata"]["filters"] == {"actor": "user_42", "kind": "user"}
-    hours = [r for r in reads_by(server, seeded, "ada") if r["metadata"].get("group_by") == "hour"]
-    assert hours, "the histogram's hourly counts are recorded reads"
