@@ -73,9 +73,11 @@ def reads_by(server: Server, seeded: Seeded, actor: str) -> list[dict[str, Any]]
         return list_all(client, seeded.app_id, {"action": "audit.read", "actor": actor})
 
 
-def link(server: Server, seeded: Seeded, sub: str, role: str, name: str | None = None) -> str:
+def link(
+    server: Server, seeded: Seeded, sub: str, role: str, name: str | None = None, ttl: str = "15m"
+) -> str:
     """A sign-in link from the real `trailkeep console link`, on this server's address."""
-    args = ["console", "link", "--app", seeded.app_id, "--sub", sub, "--role", role]
+    args = ["console", "link", "--app", seeded.app_id, "--sub", sub, "--role", role, "--ttl", ttl]
     if name:
         args += ["--name", name]
     made = run_cli(*args, env={**server.env, "TRAILKEEP_PUBLIC_URL": server.url})

@@ -5,8 +5,10 @@ proof failing), an auditor's and a plain user's limits, sign-out; and every read
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 
+import jwt
 import pytest
 from playwright.sync_api import Browser, Page, Route
 
@@ -297,6 +299,32 @@ def test_a_key_signs_in_and_its_limits_are_said(
         assert page.inner_text('[data-testid="log-error"]').startswith(
             "This key cannot read the log (it needs events:read)"
         )
+        page.click("button:text-is('Sign out')")
+        # A key revoked while signed in: the server's 401 signs the page out, saying why.
+        doomed = server.new_key(seeded.app_id, "events:read")
+        page.fill("#signin-key", doomed.key)
+        page.fill("#signin-app", seeded.app_id)
+        page.click("button:text-is('Sign in')")
+        wait_loaded(page)
+        with server.client(seeded.tenant.key) as client:
+            gone = client.delete(events_url(seeded.app_id, f"keys/{doomed.key_id}"))
+            assert gone.status_code in (200, 204), gone.text
+        for _ in range(40):  # servers stop accepting a revoked key within seconds
+            if page.locator("#signin-key").count():
+                break
+            page.press("#search", "Enter")
+            page.wait_for_timeout(250)
+        assert page.inner_text("#signin-error").startswith("Signed out by the server")
+        assert page.evaluate("sessionStorage.length") == 0
+        # A link's session that has expired is not used: the page asks for a new sign-in.
+        short = link(server, seeded, "ada", "owner", ttl="5s")
+        page.goto(short)
+        wait_loaded(page)
+        claims = jwt.decode(short.partition("#session=")[2], options={"verify_signature": False})
+        time.sleep(max(0.0, claims["exp"] - time.time()) + 0.3)
+        page.reload()
+        page.wait_for_selector("#signin-key")
+        assert page.inner_text("#signin-error").startswith("The session has expired")
 
 
 def test_an_auditor_reads_and_verifies_and_a_plain_user_cannot_read(
@@ -333,3 +361,53 @@ def test_an_auditor_reads_and_verifies_and_a_plain_user_cannot_read(
         params = {"actor": "user_42", "action": "audit.read"}
         denied = expect_status(client.get(events_url(seeded.app_id), params=params))
     assert denied.json()["data"] == []  # a refused read appends nothing
+
+
+def test_the_console_is_usable_by_keyboard_alone(
+    browser: Browser, server: Server, seeded: Seeded
+) -> None:
+    with console_page(browser) as page:
+        page.goto(link(server, seeded, "ada", "owner", "Ada"))
+        wait_loaded(page)
+
+        def focused() -> str:
+            return str(page.evaluate(
+                "() => `${document.activeElement.tagName} ${document.activeElement.textContent}`"
+            ))  # fmt: skip
+
+        def tab_to(wanted: str, limit: int = 60) -> None:
+            for _ in range(limit):
+                page.keyboard.press("Tab")
+                if focused() == wanted:
+                    return
+            raise AssertionError(f"Tab never reached {wanted!r}")
+
+        page.keyboard.press("Tab")
+        assert focused() == "A Skip to content"
+        tab_to("A User actions")
+        page.keyboard.press("Enter")
+        page.wait_for_url("**tab=user**")
+        wait_loaded(page)
+        page.focus("#search")
+        page.keyboard.type("actor:user_7")
+        page.keyboard.press("Enter")
+        page.wait_for_url("**q=actor%3Auser_7**")
+        wait_loaded(page)
+        tab_to("A order.create")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("article.entry")
+        # The entry's heading takes the focus, so a screen reader starts there.
+        page.wait_for_function("() => document.activeElement.tagName === 'H2'")
+        assert focused() == "H2 order.create"
+        tab_to("BUTTON Verify")
+        page.keyboard.press("Enter")
+        page.wait_for_function(
+            "() => document.querySelector('[data-testid=verdict]').matches('.ok, .bad')"
+        )
+        assert page.inner_text('[data-testid="verdict"]').startswith("Verified")
+        # Metadata levels open and close from the keyboard too (details/summary).
+        page.goto(f"{server.url}/console?entry={seeded.entries['refund']['id']}")
+        page.wait_for_selector("article.entry details.tree")
+        tab_to("SUMMARY {5}")
+        page.keyboard.press("Enter")
+        assert page.get_attribute("article.entry details.tree", "open") is None

@@ -7,6 +7,7 @@ import { ApiError } from "./api.mjs";
 import { go, h, hrefOf, replace, timeOf } from "./dom.mjs";
 import { Histogram, Live } from "./extras.mjs";
 import { QUALIFIERS, TABS, searchParams } from "./query.mjs";
+import { clear } from "./session.mjs";
 
 const PAGE = 50;
 // The app's known actions, for completion: read once per sign-in (a read is recorded).
@@ -116,6 +117,12 @@ class Log extends HTMLElement {
       page = await api.json("/events", query);
     } catch (error) {
       if (ticket !== this.ticket) return;
+      if (error instanceof ApiError && error.status === 401) {
+        // The server no longer takes this credential (expired, revoked): sign in again.
+        clear(sessionStorage);
+        window.dispatchEvent(new CustomEvent("tk-signin", { detail: { message: messageOf(error, signedIn) } }));
+        return;
+      }
       replace(this.body);
       replace(this.pages);
       replace(this.status);

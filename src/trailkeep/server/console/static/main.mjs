@@ -59,7 +59,10 @@ class Console extends HTMLElement {
     });
     window.addEventListener("popstate", () => this.render());
     window.addEventListener("tk-navigate", () => this.render());
-    window.addEventListener("tk-signin", () => this.render());
+    window.addEventListener("tk-signin", (event) => {
+      if (event.detail?.message) this.linkError = event.detail.message;
+      this.render();
+    });
     this.render();
   }
 
@@ -87,7 +90,13 @@ class Console extends HTMLElement {
         this.linkError = `Sign-in failed: ${error.message}`;
       }
     }
-    const signedIn = session.load(sessionStorage);
+    let signedIn = session.load(sessionStorage);
+    if (signedIn?.expires && signedIn.expires * 1000 <= Date.now()) {
+      session.clear(sessionStorage);
+      window.dispatchEvent(new Event("tk-signin"));
+      signedIn = null;
+      this.linkError = "The session has expired: sign in again (a new link, or a key).";
+    }
     if (!signedIn) {
       document.title = "Sign in · Trailkeep console";
       replace(this, signInForm(this.linkError));
