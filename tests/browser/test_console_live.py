@@ -14,6 +14,7 @@ from tests.browser.console_pages import (
     rows,
     search,
     seed,
+    verify,
     wait_loaded,
 )
 from tests.integration.http_api import events_url
@@ -110,3 +111,35 @@ def test_the_histogram_counts_the_search_and_the_live_view_prepends_new_entries(
     assert streams[0]["metadata"]["filters"] == {"actor": "user_42", "kind": "user"}
     hours = [r for r in reads_by(server, seeded, "ada") if r["metadata"].get("group_by") == "hour"]
     assert hours, "the histogram's hourly counts are recorded reads"
+
+
+def test_an_erased_entry_shows_its_stub_and_still_verifies(
+    browser: Browser, server: Server, seeded: Seeded
+) -> None:
+    app = seeded.app_id
+    with server.client(server.session(seeded.tenant, "user_7")) as client:
+        written = client.post(events_url(app), json={"action": "doc.delete", "target_id": "d_1",
+                                                     "target_type": "doc"})  # fmt: skip
+        assert written.status_code == 201, written.text
+    doomed = written.json()
+    with server.client(server.session(seeded.tenant, "ada", role="owner")) as client:
+        request = {"subject": {"seqs": [doomed["seq"]]}, "reason": "a test"}
+        erased = client.post(events_url(app, "erasures"), json=request)
+        assert erased.status_code == 202, erased.text
+        assert erased.json()["status"] == "done"
+    with console_page(browser) as page:
+        page.goto(link(server, seeded, "ada", "owner", "Ada"))
+        wait_loaded(page)
+        page.goto(f"{server.url}/console?tab=all")
+        wait_loaded(page)
+        stub_row = page.locator(f'tr[data-seq="{doomed["seq"]}"]')
+        assert stub_row.inner_text().endswith(f"erased entry, seq {doomed['seq']}")
+        stub_row.locator("a").click()
+        page.wait_for_selector("article.entry")
+        assert page.inner_text("article.entry h2") == f"Erased entry, seq {doomed['seq']}"
+        text = page.inner_text("article.entry")
+        assert "doc.delete" not in text
+        assert "d_1" not in text
+        said = verify(page)
+        assert said.startswith("Verified"), said
+        assert "an erased entry: its leaf hash is taken as recorded" in said
