@@ -96,6 +96,14 @@ def test_the_page_and_every_module_come_from_this_server_with_a_strict_policy(sr
         head = client.head("/console")
         assert head.status_code == 200
         assert head.headers["etag"] == page.headers["etag"]
+        for path in ("/console", "/console/main.mjs"):
+            options = client.options(path)
+            assert (options.status_code, options.headers["allow"]) == (204, "GET, HEAD, OPTIONS")
+            refused = client.post(path)
+            # (Like /docs and /openapi.json, paths outside the API document name no OPTIONS in
+            # a 405's Allow: that is Starlette's answer, not the API's rule.)
+            assert refused.status_code == 405
+            assert {"GET", "HEAD"} <= set(refused.headers["allow"].split(", "))
 
 
 def test_nothing_but_the_console_files_is_served(srv: Server) -> None:

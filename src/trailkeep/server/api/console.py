@@ -81,15 +81,15 @@ def _serve(request: Request, name: str) -> Response:
     return Response(static.body, headers=headers, media_type=static.media_type)
 
 
-@router.get("")
-@router.head("")
+# One route for both methods (not a GET and a HEAD route): `OPTIONS` and 405 name the methods
+# of the first route that matches a path outside the API document, so both must be on it.
+@router.api_route("", methods=["GET", "HEAD"])
 async def page(request: Request) -> Response:
     """The console's one page; the session or key arrives in the fragment or the form."""
     return _serve(request, "index.html")
 
 
-@router.get("/{name}")
-@router.head("/{name}")
+@router.api_route("/{name}", methods=["GET", "HEAD"])
 async def asset(request: Request, name: str) -> Response:
     """A module, stylesheet or icon of the console."""
     return _serve(request, name)
