@@ -23,6 +23,11 @@ def passes_filters(entry: Entry, params: Mapping[str, Any]) -> bool:
         wanted = [actions] if isinstance(actions, str) else list(actions)
         if entry["action"] not in wanted:
             return False
+    excluded = params.get("exclude_action")
+    if excluded is not None:
+        unwanted = [excluded] if isinstance(excluded, str) else list(excluded)
+        if entry["action"] in unwanted:
+            return False
     prefix = params.get("action_prefix")
     if prefix is not None and not entry["action"].startswith(prefix):
         return False

@@ -236,14 +236,24 @@ def test_serve_demo_prints_credentials_and_a_curl_line_that_works(tmp_path: Path
                 expect_created(user.post(events_url(app_id), json={"action": "demo.user"}))["seq"]
                 == 1
             )
+        # The console's address, and a link that signs the demo app's owner in.
+        assert printed(text, "console") == f"{srv.url}/console"
+        link = printed(text, "sign in (1 h)")
+        assert link.startswith(f"{srv.url}/console#session=")
+        with srv.client(link.partition("#session=")[2]) as owner:
+            listed = owner.get(events_url(app_id))
+            assert listed.status_code == 200, listed.text
+            assert owner.get(f"/v1/apps/{app_id}").status_code == 200  # an owner manages
         saved = srv.data_dir / "demo-credentials.json"
         assert stat.S_IMODE(os.stat(saved).st_mode) == 0o600
-        # A later start keeps the same app and prints the same credentials.
+        # A later start keeps the same app and prints the same credentials (and a fresh link).
         srv.stop()
         again = serve_demo(srv)
         assert (printed(again, "app id"), printed(again, "key (all scopes)")) == (app_id, key)
+        assert printed(again, "sign in (1 h)").startswith(f"{srv.url}/console#session=")
         with srv.client(key) as client:
             again_entry = client.post(events_url(app_id), json={"action": "demo.again"})
-            assert expect_created(again_entry)["seq"] == 2
+            # After the two writes and the owner's recorded read (`audit.read`, seq 2).
+            assert expect_created(again_entry)["seq"] == 3
     finally:
         srv.stop()

@@ -84,6 +84,11 @@ FILTERS: list[dict[str, Any]] = [
     {"action": ["user.login", "user.logout"], "action_prefix": "user.log"},
     {"action": ["user.login", "order.refund"], "action_prefix": "user."},
     {"action_prefix": "user", "actor": "alice"},
+    {"exclude_action": "user.login"},
+    {"exclude_action": ["user.login", "order.refund", "nope.never"]},
+    {"exclude_action": "user.login", "action_prefix": "user."},
+    {"exclude_action": "user.login", "action": ["user.login", "user.logout"]},
+    {"exclude_action": "doc.share", "kind": "admin", "since": (TIME, 10, 0)},
     {"kind": "user", "target_type": "doc", "since": (TIME, 5, 0)},
     {"action": ["order.create", "doc.share"], "kind": "admin", "until": (TIME, 40, 0)},
     {"actor": WRITE_KEY, "target_type": "order", "action": "order.create"},
@@ -184,6 +189,8 @@ STATS_FILTERS: list[dict[str, Any]] = [
     {"target_type": "order", "since": (TIME, 10, 0)},
     {"actor": "alice", "until": (TIME, 40, 0)},
     {"action": "nope.never"},
+    {"exclude_action": ["user.login", "doc.share"]},
+    {"exclude_action": "order.create", "action_prefix": "order"},
 ]
 
 
@@ -192,10 +199,11 @@ def _key_of(entry: dict[str, Any], group_by: str) -> str | None:
     return {
         "action": entry["action"], "actor": entry["actor"]["id"],
         "target_type": target.get("type"), "day": str(entry["time"])[:10],
+        "hour": str(entry["time"])[:13] + ":00:00Z",
     }[group_by]  # fmt: skip
 
 
-@pytest.mark.parametrize("group_by", ["action", "actor", "target_type", "day"])
+@pytest.mark.parametrize("group_by", ["action", "actor", "target_type", "day", "hour"])
 @pytest.mark.parametrize("spec", STATS_FILTERS, ids=lambda s: "&".join(sorted(s)) or "none")
 def test_stats_count_the_known_set(
     reader: httpx.Client, corpus: Corpus, group_by: str, spec: dict[str, Any]
@@ -210,7 +218,7 @@ def test_stats_count_the_known_set(
     assert {g["key"]: g["count"] for g in groups} == dict(want)
     assert len(groups) == len(want)  # no key twice
     counts = [g["count"] for g in groups]
-    if group_by == "day":
+    if group_by in ("day", "hour"):
         assert [g["key"] for g in groups] == sorted(g["key"] for g in groups)
     else:
         assert counts == sorted(counts, reverse=True)
@@ -266,6 +274,8 @@ BAD_LIST: list[tuple[dict[str, Any], str]] = [
     ({"action_prefix": "a" * 129}, "action_prefix"),
     ({"actor": "a" * 257}, "actor"),
     ({"target_type": "t" * 65}, "target_type"),
+    ({"exclude_action": "a" * 129}, "exclude_action"),
+    ({"exclude_action": [f"a{i}" for i in range(501)]}, "exclude_action"),
 ]
 
 
@@ -388,8 +398,8 @@ def test_openapi_lists_every_read_and_integrity_route(server: Server) -> None:
         assert path in paths, sorted(paths)
         return {p["name"] for p in paths[path]["get"].get("parameters", []) if p["in"] == "query"}
 
-    filters = {"action", "action_prefix", "actor", "target_type", "target_id", "kind", "since",
-               "until", "changed_path"}  # fmt: skip
+    filters = {"action", "exclude_action", "action_prefix", "actor", "target_type", "target_id",
+               "kind", "since", "until", "changed_path"}  # fmt: skip
     app = "/v1/apps/{app_id}"
     assert params(f"{app}/events") == filters | {"limit", "cursor"}
     assert params(f"{app}/events/{{entry_id}}") == {"proof"}

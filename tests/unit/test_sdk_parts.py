@@ -72,6 +72,9 @@ def test_filters_become_query_parameters() -> None:
                       ("since", "2026-11-23T09:15:30.000005Z"),
                       ("until", "2026-11-24T00:00:00Z")]  # fmt: skip
     assert filter_params({"action": "a.b"}) == [("action", "a.b")]
+    assert filter_params({"exclude_action": ["audit.read", "audit.export"]}) == [
+        ("exclude_action", "audit.read"), ("exclude_action", "audit.export"),
+    ]  # fmt: skip
     with pytest.raises(TrailkeepError) as caught:
         filter_params({"acton": "x"})
     assert (caught.value.code, caught.value.status, caught.value.local) == (

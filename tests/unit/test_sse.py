@@ -95,6 +95,8 @@ AT = datetime(2026, 12, 7, 10, tzinfo=UTC)
         (Filters(kind="admin"), False, False),
         (Filters(changed_path="/role"), True, False),
         (Filters(changed_path="/name"), False, False),
+        (Filters(exclude_actions=("user.login",)), True, False),
+        (Filters(exclude_actions=("user.login", "user.role.change")), False, False),
         (Filters(since=AT, until=AT), True, True),
         (Filters(since=datetime(2026, 12, 8, tzinfo=UTC)), False, False),
     ],

@@ -11,6 +11,7 @@ from trailkeep import __version__
 from trailkeep.cli.apps import apps_cli, keys_cli, sessions_cli
 from trailkeep.cli.common import SERVER_PACKAGES, CliError, cell, err
 from trailkeep.cli.compact import compact
+from trailkeep.cli.console import console_cli
 from trailkeep.cli.events import events_cli
 from trailkeep.cli.export import export
 from trailkeep.cli.purge import purge
@@ -63,6 +64,7 @@ app.add_typer(erase_cli, name="erase")
 app.add_typer(webhooks_cli, name="webhooks")
 app.command()(compact)
 app.add_typer(secrets_cli, name="secrets")
+app.add_typer(console_cli, name="console")
 
 
 def command() -> Command:

@@ -234,7 +234,9 @@ def _passing(exc: TrailkeepError) -> bool:
 @events_cli.command("stats")
 def stats(
     app_id: AppOpt,
-    by: Annotated[str, typer.Option("--by", help="action, actor, target_type or day.")] = "action",
+    by: Annotated[
+        str, typer.Option("--by", help="action, actor, target_type, day or hour.")
+    ] = "action",
     action: Actions = None,
     action_prefix: Prefix = None,
     actor: ActorOpt = None,
@@ -248,7 +250,7 @@ def stats(
     key: ApiKey = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Count entries grouped by action, actor, target type or day."""
+    """Count entries grouped by action, actor, target type, day or hour."""
     filters = _filters(
         action=action, action_prefix=action_prefix, actor=actor, target_type=target_type,
         target_id=target_id, kind=kind, since=since, until=until,

@@ -19,6 +19,7 @@ from trailkeep.cli.common import (
     settings_from,
     store_of,
 )
+from trailkeep.cli.console import link
 
 if TYPE_CHECKING:
     from trailkeep.server.provision import NewApp
@@ -145,6 +146,10 @@ def _print_demo(made: NewApp, host: str, port: int) -> None:
     out.print(f"  key (all scopes): {made.key}", soft_wrap=True)
     out.print(f"  session secret: {made.session_secret}", soft_wrap=True)
     out.print(f"  API docs:       {base}/docs")
+    out.print(f"  console:        {base}/console")
+    # A fresh owner's link each start: the session in it lasts an hour.
+    owner = link(base, made.app_id, made.session_secret, "demo-owner", "owner", "Demo owner", 3600)
+    out.print(f"  sign in (1 h):  {owner}", soft_wrap=True, highlight=False)
     out.print("  record an entry:")
     out.print(
         f"    curl -sS -X POST {base}/v1/apps/{made.app_id}/events "

@@ -14,7 +14,7 @@ from trailkeep.log.record import format_time, parse_time
 
 CURSOR_VERSION: Final = 1
 _CURSOR_TAG: Final = 12  # bytes of HMAC-SHA256 kept: 96 bits is ample against forgery online
-GroupBy = Literal["action", "actor", "target_type", "day"]
+GroupBy = Literal["action", "actor", "target_type", "day", "hour"]
 
 
 class QueryError(ValueError):
@@ -38,6 +38,7 @@ class Filters:
     since: datetime | None = None
     until: datetime | None = None
     changed_path: str | None = None  # an RFC 6901 pointer that the entry's `changes` names
+    exclude_actions: tuple[str, ...] = ()  # none of these actions (NOT IN)
 
     def __post_init__(self) -> None:
         if self.since and self.until and self.since > self.until:
@@ -47,10 +48,12 @@ class Filters:
         """True when only ``since``/``until`` (or nothing) filter: erased entries' stubs match.
 
         A stub keeps its seq, id and time and nothing else, so a filter on what an entry said
-        (its action, actor, target, kind or changes) matches no erased entry.
+        (its action, actor, target, kind or changes, or an action it must not be) matches no
+        erased entry.
         """
         return not (
-            self.actions or self.action_prefix is not None or self.actor is not None
+            self.actions or self.exclude_actions or self.action_prefix is not None
+            or self.actor is not None
             or self.target_type is not None or self.target_id is not None
             or self.kind is not None or self.changed_path is not None
         )  # fmt: skip
@@ -74,6 +77,8 @@ class Filters:
             return False
         if self.action_prefix is not None and not action.startswith(self.action_prefix):
             return False
+        if action in self.exclude_actions:
+            return False
         target = entry.get("target") or {}
         wanted = (
             (self.actor, entry["actor"]["id"]), (self.target_type, target.get("type")),
@@ -91,6 +96,8 @@ class Filters:
         out: dict[str, Any] = {}
         if self.actions:
             out["action"] = list(self.actions)
+        if self.exclude_actions:
+            out["exclude_action"] = list(self.exclude_actions)
         for name in ("action_prefix", "actor", "target_type", "target_id", "kind", "changed_path"):
             value = getattr(self, name)
             if value is not None:

@@ -51,6 +51,7 @@ class Filters(TypedDict, total=False):
     """Read filters (they combine with AND); ``action`` may list several (any of them)."""
 
     action: str | Sequence[str]
+    exclude_action: str | Sequence[str]
     action_prefix: str
     actor: str
     target_type: str
@@ -76,8 +77,8 @@ def filter_params(filters: Mapping[str, Any]) -> list[tuple[str, str]]:
     for name, value in filters.items():
         if value is None:
             continue
-        if name == "action" and not isinstance(value, str):
-            params.extend(("action", str(a)) for a in value)
+        if name in ("action", "exclude_action") and not isinstance(value, str):
+            params.extend((name, str(a)) for a in value)
         elif isinstance(value, datetime):
             if value.tzinfo is None:
                 raise local_error("invalid_request", f"{name}: the datetime needs a timezone")

@@ -19,7 +19,7 @@ from trailkeep.log.record import parse_time
 from .errors import VerificationError
 
 Kind = Literal["admin", "user"]
-GroupBy = Literal["action", "actor", "target_type", "day"]
+GroupBy = Literal["action", "actor", "target_type", "day", "hour"]
 
 
 class EventFields(TypedDict, total=False):

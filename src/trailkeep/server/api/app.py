@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from trailkeep import __version__
 from trailkeep.server.api import (
+    console,
     cors,
     docs,
     errors,
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(system.router)
     app.include_router(sdk_assets.router)
     app.include_router(docs.router)
+    app.include_router(console.router)
 
     writes = [r for r in events.router.routes if isinstance(r, APIRoute)]
     app.add_middleware(rules.Rules)  # innermost: writes (no query, POST) never reach it

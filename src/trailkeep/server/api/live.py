@@ -14,7 +14,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from trailkeep.server.api.context import caller_of
 from trailkeep.server.api.errors import Problem
-from trailkeep.server.api.readers import FiltersDep, authorize_read, record_read
+from trailkeep.server.api.readers import FiltersDep, PersonDep, authorize_read, record_read
 from trailkeep.server.api.schemas import READ_PROBLEMS, AppId, ProblemOut
 from trailkeep.server.api.services import Services, services
 from trailkeep.server.api.streams import Slot
@@ -88,6 +88,7 @@ async def stream_events(
     request: Request,
     app_id: AppId,
     filters: FiltersDep,
+    person: PersonDep,
     after_seq: Annotated[
         int | None,
         Query(
@@ -121,7 +122,7 @@ async def stream_events(
         details: dict[str, Any] = {"route": "stream", "filters": filters.describe()}
         if after is not None:
             details["after_seq"] = after
-        await record_read(svc, request, app_id, principal, "audit.read", details)
+        await record_read(svc, request, app_id, principal, "audit.read", details, person)
         if after is None:
             after = await svc.live.head(app_id)  # after the read's own record: not streamed
         subscriber = await svc.live.subscribe(app_id, filters, after)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, Query
+from fastapi import Depends, Header, Query
 from starlette.requests import Request
 
 from trailkeep.log.changes import PATH_MAX, POINTER_PATTERN, PointerError, parse_pointer
@@ -47,12 +47,35 @@ async def authorize_read(svc: Services, request: Request, app_id: str) -> Princi
     return principal
 
 
+def person_reads(
+    reader: Annotated[
+        Literal["person"] | None,
+        Header(
+            alias="Trailkeep-Reader",
+            description="`person`: a person reads through this credential (the console sends "
+            "it with a key), so the read is recorded (`audit.read`, `audit.export`) as a "
+            "session's always is, with the key as the actor. Without it a key's reads (warehouse "
+            "jobs, tooling) are not recorded.",
+        ),
+    ] = None,
+) -> bool:
+    """Whether the request says a person reads (``Trailkeep-Reader: person``)."""
+    return reader == "person"
+
+
+PersonDep = Annotated[bool, Depends(person_reads)]
+
+
 async def record_read(
     svc: Services, request: Request, app_id: str, principal: Principal, action: str,
-    details: dict[str, Any],
+    details: dict[str, Any], person: bool = False,
 ) -> None:  # fmt: skip
-    """Append the ``audit.read``/``audit.export`` entry for a person's read, before answering."""
-    if not principal.is_person:
+    """Append the ``audit.read``/``audit.export`` entry for a person's read, before answering.
+
+    A session is a person; a key is one when the request says so (``person``, from the
+    ``Trailkeep-Reader: person`` header that the console sends).
+    """
+    if not (principal.is_person or person):
         return  # keys (warehouse jobs, tooling) read unrecorded, so they do not flood the log
     event = EventWrite(action=action, metadata=details)
     try:
@@ -80,6 +103,14 @@ def read_filters(
     ] = None,
     action_prefix: Annotated[
         str | None, Query(description="Actions starting with this string.", max_length=128)
+    ] = None,
+    exclude_action: Annotated[
+        list[str] | None,
+        Query(
+            description="Leave out entries with this exact action; repeat to leave out several, "
+            "up to 500 (`exclude_action=audit.read` hides the log's own read records). Erased "
+            "entries, which keep no action, match no filter on it.",
+        ),
     ] = None,
     actor: Annotated[str | None, Query(description="Actor id.", max_length=256)] = None,
     target_type: Annotated[
@@ -142,13 +173,15 @@ def read_filters(
             parse_pointer(changed_path)
         except PointerError as exc:
             raise Problem("invalid_request", f"changed_path: {exc}") from None
-    if action and len(action) > 500:
-        raise Problem("invalid_request", "action: at most 500 values")
-    if action and any(len(a) > 128 for a in action):
-        raise Problem("invalid_request", "action: at most 128 characters")
+    for name, values in (("action", action), ("exclude_action", exclude_action)):
+        if values and len(values) > 500:
+            raise Problem("invalid_request", f"{name}: at most 500 values")
+        if values and any(len(a) > 128 for a in values):
+            raise Problem("invalid_request", f"{name}: at most 128 characters")
     try:
         filters = Filters(
-            actions=tuple(action or ()), action_prefix=action_prefix, actor=actor,
+            actions=tuple(action or ()), exclude_actions=tuple(exclude_action or ()),
+            action_prefix=action_prefix, actor=actor,
             target_type=target_type, target_id=target_id, kind=kind,
             since=times["since"], until=times["until"], changed_path=changed_path,
         )  # fmt: skip

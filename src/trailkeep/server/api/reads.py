@@ -19,7 +19,7 @@ from trailkeep.log.query import GroupBy, QueryError, decode_cursor, encode_curso
 from trailkeep.log.render import CSV_COLUMNS, csv_row
 from trailkeep.server.api.context import caller_of
 from trailkeep.server.api.errors import Problem
-from trailkeep.server.api.readers import FiltersDep, authorize_read, record_read
+from trailkeep.server.api.readers import FiltersDep, PersonDep, authorize_read, record_read
 from trailkeep.server.api.schemas import (
     READ_PROBLEMS,
     AppId,
@@ -50,6 +50,7 @@ async def get_event(
     request: Request,
     app_id: AppId,
     entry_id: EntryId,
+    person: PersonDep,
     proof: Annotated[
         bool, Query(description="Wrap the entry with its proof against the latest checkpoint.")
     ] = False,
@@ -60,7 +61,7 @@ async def get_event(
     entry = await asyncio.to_thread(svc.store.get_entry, app_id, entry_id)
     if entry is None:
         raise Problem("not_found", f"no entry {entry_id!r} in this app")
-    await record_read(svc, request, app_id, principal, "audit.read", {"id": entry_id})
+    await record_read(svc, request, app_id, principal, "audit.read", {"id": entry_id}, person)
     if not proof:
         return Response(entry, media_type="application/json")
     seq = int(orjson.loads(entry)["seq"])
@@ -99,6 +100,7 @@ async def list_events(
     request: Request,
     app_id: AppId,
     filters: FiltersDep,
+    person: PersonDep,
     limit: Annotated[int, Query(ge=1, le=1000, description="Entries per page.")] = 50,
     cursor: Annotated[
         str | None, Query(description="`next_cursor` of the previous page.", max_length=128)
@@ -118,7 +120,7 @@ async def list_events(
     next_cursor = encode_cursor(app_id, secret, rows[-1][0]) if more else None
     await record_read(
         svc, request, app_id, principal, "audit.read",
-        {"route": "list", "filters": filters.describe(), "count": len(rows)},
+        {"route": "list", "filters": filters.describe(), "count": len(rows)}, person,
     )  # fmt: skip
     body = b"".join((
         b'{"data":[', b",".join(entry for _, entry in rows), b'],"next_cursor":',
@@ -141,15 +143,23 @@ async def stats(
     request: Request,
     app_id: AppId,
     filters: FiltersDep,
-    group_by: Annotated[GroupBy, Query(description="How to group the counts.")] = "action",
+    person: PersonDep,
+    group_by: Annotated[
+        GroupBy,
+        Query(
+            description="How to group the counts: `day` keys are UTC dates (`2026-11-23`), "
+            "`hour` keys the UTC hour's first instant (`2026-11-23T08:00:00Z`), both in time "
+            "order; the others largest count first."
+        ),
+    ] = "action",
 ) -> dict[str, Any]:
-    """Counts of matching entries per group: largest first (``day``: in date order)."""
+    """Counts of matching entries per group: largest first (``day``, ``hour``: in time order)."""
     svc = services(request)
     principal = await authorize_read(svc, request, app_id)
     groups = await asyncio.to_thread(svc.store.stats, app_id, filters, group_by)
     await record_read(
         svc, request, app_id, principal, "audit.read",
-        {"route": "stats", "group_by": group_by, "filters": filters.describe()},
+        {"route": "stats", "group_by": group_by, "filters": filters.describe()}, person,
     )  # fmt: skip
     return {"group_by": group_by, "groups": [{"key": k, "count": n} for k, n in groups]}
 
@@ -174,6 +184,7 @@ async def export(
     request: Request,
     app_id: AppId,
     filters: FiltersDep,
+    person: PersonDep,
     format: Annotated[
         Literal["ndjson", "csv", "ocsf"],
         Query(description="Output format; `ocsf` is NDJSON of OCSF 1.x events (docs/export.md)."),
@@ -200,7 +211,7 @@ async def export(
     if after_seq is not None:
         details["after_seq"] = after_seq
     try:
-        await record_read(svc, request, app_id, principal, "audit.export", details)
+        await record_read(svc, request, app_id, principal, "audit.export", details, person)
     except BaseException:
         slot.release()
         raise
