@@ -260,6 +260,7 @@ _ERASED_CURSOR = re.compile(r"^(\d{1,19})\.(\d{1,19})$")
 async def erased(
     request: Request,
     app_id: AppId,
+    person: PersonDep,
     since_size: Annotated[
         int,
         Query(
@@ -304,7 +305,7 @@ async def erased(
     rows = rows[:limit]
     await record_read(
         svc, request, app_id, principal, "audit.read",
-        {"route": "erased", "since_size": since_size, "count": len(rows)},
+        {"route": "erased", "since_size": since_size, "count": len(rows)}, person,
     )  # fmt: skip
     return {
         "size": size,
