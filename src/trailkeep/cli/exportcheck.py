@@ -16,16 +16,15 @@ from typing import Final
 import orjson
 
 from trailkeep.cli.common import CliError
+from trailkeep.cli.exportcols import arrow, table_of
 from trailkeep.cli.exportfiles import (
     DATA_NAME,
     MANIFEST,
     VERIFIABLE,
     FileRecord,
     Manifest,
-    arrow,
     read_manifest,
     sha256_hex,
-    table_of,
 )
 from trailkeep.log import seqs
 from trailkeep.log.notes import NoteVerifier
