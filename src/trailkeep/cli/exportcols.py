@@ -131,7 +131,12 @@ def _python_table(lines: Sequence[bytes]) -> Any:
     return pa.Table.from_pydict(columns, schema=schema())
 
 
-def _parse(lines: Sequence[bytes]) -> Any:
+def concat_parsed(parts: Sequence[Any]) -> Any:
+    """One parse of the lines of several parses (parse), in order."""
+    return arrow().concat_tables(parts)
+
+
+def parse(lines: Sequence[bytes]) -> Any:
     """Arrow's parse of the lines as one NDJSON block; None when it cannot read them all."""
     pa = arrow()
     block = b"\n".join(lines) + b"\n"
@@ -146,7 +151,8 @@ def _parse(lines: Sequence[bytes]) -> Any:
     except (pa.ArrowException, OSError):
         return None
     # A line holding a newline (JSON allows one between tokens) would shift every row after it.
-    if parsed.num_rows != len(lines) or parsed.column("seq").null_count:
+    if (parsed.num_rows != len(lines) or parsed.column("seq").null_count
+            or parsed.column("time").null_count):  # fmt: skip
         return None
     return parsed
 
@@ -190,10 +196,14 @@ def _json_columns(lines: Sequence[bytes], parsed: Any) -> tuple[list[Any], list[
     return metadata, changes, slow
 
 
-def table_of(lines: Sequence[bytes]) -> Any:
-    """The Arrow table of entries (as their exact lines), every column derived from the bytes."""
+def table_of(lines: Sequence[bytes], parsed: Any = None) -> Any:
+    """The Arrow table of entries (as their exact lines), every column derived from the bytes.
+
+    ``parsed``: the lines' parse (parse), when the caller has made it already.
+    """
     pa = arrow()
-    parsed = _parse(lines) if lines else None
+    if parsed is None and lines:
+        parsed = parse(lines)
     if parsed is None:
         return _python_table(lines)
     entries = pa.array(lines, pa.binary())
