@@ -248,7 +248,9 @@ def _pull(run: _Run, until: datetime | None, advance: Any) -> int:
                 done = True
                 break
             if seq != expected:
-                raise CliError(f"the server's export skipped from seq {expected} to {seq}")
+                # Past the resume point the stream must run on without a gap or a step back.
+                went = "skipped" if seq > expected else "went back"
+                raise CliError(f"the server's export {went} from seq {expected} to {seq}")
             expected += 1
             high += 1
         if high > low:
