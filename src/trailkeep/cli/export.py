@@ -15,8 +15,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 import orjson
 import typer
@@ -33,12 +34,14 @@ from rich.text import Text
 
 from trailkeep.cli.common import ApiKey, AppOpt, CliError, out
 from trailkeep.cli.events import DEFAULT_SERVER, RETRY, Server
+from trailkeep.cli.exportcols import concat_parsed, parse, table_of
 from trailkeep.cli.exportfiles import (
     FORMATS,
     MANIFEST,
     FileRecord,
     Manifest,
     data_name,
+    parquet_bytes,
     read_manifest,
     render,
     sha256_hex,
@@ -93,28 +96,39 @@ class _Run:
         self.client, self.app_dir, self.manifest = client, app_dir, manifest
         self.signed, self.rows_per_file = signed, rows_per_file
         self.lines: list[bytes] = []
-        self.docs: list[dict[str, Any]] = []
+        self.parsed: list[Any] = []  # Arrow's parse of the pending lines, in parts (or None)
+        self.first = 0
         self.date = ""
         self.files = 0
 
-    def add(self, line: bytes, doc: dict[str, Any]) -> None:
-        """Take the next entry; a file is cut at each new date and every ``rows_per_file``."""
-        date = doc["time"][:10]
-        if self.lines and (date != self.date or len(self.lines) >= self.rows_per_file):
-            self.flush()
-        self.date = date
-        self.lines.append(line)
-        self.docs.append(doc)
+    def add(self, lines: list[bytes], first: int, dates: list[str], parsed: Any) -> None:
+        """Take the next entries (seqs ``first``…), cutting a file at each new date and every
+        ``rows_per_file``; ``parsed`` is Arrow's parse of the lines, when there is one."""
+        start = 0
+        while start < len(lines):
+            date = dates[start]
+            if self.lines and (date != self.date or len(self.lines) >= self.rows_per_file):
+                self.flush()
+            room = self.rows_per_file - len(self.lines)
+            stop = start + 1
+            while stop < len(lines) and stop - start < room and dates[stop] == date:
+                stop += 1
+            if not self.lines:
+                self.first = first + start
+            self.date = date
+            self.lines += lines[start:stop]
+            self.parsed.append(None if parsed is None else parsed.slice(start, stop - start))
+            start = stop
 
     def flush(self) -> None:
         """Write the pending file, then the manifest that lists it."""
         if not self.lines:
             return
         m = self.manifest
-        relative = (
-            f"date={self.date}/{data_name(self.docs[0]['seq'], self.docs[-1]['seq'], m.format)}"
-        )
-        m.files.append(_write(self.app_dir, m, relative, self.lines, self.docs))
+        last = self.first + len(self.lines) - 1
+        relative = f"date={self.date}/{data_name(self.first, last, m.format)}"
+        parsed = None if any(p is None for p in self.parsed) else concat_parsed(self.parsed)
+        m.files.append(_write(self.app_dir, m, relative, self.first, self.lines, parsed))
         m.next_seq, m.checkpoint = m.files[-1].last_seq + 1, self.signed.note
         m.tail_proof = (
             self.client.consistency_proof(m.next_seq, self.signed.size)
@@ -123,18 +137,22 @@ class _Run:
         )
         # Killed before this rename, the rerun finds the file unlisted and writes it again.
         write_atomic(self.app_dir / "_manifest.json", m.to_json())
-        self.lines, self.docs = [], []
+        self.lines, self.parsed = [], []
         self.files += 1
 
 
 def _write(
-    app_dir: Path, m: Manifest, relative: str, lines: list[bytes], docs: list[dict[str, Any]]
+    app_dir: Path, m: Manifest, relative: str, first: int, lines: list[bytes], parsed: Any = None
 ) -> FileRecord:
     """Write one data file (atomically) and note its stubs; the record that lists it."""
-    data = render(m.format, lines, docs)
+    last = first + len(lines) - 1
+    if m.format == "parquet":
+        data = parquet_bytes(table_of(lines, parsed))
+    else:
+        data = render(m.format, lines)
     write_atomic(app_dir / relative, data)
-    m.add_stubs(docs)
-    return FileRecord(relative, docs[0]["seq"], docs[-1]["seq"], len(lines), sha256_hex(data))
+    m.add_stubs(first, lines)
+    return FileRecord(relative, first, last, len(lines), sha256_hex(data))
 
 
 def _erase_downstream(client: Client, app_dir: Path, m: Manifest) -> tuple[int, int]:
@@ -150,19 +168,17 @@ def _erase_downstream(client: Client, app_dir: Path, m: Manifest) -> tuple[int, 
     for i in touched:
         old = m.files[i]
         lines: list[bytes] = []
-        docs: list[dict[str, Any]] = []
         after = old.first_seq - 1 if old.first_seq else None
         for line in client.audit.export_lines(after_seq=after):
-            doc = orjson.loads(line)
-            if doc["seq"] > old.last_seq:
+            seq = orjson.loads(line)["seq"]
+            if seq > old.last_seq:
                 break
-            if doc["seq"] != old.first_seq + len(docs):
-                raise CliError(f"the server's export skipped seq {old.first_seq + len(docs)}")
+            if seq != old.first_seq + len(lines):
+                raise CliError(f"the server's export skipped seq {old.first_seq + len(lines)}")
             lines.append(line)
-            docs.append(doc)
-        if len(docs) != old.last_seq - old.first_seq + 1:
+        if len(lines) != old.last_seq - old.first_seq + 1:
             raise CliError(f"the server's export ended before seq {old.last_seq}")
-        m.files[i] = _write(app_dir, m, old.path, lines, docs)
+        m.files[i] = _write(app_dir, m, old.path, old.first_seq, lines)
         write_atomic(app_dir / MANIFEST, m.to_json())
     if news:
         m.rewrites.append({
@@ -197,28 +213,53 @@ def _start(client: Client, app_id: str, fmt: str, since: str | None, size: int) 
                     left=left, erased_size=size)  # fmt: skip
 
 
+#: Entries taken at a time: Arrow parses them as one block, for their seqs and times first.
+BATCH: Final = 8192
+
+
+def _seq_times(lines: list[bytes], fmt: str) -> tuple[list[int], list[str], Any]:
+    """The lines' seqs and times, and for Parquet Arrow's parse of them (None when there is none).
+
+    Parsing each entry in Python was a third of the export's time: a Parquet file's columns
+    come from this same parse (exportcols), so each entry is parsed once, in C++.
+    """
+    parsed = parse(lines) if fmt == "parquet" else None
+    if parsed is not None:
+        return parsed.column("seq").to_pylist(), parsed.column("time").to_pylist(), parsed
+    docs = [orjson.loads(line) for line in lines]
+    return [d["seq"] for d in docs], [d["time"] for d in docs], None
+
+
 def _pull(run: _Run, until: datetime | None, advance: Any) -> int:
     """Stream the entries after the manifest's last one, up to the checkpoint; return how many."""
     m, size = run.manifest, run.signed.size
     expected, count = m.next_seq, 0
-    # The server skips to after_seq where it supports it; an older one sends every entry, and
-    # those before the resume point are dropped here.
-    for line in run.client.audit.export_lines(after_seq=expected - 1 if expected else None):
-        doc = orjson.loads(line)
-        seq = doc["seq"]
-        if seq < expected:
-            continue
-        if seq >= size:
+    stream = run.client.audit.export_lines(after_seq=expected - 1 if expected else None)
+    for lines in iter(lambda: list(islice(stream, BATCH)), []):
+        seqs, times, parsed = _seq_times(lines, m.format)
+        # The server skips to after_seq where it supports it; an older one sends every entry,
+        # and those before the resume point are dropped here.
+        low = 0
+        while low < len(seqs) and seqs[low] < expected:
+            low += 1
+        high, done = low, False
+        for seq, time in zip(seqs[low:], times[low:], strict=True):
+            if seq >= size or (until is not None and datetime.fromisoformat(time) > until):
+                done = True
+                break
+            if seq != expected:
+                # Past the resume point the stream must run on without a gap or a step back.
+                went = "skipped" if seq > expected else "went back"
+                raise CliError(f"the server's export {went} from seq {expected} to {seq}")
+            expected += 1
+            high += 1
+        if high > low:
+            part = None if parsed is None else parsed.slice(low, high - low)
+            run.add(lines[low:high], seqs[low], [t[:10] for t in times[low:high]], part)
+            count += high - low
+            advance(high - low)
+        if done:
             break
-        if seq != expected:
-            raise CliError(f"the server's export skipped from seq {expected} to {seq}")
-        if until is not None and datetime.fromisoformat(doc["time"]) > until:
-            break
-        run.add(line, doc)
-        expected += 1
-        count += 1
-        if count % 1024 == 0:
-            advance(1024)
     run.flush()
     return count
 

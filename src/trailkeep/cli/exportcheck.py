@@ -16,16 +16,15 @@ from typing import Final
 import orjson
 
 from trailkeep.cli.common import CliError
+from trailkeep.cli.exportcols import arrow, table_of
 from trailkeep.cli.exportfiles import (
     DATA_NAME,
     MANIFEST,
     VERIFIABLE,
     FileRecord,
     Manifest,
-    arrow,
     read_manifest,
     sha256_hex,
-    table_of,
 )
 from trailkeep.log import seqs
 from trailkeep.log.notes import NoteVerifier
@@ -94,7 +93,13 @@ class _Files:
                               "malformed") from None  # fmt: skip
         if "entry" not in table.column_names:
             raise VerifyError("no `entry` column", record.first_seq, "malformed")
-        lines = [str(v).encode() for v in table.column("entry").to_pylist()]
+        entries = table.column("entry")
+        # As bytes straight from Arrow: no str made and encoded again per entry.
+        lines: list[bytes] = (
+            entries.cast(pa.binary()).to_pylist()
+            if entries.type == pa.string() and not entries.null_count
+            else [str(v).encode() for v in entries.to_pylist()]
+        )
         # The typed columns are what warehouses query: each must say what the entry says.
         try:
             expected = table_of(lines)

@@ -19,16 +19,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import Any, Final, Literal
 
 import orjson
 
 from trailkeep.cli.common import CliError
+from trailkeep.cli.exportcols import arrow, table_of
 from trailkeep.log import ocsf, seqs
 from trailkeep.log.render import CSV_COLUMNS, csv_row
-
-if TYPE_CHECKING:
-    import pyarrow as pa
 
 FileFormat = Literal["parquet", "ndjson", "csv", "ocsf"]
 FORMATS: Final = ("parquet", "ndjson", "csv", "ocsf")
@@ -86,9 +84,11 @@ class Manifest:
         """The manifest as it is written (indented: people read it)."""
         return orjson.dumps({"kind": KIND, **asdict(self)}, option=orjson.OPT_INDENT_2) + b"\n"
 
-    def add_stubs(self, documents: Sequence[dict[str, Any]]) -> None:
-        """Note the stubs among these exported entries as erased seqs."""
-        stubs = seqs.runs(d["seq"] for d in documents if d.get("erased") is True)
+    def add_stubs(self, first_seq: int, lines: Sequence[bytes]) -> None:
+        """Note the stubs among these exported entries (seqs ``first_seq``…) as erased seqs."""
+        stubs = seqs.runs(
+            seq for seq, line in enumerate(lines, first_seq) if line.startswith(STUB_PREFIX)
+        )
         if stubs:
             self.erased = seqs.union(self.erased, stubs)
 
@@ -142,84 +142,24 @@ def strays(app_dir: Path, manifest: Manifest | None) -> list[Path]:
 
 # -- the formats ------------------------------------------------------------------------------
 
-_CONTEXT: Final = ("ip", "user_agent", "project", "server", "request_id", "forwarded_by")
-_TEXT_COLUMNS: Final = (
-    "id", "action", "kind", "actor_type", "actor_id", "actor_name", "actor_role", "target_type",
-    "target_id", *_CONTEXT,
-)  # fmt: skip
+#: A stub's line as the server writes it (keys sorted): what verify --export counts as a stub.
+STUB_PREFIX: Final = b'{"erased":true'
+#: Columns worth a dictionary (few distinct values); the rest are nearly unique per row, where
+#: trying one only costs the writer time (measured: bench/report_notes.md).
+_DICTIONARY: Final = [
+    "action", "kind", "actor_type", "actor_id", "actor_name", "actor_role", "target_type", "ip",
+    "user_agent", "project", "server", "forwarded_by", "erased_by",
+]  # fmt: skip
 
 
-def arrow() -> Any:
-    """pyarrow, or a clear error naming the extra that installs it."""
-    try:
-        import pyarrow
-        import pyarrow.parquet
-    except ImportError:
-        raise CliError(
-            "Parquet needs pyarrow: pip install 'trailkeep[export]' (or use --format ndjson)"
-        ) from None
-    return pyarrow
+def parquet_bytes(table: Any) -> bytes:
+    """A Parquet file of the table (the export's schema, exportcols.table_of)."""
+    sink = io.BytesIO()
+    arrow().parquet.write_table(table, sink, compression="zstd", use_dictionary=_DICTIONARY)
+    return sink.getvalue()
 
 
-def schema() -> pa.Schema:
-    """The Parquet schema: typed columns, JSON columns, and the entry's exact bytes."""
-    pa = arrow()
-    text = pa.string()
-    return pa.schema(
-        [("seq", pa.int64()), ("time", pa.timestamp("us", tz="UTC"))]
-        + [(name, text) for name in _TEXT_COLUMNS]
-        + [("metadata", text), ("changes", text), ("erased", pa.bool_()),
-           ("erased_by", text), ("leaf_hash", text), ("entry", text)]
-    )  # fmt: skip
-
-
-def _json_or_none(value: Any) -> str | None:
-    return None if value is None else orjson.dumps(value).decode()
-
-
-def table_of(lines: Sequence[bytes], documents: Sequence[dict[str, Any]] | None = None) -> Any:
-    """The Arrow table of entries (as their exact lines), every column derived from the bytes."""
-    pa = arrow()
-    docs = documents if documents is not None else [orjson.loads(line) for line in lines]
-    # Column by column: a Python loop per cell is what would bound the export's rate.
-    actors = [e.get("actor") or {} for e in docs]
-    targets = [e.get("target") or {} for e in docs]
-    contexts = [e.get("context") or {} for e in docs]
-    text: dict[str, list[Any]] = {
-        "id": [e.get("id") for e in docs],
-        "action": [e.get("action") for e in docs],
-        "kind": [e.get("kind") for e in docs],
-        "actor_type": [a.get("type") for a in actors],
-        "actor_id": [a.get("id") for a in actors],
-        "actor_name": [a.get("name") for a in actors],
-        "actor_role": [a.get("role") for a in actors],
-        "target_type": [t.get("type") for t in targets],
-        "target_id": [t.get("id") for t in targets],
-        **{name: [c.get(name) for c in contexts] for name in _CONTEXT},
-    }
-    stub = [e.get("erased") is True for e in docs]
-    columns: dict[str, Any] = {
-        "seq": pa.array([e["seq"] for e in docs], pa.int64()),
-        # Arrow parses RFC 3339 with its Z itself, far faster than datetime per row.
-        "time": pa.array([e["time"] for e in docs], pa.string()).cast(pa.timestamp("us", tz="UTC")),
-        **{name: pa.array(values, pa.string()) for name, values in text.items()},
-        "metadata": pa.array(
-            [
-                None if gone else _json_or_none(e.get("metadata"))
-                for e, gone in zip(docs, stub, strict=True)
-            ],
-            pa.string(),
-        ),
-        "changes": pa.array([_json_or_none(e.get("changes")) for e in docs], pa.string()),
-        "erased": pa.array(stub, pa.bool_()),
-        "erased_by": pa.array([e.get("erased_by") for e in docs], pa.string()),
-        "leaf_hash": pa.array([e["leaf_hash"] for e in docs], pa.string()),
-        "entry": pa.array(lines, pa.binary()).cast(pa.string()),
-    }
-    return pa.Table.from_pydict(columns, schema=schema())
-
-
-def render(fmt: str, lines: Sequence[bytes], documents: Sequence[dict[str, Any]]) -> bytes:
+def render(fmt: str, lines: Sequence[bytes]) -> bytes:
     """One data file's bytes in ``fmt``."""
     if fmt == "ndjson":
         return b"\n".join(lines) + b"\n"
@@ -233,10 +173,7 @@ def render(fmt: str, lines: Sequence[bytes], documents: Sequence[dict[str, Any]]
         writer.writerow(CSV_COLUMNS)
         writer.writerows(csv_row(line) for line in lines)
         return buffer.getvalue().encode()
-    pq = arrow().parquet
-    sink = io.BytesIO()
-    pq.write_table(table_of(lines, documents), sink, compression="zstd")
-    return sink.getvalue()
+    return parquet_bytes(table_of(lines))
 
 
 def sha256_hex(data: bytes) -> str:

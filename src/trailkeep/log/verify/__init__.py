@@ -16,6 +16,7 @@ from trailkeep.log.verify.entries import (
     VerifyError,
     check_head,
     check_ledger,
+    committed_leaf,
     leaf_of,
     verify_entries,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "check_indexed",
     "check_ledger",
     "check_stored",
+    "committed_leaf",
     "leaf_of",
     "open_signed",
     "stored_leaves",

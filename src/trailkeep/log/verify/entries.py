@@ -80,13 +80,15 @@ def stored_leaf(entry: bytes) -> bytes:
     return bytes.fromhex(entry[SUFFIX_AT + 14 : -2].decode())
 
 
-def fast_leaf(seq: int, line: bytes, app_id: str | None) -> bytes | None:
-    """The leaf of a line exactly as the server writes it, or None (then take the slow path).
+def committed_leaf(line: bytes) -> bytes | None:
+    """The leaf hash of a line that is exactly an entry as the server writes it, else None.
 
     A stored entry is its canonical bytes with ``,"leaf_hash":"…"`` spliced in before the last
     brace, so hashing the bytes without that splice is the full check: if they hash to the
-    leaf, they are the committed bytes, and JCS of their parse is those same bytes again. The
-    seq and app checks only let the slow path word the error; the tree root is what binds.
+    leaf, they are the committed bytes (RFC 8785: sorted keys, no whitespace), and JCS of their
+    parse is those same bytes again. Only the tree root binds the leaf itself: a caller that
+    relies on the form (the export's columns) must have the leaf checked against it too.
+    Stubs are never in this form (their leaf hash is not their own bytes').
     """
     if line[SUFFIX_AT : SUFFIX_AT + 14] != LEAF_KEY or line[-2:] != b'"}':
         return None
@@ -97,7 +99,16 @@ def fast_leaf(seq: int, line: bytes, app_id: str | None) -> bytes | None:
     digest = hashlib.sha256(b"\x00")
     digest.update(memoryview(line)[:SUFFIX_AT])  # no copy of the entry
     digest.update(b"}")
-    if digest.digest() != leaf:
+    return leaf if digest.digest() == leaf else None
+
+
+def fast_leaf(seq: int, line: bytes, app_id: str | None) -> bytes | None:
+    """The leaf of a line exactly as the server writes it, or None (then take the slow path).
+
+    The seq and app checks only let the slow path word the error; the tree root is what binds.
+    """
+    leaf = committed_leaf(line)
+    if leaf is None:
         return None
     # The last `,"seq":` is the top-level one: only `target` and `time` follow it.
     at = line.rfind(b',"seq":', 0, SUFFIX_AT) + 7
