@@ -125,6 +125,11 @@ def rows(page: Page) -> list[dict[str, str]]:
     return found
 
 
+def actions(found: list[dict[str, str]]) -> list[str]:
+    """The action column of rows."""
+    return [row["action"] for row in found]
+
+
 def wait_loaded(page: Page) -> None:
     """Until the log's status says the page is in (or why nothing is)."""
     page.wait_for_function(

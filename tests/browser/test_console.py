@@ -15,6 +15,7 @@ from playwright.sync_api import Browser, Page, Route
 from tests.browser.console_pages import (
     MARKUP,
     Seeded,
+    actions,
     console_page,
     link,
     reads_by,
@@ -34,11 +35,6 @@ pytestmark = pytest.mark.timeout(180)
 def seeded(server: Server) -> Seeded:
     """An app with admin and user entries."""
     return seed(server, "console")
-
-
-def actions(found: list[dict[str, str]]) -> list[str]:
-    """The action column."""
-    return [row["action"] for row in found]
 
 
 def test_an_owner_signs_in_by_link_searches_pages_and_signs_out(

@@ -8,6 +8,7 @@ from playwright.sync_api import Browser
 
 from tests.browser.console_pages import (
     Seeded,
+    actions,
     console_page,
     link,
     reads_by,
@@ -27,11 +28,6 @@ pytestmark = pytest.mark.timeout(180)
 def seeded(server: Server) -> Seeded:
     """An app with admin and user entries."""
     return seed(server, "console live")
-
-
-def actions(found: list[dict[str, str]]) -> list[str]:
-    """The action column."""
-    return [row["action"] for row in found]
 
 
 def test_the_histogram_counts_the_search_and_the_live_view_prepends_new_entries(
