@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
+from tests.browser.console_pages import Seeded, seed
 from tests.browser.sdk_pages import PageServer
 from tests.servers import Server
 
@@ -60,3 +61,9 @@ def pages() -> Iterator[PageServer]:
     served = PageServer().start()
     yield served
     served.stop()
+
+
+@pytest.fixture(scope="module")
+def seeded(request: pytest.FixtureRequest, server: Server) -> Seeded:
+    """An app with admin and user entries, named by the test module's ``APP_NAME``."""
+    return seed(server, request.module.APP_NAME)

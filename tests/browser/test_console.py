@@ -21,7 +21,6 @@ from tests.browser.console_pages import (
     reads_by,
     rows,
     search,
-    seed,
     verify,
     wait_loaded,
 )
@@ -31,10 +30,7 @@ from tests.servers import Server
 pytestmark = pytest.mark.timeout(180)
 
 
-@pytest.fixture(scope="module")
-def seeded(server: Server) -> Seeded:
-    """An app with admin and user entries."""
-    return seed(server, "console")
+APP_NAME = "console"  # the app `seeded` (tests/browser/conftest.py) makes
 
 
 def test_an_owner_signs_in_by_link_searches_pages_and_signs_out(

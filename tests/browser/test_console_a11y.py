@@ -15,7 +15,7 @@ from typing import Any, Final
 import pytest
 from playwright.sync_api import Browser, Page
 
-from tests.browser.console_pages import SHOTS, Seeded, console_page, link, seed, verify, wait_loaded
+from tests.browser.console_pages import SHOTS, Seeded, console_page, link, verify, wait_loaded
 from tests.servers import Server
 
 pytestmark = pytest.mark.timeout(180)
@@ -53,10 +53,7 @@ def serious(page: Page) -> list[dict[str, Any]]:
     return [v for v in found if v["impact"] in ("serious", "critical")]
 
 
-@pytest.fixture(scope="module")
-def seeded(server: Server) -> Seeded:
-    """An app with admin and user entries."""
-    return seed(server, "Acme shop")
+APP_NAME = "Acme shop"  # the app `seeded` (tests/browser/conftest.py) makes
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])

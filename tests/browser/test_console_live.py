@@ -14,7 +14,6 @@ from tests.browser.console_pages import (
     reads_by,
     rows,
     search,
-    seed,
     verify,
     wait_loaded,
 )
@@ -24,10 +23,7 @@ from tests.servers import Server
 pytestmark = pytest.mark.timeout(180)
 
 
-@pytest.fixture(scope="module")
-def seeded(server: Server) -> Seeded:
-    """An app with admin and user entries."""
-    return seed(server, "console live")
+APP_NAME = "console live"  # the app `seeded` (tests/browser/conftest.py) makes
 
 
 def test_the_histogram_counts_the_search_and_the_live_view_prepends_new_entries(

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page
 
-from tests.browser.console_pages import Seeded, console_page, seed
+from tests.browser.console_pages import Seeded, console_page
 from tests.integration.http_api import events_url, expect_status
 from tests.servers import Server
 from trailkeep.log.notes import NoteSigner
@@ -26,10 +26,7 @@ PARSE = """async (cases) => {
 }"""
 
 
-@pytest.fixture(scope="module")
-def seeded(server: Server) -> Seeded:
-    """An app with admin and user entries."""
-    return seed(server, "console modules")
+APP_NAME = "console modules"  # the app `seeded` (tests/browser/conftest.py) makes
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from types import TracebackType
@@ -31,7 +30,7 @@ from .errors import ConnectionFailed, InvalidRequest, NotFound
 from .models import Entry, Erased, Event, GroupBy, ProvenEntry, SignedCheckpoint, Stats, Verified
 from .retry import OnRetry, RetryPolicy, error_of
 from .sessions import Sessions
-from .sse import EventParser, ServerEvent, resume_seq
+from .sse import StreamReader
 from .verify import consistency_path
 
 
@@ -361,12 +360,14 @@ class EntryStream:
 
     def __init__(self, response: httpx.Response) -> None:
         """Read ``response``, an open live stream."""
-        self.last_seq: int | None = None
         self._response = response
         self._chunks = response.iter_bytes()
-        self._parser = EventParser()
-        self._ready: deque[ServerEvent] = deque()
-        self._ended = False
+        self._reader = StreamReader()
+
+    @property
+    def last_seq(self) -> int | None:
+        """The seq to resume after (``last_event_id``), once the stream named one."""
+        return self._reader.last_seq
 
     def __iter__(self) -> EntryStream:
         """The stream is its own iterator."""
@@ -375,21 +376,12 @@ class EntryStream:
     def __next__(self) -> Entry:
         """The next entry; ``StopIteration`` when the server ended the stream."""
         try:
-            while True:
-                while self._ready:
-                    event = self._ready.popleft()
-                    if (seq := resume_seq(event)) is not None:
-                        self.last_seq = seq
-                    if event.event == "message" and event.data:
-                        return entry_of(event.data.encode())
-                if self._ended:
+            while (data := self._reader.next_data()) is None:
+                if self._reader.ended:
                     break
-                chunk = next(self._chunks, None)
-                if chunk is None:
-                    self._ended = True
-                    self._ready.extend(self._parser.end())
-                else:
-                    self._ready.extend(self._parser.feed(chunk))
+                self._reader.feed(next(self._chunks, None))
+            else:
+                return entry_of(data.encode())
         except httpx.TransportError as exc:
             self.close()
             raise ConnectionFailed(

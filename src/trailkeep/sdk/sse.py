@@ -7,6 +7,7 @@ the events they complete; the sync and the async stream both read through it.
 from __future__ import annotations
 
 import re
+from collections import deque
 from dataclasses import dataclass
 
 
@@ -111,3 +112,35 @@ def resume_seq(event: ServerEvent) -> int | None:
     if event.id is not None and event.id.lstrip("-").isdigit():
         return int(event.id)
     return None
+
+
+class StreamReader:
+    """What a live stream's bytes say, with no I/O: each entry's data, and where to resume.
+
+    The sync and async streams feed it chunks (``None`` at the end) and ask it for entries.
+    """
+
+    def __init__(self) -> None:
+        """Nothing read yet."""
+        self.last_seq: int | None = None
+        self.ended = False
+        self._parser = EventParser()
+        self._ready: deque[ServerEvent] = deque()
+
+    def next_data(self) -> str | None:
+        """The next entry's JSON that the chunks so far complete, or None (feed more)."""
+        while self._ready:
+            event = self._ready.popleft()
+            if (seq := resume_seq(event)) is not None:
+                self.last_seq = seq
+            if event.event == "message" and event.data:
+                return event.data
+        return None
+
+    def feed(self, chunk: bytes | None) -> None:
+        """Take the next chunk of the stream; None when the server ended it."""
+        if chunk is None:
+            self.ended = True
+            self._ready.extend(self._parser.end())
+        else:
+            self._ready.extend(self._parser.feed(chunk))
