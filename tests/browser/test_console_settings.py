@@ -123,6 +123,8 @@ def test_an_owner_changes_each_setting_and_each_change_is_logged(
 
         # Allowed origins: a bad one refused in the server's words, one added, one removed.
         area(page, "origins")
+        # The tab followed, the area's heading has the focus: the keyboard goes on from there.
+        assert page.evaluate("document.activeElement.textContent") == "Settings: Allowed origins"
         page.fill("input[name=origin]", "ftp://shop.example.com")
         said = act(page, "button:text-is('Add origin')")
         assert said.startswith("The server refused: allowed_origins: "), said
@@ -166,6 +168,7 @@ def test_an_owner_changes_each_setting_and_each_change_is_logged(
         assert page.evaluate("document.activeElement.textContent") == "Cancel"
         page.keyboard.press("Escape")
         page.wait_for_selector("dialog", state="detached")
+        assert page.evaluate("document.activeElement.textContent") == "Revoke"  # back where it was
         assert len(logged(server, seeded, "key.revoke")) == revokes
         said = act(page, f"button[aria-label='Revoke {MARKUP}']", confirm="Revoke")
         entry = one(server, seeded, "key.revoke", said)
@@ -266,10 +269,24 @@ def test_an_auditor_is_offered_nothing_to_manage_and_the_server_refuses_it(
         row = page.locator("[data-testid='erasures'] tbody tr", has_text=waiting.json()["id"])
         assert "an owner's session approves" in row.inner_text()
         assert row.locator("button").count() == 0
+        area(page, "keys")
+        mine = page.locator("[data-testid='keys'] tbody tr", has_text="(this sign-in)")
+        assert seeded.tenant.key_id in mine.inner_text()
+
+        # A key that only reads is told so by the server's refusal, and shown no form.
+        reader = server.new_key(app, "events:read").key
+        page.click("button:text-is('Sign out')")
+        page.fill("#signin-key", reader)
+        page.fill("#signin-app", app)
+        page.click("button:text-is('Sign in')")
+        wait_loaded(page)
+        page.click("nav.views a:text-is('Settings')")
+        said = page.wait_for_selector(f"{ERROR}:not(:empty)").inner_text()
+        assert said.startswith("This key cannot do that (managing needs the manage scope): ")
+        assert page.locator("main form, main input, main select").count() == 0
 
     # The server refuses what the page does not offer: auditors' and admins' sessions manage
     # nothing, and a reading key neither.
-    reader = server.new_key(app, "events:read").key
     for credential in (
         server.session(seeded.tenant, "ines", role="auditor"),
         server.session(seeded.tenant, "alan", role="admin"),

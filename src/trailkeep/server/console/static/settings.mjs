@@ -48,6 +48,9 @@ class Settings extends HTMLElement {
           h("a", { href: hrefOf({}), "data-nav": true }, "Back to the log")));
       return;
     }
+    // A tab followed from inside the view is redrawn: its heading takes the focus, so that the
+    // keyboard goes on from the area (as an entry's heading does).
+    const focusHeading = this.contains(document.activeElement);
     this.heading = h("h2", { tabindex: "-1" }, `Settings: ${AREAS[area].label}`);
     this.notice = h("p", { role: "status", class: "notice", tabindex: "-1", "data-testid": "settings-notice" });
     this.error = h("p", { role: "alert", class: "error", "data-testid": "settings-error" });
@@ -59,6 +62,7 @@ class Settings extends HTMLElement {
           "aria-current": name === area ? "page" : null,
         }, a.label))),
       this.heading, this.notice, this.error, this.body);
+    if (focusHeading) this.heading.focus();
     this.load();
   }
 
@@ -107,7 +111,10 @@ class Settings extends HTMLElement {
     }
     if (result === null) { // the person cancelled, or the form was not filled in
       replace(this.notice);
-      if (button?.isConnected) button.disabled = false;
+      if (button?.isConnected) {
+        button.disabled = false;
+        button.focus(); // disabled while it waited, it lost the focus: given back
+      }
       return null;
     }
     replace(this.notice, logged(result));
