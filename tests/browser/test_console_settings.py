@@ -24,6 +24,7 @@ from tests.browser.console_pages import (
 from tests.browser.test_console_a11y import serious
 from tests.integration.http_api import events_url, expect_problem, expect_status, list_all
 from tests.servers import Server, free_port
+from trailkeep.sdk import mint_session
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -33,6 +34,7 @@ ERROR = '[data-testid="settings-error"]'
 AREAS = {
     "retention": "Retention", "origins": "Allowed origins", "keys": "API keys",
     "webhooks": "Webhooks", "holds": "Legal holds", "erasures": "Erasure requests",
+    "session": "Session secret",
 }  # fmt: skip
 
 
@@ -298,6 +300,37 @@ def test_an_auditor_is_offered_nothing_to_manage_and_the_server_refuses_it(
             expect_problem(client.get(f"/v1/apps/{app}/keys"), 403, "forbidden")
             expect_problem(client.post(f"/v1/apps/{app}/holds", json={
                 "subject": {"all": True}, "reason": "x"}), 403, "forbidden")  # fmt: skip
+
+
+def test_an_owner_rotates_and_retires_the_session_secret(browser: Browser, server: Server) -> None:
+    # An app of its own: retiring its secret ends every session signed with the old one.
+    fresh = Seeded(server.new_app("console secret"))
+    app = fresh.app_id
+    with console_page(browser) as page:
+        page.goto(link(server, fresh, "ada", "owner", "Ada"))
+        wait_loaded(page)
+        page.goto(f"{server.url}/console?view=settings&area=session")
+        page.wait_for_selector(".settings-area[data-area='session']:not([aria-busy])")
+        said = act(page, "button:text-is('Rotate')")
+        rotated = one(server, fresh, "session_secret.rotate", said)
+        secret = page.inner_text('[data-testid="secret"]')
+        assert secret not in str(rotated)
+        newer = mint_session(app, secret, "bob", role="owner")
+        with server.client(newer) as client:
+            expect_status(client.get(f"/v1/apps/{app}"))
+        said = act(page, "button:text-is('Rotate')")
+        assert said.startswith("The server refused: a new session secret is already out"), said
+        page.click("button:text-is('Retire the old secret')")
+        page.click("dialog[open] button:text-is('Retire')")
+        # The page's own session was signed with the old secret: the server signs it out.
+        page.wait_for_selector("#signin-key")
+        assert page.inner_text("#signin-error").startswith("Signed out by the server")
+    retired = logged(server, fresh, "session_secret.retire")[0]
+    assert retired["actor"]["id"] == "ada"
+    with server.client(newer) as client:
+        expect_status(client.get(f"/v1/apps/{app}"))
+    with server.client(server.session(fresh.tenant, "ada", role="owner")) as client:
+        expect_problem(client.get(f"/v1/apps/{app}"), 401, "unauthenticated")
 
 
 @pytest.mark.parametrize(("width", "scheme"), [(1280, "light"), (390, "dark")])

@@ -9,6 +9,7 @@ import { ApiError } from "./api.mjs";
 import { h, hrefOf, replace } from "./dom.mjs";
 import { origins, retention } from "./settings-app.mjs";
 import { keys } from "./settings-keys.mjs";
+import { sessionSecret } from "./settings-secret.mjs";
 import { erasures, holds } from "./settings-subjects.mjs";
 import { webhooks } from "./settings-webhooks.mjs";
 import { clear } from "./session.mjs";
@@ -20,6 +21,7 @@ export const AREAS = {
   webhooks: { label: "Webhooks", draw: webhooks },
   holds: { label: "Legal holds", draw: holds },
   erasures: { label: "Erasure requests", draw: erasures },
+  session: { label: "Session secret", draw: sessionSecret },
 };
 
 /** Whether this sign-in may be offered the settings at all (a key finds out from the server). */
