@@ -52,6 +52,16 @@ export class Api {
   async text(path, params = []) {
     return (await this.fetch(path, params)).text();
   }
+
+  /** A change (POST, PATCH, DELETE) with an optional JSON body; the answer's JSON. */
+  async send(method, path, body = undefined) {
+    const init = { method };
+    if (body !== undefined) {
+      init.body = JSON.stringify(body);
+      init.headers = { "Content-Type": "application/json" };
+    }
+    return (await this.fetch(path, [], init)).json();
+  }
 }
 
 /** The problem document of a failed answer, as an ApiError. */
