@@ -15,7 +15,7 @@ from playwright.sync_api import Browser, Page
 
 from tests.browser.console_pages import Seeded, console_page, link, rows, wait_loaded
 from tests.browser.test_console_a11y import serious
-from tests.integration.http_api import events_url, expect_created, list_all
+from tests.integration.http_api import events_url, expect_created, expect_status, list_all
 from tests.servers import Server
 from trailkeep.log.render import CSV_COLUMNS
 
@@ -212,3 +212,28 @@ def test_each_format_exports_exactly_the_search_and_is_recorded(
         {"format": f, "filters": {"action": ["order.refund"], "kind": "user"}}
         for f in ("ndjson", "csv", "ocsf")
     ]
+
+
+def test_an_app_with_more_actions_than_a_page_is_asked_by_prefix(
+    browser: Browser, server: Server
+) -> None:
+    many = Seeded(server.new_app("many actions"))
+    with server.client(many.tenant.key) as client:
+        batch = {"events": [{"action": f"a{i:04d}.x"} for i in range(1000)]}
+        expect_status(client.post(events_url(many.app_id, "events/batch"), json=batch), 201)
+        expect_created(client.post(events_url(many.app_id), json={"action": "zeta.late"}))
+    with console_page(browser) as page:
+        signed_in(page, server, many, "?tab=all")
+        page.focus("#search")
+        # The first page (1,000 actions) is at hand at once; the rest is asked for by prefix.
+        page.keyboard.type("action:a099")
+        assert len(options(page)) == 10
+        page.fill("#search", "")
+        page.keyboard.type("action:ze")
+        page.wait_for_selector("[role=option]:text-is('action:zeta.late')")
+    with server.client(many.tenant.key) as client:
+        recorded = list_all(client, many.app_id, {"action": "audit.read", "actor": "ada"})
+    prefixes = [e["metadata"]["prefix"] for e in recorded if e["metadata"]["route"] == "actions"]
+    # The first page once per page load (the sign-in link, then the address), and one read for
+    # the prefix typed: not one per keystroke.
+    assert sorted(prefixes) == ["", "", "ze"]
