@@ -180,6 +180,7 @@ export class Completer {
   }
 
   key(event) {
+    if (event.isComposing) return; // an input method's Enter or arrow is its own
     const open = this.found !== null;
     if (event.key === "ArrowDown" || event.key === "ArrowUp") {
       event.preventDefault();
@@ -208,8 +209,10 @@ export class Completer {
     const option = options[i];
     const text = this.input.value;
     const tail = text.slice(end);
-    // A finished term at the end gets a space, ready for the next one.
-    const insert = option.whole && tail === "" ? `${option.insert} ` : option.insert;
+    // A finished term at the end gets a space, ready for the next one; a term put in at a gap
+    // before another gets one too, so that the two do not run together.
+    const spaced = (option.whole && tail === "") || (start === end && /^\S/.test(tail));
+    const insert = spaced ? `${option.insert} ` : option.insert;
     this.input.value = text.slice(0, start) + insert + tail;
     const caret = start + insert.length;
     this.input.setSelectionRange(caret, caret);

@@ -34,7 +34,7 @@ function sizeOf(bytes) {
 export class Exporter {
   constructor() {
     this.buttons = FORMATS.map(({ format, label, ext }) => h("button", {
-      type: "button", class: "quiet", "data-format": format,
+      type: "button", class: "quiet", "data-format": format, "aria-label": `Export ${label}`,
       "aria-describedby": "export-status", onclick: () => this.run(format, label, ext),
     }, label));
     this.status = h("span", { id: "export-status", class: "muted", role: "status", "data-testid": "export-status" });

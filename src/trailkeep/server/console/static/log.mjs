@@ -44,7 +44,8 @@ class Log extends HTMLElement {
       h("p", { id: "search-help", class: "help" },
         "Qualifiers: ", QUALIFIERS.map((q, i) => [i ? ", " : "", h("code", {}, `${q}:`)]),
         "; ", h("code", {}, "action:order.*"), " for a prefix, ",
-        h("code", {}, "-action:audit.read"), " to leave one out. Dates are UTC."));
+        h("code", {}, "-action:audit.read"), " to leave one out. Dates are UTC. ",
+        "Suggestions appear as you type (↓ to list them)."));
     this.form.addEventListener("submit", (event) => {
       event.preventDefault();
       go(hrefOf({ tab: this.tab, q: this.input.value.trim(), limit: this.limitParam }));
