@@ -237,3 +237,56 @@ def test_an_app_with_more_actions_than_a_page_is_asked_by_prefix(
     # The first page once per page load (the sign-in link, then the address), and one read for
     # the prefix typed: not one per keystroke.
     assert sorted(prefixes) == ["", "", "ze"]
+
+
+SUGGEST = """async (cases) => {
+  const c = await import("/console/completion.mjs");
+  const known = ["cart.add", "order.create", "order.refund", "Order.Z"];
+  const actionsFor = (p) => known.filter((a) => a.toLowerCase().startsWith(p.toLowerCase()));
+  return cases.map(([text, caret]) => {
+    const found = c.suggestions(text, caret ?? text.length, actionsFor);
+    return [found.start, found.end, found.options.map((o) => [o.insert, o.whole])];
+  });
+}"""
+
+
+def test_what_is_offered_for_the_term_at_the_caret(browser: Browser, server: Server) -> None:
+    cases: dict[tuple[str, int | None], list[Any]] = {
+        # The term at the caret (its start and end) and what completes it, in any case.
+        ("actor:x action:ord kind:user", 18): [8, 18, [
+            ["action:order.create", True], ["action:order.refund", True], ["action:Order.Z", True],
+        ]],
+        # The caret inside: what is before it is matched; the whole term is what is replaced.
+        ("actor:x action:ord kind:user", 15): [8, 18, [
+            ["action:cart.add", True], ["action:order.create", True],
+            ["action:order.refund", True], ["action:Order.Z", True],
+        ]],
+        ('action:"Ord', None): [0, 11, [
+            ["action:order.create", True], ["action:order.refund", True], ["action:Order.Z", True],
+        ]],
+        ("-action:c", None): [0, 9, [["-action:cart.add", True]]],
+        ("ACTION:cart", None): [0, 11, [["action:cart.add", True]]],
+        ("action:cart.add", None): [0, 15, []],  # typed in full: nothing to add
+        ("t", None): [0, 1, [["target:", False], ["target_type:", False]]],
+        ("c", None): [0, 1, [["changed:", False], ["action:cart.add", True]]],
+        ("-k", None): [0, 2, []],  # only action can be left out
+        ("-kind:a", None): [0, 7, []],
+        ("kind:u", None): [0, 6, [["kind:user", True]]],
+        ("actor:ord", None): [0, 9, []],  # no values known for actors
+        ("nope:x", None): [0, 6, []],
+        ("kind:user ", None): [10, 10, [[f"{q}:", False] for q in (
+            "action", "actor", "target", "target_type", "kind", "changed", "since", "until")]],
+    }  # fmt: skip
+    with console_page(browser) as page:
+        page.goto(f"{server.url}/console")
+        page.wait_for_selector("#signin-key")
+        found = page.evaluate(SUGGEST, [list(case) for case in cases])
+        assert dict(zip(cases, found, strict=True)) == cases
+        names = page.evaluate(
+            """async () => {
+                 const e = await import("/console/export.mjs");
+                 const at = new Date(Date.UTC(2026, 11, 8, 3, 4, 59));
+                 return [e.fileName("app_abc", "csv", at), e.fileName("a/b c", "ocsf.ndjson", at)];
+               }"""
+        )
+        assert names == ["app_abc-20261208-0304.csv", "a_b_c-20261208-0304.ocsf.ndjson"]
