@@ -12,7 +12,8 @@ import { QUALIFIERS, TABS, searchParams } from "./query.mjs";
 import { clear } from "./session.mjs";
 
 const PAGE = 50;
-// The app's known actions, for completion: read once per sign-in (a read is recorded).
+// The app's known actions, for completion: read once per page load and sign-in (GET /actions, a
+// recorded read), kept across searches and tabs.
 const known = new KnownActions();
 
 /** The actor as a person reads it: name and id, or the type for a key or the system. */
