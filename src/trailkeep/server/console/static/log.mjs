@@ -4,14 +4,17 @@
 // are kept in the history entry's state, so Previous and the back button both work.
 
 import { ApiError } from "./api.mjs";
+import { Completer, KnownActions } from "./completion.mjs";
 import { go, h, hrefOf, replace, timeOf } from "./dom.mjs";
+import { Exporter } from "./export.mjs";
 import { Histogram, Live } from "./extras.mjs";
 import { QUALIFIERS, TABS, searchParams } from "./query.mjs";
 import { clear } from "./session.mjs";
 
 const PAGE = 50;
-// The app's known actions, for completion: read once per sign-in (a read is recorded).
-const known = { credential: null, actions: null };
+// The app's known actions, for completion: read once per page load and sign-in (GET /actions, a
+// recorded read), kept across searches and tabs.
+const known = new KnownActions();
 
 /** The actor as a person reads it: name and id, or the type for a key or the system. */
 export function actorText(actor) {
@@ -30,19 +33,20 @@ class Log extends HTMLElement {
   build() {
     this.tabs = h("nav", { class: "tabs", "aria-label": "Logs" });
     this.input = h("input", {
-      id: "search", name: "q", type: "search", list: "known-actions", autocomplete: "off",
+      id: "search", name: "q", type: "search", autocomplete: "off",
       spellcheck: "false", "aria-describedby": "search-help",
       placeholder: "action:order.refund actor:user_42 since:2026-11-01",
     });
-    this.known = h("datalist", { id: "known-actions" });
+    this.completer = new Completer(this.input, known, () => this.form.requestSubmit());
     this.form = h("form", { role: "search", class: "search", "aria-label": "Search the log" },
       h("label", { for: "search" }, "Search"),
-      h("div", { class: "search-row" }, this.input, h("button", { type: "submit" }, "Search")),
-      this.known,
+      h("div", { class: "search-row" }, h("div", { class: "combo" }, this.input, this.completer.node),
+        h("button", { type: "submit" }, "Search")),
       h("p", { id: "search-help", class: "help" },
         "Qualifiers: ", QUALIFIERS.map((q, i) => [i ? ", " : "", h("code", {}, `${q}:`)]),
         "; ", h("code", {}, "action:order.*"), " for a prefix, ",
-        h("code", {}, "-action:audit.read"), " to leave one out. Dates are UTC."));
+        h("code", {}, "-action:audit.read"), " to leave one out. Dates are UTC. ",
+        "Suggestions appear as you type (↓ to list them)."));
     this.form.addEventListener("submit", (event) => {
       event.preventDefault();
       go(hrefOf({ tab: this.tab, q: this.input.value.trim(), limit: this.limitParam }));
@@ -60,8 +64,9 @@ class Log extends HTMLElement {
         this.setLive(true);
       }
     });
+    this.exporter = new Exporter();
     this.extras = h("div", { class: "extras" }, chart,
-      h("div", { class: "live" }, this.liveButton, " ", this.liveStatus));
+      h("div", { class: "live" }, this.liveButton, " ", this.liveStatus), this.exporter.node);
     this.status = h("p", { class: "muted", role: "status", "data-testid": "log-status" });
     this.body = h("tbody");
     this.table = h("table", { class: "entries" },
@@ -78,7 +83,7 @@ class Log extends HTMLElement {
   /** Show the page the address asks for. */
   async show(api, signedIn, params) {
     if (!this.tabs) this.build();
-    if (this.api?.credential !== api.credential) this.loadKnownActions(api);
+    known.load(api);
     this.api = api;
     this.signedIn = signedIn;
     this.tab = TABS[params.get("tab")] ? params.get("tab") : "admin";
@@ -93,6 +98,7 @@ class Log extends HTMLElement {
     this.renderTabs();
     const { params: filters, errors } = searchParams(this.tab, this.query);
     this.filters = filters;
+    this.exporter.set(api, filters, errors.length === 0);
     replace(this.error, errors.join(" "));
     this.error.hidden = errors.length === 0;
     if (errors.length) {
@@ -179,19 +185,6 @@ class Log extends HTMLElement {
         hrefOf({ ...here, cursor: back.at(-1) || null }), { back: back.slice(0, -1) })),
       button("Next", Boolean(next), () => go(
         hrefOf({ ...here, cursor: next }), { back: [...back, this.cursor ?? ""] })));
-  }
-
-  async loadKnownActions(api) {
-    try {
-      if (known.credential !== api.credential) {
-        const stats = await api.json("/stats", [["group_by", "action"]]);
-        known.credential = api.credential;
-        known.actions = stats.groups.map((g) => g.key).filter((key) => key !== null).slice(0, 500);
-      }
-      replace(this.known, known.actions.map((action) => h("option", { value: `action:${action}` })));
-    } catch {
-      // Completion is a convenience: a reader without stats still searches.
-    }
   }
 }
 
