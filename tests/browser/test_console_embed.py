@@ -5,6 +5,7 @@ console's own page still refuses to be framed."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,10 +15,10 @@ import jwt
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page
 
-from tests.browser.console_pages import MARKUP, Seeded, reads_by
+from tests.browser.console_pages import MARKUP, SHOTS, Seeded, reads_by
 from tests.browser.sdk_pages import PageServer
 from tests.browser.test_console_a11y import serious
-from tests.integration.http_api import expect_status
+from tests.integration.http_api import events_url, expect_created, expect_status
 from tests.servers import Server
 
 pytestmark = pytest.mark.timeout(180)
@@ -55,6 +56,17 @@ HOST_PAGE: Final = """<!doctype html>
   document.querySelector("trailkeep-log").session = await response.text();
 </script>
 </body>
+</html>
+"""
+#: A page whose code sets the session before it loads the element's module.
+LATE_PAGE: Final = """<!doctype html>
+<html lang="en"><meta charset="utf-8"><title>Late</title>
+<trailkeep-log app="%(app)s"></trailkeep-log>
+<script type="module">
+  const element = document.querySelector("trailkeep-log");
+  element.session = await (await fetch("/session")).text();
+  await import("%(server)s/console/embed.mjs");
+</script>
 </html>
 """
 #: The entries' rows inside the element (Playwright's CSS selectors pierce open shadow roots).
@@ -173,7 +185,9 @@ def test_the_embed_searches_opens_an_entry_and_verifies_it_from_another_origin(
             "() => document.querySelector('trailkeep-log').shadowRoot"
             ".querySelector('tbody tr td[data-label=Actor]')?.textContent === 'Grace (user_42)'"
         )
-        page.click("trailkeep-log table.entries a:text-is('order.refund')")
+        # By keyboard: the link to the entry, then Verify.
+        page.focus("trailkeep-log table.entries a:text-is('order.refund')")
+        page.keyboard.press("Enter")
         page.wait_for_selector("trailkeep-log article.entry")
         entry = page.locator("trailkeep-log article.entry")
         # Untrusted text stays text: the markup in the metadata shows as written.
@@ -181,7 +195,8 @@ def test_the_embed_searches_opens_an_entry_and_verifies_it_from_another_origin(
         assert page.evaluate("window.__owned") is None
         assert page.url == url
         assert page.title() == "Shop admin"
-        page.click("trailkeep-log button:text-is('Verify')")
+        page.focus("trailkeep-log button:text-is('Verify')")
+        page.keyboard.press("Enter")
         page.wait_for_selector("trailkeep-log [data-testid=verdict].ok, "
                                "trailkeep-log [data-testid=verdict].bad")  # fmt: skip
         verdict = page.locator("trailkeep-log [data-testid=verdict]").inner_text()
@@ -192,6 +207,19 @@ def test_the_embed_searches_opens_an_entry_and_verifies_it_from_another_origin(
         page.click("trailkeep-log a.back")
         page.wait_for_selector(f"{ROWS}")
         assert page.locator("trailkeep-log #search").input_value() == "action:order.refund"
+
+        # The live view streams from the other origin too: a new refund appears at the top.
+        page.click("trailkeep-log button:text-is('Live')")
+        page.wait_for_function(
+            "() => document.querySelector('trailkeep-log').shadowRoot"
+            ".querySelector('[data-testid=live-status]').textContent.startsWith('Live: new')"
+        )
+        grace = server.session(embedded.tenant, "user_42", name="Grace")
+        with server.client(grace) as client:
+            body = {"action": "order.refund", "target_type": "order", "target_id": "ord_11"}
+            fresh_entry = expect_created(client.post(events_url(embedded.app_id), json=body))
+        page.wait_for_selector(f"{ROWS}.fresh[data-seq='{fresh_entry['seq']}']")
+        page.click("trailkeep-log button:text-is('Live')")
     # Every read was recorded as Ada's, as a person's read through the console is.
     reads = reads_by(server, embedded, "ada")
     fresh = reads[: len(reads) - before]  # newest first
@@ -232,6 +260,9 @@ def test_the_page_and_the_element_keep_their_styles_apart_and_the_page_themes_it
         assert page.evaluate("document.documentElement.scrollWidth") <= width
         found = [v for v in serious(page) if "trailkeep-log" in " ".join(v["nodes"])]
         assert found == [], found
+        # docs/console.md's picture of it (written only when asked, as test_console_a11y's).
+        if os.environ.get("TRAILKEEP_SCREENSHOTS") == "1" and width == 1280:
+            page.screenshot(path=str(SHOTS / f"embed-{width}-{scheme}.png"), full_page=True)
 
 
 def test_a_page_on_an_origin_the_app_does_not_allow_is_told_so(
@@ -291,6 +322,12 @@ def test_a_session_for_another_app_expired_or_not_the_apps_is_told_so(
         # The token was never an attribute, and cannot be read back from the element.
         assert page.evaluate("document.querySelector('trailkeep-log').session") is None
         assert "eyJ" not in page.evaluate("document.documentElement.outerHTML")
+
+        # A page that sets the session before the script defines the element: taken on upgrade.
+        pages.session = server.session(tenant, "ada", role="owner")
+        page.goto(pages.add("/late.html", LATE_PAGE % {"server": server.url, "app": tenant.app_id}))
+        wait_rows(page)
+        assert page.locator(ROWS).count() > 0
 
 
 def test_the_console_page_is_never_framed_and_only_its_files_are_shared(server: Server) -> None:
