@@ -6,9 +6,11 @@ console's own page still refuses to be framed."""
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Final
 
 import jwt
@@ -69,6 +71,7 @@ LATE_PAGE: Final = """<!doctype html>
 </script>
 </html>
 """
+GUIDE: Final = Path(__file__).parents[2] / "docs" / "console.md"
 #: The entries' rows inside the element (Playwright's CSS selectors pierce open shadow roots).
 ROWS: Final = "trailkeep-log table.entries tbody tr"
 MESSAGE: Final = "trailkeep-log [data-testid=embed-message]"
@@ -328,6 +331,38 @@ def test_a_session_for_another_app_expired_or_not_the_apps_is_told_so(
         page.goto(pages.add("/late.html", LATE_PAGE % {"server": server.url, "app": tenant.app_id}))
         wait_rows(page)
         assert page.locator(ROWS).count() > 0
+
+
+def test_the_example_page_in_the_guide_runs(
+    browser: Browser, server: Server, embedded: Seeded, pages: PageServer
+) -> None:
+    # docs/console.md cannot rot: its page and its script, the server's address and the app
+    # id put in, the script inlined (the page server serves pages only), `/session` its backend.
+    text = GUIDE.read_text().partition("## Embed it in your app")[2].partition("\n## ")[0]
+    found = [re.search(rf"^```{kind}\n(.*?)^```$", text, re.M | re.S) for kind in ("html", "js")]
+    html, script = found
+    assert html is not None
+    assert script is not None
+    page_html = (
+        html.group(1)
+        .replace("https://audit.example.com", server.url)
+        .replace("app_7Kq2…", embedded.app_id)
+        .replace('<script type="module" src="/admin/audit-log.js"></script>',
+                 f'<script type="module">{script.group(1)}</script>')
+        .replace("/admin/trailkeep-session", "/session")
+    )  # fmt: skip
+    pages.session = server.session(embedded.tenant, "ada", role="auditor")
+    with host_tab(browser) as page:
+        page.goto(pages.add("/guide.html", page_html))
+        wait_rows(page)
+        # Its attributes: the administrator actions, audit.read left out.
+        kinds = page.locator(f"{ROWS} td[data-label=Kind]").all_inner_texts()
+        assert set(kinds) == {"admin"}
+        assert "audit.read" not in row_actions(page)
+        assert "user.role.change" in row_actions(page)
+        # Its theme: --tk-accent #8a1c5c.
+        button = "trailkeep-log form button[type=submit]"
+        assert style_of(page, button, "background-color") == "rgb(138, 28, 92)"
 
 
 def test_the_console_page_is_never_framed_and_only_its_files_are_shared(server: Server) -> None:
