@@ -148,11 +148,15 @@ class TrailkeepLog extends HTMLElement {
     if (!app) return this.say("Give the element the app's id: <trailkeep-log app=\"app_…\">.");
     const token = this.#session;
     if (!token) return this.say("Waiting for a session from this page (element.session = token).", "status");
-    const signedIn = fromSession(token);
-    if (!signedIn) return this.say("The session given is not a Trailkeep session token.");
-    if (signedIn.app !== app) {
-      return this.say(`The session is for app ${signedIn.app}, not ${app}: mint it for ${app}.`);
+    const read = fromSession(token);
+    if (!read) return this.say("The session given is not a Trailkeep session token.");
+    // An app's own session names its app as audience; another app's is refused here, with a
+    // clearer word than the server's. An identity provider's token names the provider's own
+    // audience: the server judges it.
+    if (read.app !== app && /^app_[A-Za-z0-9]+$/.test(read.app)) {
+      return this.say(`The session is for app ${read.app}, not ${app}: mint it for ${app}.`);
     }
+    const signedIn = { ...read, app };
     if (signedIn.expires !== null && signedIn.expires * 1000 <= Date.now()) {
       return this.expired("The session has expired: this page must mint a new one.");
     }
@@ -224,7 +228,9 @@ class TrailkeepLog extends HTMLElement {
       return this.expired(`The server does not take this session (${error.message}): ` +
         "it has expired, or was not minted with this app's session secret.");
     }
-    if (error.status === 404) return this.say(`The server at ${server} has no app ${app}.`);
+    if (error.status === 404) {
+      return this.say(`The server at ${server} has no app ${app}, or the session is not for it.`);
+    }
     return this.say(`The server answered: ${error.message}`);
   }
 
