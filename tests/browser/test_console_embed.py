@@ -317,6 +317,18 @@ def test_a_session_for_another_app_expired_or_not_the_apps_is_told_so(
         )
         assert page.evaluate("window.__expired") == 2  # the page hears of it, to mint anew
         assert page.locator(ROWS).count() == 0
+        # A plain user's session is the app's, but cannot read: the viewer says so.
+        give(server.session(tenant, "user_42"))
+        page.wait_for_function(
+            "() => document.querySelector('trailkeep-log').shadowRoot"
+            ".querySelector('[data-testid=log-error]')?.textContent"
+        )
+        assert (
+            page.locator("trailkeep-log [data-testid=log-error]")
+            .inner_text()
+            .startswith("A user session cannot read the log (owners, admins and auditors can)")
+        )
+        assert page.locator(ROWS).count() == 0
         # A good session after all that: the log appears.
         give(server.session(tenant, "ada", role="owner"))
         wait_rows(page)
