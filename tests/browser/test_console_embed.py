@@ -381,9 +381,14 @@ def test_the_console_page_is_never_framed_and_only_its_files_are_shared(server: 
     with server.client() as client:
         console = expect_status(client.get("/console", headers={"Origin": "https://a.example"}))
         embed = expect_status(client.get("/console/embed.mjs"))
+        again = client.get("/console/embed.mjs", headers={"If-None-Match": embed.headers["etag"]})
         key = expect_status(client.get("/v1/checkpoint-key"))
     assert "frame-ancestors 'none'" in console.headers["content-security-policy"]
     assert "access-control-allow-origin" not in console.headers
     assert embed.headers["access-control-allow-origin"] == "*"
     assert embed.headers["content-type"] == "text/javascript; charset=utf-8"
+    assert embed.headers["cross-origin-resource-policy"] == "cross-origin"
+    # A revalidation of a cross-origin module passes the same check.
+    assert again.status_code == 304
+    assert again.headers["access-control-allow-origin"] == "*"
     assert key.headers["access-control-allow-origin"] == "*"
