@@ -132,7 +132,7 @@ def test_responses_to_an_allowed_origin_are_readable_errors_included(
         assert response.headers["ratelimit-limit"] == "1000000"
 
 
-READS = ("/events", "/events/evt_x", "/events/stream", "/stats", "/checkpoint",
+READS = ("/events", "/events/evt_x", "/events/stream", "/stats", "/actions", "/checkpoint",
          "/proofs/inclusion", "/proofs/consistency")  # fmt: skip
 
 

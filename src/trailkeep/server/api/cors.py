@@ -24,9 +24,11 @@ from trailkeep.server.api.services import Services
 
 WRITE_PATH: Final = re.compile(r"^/v1/apps/([^/]+)/events(?:/batch)?$")
 #: What the embedded viewer reads: the log, one entry (with its proof), the live stream,
-#: counts, the checkpoint and proofs. Not export, not settings: the embed is a viewer.
+#: counts, the known actions (completion), the checkpoint and proofs. Not export, not settings:
+#: the embed is a viewer.
 READ_PATH: Final = re.compile(
-    r"^/v1/apps/([^/]+)/(?:events(?:/[^/]+)?|stats|checkpoint|proofs/(?:inclusion|consistency))$"
+    r"^/v1/apps/([^/]+)/"
+    r"(?:events(?:/[^/]+)?|stats|actions|checkpoint|proofs/(?:inclusion|consistency))$"
 )
 ALLOW_HEADERS: Final = {
     "POST": "Authorization, Content-Type, Idempotency-Key",
