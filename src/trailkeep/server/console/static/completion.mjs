@@ -149,7 +149,8 @@ export class Completer {
 
   /** Arrived late (a prefix asked of the server): show it if the list is still wanted. */
   refresh() {
-    if (document.activeElement === this.input) this.update(false);
+    // Inside the embed's shadow root the document's active element is the host element.
+    if (this.input.getRootNode().activeElement === this.input) this.update(false);
   }
 
   render() {

@@ -5,11 +5,11 @@
 
 import { ApiError } from "./api.mjs";
 import { Completer, KnownActions } from "./completion.mjs";
-import { go, h, hrefOf, replace, timeOf } from "./dom.mjs";
+import { h, replace, timeOf } from "./dom.mjs";
 import { Exporter } from "./export.mjs";
 import { Histogram, Live } from "./extras.mjs";
+import { pageNav } from "./nav.mjs";
 import { QUALIFIERS, TABS, searchParams } from "./query.mjs";
-import { clear } from "./session.mjs";
 
 const PAGE = 50;
 // The app's known actions, for completion: read once per page load and sign-in (GET /actions, a
@@ -49,7 +49,7 @@ class Log extends HTMLElement {
         "Suggestions appear as you type (↓ to list them)."));
     this.form.addEventListener("submit", (event) => {
       event.preventDefault();
-      go(hrefOf({ tab: this.tab, q: this.input.value.trim(), limit: this.limitParam }));
+      this.nav.go(this.nav.href({ tab: this.tab, q: this.input.value.trim(), limit: this.limitParam }));
     });
     this.error = h("p", { role: "alert", class: "error", "data-testid": "log-error" });
     const chart = h("div", { class: "histogram-box", "data-testid": "histogram" });
@@ -80,8 +80,9 @@ class Log extends HTMLElement {
       this.pages);
   }
 
-  /** Show the page the address asks for. */
-  async show(api, signedIn, params) {
+  /** Show the page the address asks for (`nav`: how to move, nav.mjs). */
+  async show(api, signedIn, params, nav = pageNav) {
+    this.nav = nav;
     if (!this.tabs) this.build();
     known.load(api);
     this.api = api;
@@ -91,10 +92,10 @@ class Log extends HTMLElement {
     this.cursor = params.get("cursor");
     this.limitParam = params.get("limit");
     const limit = Math.min(Math.max(Number(this.limitParam) || PAGE, 1), 1000);
-    if (document.activeElement !== this.input || this.input.value.trim() !== this.query) {
+    if (this.getRootNode().activeElement !== this.input || this.input.value.trim() !== this.query) {
       this.input.value = this.query;
     }
-    document.title = `${TABS[this.tab].label} · Trailkeep console`;
+    nav.title(`${TABS[this.tab].label} · Trailkeep console`);
     this.renderTabs();
     const { params: filters, errors } = searchParams(this.tab, this.query);
     this.filters = filters;
@@ -125,8 +126,7 @@ class Log extends HTMLElement {
       if (ticket !== this.ticket) return;
       if (error instanceof ApiError && error.status === 401) {
         // The server no longer takes this credential (expired, revoked): sign in again.
-        clear(sessionStorage);
-        window.dispatchEvent(new CustomEvent("tk-signin", { detail: { message: messageOf(error, signedIn) } }));
+        nav.signedOut(messageOf(error, signedIn));
         return;
       }
       replace(this.body);
@@ -137,7 +137,7 @@ class Log extends HTMLElement {
       return;
     }
     if (ticket !== this.ticket) return;
-    replace(this.body, page.data.map((entry) => row(entry)));
+    replace(this.body, page.data.map((entry) => row(entry, nav.href)));
     const shown = page.data.length;
     replace(this.status, shown === 0 ? "No entries match." :
       `${shown} ${shown === 1 ? "entry" : "entries"}${page.next_cursor ? ", more on the next page" : ""}.`);
@@ -147,7 +147,7 @@ class Log extends HTMLElement {
   /** Put one entry at the top of the table (the live view), if this is the first page. */
   prepend(entry) {
     if (this.cursor || this.body.querySelector(`tr[data-seq="${Number(entry.seq)}"]`)) return false;
-    this.body.prepend(row(entry, true));
+    this.body.prepend(row(entry, this.nav.href, true));
     return true;
   }
 
@@ -168,13 +168,14 @@ class Log extends HTMLElement {
 
   renderTabs() {
     replace(this.tabs, Object.entries(TABS).map(([name, tab]) => h("a", {
-      href: hrefOf({ tab: name, q: this.query, limit: this.limitParam }), "data-nav": true,
+      href: this.nav.href({ tab: name, q: this.query, limit: this.limitParam }), "data-nav": true,
       "aria-current": name === this.tab ? "page" : null, "data-tab": name,
     }, tab.label)));
   }
 
   renderPages(next) {
-    const back = Array.isArray(history.state?.back) ? history.state.back : [];
+    const { go, href: hrefOf, state } = this.nav;
+    const back = Array.isArray(state()?.back) ? state().back : [];
     const here = { tab: this.tab, q: this.query, limit: this.limitParam };
     const button = (label, enabled, onclick) => h("button", {
       type: "button", class: "quiet", disabled: !enabled, onclick,
@@ -188,8 +189,8 @@ class Log extends HTMLElement {
   }
 }
 
-/** One table row; the action links to the entry. */
-function row(entry, fresh = false) {
+/** One table row; the action links to the entry (its address made by `hrefOf`). */
+function row(entry, hrefOf, fresh = false) {
   if (entry.erased) {
     return h("tr", { class: "erased", "data-seq": entry.seq }, h("td", {}, timeOf(entry.time)),
       h("td", { colspan: "5" }, h("a", { href: hrefOf({ entry: entry.id }), "data-nav": true },
