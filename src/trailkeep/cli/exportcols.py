@@ -164,14 +164,24 @@ def _cut(pa: Any, name: str, values: Sequence[bytes]) -> Any:
     return column.cast(pa.string())
 
 
+#: Where ``changes`` and ``metadata`` end. Either may hold the same text as nested structure
+#: (``{"a":[1],"context":{…},"id":"x","kind":"admin","metadata":{…}}``), and then the cut
+#: would fall in the wrong place, columns forged by the caller who wrote the metadata: a line
+#: is cut only where each occurs once (its top-level one).
+_ENDS: Final = (b',"seq":', b',"context":{')
+
+
 def _layout_rows(lines: Sequence[bytes], block: bytes | None) -> list[tuple[bytes, ...] | None]:
     """Each line's groups, or None for a line not in the server's layout."""
-    found = _LAYOUT.findall(block if block is not None else b"\n".join(lines))
-    if len(found) == len(lines):
-        return found  # every line matched, in order (a match never spans two lines)
+    block = block if block is not None else b"\n".join(lines)
+    found = _LAYOUT.findall(block)
+    # A match never spans two lines and each has its ends at least once: when the counts are
+    # the lines', every line matched, in order, with each end once.
+    if len(found) == len(lines) and all(block.count(end) == len(lines) for end in _ENDS):
+        return found
     rows: list[tuple[bytes, ...] | None] = []
     for line in lines:
-        match = _LAYOUT.match(line)
+        match = _LAYOUT.match(line) if all(line.count(end) == 1 for end in _ENDS) else None
         rows.append(None if match is None else match.groups())
     return rows
 
@@ -289,7 +299,12 @@ def mismatches(table: Any, app_id: str) -> list[int]:
     """The rows whose columns do not rebuild their entry exactly (stubs among them)."""
     pa = arrow()
     pc = pa.compute
-    same = pc.equal(rebuilt(table, app_id, _time_texts(table)), table.column("entry"))
+    entries = table.column("entry")
+    same = pc.equal(rebuilt(table, app_id, _time_texts(table)), entries)
+    # As where the export cuts: nested text like the top-level ends would let forged
+    # metadata and changes columns rebuild the entry too.
+    for end in _ENDS:
+        same = pc.and_kleene(same, pc.equal(pc.count_substring(entries, end.decode()), 1))
     strings = [table.column(name) for name in _STRING_COLUMNS]
     joined = pc.binary_join_element_wise(*strings, "", null_handling="skip")
     same = pc.and_kleene(same, pc.invert(pc.match_substring_regex(joined, r'["\\]')))
