@@ -164,24 +164,37 @@ def _cut(pa: Any, name: str, values: Sequence[bytes]) -> Any:
     return column.cast(pa.string())
 
 
-#: Where ``changes`` and ``metadata`` end. Either may hold the same text as nested structure
-#: (``{"a":[1],"context":{…},"id":"x","kind":"admin","metadata":{…}}``), and then the cut
-#: would fall in the wrong place, columns forged by the caller who wrote the metadata: a line
-#: is cut only where each occurs once (its top-level one).
-_ENDS: Final = (b',"seq":', b',"context":{')
+#: The text that ends ``changes`` (``,"context":{``) and ``metadata`` (``,"seq":``). Either may
+#: also hold it as nested structure (``{"a":[1],"context":{…},"id":"x","kind":"admin",…}``),
+#: and a cut there would forge the columns between from the caller's metadata. The cut is
+#: greedy, so a wrong one holds the real end inside it: a row is cut only where neither of
+#: the two holds either end (else it is parsed), and the check of the columns asks the same.
+_CHANGES_END: Final = ',"context":{'
+_METADATA_END: Final = ',"seq":'
+
+
+def _ambiguous(table: Any) -> Any:
+    """Rows whose ``metadata`` or ``changes`` text holds an end of the top-level layout."""
+    pc = arrow().compute
+    flags = [
+        pc.match_substring(table.column(name), end)
+        for name in ("metadata", "changes")
+        for end in (_CHANGES_END, _METADATA_END)
+    ]
+    found = flags[0]
+    for flag in flags[1:]:
+        found = pc.or_(found, flag)
+    return pc.fill_null(found, False)
 
 
 def _layout_rows(lines: Sequence[bytes], block: bytes | None) -> list[tuple[bytes, ...] | None]:
     """Each line's groups, or None for a line not in the server's layout."""
-    block = block if block is not None else b"\n".join(lines)
-    found = _LAYOUT.findall(block)
-    # A match never spans two lines and each has its ends at least once: when the counts are
-    # the lines', every line matched, in order, with each end once.
-    if len(found) == len(lines) and all(block.count(end) == len(lines) for end in _ENDS):
-        return found
+    found = _LAYOUT.findall(block if block is not None else b"\n".join(lines))
+    if len(found) == len(lines):
+        return found  # every line matched, in order (a match never spans two lines)
     rows: list[tuple[bytes, ...] | None] = []
     for line in lines:
-        match = _LAYOUT.match(line) if all(line.count(end) == 1 for end in _ENDS) else None
+        match = _LAYOUT.match(line)
         rows.append(None if match is None else match.groups())
     return rows
 
@@ -206,7 +219,12 @@ def table_of(lines: Sequence[bytes], block: bytes | None = None) -> Any:
     try:
         rows = _layout_rows(lines, block)
         if all(row is not None for row in rows):
-            return _layout_table(pa, lines, rows)  # type: ignore[arg-type]
+            table = _layout_table(pa, lines, rows)  # type: ignore[arg-type]
+            unclear = pa.compute.indices_nonzero(_ambiguous(table)).to_pylist()
+            if not unclear:
+                return table
+            for index in unclear:
+                rows[index] = None
     except (pa.ArrowInvalid, ValueError):
         # Text that is not UTF-8, or a time Arrow cannot read: the parse says what it is.
         return _python_table(lines)
@@ -218,7 +236,10 @@ def table_of(lines: Sequence[bytes], block: bytes | None = None) -> Any:
         while stop < len(lines) and (rows[stop] is not None) == cut:
             stop += 1
         if cut:
-            parts.append(_layout_table(pa, lines[start:stop], rows[start:stop]))  # type: ignore[arg-type]
+            part = _layout_table(pa, lines[start:stop], rows[start:stop])  # type: ignore[arg-type]
+            if pa.compute.any(_ambiguous(part)).as_py():
+                part = _python_table(lines[start:stop])
+            parts.append(part)
         else:
             parts.append(_python_table(lines[start:stop]))
         start = stop
@@ -303,8 +324,7 @@ def mismatches(table: Any, app_id: str) -> list[int]:
     same = pc.equal(rebuilt(table, app_id, _time_texts(table)), entries)
     # As where the export cuts: nested text like the top-level ends would let forged
     # metadata and changes columns rebuild the entry too.
-    for end in _ENDS:
-        same = pc.and_kleene(same, pc.equal(pc.count_substring(entries, end.decode()), 1))
+    same = pc.and_kleene(same, pc.invert(_ambiguous(table)))
     strings = [table.column(name) for name in _STRING_COLUMNS]
     joined = pc.binary_join_element_wise(*strings, "", null_handling="skip")
     same = pc.and_kleene(same, pc.invert(pc.match_substring_regex(joined, r'["\\]')))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import binascii
+import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -96,10 +97,16 @@ def committed_leaf(line: bytes) -> bytes | None:
         leaf = binascii.unhexlify(line[SUFFIX_AT + 14 : -2])
     except (binascii.Error, ValueError):
         return None
-    digest = hashlib.sha256(b"\x00")
-    digest.update(memoryview(line)[:SUFFIX_AT])  # no copy of the entry
-    digest.update(b"}")
-    return leaf if digest.digest() == leaf else None
+    # One call on one joined copy: cheaper, for an entry's size, than three updates of a view.
+    return leaf if _sha256(b"\x00" + line[:SUFFIX_AT] + b"}").digest() == leaf else None
+
+
+_sha256 = hashlib.sha256
+
+
+@functools.lru_cache(maxsize=64)
+def _app_marker(app_id: str) -> bytes:
+    return b',"app_id":"%s",' % app_id.encode()
 
 
 def fast_leaf(seq: int, line: bytes, app_id: str | None) -> bytes | None:
@@ -116,8 +123,9 @@ def fast_leaf(seq: int, line: bytes, app_id: str | None) -> bytes | None:
         return None
     if app_id is not None:
         # `changes` (governance, DESIGN §8) sorts between `app_id` and `context`.
-        at = line.find(b',"app_id":"%s",' % app_id.encode())
-        if at < 0 or line[at + len(app_id) + 13 : at + len(app_id) + 23] not in _AFTER_APP_ID:
+        marker = _app_marker(app_id)
+        at = line.find(marker) + len(marker)
+        if at < len(marker) or line[at : at + 10] not in _AFTER_APP_ID:
             return None
     return leaf
 
