@@ -12,10 +12,13 @@ their stubs, so that the copy in a warehouse forgets what the log forgot.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from queue import Full, Queue
 from typing import Annotated, Any
 
 import orjson
@@ -88,17 +91,23 @@ def _time(value: str | None, name: str) -> datetime | None:
 
 
 class _Run:
-    """One export run into ``app_dir``: the manifest it grows and the checkpoint it works to."""
+    """One export run into ``app_dir``: the manifest it grows and the checkpoint it works to.
+
+    A file is encoded and written on a thread of its own while the next entries come in
+    (Arrow and the file system let go of the GIL); it is listed in the manifest, in order, once
+    it is on disk, so a run killed at any point leaves at worst an unlisted file.
+    """
 
     def __init__(self, client: Client, app_dir: Path, manifest: Manifest, signed: SignedCheckpoint,
-                 rows_per_file: int) -> None:  # fmt: skip
+                 rows_per_file: int, writer: ThreadPoolExecutor) -> None:  # fmt: skip
         self.client, self.app_dir, self.manifest = client, app_dir, manifest
-        self.signed, self.rows_per_file = signed, rows_per_file
+        self.signed, self.rows_per_file, self.writer = signed, rows_per_file, writer
         self.lines: list[bytes] = []
         self.tables: list[Any] = []  # the pending lines' Parquet rows, in parts (Parquet only)
         self.first = 0
         self.date = ""
         self.files = 0
+        self.writing: tuple[Future[FileRecord], int, list[bytes]] | None = None
 
     def add(self, lines: list[bytes], first: int, date: str, table: Any) -> None:
         """Take the next entries (seqs ``first``…, all of ``date``), cutting a file at each new
@@ -116,15 +125,28 @@ class _Run:
             start = stop
 
     def flush(self) -> None:
-        """Write the pending file, then the manifest that lists it."""
+        """Start writing the pending file (after listing the one written before it)."""
         if not self.lines:
             return
         m = self.manifest
-        relative = (
-            f"date={self.date}/{data_name(self.first, self.first + len(self.lines) - 1, m.format)}"
-        )
+        last = self.first + len(self.lines) - 1
+        relative = f"date={self.date}/{data_name(self.first, last, m.format)}"
         table = arrow().concat_tables(self.tables) if self.tables else None
-        m.files.append(_write(self.app_dir, m, relative, self.first, self.lines, table))
+        self.finish()
+        task = self.writer.submit(_write, self.app_dir, m.format, relative, self.first,
+                                  self.lines, table)  # fmt: skip
+        self.writing = (task, self.first, self.lines)
+        self.lines, self.tables = [], []
+
+    def finish(self) -> None:
+        """Wait for the file being written, then list it in the manifest."""
+        if self.writing is None:
+            return
+        task, first, lines = self.writing
+        self.writing = None
+        m = self.manifest
+        m.files.append(task.result())
+        m.add_stubs(first, lines)
         m.next_seq, m.checkpoint = m.files[-1].last_seq + 1, self.signed.note
         m.tail_proof = (
             self.client.consistency_proof(m.next_seq, self.signed.size)
@@ -133,21 +155,19 @@ class _Run:
         )
         # Killed before this rename, the rerun finds the file unlisted and writes it again.
         write_atomic(self.app_dir / "_manifest.json", m.to_json())
-        self.lines, self.tables = [], []
         self.files += 1
 
 
 def _write(
-    app_dir: Path, m: Manifest, relative: str, first: int, lines: list[bytes], table: Any = None
+    app_dir: Path, fmt: str, relative: str, first: int, lines: list[bytes], table: Any = None
 ) -> FileRecord:
-    """Write one data file (atomically) and note its stubs; the record that lists it."""
+    """Write one data file (atomically); the record that lists it."""
     last = first + len(lines) - 1
-    if m.format == "parquet":
+    if fmt == "parquet":
         data = parquet_bytes(table if table is not None else table_of(lines))
     else:
-        data = render(m.format, lines)
+        data = render(fmt, lines)
     write_atomic(app_dir / relative, data)
-    m.add_stubs(first, lines)
     return FileRecord(relative, first, last, len(lines), sha256_hex(data))
 
 
@@ -174,7 +194,8 @@ def _erase_downstream(client: Client, app_dir: Path, m: Manifest) -> tuple[int, 
             lines.append(line)
         if len(lines) != old.last_seq - old.first_seq + 1:
             raise CliError(f"the server's export ended before seq {old.last_seq}")
-        m.files[i] = _write(app_dir, m, old.path, old.first_seq, lines)
+        m.files[i] = _write(app_dir, m.format, old.path, old.first_seq, lines)
+        m.add_stubs(old.first_seq, lines)
         write_atomic(app_dir / MANIFEST, m.to_json())
     if news:
         m.rewrites.append({
@@ -228,6 +249,45 @@ def _columns(lines: list[bytes], block: bytes, fmt: str) -> tuple[Any, Any, Any]
         raise CliError(f"the server's export holds a line that is not an entry ({exc})") from None
 
 
+def _ahead(blocks: Iterator[bytes], depth: int = 16) -> Iterator[bytes]:
+    """The blocks, read on a thread up to ``depth`` ahead of their use.
+
+    Without it the server waits while this process works on a block (its socket buffer is far
+    smaller than a page), and the two take turns instead of working side by side.
+    """
+    queue: Queue[bytes | BaseException | None] = Queue(depth)
+    stop = threading.Event()
+
+    def pump() -> None:
+        try:
+            for block in blocks:
+                while not stop.is_set():
+                    try:
+                        queue.put(block, timeout=0.1)
+                        break
+                    except Full:
+                        continue
+                if stop.is_set():
+                    break
+            queue.put(None)
+        except BaseException as exc:
+            queue.put(exc)
+        finally:
+            close = getattr(blocks, "close", None)
+            if close is not None:
+                close()  # the HTTP response, when the reader stopped early
+
+    thread = threading.Thread(target=pump, name="export-reader", daemon=True)
+    thread.start()
+    try:
+        while (item := queue.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
 def _first(mask: Any) -> int | None:
     """The index of the first true value of a boolean array, or None."""
     found = arrow().compute.indices_nonzero(mask)
@@ -241,7 +301,8 @@ def _pull(run: _Run, until: datetime | None, advance: Any) -> int:
     m, size = run.manifest, run.signed.size
     expected, count = m.next_seq, 0
     stop_time = None if until is None else pa.scalar(until, pa.timestamp("us", tz="UTC"))
-    for block in run.client.audit.export_blocks(after_seq=expected - 1 if expected else None):
+    blocks = run.client.audit.export_blocks(after_seq=expected - 1 if expected else None)
+    for block in _ahead(blocks):
         lines = block.split(b"\n")[:-1]  # a block is whole lines, each ending in a newline
         seqs, times, table = _columns(lines, block, m.format)
         # The server skips to after_seq where it supports it; an older one sends every entry,
@@ -278,6 +339,7 @@ def _pull(run: _Run, until: datetime | None, advance: Any) -> int:
         if done:
             break
     run.flush()
+    run.finish()
     return count
 
 
@@ -326,9 +388,12 @@ def export(
                 if not quiet:
                     out.print("nothing to export yet (no entry in a signed checkpoint)")
                 return
-            run = _Run(client, app_dir, manifest, signed, rows_per_file)
             total = max(signed.size - manifest.next_seq, 0)
-            with _progress(total, quiet) as advance:
+            with (
+                ThreadPoolExecutor(1, "export-writer") as writer,
+                _progress(total, quiet) as advance,
+            ):
+                run = _Run(client, app_dir, manifest, signed, rows_per_file, writer)
                 count = _pull(run, until_at, advance)
     except ConnectionFailed as exc:
         raise CliError(f"cannot reach the server: {exc.detail}") from None

@@ -86,6 +86,8 @@ class Manifest:
 
     def add_stubs(self, first_seq: int, lines: Sequence[bytes]) -> None:
         """Note the stubs among these exported entries (seqs ``first_seq``…) as erased seqs."""
+        if b"\n" + STUB_PREFIX not in b"\n" + b"\n".join(lines):
+            return  # one search of the joined lines, not one call per line
         stubs = seqs.runs(
             seq for seq, line in enumerate(lines, first_seq) if line.startswith(STUB_PREFIX)
         )
