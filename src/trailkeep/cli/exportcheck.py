@@ -15,8 +15,9 @@ from __future__ import annotations
 import multiprocessing
 import os
 import re
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -253,31 +254,67 @@ def _check_files(
     progress: Callable[[int], None] | None,
     jobs: int | None,
 ) -> list[FileCheck]:
-    """Every file's check, in the manifest's order, stopping at the first that fails."""
+    """Every file's check, in the manifest's order, up to the first that fails.
+
+    With ``jobs`` above one, this process checks files too, beside ``jobs - 1`` others: it is
+    ready at once, while each other process first starts Python and imports Arrow. Each takes
+    the next file not yet taken, so a slow start costs only what it delays.
+    """
     if jobs is None:
         jobs = os.cpu_count() or 1 if m.next_seq - m.first_seq >= PARALLEL_ROWS else 1
     jobs = max(1, min(jobs, len(m.files)))
-    results: list[FileCheck] = []
+
+    def check(index: int) -> FileCheck:
+        return check_file(app_dir, m.format, m.app_id, m.files[index], cuts)
+
     if jobs == 1:
-        for record in m.files:
-            results.append(check_file(app_dir, m.format, m.app_id, record, cuts))
+        results: list[FileCheck] = []
+        for index, record in enumerate(m.files):
+            results.append(check(index))
             if progress is not None:
                 progress(record.rows)
             if results[-1].error is not None:
                 break
         return results
-    # spawn, not fork: the parent may hold Rich's refresh thread.
+    taken = iter(range(len(m.files)))
+    lock = threading.Lock()
+    failed = threading.Event()
+    futures: dict[int, Future[FileCheck]] = {}
+    own: dict[int, FileCheck] = {}
+
+    def take() -> int | None:
+        with lock:
+            return None if failed.is_set() else next(taken, None)
+
+    # spawn, not fork: this process holds Rich's refresh thread.
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(jobs, mp_context=context) as pool:
-        futures = [
-            pool.submit(check_file, app_dir, m.format, m.app_id, record, cuts) for record in m.files
-        ]
-        for record, future in zip(m.files, futures, strict=True):
-            results.append(future.result())
+    with ProcessPoolExecutor(jobs - 1, mp_context=context) as pool:
+
+        def feed(_: object = None) -> None:
+            index = take()
+            if index is not None:
+                future = pool.submit(check_file, app_dir, m.format, m.app_id, m.files[index], cuts)
+                futures[index] = future
+                future.add_done_callback(feed)
+
+        for _ in range(jobs - 1):
+            feed()
+        while (index := take()) is not None:
+            own[index] = check(index)
+            if own[index].error is not None:
+                failed.set()
+        results = []
+        for index, record in enumerate(m.files):
+            if index in own:
+                result = own[index]
+            elif index in futures:
+                result = futures[index].result()
+            else:
+                break  # never taken: an earlier file failed
+            results.append(result)
             if progress is not None:
                 progress(record.rows)
-            if results[-1].error is not None:
-                for later in futures:
-                    later.cancel()
+            if result.error is not None:
+                failed.set()
                 break
     return results
