@@ -100,12 +100,14 @@ def _boundaries(
 def counts(
     c: Connection, app_id: str, where: Sequence[ColumnElement[bool]], changed_path: str | None,
     bounds: tuple[int, int | None], unit: Unit,
+    minus: Sequence[ColumnElement[bool]] | None = None,
 ) -> list[tuple[str | None, int]] | None:  # fmt: skip
     """Matching entries per bucket, oldest first, empty ones left out; None past MAX_BUCKETS.
 
     ``where`` holds the conditions on the entry's own columns, without the seq ``bounds``
     (each bucket's range is clipped to them); ``changed_path``, when given, is the only filter
-    besides the time, and is counted from its own index.
+    besides the time, and is counted from its own index. The entries ``minus`` matches (some
+    of those ``where`` does) are taken off each bucket's count.
     """
     lo, upper = bounds
     first = _time_at(c, app_id, lo, newest=False)
@@ -136,11 +138,20 @@ def counts(
             .where(changed.c.app_id == app_id, changed.c.path == changed_path)
             .where(changed.c.seq >= a, changed.c.seq < b)
         )
+    less: Any = None
+    if minus is not None:
+        less = (
+            select(func.count())
+            .select_from(events)
+            .where(*minus, events.c.seq >= a, events.c.seq < b)
+        )
     found: list[tuple[str | None, int]] = []
     for start, low, high in zip(bucket_starts, seqs, seqs[1:], strict=False):
         if low >= high:
             continue
         n = int(c.execute(query, {"a": low, "b": high}).scalar_one())
+        if less is not None and n:
+            n -= int(c.execute(less, {"a": low, "b": high}).scalar_one())
         if n:
             found.append((key(start, unit), n))
     return found

@@ -300,6 +300,34 @@ def _one_index(f: Filters, actions: list[str] | None) -> bool:
     return sum(used) <= 1
 
 
+def _by_buckets(
+    c: Connection, app_id: str, f: Filters, actions: list[str] | None,
+    bounds: tuple[int, int | None], unit: histogram.Unit,
+) -> list[tuple[str | None, int]] | None:  # fmt: skip
+    """Counts per day or hour from the index alone (see ``histogram``); None when no one
+    index answers the filter, or there are too many buckets."""
+    minus: list[ColumnElement[bool]] | None = None
+    if f.exclude_actions:
+        if actions is not None:
+            # A list of actions to seek: the excluded ones are simply not sought.
+            actions = [a for a in actions if a not in f.exclude_actions]
+            if not actions:
+                return []
+        elif replace(f, exclude_actions=()).on_time_only():
+            # Everything but these actions: the bucket's entries less theirs, both from indexes.
+            minus = [events.c.app_id == app_id, events.c.action.in_(f.exclude_actions)]
+        else:
+            return None
+        f = replace(f, exclude_actions=())
+    if not _one_index(f, actions):
+        return None
+    # Without the seq bounds: each bucket brings its own, clipped to them.
+    where = _conditions(app_id, f, 0, None)
+    if actions is not None:
+        where.append(events.c.action.in_(bindparam("actions", actions, expanding=True)))
+    return histogram.counts(c, app_id, where, f.changed_path, bounds, unit, minus)
+
+
 def stats(
     c: Connection, app_id: str, f: Filters, group_by: GroupBy
 ) -> list[tuple[str | None, int]]:
@@ -313,13 +341,8 @@ def stats(
         if not actions:
             return []
         where.append(events.c.action.in_(bindparam("actions", actions, expanding=True)))
-    if group_by in ("day", "hour") and _one_index(f, actions):
-        unit: histogram.Unit = "hour" if group_by == "hour" else "day"
-        # Without the seq bounds: each bucket brings its own, clipped to them.
-        own = _conditions(app_id, f, 0, None)
-        if actions is not None:
-            own.append(events.c.action.in_(bindparam("actions", actions, expanding=True)))
-        found = histogram.counts(c, app_id, own, f.changed_path, bounds, unit)
+    if group_by in ("day", "hour"):
+        found = _by_buckets(c, app_id, f, actions, bounds, "hour" if group_by == "hour" else "day")
         if found is not None:
             return found
     if f.changed_path is not None:
