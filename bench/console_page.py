@@ -163,15 +163,24 @@ def wait_loaded(page: Page) -> None:
         raise RuntimeError(f"the console shows an error: {error}")
 
 
-def first_rows_ms(page: Page, url: str, cold: bool) -> float:
-    """Navigate (after emptying the HTTP cache when ``cold``) and read when rows were shown."""
+def first_rows_ms(page: Page, url: str, cold: bool) -> dict[str, float]:
+    """Navigate (after emptying the HTTP cache when ``cold``): when rows were shown, and when
+    the page's request for them started and was answered (all from the navigation's start)."""
     if cold:
         session = page.context.new_cdp_session(page)
         session.send("Network.clearBrowserCache")
         session.detach()
     page.goto(url)
     page.wait_for_function("() => window.__tkFirstRows !== undefined", timeout=120_000)
-    return float(page.evaluate("window.__tkFirstRows"))
+    found: dict[str, float] = page.evaluate(
+        """() => {
+             const list = performance.getEntriesByType("resource")
+               .filter((e) => new URL(e.name).pathname.endsWith("/events"));
+             return { rows: window.__tkFirstRows, start: list[0]?.startTime ?? NaN,
+                      end: list[0]?.responseEnd ?? NaN };
+           }"""
+    )
+    return found
 
 
 def search(page: Page, text: str) -> dict[str, Any]:
