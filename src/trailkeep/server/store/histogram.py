@@ -7,10 +7,11 @@ A bucket's count is then the count of matching entries in its seq range, which e
 read. Grouping the matching rows by their time instead reads every one of them: half a second
 for an app of a million entries, where this takes milliseconds a bucket at most.
 
-The caller uses this only when one index answers the filter (one filter besides the time):
-with more, each bucket's count would read the entries' rows as well, and one scan grouping them
-is cheaper. Past :data:`MAX_BUCKETS` buckets (hours over months) the per-bucket statements
-would cost more than the one scan: the caller groups the rows then.
+The caller uses this on SQLite (where a statement is not a round trip), and only when one
+index answers the filter (one filter besides the time): with more, each bucket's count would
+read the entries' rows as well, and one scan grouping them is cheaper. Past
+:data:`MAX_BUCKETS` buckets (hours over months) the per-bucket statements would cost more
+than the one scan: the caller groups the rows then.
 """
 
 from __future__ import annotations
