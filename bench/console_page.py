@@ -51,11 +51,14 @@ async (q) => {
   const chart = document.querySelector('[data-testid="histogram"]');
   const frame = () => new Promise((done) => requestAnimationFrame(() => done(performance.now())));
   performance.clearResourceTimings();
-  const result = await new Promise((resolve) => {
+  const result = await new Promise((resolve, reject) => {
     // null: not yet; "frame": the DOM changed, waiting for the next frame; a number: done.
     let loading = false, rows = null, histogram = null, t0 = 0;
+    // An empty histogram after an empty one changes nothing to observe: fail, do not hang.
+    const timer = setTimeout(() => reject(new Error(`no rows or histogram for ${q}`)), 60000);
     const finish = () => {
       if (typeof rows !== "number" || typeof histogram !== "number") return;
+      clearTimeout(timer);
       tableWatch.disconnect(); chartWatch.disconnect();
       resolve({ rows: rows - t0, histogram: histogram - t0, status: status.textContent,
                 shown: document.querySelectorAll("table.entries tbody tr").length,
