@@ -62,7 +62,8 @@ async (q) => {
       tableWatch.disconnect(); chartWatch.disconnect();
       resolve({ rows: rows - t0, histogram: histogram - t0, status: status.textContent,
                 shown: document.querySelectorAll("table.entries tbody tr").length,
-                caption: chart.textContent });
+                caption: chart.querySelector('[data-testid="histogram-caption"]')?.textContent
+                  ?? "(no histogram)" });
     };
     const tableWatch = new MutationObserver(() => {
       const text = status.textContent;

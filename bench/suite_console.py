@@ -113,8 +113,10 @@ def _searches(
             "what": name, "query": text, "rows_ms": rows, "histogram_ms": chart,
             "events_ms": events, "stats_ms": stats, "targeted": targeted,
         })  # fmt: skip
-        pairs = (("rows", rows, events, "GET …/events (page of 50)"),
-                 ("histogram", chart, stats, "GET …/stats (by day)"))  # fmt: skip
+        pairs = (
+            ("rows", rows, events, "GET …/events (page of 50)"),
+            ("histogram", chart, stats, "GET …/stats (by day, then hour if ≤ 2 days)"),
+        )
         for what, value, api, route in pairs:
             run.add(Result(
                 SUITE, f"search `{text or '(none)'}` → {what}", value, "ms (median)",
