@@ -330,13 +330,17 @@ def test_an_auditor_reads_and_verifies_and_a_plain_user_cannot_read(
         search(page, "-action:audit.read")
         open_entry(page, "user.role.change")
         assert verify(page).startswith("Verified")
-        # Nothing on any view manages: the buttons are reading, paging, verifying, signing out.
+        # Nothing on any view manages: the buttons are reading, exporting, paging, verifying,
+        # signing out.
         buttons = set(page.eval_on_selector_all("button", "bs => bs.map(b => b.textContent)"))
         assert buttons == {"Sign out", "Verify"}
         page.go_back()
         wait_loaded(page)
         buttons = set(page.eval_on_selector_all("button", "bs => bs.map(b => b.textContent)"))
-        assert buttons == {"Sign out", "Search", "Live", "Newest", "Previous", "Next"}
+        # (Exporting is reading: an auditor may take the search away as NDJSON, CSV or OCSF.)
+        assert buttons == {
+            "Sign out", "Search", "Live", "NDJSON", "CSV", "OCSF", "Newest", "Previous", "Next",
+        }  # fmt: skip
         assert page.locator("form").count() == 1  # the search
         assert [r["actor"]["role"] for r in reads_by(server, seeded, "ines")][-1] == "auditor"
         page.click("button:text-is('Sign out')")

@@ -1,4 +1,4 @@
-"""CORS on the write routes, over plain HTTP, and `trailkeep apps update --allow-origin`."""
+"""CORS on the write and read routes, over plain HTTP; `trailkeep apps update --allow-origin`."""
 
 from __future__ import annotations
 
@@ -69,8 +69,8 @@ def test_a_preflight_from_an_allowed_origin_is_answered(
         ("https://app.example.evil.example", "POST", None),
         ("http://app.example", "POST", None),  # another scheme is another origin
         (ALLOWED, "POST", "app_doesnotexist"),
-        (ALLOWED, "GET", None),  # reads are not opened to browsers
         (ALLOWED, "DELETE", None),
+        (ALLOWED, "PUT", None),
     ],
 )
 def test_any_other_preflight_is_refused(
@@ -132,11 +132,57 @@ def test_responses_to_an_allowed_origin_are_readable_errors_included(
         assert response.headers["ratelimit-limit"] == "1000000"
 
 
-def test_read_routes_get_no_cors_headers(server: Server, app: Tenant) -> None:
-    with server.client(app.key, Origin=ALLOWED) as client:
-        response = client.get(events_url(app.app_id))
-    assert response.status_code == 200
-    assert "access-control-allow-origin" not in response.headers
+READS = ("/events", "/events/evt_x", "/events/stream", "/stats", "/actions", "/checkpoint",
+         "/proofs/inclusion", "/proofs/consistency")  # fmt: skip
+
+
+@pytest.mark.parametrize("path", READS)
+def test_the_viewers_reads_are_open_to_an_allowed_origin_only(
+    http: httpx.Client, app: Tenant, path: str
+) -> None:
+    # What the embedded console (<trailkeep-log>) reads from an app's page.
+    url = f"/v1/apps/{app.app_id}{path}"
+    response = http.options(url, headers={
+        "Origin": ALLOWED, "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "authorization,trailkeep-reader",
+    })  # fmt: skip
+    assert response.status_code == 204
+    assert response.headers["access-control-allow-origin"] == ALLOWED
+    assert response.headers["access-control-allow-methods"] == "GET"
+    assert response.headers["access-control-allow-headers"] == "Authorization, Trailkeep-Reader"
+    for origin, method in ((OTHER, "GET"), (ALLOWED, "POST"), (ALLOWED, "DELETE")):
+        if path == "/events" and method == "POST":
+            continue  # the write route
+        refused = preflight(http, url, origin, method)
+        expect_problem(refused, 403, "forbidden")
+        assert "access-control-allow-origin" not in refused.headers
+
+
+def test_reads_from_an_allowed_origin_are_readable_and_from_another_refused(
+    server: Server, app: Tenant
+) -> None:
+    with server.client(app.key) as client:
+        allowed = client.get(events_url(app.app_id), params={"limit": 1},
+                             headers={"Origin": ALLOWED})  # fmt: skip
+        refused = client.get(events_url(app.app_id), headers={"Origin": OTHER})
+        # Export and settings are not the viewer's: no CORS for them, from any origin.
+        export = client.get(f"/v1/apps/{app.app_id}/export", headers={"Origin": ALLOWED})
+        key = client.get("/v1/checkpoint-key", headers={"Origin": OTHER})
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == ALLOWED
+    assert allowed.headers["access-control-expose-headers"] == (
+        "Link, Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset"
+    )
+    assert "Origin" in allowed.headers["vary"]
+    assert expect_problem(refused, 403, "forbidden")["detail"] == (
+        f"the origin {OTHER} may not read this app from a browser; "
+        "`trailkeep apps update APP --allow-origin ORIGIN` allows an origin"
+    )
+    assert "access-control-allow-origin" not in refused.headers
+    assert export.status_code == 200
+    assert "access-control-allow-origin" not in export.headers
+    # The checkpoint key is public and the same for every app: any page may read it.
+    assert key.headers["access-control-allow-origin"] == "*"
 
 
 @pytest.mark.parametrize(

@@ -38,9 +38,9 @@ def key_file(server: Server, folder: Path) -> Path:
     return path
 
 
-def verify(folder: Path, key: Path) -> subprocess.CompletedProcess[str]:
+def verify(folder: Path, key: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """`trailkeep verify --export`, not checked."""
-    return run_cli("verify", "--export", str(folder), "--key", str(key), check=False)
+    return run_cli("verify", "--export", str(folder), "--key", str(key), *args, check=False)
 
 
 def manifest(out: Path, tenant: Tenant) -> dict[str, Any]:

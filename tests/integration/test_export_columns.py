@@ -37,6 +37,19 @@ _BODIES = [
         "metadata": {"n": 2},
         "changes": [{"path": "/a", "old": {"changes": [1], "context": {}}, "new": 2.5e-7}],
     },
+    # The top-level keys' text as nested structure: a cut at the wrong end would make the
+    # caller's metadata into the id and kind columns.
+    {
+        "action": "user.update",
+        "metadata": {
+            "b": [1],
+            "context": {"ip": None, "user_agent": None},
+            "id": "evt_forged",
+            "kind": "admin",
+            "metadata": {},
+        },
+        "changes": [{"path": "/x", "new": 1}],
+    },
 ]
 
 
@@ -50,10 +63,12 @@ def test_metadata_and_changes_are_the_canonical_text_inside_the_entry(
     out = tmp_path / "export"
     export(server, tenant, out, "--quiet")
     assert manifest(out, tenant)["next_seq"] == len(_BODIES)
-    rows = duck_rows(out, "parquet", "seq, metadata, changes, entry")
+    rows = duck_rows(out, "parquet", "seq, metadata, changes, entry, id, kind")
     assert [r[0] for r in rows] == list(range(len(_BODIES)))
-    for (_, metadata, changes, entry), body in zip(rows, _BODIES, strict=True):
+    for (_, metadata, changes, entry, entry_id, kind), body in zip(rows, _BODIES, strict=True):
         doc = orjson.loads(entry)
+        assert (entry_id, kind) == (doc["id"], doc["kind"])
+        assert entry_id != "evt_forged"
         assert metadata == jcs.canonical(doc["metadata"]).decode()
         assert orjson.loads(metadata) == body["metadata"]
         assert f'"metadata":{metadata},"seq":' in entry

@@ -166,8 +166,8 @@ def test_verify_names_the_file_and_seq_of_what_was_tampered(
     original = (app_dir / second).read_bytes()
     original_manifest = (app_dir / "_manifest.json").read_bytes()
 
-    def fails(*expected: str) -> None:
-        result = verify(out, key)
+    def fails(*expected: str, jobs: str = "1") -> None:
+        result = verify(out, key, "--jobs", jobs)
         assert result.returncode == 1, result.stdout
         for text in expected:
             assert text in result.stderr, result.stderr
@@ -185,7 +185,8 @@ def test_verify_names_the_file_and_seq_of_what_was_tampered(
                                  pa.array(entries, pa.string()))  # fmt: skip
         pq.write_table(table, app_dir / second)
     _set_manifest_sha(app_dir, second)
-    fails("seq 23", second)
+    # Checked on three processes (the other cases on one): the same first problem is named.
+    fails("seq 23", second, jobs="3")
     if fmt == "parquet":
         # Only a typed column changed: the entry still verifies, the column must not lie.
         table = pq.read_table(app_dir / second)
@@ -217,6 +218,7 @@ def test_verify_names_the_file_and_seq_of_what_was_tampered(
     (app_dir / "_manifest.json").write_bytes(orjson.dumps(data))
     fails("checkpoint")
     assert verify(out, key).returncode == 0
+    assert verify(out, key, "--jobs", "3").returncode == 0
 
 
 def test_an_export_with_stubs_and_one_from_mid_log_verify(

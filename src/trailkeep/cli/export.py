@@ -15,9 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from itertools import islice
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Any
 
 import orjson
 import typer
@@ -34,7 +33,7 @@ from rich.text import Text
 
 from trailkeep.cli.common import ApiKey, AppOpt, CliError, out
 from trailkeep.cli.events import DEFAULT_SERVER, RETRY, Server
-from trailkeep.cli.exportcols import concat_parsed, parse, table_of
+from trailkeep.cli.exportcols import arrow, table_of
 from trailkeep.cli.exportfiles import (
     FORMATS,
     MANIFEST,
@@ -96,28 +95,24 @@ class _Run:
         self.client, self.app_dir, self.manifest = client, app_dir, manifest
         self.signed, self.rows_per_file = signed, rows_per_file
         self.lines: list[bytes] = []
-        self.parsed: list[Any] = []  # Arrow's parse of the pending lines, in parts (or None)
+        self.tables: list[Any] = []  # the pending lines' Parquet rows, in parts (Parquet only)
         self.first = 0
         self.date = ""
         self.files = 0
 
-    def add(self, lines: list[bytes], first: int, dates: list[str], parsed: Any) -> None:
-        """Take the next entries (seqs ``first``…), cutting a file at each new date and every
-        ``rows_per_file``; ``parsed`` is Arrow's parse of the lines, when there is one."""
+    def add(self, lines: list[bytes], first: int, date: str, table: Any) -> None:
+        """Take the next entries (seqs ``first``…, all of ``date``), cutting a file at each new
+        date and every ``rows_per_file``; ``table``: their Parquet rows, for Parquet."""
         start = 0
         while start < len(lines):
-            date = dates[start]
             if self.lines and (date != self.date or len(self.lines) >= self.rows_per_file):
                 self.flush()
-            room = self.rows_per_file - len(self.lines)
-            stop = start + 1
-            while stop < len(lines) and stop - start < room and dates[stop] == date:
-                stop += 1
+            stop = min(len(lines), start + self.rows_per_file - len(self.lines))
             if not self.lines:
-                self.first = first + start
-            self.date = date
+                self.first, self.date = first + start, date
             self.lines += lines[start:stop]
-            self.parsed.append(None if parsed is None else parsed.slice(start, stop - start))
+            if table is not None:
+                self.tables.append(table.slice(start, stop - start))
             start = stop
 
     def flush(self) -> None:
@@ -125,10 +120,11 @@ class _Run:
         if not self.lines:
             return
         m = self.manifest
-        last = self.first + len(self.lines) - 1
-        relative = f"date={self.date}/{data_name(self.first, last, m.format)}"
-        parsed = None if any(p is None for p in self.parsed) else concat_parsed(self.parsed)
-        m.files.append(_write(self.app_dir, m, relative, self.first, self.lines, parsed))
+        relative = (
+            f"date={self.date}/{data_name(self.first, self.first + len(self.lines) - 1, m.format)}"
+        )
+        table = arrow().concat_tables(self.tables) if self.tables else None
+        m.files.append(_write(self.app_dir, m, relative, self.first, self.lines, table))
         m.next_seq, m.checkpoint = m.files[-1].last_seq + 1, self.signed.note
         m.tail_proof = (
             self.client.consistency_proof(m.next_seq, self.signed.size)
@@ -137,17 +133,17 @@ class _Run:
         )
         # Killed before this rename, the rerun finds the file unlisted and writes it again.
         write_atomic(self.app_dir / "_manifest.json", m.to_json())
-        self.lines, self.parsed = [], []
+        self.lines, self.tables = [], []
         self.files += 1
 
 
 def _write(
-    app_dir: Path, m: Manifest, relative: str, first: int, lines: list[bytes], parsed: Any = None
+    app_dir: Path, m: Manifest, relative: str, first: int, lines: list[bytes], table: Any = None
 ) -> FileRecord:
     """Write one data file (atomically) and note its stubs; the record that lists it."""
     last = first + len(lines) - 1
     if m.format == "parquet":
-        data = parquet_bytes(table_of(lines, parsed))
+        data = parquet_bytes(table if table is not None else table_of(lines))
     else:
         data = render(m.format, lines)
     write_atomic(app_dir / relative, data)
@@ -213,51 +209,72 @@ def _start(client: Client, app_id: str, fmt: str, since: str | None, size: int) 
                     left=left, erased_size=size)  # fmt: skip
 
 
-#: Entries taken at a time: Arrow parses them as one block, for their seqs and times first.
-BATCH: Final = 8192
+def _columns(lines: list[bytes], block: bytes, fmt: str) -> tuple[Any, Any, Any]:
+    """The lines' seqs and times (Arrow arrays), and for Parquet their rows (else None).
 
-
-def _seq_times(lines: list[bytes], fmt: str) -> tuple[list[int], list[str], Any]:
-    """The lines' seqs and times, and for Parquet Arrow's parse of them (None when there is none).
-
-    Parsing each entry in Python was a third of the export's time: a Parquet file's columns
-    come from this same parse (exportcols), so each entry is parsed once, in C++.
+    For Parquet the seqs and times come from the file's own columns (exportcols, cut from the
+    bytes in C): no entry is parsed in Python, and each is looked at once.
     """
-    parsed = parse(lines) if fmt == "parquet" else None
-    if parsed is not None:
-        return parsed.column("seq").to_pylist(), parsed.column("time").to_pylist(), parsed
-    docs = [orjson.loads(line) for line in lines]
-    return [d["seq"] for d in docs], [d["time"] for d in docs], None
+    pa = arrow()
+    if fmt == "parquet":
+        table = table_of(lines, block)
+        return table.column("seq").combine_chunks(), table.column("time").combine_chunks(), table
+    try:
+        docs = [orjson.loads(line) for line in lines]
+        seqs = pa.array([d["seq"] for d in docs], pa.int64())
+        times = pa.array([d.get("time") for d in docs], pa.string())
+        return seqs, times.cast(pa.timestamp("us", tz="UTC")), None
+    except (orjson.JSONDecodeError, KeyError, TypeError, pa.ArrowException) as exc:
+        raise CliError(f"the server's export holds a line that is not an entry ({exc})") from None
+
+
+def _first(mask: Any) -> int | None:
+    """The index of the first true value of a boolean array, or None."""
+    found = arrow().compute.indices_nonzero(mask)
+    return None if not len(found) else int(found[0].as_py())
 
 
 def _pull(run: _Run, until: datetime | None, advance: Any) -> int:
     """Stream the entries after the manifest's last one, up to the checkpoint; return how many."""
+    pa = arrow()
+    pc = pa.compute
     m, size = run.manifest, run.signed.size
     expected, count = m.next_seq, 0
-    stream = run.client.audit.export_lines(after_seq=expected - 1 if expected else None)
-    for lines in iter(lambda: list(islice(stream, BATCH)), []):
-        seqs, times, parsed = _seq_times(lines, m.format)
+    stop_time = None if until is None else pa.scalar(until, pa.timestamp("us", tz="UTC"))
+    for block in run.client.audit.export_blocks(after_seq=expected - 1 if expected else None):
+        lines = block.split(b"\n")[:-1]  # a block is whole lines, each ending in a newline
+        seqs, times, table = _columns(lines, block, m.format)
         # The server skips to after_seq where it supports it; an older one sends every entry,
         # and those before the resume point are dropped here.
-        low = 0
-        while low < len(seqs) and seqs[low] < expected:
-            low += 1
-        high, done = low, False
-        for seq, time in zip(seqs[low:], times[low:], strict=True):
-            if seq >= size or (until is not None and datetime.fromisoformat(time) > until):
-                done = True
-                break
-            if seq != expected:
-                # Past the resume point the stream must run on without a gap or a step back.
-                went = "skipped" if seq > expected else "went back"
-                raise CliError(f"the server's export {went} from seq {expected} to {seq}")
-            expected += 1
-            high += 1
-        if high > low:
-            part = None if parsed is None else parsed.slice(low, high - low)
-            run.add(lines[low:high], seqs[low], [t[:10] for t in times[low:high]], part)
-            count += high - low
-            advance(high - low)
+        low = _first(pc.greater_equal(seqs, expected))
+        if low is None:
+            continue
+        seqs, times = seqs.slice(low), times.slice(low)
+        past = pc.greater_equal(seqs, size)
+        if stop_time is not None:
+            past = pc.or_(past, pc.fill_null(pc.greater(times, stop_time), False))
+        high = _first(past)
+        done = high is not None
+        high = len(seqs) if high is None else high
+        seqs, times = seqs.slice(0, high), times.slice(0, high)
+        # Past the resume point the stream must run on without a gap or a step back.
+        wrong = _first(pc.not_equal(seqs, pa.array(range(expected, expected + high), pa.int64())))
+        if wrong is not None:
+            seq = seqs[wrong].as_py()
+            went = "skipped" if seq > expected + wrong else "went back"
+            raise CliError(f"the server's export {went} from seq {expected + wrong} to {seq}")
+        if times.null_count:
+            at = expected + _first(pc.is_null(times))  # type: ignore[operator]
+            raise CliError(f"the server's export has no time for seq {at}: no date partition")
+        days = pc.run_end_encode(pc.strftime(times, format="%Y-%m-%d"))
+        start = 0
+        for end, date in zip(days.run_ends.to_pylist(), days.values.to_pylist(), strict=True):
+            part = None if table is None else table.slice(low + start, end - start)
+            run.add(lines[low + start : low + end], expected + start, date, part)
+            start = end
+        expected += high
+        count += high
+        advance(high)
         if done:
             break
     run.flush()

@@ -2,21 +2,27 @@
 
 The manifest is only a table of contents (anyone can edit it); what binds is the signed
 checkpoint in it. The files must be the ones it lists (SHA-256, rows) and follow each other
-without a gap; their entries go through :func:`trailkeep.log.verify.verify_entries`, which
-rechecks every leaf and folds the tree up to the checkpoint's root.
+without a gap. Each file is a span for the verification core (``check_span``: every entry
+against its leaf hash, the subtrees that cover it), checked on a process per core; the spans
+then fold into the tree head the checkpoint signs (``fold``). A Parquet file's typed columns
+must say what its entries say: each row's columns rebuild its entry byte for byte (in Arrow's
+C++, exportcols), and the rows that do not, or whose entry the core did not prove by its exact
+bytes, are compared with the entry's parse.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
-
-import orjson
+from typing import Any, Final
 
 from trailkeep.cli.common import CliError
-from trailkeep.cli.exportcols import arrow, table_of
+from trailkeep.cli.exportcols import arrow, mismatches, python_rows, schema
 from trailkeep.cli.exportfiles import (
     DATA_NAME,
     MANIFEST,
@@ -26,13 +32,24 @@ from trailkeep.cli.exportfiles import (
     read_manifest,
     sha256_hex,
 )
-from trailkeep.log import seqs
 from trailkeep.log.notes import NoteVerifier
-from trailkeep.log.verify import Report, VerifyError, app_of, open_signed, verify_entries
+from trailkeep.log.verify import (
+    Ledger,
+    Reason,
+    Report,
+    Span,
+    VerifyError,
+    app_of,
+    check_span,
+    fold,
+    open_signed,
+)
 
 _TIME_KEY: Final = b',"time":"'
-_STUB: Final = b'{"erased":true'
 _DATE: Final = re.compile(r"^date=\d{4}-\d{2}-\d{2}$")
+#: Below this many entries the files are checked in this process: starting a process per core
+#: (Python and Arrow imported again in each) would cost more than it saves.
+PARALLEL_ROWS: Final = 300_000
 
 
 def app_folders(root: Path) -> list[Path]:
@@ -45,86 +62,111 @@ def app_folders(root: Path) -> list[Path]:
     return found
 
 
-class _Files:
-    """The manifest's files in order, their entries yielded one by one, each file checked."""
+@dataclass(frozen=True, slots=True)
+class FileCheck:
+    """A data file's outcome: its span, or the first problem in it (message, seq, reason)."""
 
-    def __init__(self, app_dir: Path, manifest: Manifest) -> None:
-        self.app_dir, self.manifest = app_dir, manifest
-        self.current: FileRecord | None = None
-        self.stubs: list[int] = []
+    span: Span | None
+    error: tuple[str, int | None, Reason] | None = None
 
-    def entries(self) -> Iterator[bytes]:
-        """Every entry of every file, in seq order; file-level problems as VerifyError."""
-        for record in self.manifest.files:
-            self.current = record
-            path = self.app_dir / record.path
-            if not path.is_file():
-                raise VerifyError(f"the file is missing (entries {record.first_seq}.."
-                                  f"{record.last_seq})", record.first_seq, "missing")  # fmt: skip
-            data = path.read_bytes()
-            lines = self._read(record, data)
-            date = record.path.split("/", 1)[0].removeprefix("date=").encode()
-            for seq, line in enumerate(lines, record.first_seq):
-                # Date-filtered queries read only their partitions: a row must be in its own.
-                at = line.rfind(_TIME_KEY) + len(_TIME_KEY)
-                if line[at : at + 10] != date:
-                    raise VerifyError("the entry's time is not in its file's date partition", seq)
-                if line.startswith(_STUB):
-                    self.stubs.append(seq)
-                yield line
-            # The entries verified: now the bytes must be the ones the manifest lists.
-            if len(lines) != record.rows:
-                raise VerifyError(f"holds {len(lines)} rows, the manifest says {record.rows}",
-                                  record.first_seq, "missing")  # fmt: skip
-            if sha256_hex(data) != record.sha256:
-                raise VerifyError("its SHA-256 differs from the manifest's", record.first_seq)
-        self.current = None
 
-    def _read(self, record: FileRecord, data: bytes) -> list[bytes]:
-        if self.manifest.format == "ndjson":
-            return [line for line in data.split(b"\n") if line]
-        pa = arrow()
-        try:
-            # The file reader, not read_table's dataset scanner: the scanner's threads, torn
-            # down at exit, once aborted the process after it had printed its verdict.
-            table = pa.parquet.ParquetFile(pa.BufferReader(data)).read(use_threads=False)
-        except (pa.ArrowException, OSError) as exc:
-            raise VerifyError(f"not a readable Parquet file ({exc})", record.first_seq,
-                              "malformed") from None  # fmt: skip
-        if "entry" not in table.column_names:
-            raise VerifyError("no `entry` column", record.first_seq, "malformed")
-        entries = table.column("entry")
-        # As bytes straight from Arrow: no str made and encoded again per entry.
-        lines: list[bytes] = (
-            entries.cast(pa.binary()).to_pylist()
-            if entries.type == pa.string() and not entries.null_count
-            else [str(v).encode() for v in entries.to_pylist()]
+def check_file(
+    app_dir: Path, fmt: str, app_id: str, record: FileRecord, cuts: tuple[int, ...]
+) -> FileCheck:
+    """Check one data file: its entries (a span of the core), its columns, its bytes."""
+    try:
+        return FileCheck(_check_file(app_dir, fmt, app_id, record, cuts))
+    except VerifyError as exc:
+        return FileCheck(None, (f"{record.path}: {exc.detail}", exc.seq, exc.reason))
+
+
+def _check_file(
+    app_dir: Path, fmt: str, app_id: str, record: FileRecord, cuts: tuple[int, ...]
+) -> Span:
+    path = app_dir / record.path
+    if not path.is_file():
+        raise VerifyError(f"the file is missing (entries {record.first_seq}..{record.last_seq})",
+                          record.first_seq, "missing")  # fmt: skip
+    data = path.read_bytes()
+    date = record.path.split("/", 1)[0].removeprefix("date=")
+    if fmt == "ndjson":
+        lines = [line for line in data.split(b"\n") if line]
+        _check_dates(lines, date, record.first_seq)
+        span = check_span(lines, record.first_seq, app_id=app_id, cuts=cuts)
+    else:
+        table, lines = _parquet(data, record.first_seq)
+        # Columns first: a changed entry is named by the column that no longer says what it says.
+        bad = set(mismatches(table, app_id))
+        _compare(table, lines, sorted(bad), record.first_seq)
+        span = check_span(lines, record.first_seq, app_id=app_id, cuts=cuts)
+        _compare(table, lines, sorted(set(span.parsed) - bad), record.first_seq)
+        _check_column_dates(table, date, record.first_seq)
+    # The entries verified: now the bytes must be the ones the manifest lists.
+    if len(lines) != record.rows:
+        raise VerifyError(f"holds {len(lines)} rows, the manifest says {record.rows}",
+                          record.first_seq, "missing")  # fmt: skip
+    if sha256_hex(data) != record.sha256:
+        raise VerifyError("its SHA-256 differs from the manifest's", record.first_seq)
+    return span
+
+
+def _check_dates(lines: Sequence[bytes], date: str, first: int) -> None:
+    # Date-filtered queries read only their partitions: a row must be in its own.
+    want = date.encode()
+    for seq, line in enumerate(lines, first):
+        at = line.rfind(_TIME_KEY) + len(_TIME_KEY)
+        if line[at : at + 10] != want:
+            raise VerifyError("the entry's time is not in its file's date partition", seq)
+
+
+def _check_column_dates(table: Any, date: str, first: int) -> None:
+    pa = arrow()
+    pc = pa.compute
+    days = table.column("time").cast(pa.date32())
+    wrong = pc.indices_nonzero(
+        pc.fill_null(pc.not_equal(days, pa.scalar(date).cast(pa.date32())), True)
+    )
+    if len(wrong):
+        raise VerifyError(
+            "the entry's time is not in its file's date partition", first + wrong[0].as_py()
         )
-        # The typed columns are what warehouses query: each must say what the entry says.
-        try:
-            expected = table_of(lines)
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
-            expected = None
-        if expected is None or not table.equals(expected):
-            _first_difference(table, expected, lines)
-        return lines
 
 
-def _first_difference(table: object, expected: object, lines: list[bytes]) -> None:
-    # Only on failure: compare row by row to name the first bad seq and column.
-    got = table.to_pylist()  # type: ignore[attr-defined]
-    want = expected.to_pylist() if expected is not None else []  # type: ignore[attr-defined]
-    for index, row in enumerate(got):
-        seq = row.get("seq")
-        if index >= len(want):
-            raise VerifyError("the `entry` column is not an entry", seq, "malformed")
-        for name, value in want[index].items():
+def _parquet(data: bytes, first: int) -> tuple[Any, list[bytes]]:
+    """The file's table and its entries' bytes."""
+    pa = arrow()
+    try:
+        # The file reader, not read_table's dataset scanner: the scanner's threads, torn
+        # down at exit, once aborted the process after it had printed its verdict.
+        table = pa.parquet.ParquetFile(pa.BufferReader(data)).read(use_threads=False)
+    except (pa.ArrowException, OSError) as exc:
+        raise VerifyError(f"not a readable Parquet file ({exc})", first, "malformed") from None
+    if "entry" not in table.column_names:
+        raise VerifyError("no `entry` column", first, "malformed")
+    if not table.schema.equals(schema()) or table.column("entry").null_count:
+        raise VerifyError("the Parquet schema is not the export's", first, "malformed")
+    # As bytes straight from Arrow: no str made and encoded again per entry.
+    lines: list[bytes] = table.column("entry").cast(pa.binary()).to_pylist()
+    return table, lines
+
+
+def _compare(table: Any, lines: Sequence[bytes], rows: Sequence[int], first: int) -> None:
+    """The rows' columns against their entries' parse; the first difference names its column."""
+    if not rows:
+        return
+    got = table.take(rows).to_pylist()
+    try:
+        want = python_rows([lines[i] for i in rows])
+    except (ValueError, TypeError, KeyError, AttributeError):
+        raise VerifyError(
+            "the `entry` column is not an entry", first + rows[0], "malformed"
+        ) from None
+    for index, row, expected in zip(rows, got, want, strict=True):
+        for name, value in expected.items():
             if row.get(name) != value:
                 raise VerifyError(
                     f"the Parquet column {name} holds {row.get(name)!r}, but the entry "
-                    f"says {value!r}", seq, "index")  # fmt: skip
-    raise VerifyError("the Parquet schema is not the export's", want[0]["seq"] if want else None,
-                      "malformed")  # fmt: skip
+                    f"says {value!r}", first + index, "index")  # fmt: skip
 
 
 def _check_layout(app_dir: Path, m: Manifest) -> None:
@@ -156,9 +198,15 @@ def _check_layout(app_dir: Path, m: Manifest) -> None:
 
 
 def verify_app_folder(
-    app_dir: Path, verifier: NoteVerifier, progress: Callable[[int], None] | None = None
+    app_dir: Path,
+    verifier: NoteVerifier,
+    progress: Callable[[int], None] | None = None,
+    jobs: int | None = None,
 ) -> Report:
-    """Verify one ``app=<app>`` folder; VerifyError names the first bad file and seq."""
+    """Verify one ``app=<app>`` folder; VerifyError names the first bad file and seq.
+
+    ``jobs``: processes checking files (default: one per core for a large folder, else none).
+    """
     m = read_manifest(app_dir)
     assert m is not None
     if m.format not in VERIFIABLE:
@@ -172,7 +220,6 @@ def verify_app_folder(
         raise VerifyError(f"{MANIFEST}'s checkpoint is of {app_of(signed)}, not {m.app_id}",
                           reason="origin")  # fmt: skip
     _check_layout(app_dir, m)
-    files = _Files(app_dir, m)
     try:
         left = [bytes.fromhex(h) for h in m.left]
         proof = [bytes.fromhex(h) for h in m.tail_proof]
@@ -180,16 +227,57 @@ def verify_app_folder(
         raise VerifyError(
             f"{MANIFEST}: left or tail_proof is not hex", reason="malformed"
         ) from None
+    spans = []
+    ledger = Ledger()
+    for result in _check_files(app_dir, m, (signed.size,), progress, jobs):
+        if result.error is not None:
+            raise VerifyError(*result.error)
+        assert result.span is not None
+        spans.append(result.span)
+        ledger.merge(result.span.ledger)
     try:
-        report = verify_entries(
-            files.entries(), signed, app_id=m.app_id, progress=progress, first=m.first_seq,
-            left=left, tail_proof=proof if m.next_seq < signed.size else None,
-        )  # fmt: skip
+        report = fold(spans, signed, first=m.first_seq, left=left,
+                      tail_proof=proof if m.next_seq < signed.size else None)  # fmt: skip
     except VerifyError as exc:
-        where = files.current.path if files.current is not None else MANIFEST
-        raise VerifyError(f"{where}: {exc.detail}", exc.seq, exc.reason) from None
-    erased = seqs.runs(files.stubs)
-    if erased != m.erased:
+        raise VerifyError(f"{MANIFEST}: {exc.detail}", exc.seq, exc.reason) from None
+    if ledger.stubs != m.erased:
         raise VerifyError(f"{MANIFEST}: its erased seqs are not the stubs the files hold",
                           reason="malformed")  # fmt: skip
     return report
+
+
+def _check_files(
+    app_dir: Path,
+    m: Manifest,
+    cuts: tuple[int, ...],
+    progress: Callable[[int], None] | None,
+    jobs: int | None,
+) -> list[FileCheck]:
+    """Every file's check, in the manifest's order, stopping at the first that fails."""
+    if jobs is None:
+        jobs = os.cpu_count() or 1 if m.next_seq - m.first_seq >= PARALLEL_ROWS else 1
+    jobs = max(1, min(jobs, len(m.files)))
+    results: list[FileCheck] = []
+    if jobs == 1:
+        for record in m.files:
+            results.append(check_file(app_dir, m.format, m.app_id, record, cuts))
+            if progress is not None:
+                progress(record.rows)
+            if results[-1].error is not None:
+                break
+        return results
+    # spawn, not fork: the parent may hold Rich's refresh thread.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=context) as pool:
+        futures = [
+            pool.submit(check_file, app_dir, m.format, m.app_id, record, cuts) for record in m.files
+        ]
+        for record, future in zip(m.files, futures, strict=True):
+            results.append(future.result())
+            if progress is not None:
+                progress(record.rows)
+            if results[-1].error is not None:
+                for later in futures:
+                    later.cancel()
+                break
+    return results

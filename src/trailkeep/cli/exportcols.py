@@ -1,21 +1,23 @@
-"""The Parquet columns of a file's entries, derived in Arrow's C++ rather than per entry in Python.
+"""The Parquet columns of a file's entries: cut from the entries' bytes, and checked against them.
 
-A Python parse of each entry and a Python loop per cell were what bounded the export's rate and
-``verify --export``'s (bench/report_notes.md). Here Arrow's JSON reader parses a file's lines,
-as one NDJSON block, into the scalar and struct columns (an explicit schema; fields it does not
-name are ignored). ``metadata`` and ``changes`` are JSON text: for an entry exactly as the server
-writes it (its bytes hash to its leaf hash: ``committed_leaf``, the verification core's check)
-they are sliced from the entry itself. RFC 8785 sorts the keys and the server writes no
-top-level key between them and the next one (``record.prepare``), so ``"metadata":`` is
-followed by the canonical metadata object up to ``,"seq":`` and ``"changes":`` by the canonical
-array up to ``,"context":``. A slice is taken only where each key occurs once in the line
-(nested keys of the same name would make the search ambiguous). Every other row (a stub, a
-line not in the server's form, an ambiguous one) is derived from its Python parse, as every row
-was before; both ways give the value's canonical (RFC 8785) text.
+Deriving the columns by parsing each entry (in Python, then with Arrow's JSON reader) was what
+bounded the export's rate and ``verify --export``'s (bench/report_notes.md). An entry as the
+server writes it has one layout (``record.prepare``: RFC 8785 sorts the top-level keys, which are
+fixed), so one regular expression over a whole block of lines cuts every column out of it, in
+C, with no JSON tokenising: ``metadata`` and ``changes`` are the entry's own text of them (for
+the server's bytes, their canonical RFC 8785 text). The expression takes a string only where it
+holds no escape (no ``\\`` or ``"``), so the cut text is the value. Every other line (a stub, a
+string with an escape, a line in another layout) is derived from its Python parse.
+
+``verify --export`` goes the other way, also in C: it rebuilds each entry from the Parquet
+columns (``rebuilt``) and compares the bytes. That proves the columns are the entry's for the
+entries the verification core proved by their exact bytes; the rest are compared with their
+Python derivation (``mismatches``).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
@@ -23,7 +25,6 @@ import orjson
 
 from trailkeep.cli.common import CliError
 from trailkeep.log import jcs
-from trailkeep.log.verify import committed_leaf
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -35,12 +36,6 @@ _TEXT_COLUMNS: Final = (
     "id", "action", "kind", "actor_type", "actor_id", "actor_name", "actor_role", "target_type",
     "target_id", *_CONTEXT,
 )  # fmt: skip
-_META: Final = b'"metadata":'
-_SEQ: Final = b'"seq":'
-_SEQ_END: Final = b',"seq":'
-_CHANGES: Final = b'"changes":'
-_CONTEXT_KEY: Final = b'"context":'
-_CONTEXT_END: Final = b',"context":'
 
 
 def arrow() -> Any:
@@ -67,21 +62,6 @@ def schema() -> pa.Schema:
         + [("metadata", text), ("changes", text), ("erased", pa.bool_()),
            ("erased_by", text), ("leaf_hash", text), ("entry", text)]
     )  # fmt: skip
-
-
-def _json_schema(pa: Any) -> Any:
-    text = pa.string()
-
-    def struct(names: Sequence[str]) -> Any:
-        return pa.struct([(name, text) for name in names])
-
-    # Empty structs: only whether metadata and changes are there (and objects) is read here.
-    return pa.schema([
-        ("seq", pa.int64()), ("time", text), ("id", text), ("action", text), ("kind", text),
-        ("actor", struct(_ACTOR)), ("target", struct(_TARGET)), ("context", struct(_CONTEXT)),
-        ("metadata", pa.struct([])), ("changes", pa.list_(pa.struct([]))),
-        ("erased", pa.bool_()), ("erased_by", text), ("leaf_hash", text),
-    ])  # fmt: skip
 
 
 def _canonical_or_none(value: Any) -> str | None:
@@ -131,117 +111,205 @@ def _python_table(lines: Sequence[bytes]) -> Any:
     return pa.Table.from_pydict(columns, schema=schema())
 
 
-def concat_parsed(parts: Sequence[Any]) -> Any:
-    """One parse of the lines of several parses (parse), in order."""
-    return arrow().concat_tables(parts)
+def python_rows(lines: Sequence[bytes]) -> list[dict[str, Any]]:
+    """The rows of these lines as their Python parse derives them (the reference)."""
+    rows: list[dict[str, Any]] = _python_table(lines).to_pylist()
+    return rows
 
 
-def parse(lines: Sequence[bytes]) -> Any:
-    """Arrow's parse of the lines as one NDJSON block; None when it cannot read them all."""
-    pa = arrow()
-    block = b"\n".join(lines) + b"\n"
-    try:
-        parsed = pa.json.read_json(
-            pa.BufferReader(block),
-            read_options=pa.json.ReadOptions(use_threads=False, block_size=max(len(block), 1)),
-            parse_options=pa.json.ParseOptions(
-                explicit_schema=_json_schema(pa), unexpected_field_behavior="ignore"
-            ),
-        )
-    except (pa.ArrowException, OSError):
-        return None
-    # A line holding a newline (JSON allows one between tokens) would shift every row after it.
-    if (parsed.num_rows != len(lines) or parsed.column("seq").null_count
-            or parsed.column("time").null_count):  # fmt: skip
-        return None
-    return parsed
+# -- cutting the columns out of the server's layout ----------------------------------------
+
+_TEXT: Final = rb'([^"\\\n]*)'  # a string's inside, without escapes
+_QUOTED: Final = rb'("[^"\\\n]*")'  # a string with its quotes: empty when the key is absent
+_NULLABLE: Final = rb'("[^"\\\n]*"|null)'
+#: The server's layout, one line: the groups are _GROUPS, in order. Keys sort as RFC 8785 sorts
+#: them; ``metadata`` runs to the last ``,"seq":`` (greedy), which is the top-level one: after it
+#: come only the target, the time and the leaf hash, whose strings hold no quote.
+_LAYOUT: Final = re.compile(
+    rb'^\{"action":"' + _TEXT + rb'","actor":\{"id":"' + _TEXT + rb'"(?:,"name":' + _QUOTED
+    + rb')?(?:,"role":' + _QUOTED + rb')?,"type":"' + _TEXT + rb'"\},"app_id":"[^"\\\n]*"'
+    + rb'(?:,"changes":(\[.*\]))?,"context":\{(?:"forwarded_by":' + _QUOTED + rb',)?"ip":'
+    + _NULLABLE + rb'(?:,"project":' + _QUOTED + rb')?(?:,"request_id":' + _QUOTED
+    + rb')?(?:,"server":' + _QUOTED + rb')?,"user_agent":' + _NULLABLE + rb'\},"id":"' + _TEXT
+    + rb'","kind":"' + _TEXT + rb'","metadata":(\{.*\}),"seq":(\d{1,18}),"target":(?:null|\{"id":'
+    + _NULLABLE + rb',"type":' + _QUOTED + rb'\}),"time":"' + _TEXT
+    + rb'","leaf_hash":"([0-9a-f]{64})"\}$',
+    re.MULTILINE,
+)  # fmt: skip
+_GROUPS: Final = (
+    "action", "actor_id", "actor_name", "actor_role", "actor_type", "changes", "forwarded_by",
+    "ip", "project", "request_id", "server", "user_agent", "id", "kind", "metadata", "seq",
+    "target_id", "target_type", "time", "leaf_hash",
+)  # fmt: skip
+#: Groups captured with their quotes: empty (absent) or ``null`` is a null column value.
+_QUOTED_GROUPS: Final = frozenset(
+    {"actor_name", "actor_role", "forwarded_by", "ip", "project", "request_id", "server",
+     "user_agent", "target_id", "target_type"}
+)  # fmt: skip
 
 
-def _json_columns(lines: Sequence[bytes], parsed: Any) -> tuple[list[Any], list[Any], list[int]]:
-    """``metadata`` and ``changes`` sliced from each committed line; the rows left to Python.
-
-    A slice is taken only where the key occurs once in the line and its end marker once: a
-    nested key of the same name would make the search ambiguous (that row goes to Python).
-    One loop of bytes searches: Arrow's substring kernels measured slower than these.
-    """
-    metadata: list[Any] = [None] * len(lines)
-    changes: list[Any] = [None] * len(lines)
-    slow: list[int] = []
-    flags = zip(
-        lines,
-        parsed.column("metadata").is_valid().to_pylist(),
-        parsed.column("changes").is_valid().to_pylist(),
-        parsed.column("erased").is_null().to_pylist(),
-        strict=True,
-    )
-    for index, (line, has_meta, has_changes, unerased) in enumerate(flags):
-        # Committed: exactly in the server's form (not a stub), so the slices are the values.
-        if not unerased or committed_leaf(line) is None:
-            slow.append(index)
-            continue
-        if has_meta:
-            at = line.find(_META) + len(_META)
-            stop = line.rfind(_SEQ_END)
-            if stop < at or line.find(_META, at) >= 0 or line.find(_SEQ) != stop + 1:
-                slow.append(index)
-                continue
-            metadata[index] = line[at:stop]
-        if has_changes:
-            at = line.find(_CHANGES) + len(_CHANGES)
-            stop = line.rfind(_CONTEXT_END)
-            if stop < at or line.find(_CHANGES, at) >= 0 or line.find(_CONTEXT_KEY) != stop + 1:
-                slow.append(index)
-                continue
-            changes[index] = line[at:stop]
-    return metadata, changes, slow
+def _cut(pa: Any, name: str, values: Sequence[bytes]) -> Any:
+    """One column from its cut bytes: unquoted, nulls where the key was absent or null."""
+    pc = pa.compute
+    column = pa.array(values, pa.binary())
+    if name in _QUOTED_GROUPS:
+        absent = pc.or_(pc.equal(column, b""), pc.equal(column, b"null"))
+        column = pc.if_else(absent, pa.scalar(None, pa.binary()), pc.binary_slice(column, 1, -1))
+    elif name == "changes":
+        column = pc.if_else(pc.equal(column, b""), pa.scalar(None, pa.binary()), column)
+    if name == "seq":
+        return column.cast(pa.string()).cast(pa.int64())
+    if name == "time":
+        return column.cast(pa.string()).cast(pa.timestamp("us", tz="UTC"))
+    return column.cast(pa.string())
 
 
-def table_of(lines: Sequence[bytes], parsed: Any = None) -> Any:
+#: Where ``changes`` and ``metadata`` end. Either may hold the same text as nested structure
+#: (``{"a":[1],"context":{…},"id":"x","kind":"admin","metadata":{…}}``), and then the cut
+#: would fall in the wrong place, columns forged by the caller who wrote the metadata: a line
+#: is cut only where each occurs once (its top-level one).
+_ENDS: Final = (b',"seq":', b',"context":{')
+
+
+def _layout_rows(lines: Sequence[bytes], block: bytes | None) -> list[tuple[bytes, ...] | None]:
+    """Each line's groups, or None for a line not in the server's layout."""
+    block = block if block is not None else b"\n".join(lines)
+    found = _LAYOUT.findall(block)
+    # A match never spans two lines and each has its ends at least once: when the counts are
+    # the lines', every line matched, in order, with each end once.
+    if len(found) == len(lines) and all(block.count(end) == len(lines) for end in _ENDS):
+        return found
+    rows: list[tuple[bytes, ...] | None] = []
+    for line in lines:
+        match = _LAYOUT.match(line) if all(line.count(end) == 1 for end in _ENDS) else None
+        rows.append(None if match is None else match.groups())
+    return rows
+
+
+def _layout_table(pa: Any, lines: Sequence[bytes], rows: Sequence[tuple[bytes, ...]]) -> Any:
+    cut = dict(zip(_GROUPS, zip(*rows, strict=True), strict=True))
+    columns = {name: _cut(pa, name, cut[name]) for name in _GROUPS}
+    columns["erased"] = pa.array([False] * len(lines), pa.bool_())
+    columns["erased_by"] = pa.nulls(len(lines), pa.string())
+    columns["entry"] = pa.array(lines, pa.binary()).cast(pa.string())
+    return pa.Table.from_pydict({f.name: columns[f.name] for f in schema()}, schema=schema())
+
+
+def table_of(lines: Sequence[bytes], block: bytes | None = None) -> Any:
     """The Arrow table of entries (as their exact lines), every column derived from the bytes.
 
-    ``parsed``: the lines' parse (parse), when the caller has made it already.
+    ``block``: the lines joined by newlines, when the caller holds them so already.
     """
     pa = arrow()
-    if parsed is None and lines:
-        parsed = parse(lines)
-    if parsed is None:
+    if not lines:
         return _python_table(lines)
-    entries = pa.array(lines, pa.binary())
-    metadata, changes, slow = _json_columns(lines, parsed)
-    flat = parsed.flatten()
-    text = {name: flat.column(name) for name in ("id", "action", "kind")}
-    text |= {f"actor_{name}": flat.column(f"actor.{name}") for name in _ACTOR}
-    text |= {f"target_{name}": flat.column(f"target.{name}") for name in _TARGET}
-    text |= {name: flat.column(f"context.{name}") for name in _CONTEXT}
-    columns: dict[str, Any] = {
-        "seq": parsed.column("seq"),
-        "time": parsed.column("time").cast(pa.timestamp("us", tz="UTC")),
-        **text,
-        "metadata": pa.array(metadata, pa.binary()).cast(pa.string()),
-        "changes": pa.array(changes, pa.binary()).cast(pa.string()),
-        # Rows with `erased` are all taken from Python below: here it is false.
-        "erased": pa.array([False] * len(lines), pa.bool_()),
-        "erased_by": parsed.column("erased_by"),
-        "leaf_hash": parsed.column("leaf_hash"),
-        "entry": entries.cast(pa.string()),
-    }
-    table = pa.Table.from_pydict(columns, schema=schema())
-    if not slow:
-        return table
-    # Splice in the rows Python derives, run by run, keeping the order of the lines.
-    parts, done = [], 0
-    for start, stop in _runs(slow):
-        parts += [table.slice(done, start - done), _python_table(lines[start:stop])]
-        done = stop
-    parts.append(table.slice(done))
+    try:
+        rows = _layout_rows(lines, block)
+        if all(row is not None for row in rows):
+            return _layout_table(pa, lines, rows)  # type: ignore[arg-type]
+    except (pa.ArrowInvalid, ValueError):
+        # Text that is not UTF-8, or a time Arrow cannot read: the parse says what it is.
+        return _python_table(lines)
+    # Runs of lines in the layout and runs of others, in order.
+    parts, start = [], 0
+    while start < len(lines):
+        cut = rows[start] is not None
+        stop = start + 1
+        while stop < len(lines) and (rows[stop] is not None) == cut:
+            stop += 1
+        if cut:
+            parts.append(_layout_table(pa, lines[start:stop], rows[start:stop]))  # type: ignore[arg-type]
+        else:
+            parts.append(_python_table(lines[start:stop]))
+        start = stop
     return pa.concat_tables(parts)
 
 
-def _runs(indexes: Sequence[int]) -> list[tuple[int, int]]:
-    runs: list[tuple[int, int]] = []
-    for index in indexes:
-        if runs and runs[-1][1] == index:
-            runs[-1] = (runs[-1][0], index + 1)
-        else:
-            runs.append((index, index + 1))
-    return runs
+# -- checking the columns against the entries ---------------------------------------------
+
+
+def _piece(pc: Any, *parts: Any) -> Any:
+    """The parts joined, or "" where one of them is null (an absent optional key)."""
+    return pc.fill_null(pc.binary_join_element_wise(*parts, "", null_handling="emit_null"), "")
+
+
+def _quoted_or_null(pc: Any, column: Any) -> Any:
+    return pc.fill_null(pc.binary_join_element_wise('"', column, '"', ""), "null")
+
+
+def rebuilt(table: Any, app_id: str, times: Any) -> Any:
+    """Each row's entry as the server would write it from the row's columns (string array).
+
+    ``times``: each row's time as text, which the caller has checked against the time column.
+    """
+    pa = arrow()
+    pc = pa.compute
+    col = table.column
+    target = pc.if_else(
+        pc.is_null(col("target_type")),
+        "null",
+        _piece(pc, '{"id":', _quoted_or_null(pc, col("target_id")), ',"type":"',
+               col("target_type"), '"}'),
+    )  # fmt: skip
+    return pc.binary_join_element_wise(
+        '{"action":"', col("action"), '","actor":{"id":"', col("actor_id"), '"',
+        _piece(pc, ',"name":"', col("actor_name"), '"'),
+        _piece(pc, ',"role":"', col("actor_role"), '"'),
+        ',"type":"', col("actor_type"), '"},"app_id":"', app_id, '"',
+        _piece(pc, ',"changes":', col("changes")),
+        ',"context":{', _piece(pc, '"forwarded_by":"', col("forwarded_by"), '",'),
+        '"ip":', _quoted_or_null(pc, col("ip")),
+        _piece(pc, ',"project":"', col("project"), '"'),
+        _piece(pc, ',"request_id":"', col("request_id"), '"'),
+        _piece(pc, ',"server":"', col("server"), '"'),
+        ',"user_agent":', _quoted_or_null(pc, col("user_agent")),
+        '},"id":"', col("id"), '","kind":"', col("kind"), '","metadata":', col("metadata"),
+        ',"seq":', col("seq").cast(pa.string()), ',"target":', target,
+        ',"time":"', times,
+        '","leaf_hash":"', col("leaf_hash"), '"}', "",
+    )  # fmt: skip
+
+
+#: String columns rebuilt between quotes: one holding a quote or a backslash could stand for
+#: other JSON than its own, so such a row is checked from its parse instead.
+_STRING_COLUMNS: Final = (*_TEXT_COLUMNS, "leaf_hash")
+#: Where an entry's time is, counted from its end: ``","leaf_hash":"<64 hex>"}`` follows it.
+_TIME_SLICE: Final = (-108, -81)
+
+
+def _time_texts(table: Any) -> Any:
+    """Each row's time as text: as the entry spells it where the time column agrees, else as
+    the column formats it (then the rebuilt entry shows any difference)."""
+    pa = arrow()
+    pc = pa.compute
+    time = table.column("time")
+    # Formatting a timestamp costs ten times parsing one: read the entry's own text and check
+    # that it parses to the column's value. The rebuilt entry then proves where it was cut.
+    cut = pc.utf8_slice_codeunits(table.column("entry"), *_TIME_SLICE)
+    try:
+        same = pc.fill_null(pc.equal(cut.cast(pa.timestamp("us", tz="UTC")), time), False)
+    except pa.ArrowInvalid:
+        same = pa.array([False] * table.num_rows)
+    if pc.all(same).as_py():
+        return cut
+    return pc.if_else(same, cut, pc.strftime(time, format="%Y-%m-%dT%H:%M:%SZ"))
+
+
+def mismatches(table: Any, app_id: str) -> list[int]:
+    """The rows whose columns do not rebuild their entry exactly (stubs among them)."""
+    pa = arrow()
+    pc = pa.compute
+    entries = table.column("entry")
+    same = pc.equal(rebuilt(table, app_id, _time_texts(table)), entries)
+    # As where the export cuts: nested text like the top-level ends would let forged
+    # metadata and changes columns rebuild the entry too.
+    for end in _ENDS:
+        same = pc.and_kleene(same, pc.equal(pc.count_substring(entries, end.decode()), 1))
+    strings = [table.column(name) for name in _STRING_COLUMNS]
+    joined = pc.binary_join_element_wise(*strings, "", null_handling="skip")
+    same = pc.and_kleene(same, pc.invert(pc.match_substring_regex(joined, r'["\\]')))
+    # A row cut from an entry is never a stub: only the parse may say otherwise.
+    same = pc.and_kleene(same, pc.invert(table.column("erased")))
+    same = pc.and_kleene(same, pc.is_null(table.column("erased_by")))
+    bad = pc.invert(pc.fill_null(same, False))
+    return pc.indices_nonzero(bad).to_pylist()  # type: ignore[no-any-return]

@@ -146,7 +146,9 @@ def verify(
     ] = None,
     jobs: Annotated[
         int | None,
-        typer.Option("--jobs", min=1, help="Processes for --app (default: one per core)."),
+        typer.Option(
+            "--jobs", min=1, help="Processes for --app and --export (default: one per core)."
+        ),
     ] = None,
     span_bits: Annotated[int | None, typer.Option("--span-bits", min=1, max=40, hidden=True)] = (
         None
@@ -159,7 +161,7 @@ def verify(
         if export_dir is not None:
             if key is None:
                 raise CliError("--export needs --key (the checkpoint verifier key file)")
-            _verify_export(export_dir, _key_file(key))
+            _verify_export(export_dir, _key_file(key), jobs)
             return
         if app_id is not None:
             report = _local(
@@ -189,7 +191,7 @@ def verify(
     _print_report(report)
 
 
-def _verify_export(root: Path, verifier: NoteVerifier) -> None:
+def _verify_export(root: Path, verifier: NoteVerifier, jobs: int | None) -> None:
     """Verify every app folder of an export (``--export``), printing a report for each."""
     from trailkeep.cli.exportcheck import app_folders, verify_app_folder
     from trailkeep.cli.exportfiles import read_manifest
@@ -198,7 +200,7 @@ def _verify_export(root: Path, verifier: NoteVerifier) -> None:
         manifest = read_manifest(app_dir)
         total = manifest.next_seq - manifest.first_seq if manifest else 0
         with _progress(total) as advance:
-            report = verify_app_folder(app_dir, verifier, advance)
+            report = verify_app_folder(app_dir, verifier, advance, jobs)
         out.print(f"{app_dir.name}: ", end="", highlight=False)
         _print_report(report)
 

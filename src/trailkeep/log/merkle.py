@@ -115,6 +115,26 @@ class TreeBuilder:
         stack.append(h)
         self._size += 1
 
+    def append_subtree(self, level: int, subtree_hash: bytes) -> None:
+        """Append a complete subtree of ``2**level`` leaves by its hash (``size`` must be aligned).
+
+        The same as appending its leaves one by one: how spans checked apart are joined.
+        """
+        if len(subtree_hash) != HASH_SIZE:
+            raise ProofError(f"subtree hash must be {HASH_SIZE} bytes")
+        if level < 0 or self._size & ((1 << level) - 1):
+            raise ProofError(f"a subtree of 2**{level} leaves cannot start at leaf {self._size}")
+        h, n, stack = subtree_hash, self._size >> level, self._stack
+        while n & 1:
+            h = _sha256(b"\x01" + stack.pop() + h).digest()
+            n >>= 1
+        stack.append(h)
+        self._size += 1 << level
+
+    def frontier(self) -> list[bytes]:
+        """The hashes of the complete subtrees of the leaves so far, largest first."""
+        return list(self._stack)
+
     def root(self) -> bytes:
         """Return the tree head of the leaves appended so far."""
         return root_from_frontier(self._stack)

@@ -18,10 +18,10 @@ from trailkeep.log.verify.entries import (
     check_ledger,
     committed_leaf,
     leaf_of,
-    verify_entries,
 )
 from trailkeep.log.verify.ledger import Ledger
 from trailkeep.log.verify.proofs import app_of, open_signed, verify_consistency, verify_inclusion
+from trailkeep.log.verify.spans import Span, check_span, fold, verify_entries
 from trailkeep.log.verify.stored import (
     StoredRow,
     StoredTree,
@@ -35,6 +35,7 @@ __all__ = [
     "Ledger",
     "Reason",
     "Report",
+    "Span",
     "StoredRow",
     "StoredTree",
     "TreeHead",
@@ -43,8 +44,10 @@ __all__ = [
     "check_head",
     "check_indexed",
     "check_ledger",
+    "check_span",
     "check_stored",
     "committed_leaf",
+    "fold",
     "leaf_of",
     "open_signed",
     "stored_leaves",

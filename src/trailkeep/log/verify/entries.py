@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import binascii
 import hashlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol
 
@@ -185,70 +185,6 @@ def leaf_of(seq: int, entry: Entry, app_id: str | None) -> tuple[bytes, bool]:
             seq,
         )
     return leaf, False
-
-
-def verify_entries(
-    entries: Iterable[Entry],
-    checkpoint: Checkpoint | None,
-    *,
-    app_id: str | None = None,
-    progress: Callable[[int], None] | None = None,
-    first: int = 0,
-    left: Sequence[bytes] = (),
-    tail_proof: Sequence[bytes] | None = None,
-) -> Report:
-    """Check entries (and stubs) in seq order from ``first`` and their root against ``checkpoint``.
-
-    An export that starts past seq 0 gives ``left``, the hashes of the complete subtrees of
-    entries 0..first-1 (merkle.frontier order); one that ends before the checkpoint gives
-    ``tail_proof``, the consistency proof from its own size to the checkpoint's.
-    """
-    try:
-        tree = merkle.TreeBuilder.resume(first, left)
-    except merkle.ProofError as exc:
-        raise VerifyError(f"the subtrees left of seq {first}: {exc}", first, "malformed") from None
-    erased = 0
-    ledger = Ledger()
-    root_at_checkpoint: bytes | None = (
-        tree.root() if checkpoint and checkpoint.size == first else None
-    )
-    for seq, entry in enumerate(entries, first):
-        if not isinstance(entry, Mapping) and not entry.strip():
-            raise VerifyError("blank line in the export", seq, "malformed")
-        leaf, stub = leaf_of(seq, entry, app_id)
-        if stub:
-            erased += 1
-            ledger.stub(seq)
-        else:
-            ledger.entry(entry.encode() if isinstance(entry, str) else entry)
-        tree.append(leaf)
-        if checkpoint is not None and tree.size == checkpoint.size:
-            root_at_checkpoint = tree.root()
-        if progress is not None and seq % 4096 == 4095:
-            progress(4096)
-    if progress is not None:
-        progress((tree.size - first) % 4096)
-    check_ledger(ledger)
-    if checkpoint is None:
-        return Report(tree.size, tree.root(), erased, None)
-    if tree.size < checkpoint.size:
-        if tail_proof is not None:
-            # The export stops short of the checkpoint: prove its tree a prefix of the signed one.
-            # (Imported here: proofs.py builds on this module.)
-            from trailkeep.log.verify.proofs import verify_consistency
-
-            head = Checkpoint(checkpoint.origin, tree.size, tree.root())
-            verify_consistency(head, checkpoint, tail_proof)
-            return Report(tree.size, tree.root(), erased, checkpoint)
-        raise VerifyError(
-            f"the export ends after {tree.size} entries, but the checkpoint covers "
-            f"{checkpoint.size}: entries {tree.size}..{checkpoint.size - 1} are missing",
-            tree.size,
-            "missing",
-        )
-    assert root_at_checkpoint is not None
-    check_head(root_at_checkpoint, checkpoint)
-    return Report(checkpoint.size, checkpoint.root, erased, checkpoint, tree.size - checkpoint.size)
 
 
 def check_ledger(ledger: Ledger) -> None:

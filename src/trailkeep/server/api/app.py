@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from trailkeep import __version__
 from trailkeep.server.api import (
+    actions,
     console,
     cors,
     docs,
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Before reads: `/events/stream` would otherwise be taken for the entry id "stream".
     app.include_router(live.router)
     app.include_router(reads.router)
+    app.include_router(actions.router)
     app.include_router(manage.router)
     app.include_router(subjects.router)
     app.include_router(webhooks.router)

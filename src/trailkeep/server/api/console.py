@@ -6,6 +6,13 @@ only, no inline script or style, never framed), ``nosniff`` and ``no-referrer``.
 read and hashed once per process; each is served with its content hash as ETag and
 ``no-cache``, so a browser revalidates (a cheap 304) and an upgraded server is never mixed with
 a stale module.
+
+The modules, the stylesheet and the icon (not the page) are also readable from any origin: an
+app's page loads ``/console/embed.mjs`` cross-origin (``<trailkeep-log>``), and a module script
+from another origin needs ``Access-Control-Allow-Origin`` on itself and on every module it
+imports; the embed reads the stylesheet with ``fetch`` to adopt it into its shadow root. They
+are public code, the same for everyone, sent without credentials. The page itself keeps
+``frame-ancestors 'none'`` and gets no CORS header: the console is never framed.
 """
 
 from __future__ import annotations
@@ -70,11 +77,19 @@ def static_files() -> dict[str, StaticFile]:
     return found
 
 
+#: What the files other than the page add (see the module's docstring).
+SHARED: Final = {
+    "Access-Control-Allow-Origin": "*",
+    "Cross-Origin-Resource-Policy": "cross-origin",
+}
+
+
 def _serve(request: Request, name: str) -> Response:
     static = static_files().get(name)
     if static is None:
         raise HTTPException(404, "no such console file")
-    headers = {**HEADERS, "ETag": static.etag}
+    shared = SHARED if not name.endswith(".html") else {}
+    headers = {**HEADERS, **shared, "ETag": static.etag}
     condition = request.headers.get("if-none-match")
     if condition is not None and static.etag in {c.strip() for c in condition.split(",")}:
         return Response(status_code=304, headers=headers)

@@ -25,7 +25,12 @@ app_router = APIRouter(prefix="/v1/apps/{app_id}", tags=["integrity"])
 )
 async def checkpoint_key(request: Request) -> PlainTextResponse:
     """`<name>+<hex key id>+<base64(0x01 || Ed25519 public key)>`, as Go's sumdb/note reads it."""
-    return PlainTextResponse(services(request).checkpointer.signer.verifier_key() + "\n")
+    # Public, and the same for every app: any page may read it (the embedded console pins it
+    # at start-up, from the host app's origin), as any page may load the SDK.
+    return PlainTextResponse(
+        services(request).checkpointer.signer.verifier_key() + "\n",
+        headers={"Access-Control-Allow-Origin": "*"},
+    )
 
 
 @app_router.get(

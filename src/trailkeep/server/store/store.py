@@ -393,6 +393,11 @@ class Store:
         with self.reader_engine.connect() as c:
             return reads.stats(c, app_id, filters, group_by)
 
+    def actions(self, app_id: str, prefix: str, after: str | None, limit: int) -> list[str]:
+        """Up to ``limit`` distinct actions of the app starting with ``prefix``, after ``after``."""
+        with self.reader_engine.connect() as c:
+            return reads.known_actions(c, app_id, prefix, after, limit)
+
     # -- checkpoints -------------------------------------------------------------------------
 
     def latest_checkpoint(self, app_id: str) -> CheckpointRecord | None:

@@ -1,5 +1,6 @@
-// The console's one way to call the API: same origin, the credential as a bearer token, and
-// problem documents (RFC 9457) turned into errors that say what the server said.
+// The console's one way to call the API: same origin (or, embedded in an app's page, the
+// Trailkeep server the element names), the credential as a bearer token, and problem documents
+// (RFC 9457) turned into errors that say what the server said.
 
 /** A failed call: `status`, the problem's `code`, and its `detail` as the message. */
 export class ApiError extends Error {
@@ -16,11 +17,12 @@ export class Api {
   constructor(signedIn) {
     this.app = signedIn.app;
     this.credential = signedIn.credential;
+    this.server = signedIn.server ?? location.origin;
   }
 
   /** `/v1/apps/{app}` + `path`, with query parameters given as `[name, value]` pairs. */
   url(path, params = []) {
-    const url = new URL(`/v1/apps/${encodeURIComponent(this.app)}${path}`, location.origin);
+    const url = new URL(`/v1/apps/${encodeURIComponent(this.app)}${path}`, this.server);
     for (const [name, value] of params) url.searchParams.append(name, value);
     return url;
   }
@@ -52,6 +54,16 @@ export class Api {
   async text(path, params = []) {
     return (await this.fetch(path, params)).text();
   }
+
+  /** A change (POST, PATCH, DELETE) with an optional JSON body; the answer's JSON. */
+  async send(method, path, body = undefined) {
+    const init = { method };
+    if (body !== undefined) {
+      init.body = JSON.stringify(body);
+      init.headers = { "Content-Type": "application/json" };
+    }
+    return (await this.fetch(path, [], init)).json();
+  }
 }
 
 /** The problem document of a failed answer, as an ApiError. */
@@ -70,8 +82,9 @@ export async function problemOf(response) {
 }
 
 /** The server's checkpoint verifier key, to pin at sign-in. */
-export async function checkpointKey() {
-  const response = await fetch("/v1/checkpoint-key", { cache: "no-store", credentials: "omit" });
+export async function checkpointKey(server = location.origin) {
+  const url = new URL("/v1/checkpoint-key", server);
+  const response = await fetch(url, { cache: "no-store", credentials: "omit" });
   if (!response.ok) throw await problemOf(response);
   return (await response.text()).trim();
 }

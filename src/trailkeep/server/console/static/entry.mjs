@@ -3,8 +3,9 @@
 // key pinned at sign-in.
 
 import { ApiError } from "./api.mjs";
-import { h, hrefOf, replace, timeOf } from "./dom.mjs";
+import { h, replace, timeOf } from "./dom.mjs";
 import { actorText, messageOf, targetText } from "./log.mjs";
+import { pageNav } from "./nav.mjs";
 import { term } from "./query.mjs";
 import { VerifyFailure, parseVerifierKey, verifyProven } from "./verify.mjs";
 
@@ -30,22 +31,23 @@ function field(name, ...value) {
   return [h("dt", {}, name), h("dd", {}, ...value)];
 }
 
-function searchLink(text, q) {
-  return h("a", { href: hrefOf({ tab: "all", q }), "data-nav": true, class: "search-link" }, text);
+function searchLink(nav, text, q) {
+  return h("a", { href: nav.href({ tab: "all", q }), "data-nav": true, class: "search-link" }, text);
 }
 
 class Entry extends HTMLElement {
-  /** Load and show entry `id`. */
-  async show(api, signedIn, id) {
+  /** Load and show entry `id` (`nav`: how to move, nav.mjs). */
+  async show(api, signedIn, id, nav = pageNav) {
     this.api = api;
     this.signedIn = signedIn;
-    document.title = `Entry · Trailkeep console`;
-    const back = h("a", { href: hrefOf({}), "data-nav": true, class: "back" }, "← Back to the log");
+    this.nav = nav;
+    nav.title(`Entry · Trailkeep console`);
+    const back = h("a", { href: nav.href({}), "data-nav": true, class: "back" }, "← Back to the log");
     back.addEventListener("click", (event) => {
       // Came from the log in this tab: going back keeps its search, page and scroll.
-      if (history.state?.fromLog) {
+      if (nav.state()?.fromLog) {
         event.preventDefault();
-        history.back();
+        nav.back();
       }
     });
     const status = h("p", { role: "status" }, "Loading the entry…");
@@ -59,7 +61,7 @@ class Entry extends HTMLElement {
         error instanceof ApiError && error.status === 404 ? `No entry ${id} in this app.` : messageOf(error, signedIn)));
       return;
     }
-    document.title = `${entry.action ?? "Erased entry"} · Trailkeep console`;
+    nav.title(`${entry.action ?? "Erased entry"} · Trailkeep console`);
     replace(this, back, this.render(entry));
   }
 
@@ -75,12 +77,12 @@ class Entry extends HTMLElement {
       fields.push(...field("Erased by", entry.erased_by ?? ""));
     } else {
       fields.push(
-        ...field("Action", entry.action, " ", searchLink("Search this action", term("action", entry.action))),
+        ...field("Action", entry.action, " ", searchLink(this.nav, "Search this action", term("action", entry.action))),
         ...field("Kind", entry.kind),
         ...field("Actor", actorText(entry.actor), entry.actor?.role ? ` · role ${entry.actor.role}` : "",
-          " ", searchLink("Search this actor", term("actor", entry.actor?.id ?? ""))),
+          " ", searchLink(this.nav, "Search this actor", term("actor", entry.actor?.id ?? ""))),
         ...field("Target", entry.target ? [targetText(entry.target), " ",
-          searchLink("Search this target", term("target", targetText(entry.target)))] : h("span", { class: "muted" }, "none")),
+          searchLink(this.nav, "Search this target", term("target", targetText(entry.target)))] : h("span", { class: "muted" }, "none")),
         ...Object.entries(entry.context ?? {}).map(([k, v]) => field(`Context: ${k}`, String(v))).flat(),
         ...field("App", h("code", {}, entry.app_id)),
       );

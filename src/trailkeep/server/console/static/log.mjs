@@ -4,14 +4,17 @@
 // are kept in the history entry's state, so Previous and the back button both work.
 
 import { ApiError } from "./api.mjs";
-import { go, h, hrefOf, replace, timeOf } from "./dom.mjs";
+import { Completer, KnownActions } from "./completion.mjs";
+import { h, replace, timeOf } from "./dom.mjs";
+import { Exporter } from "./export.mjs";
 import { Histogram, Live } from "./extras.mjs";
+import { pageNav } from "./nav.mjs";
 import { QUALIFIERS, TABS, searchParams } from "./query.mjs";
-import { clear } from "./session.mjs";
 
 const PAGE = 50;
-// The app's known actions, for completion: read once per sign-in (a read is recorded).
-const known = { credential: null, actions: null };
+// The app's known actions, for completion: read once per page load and sign-in (GET /actions, a
+// recorded read), kept across searches and tabs.
+const known = new KnownActions();
 
 /** The actor as a person reads it: name and id, or the type for a key or the system. */
 export function actorText(actor) {
@@ -30,22 +33,23 @@ class Log extends HTMLElement {
   build() {
     this.tabs = h("nav", { class: "tabs", "aria-label": "Logs" });
     this.input = h("input", {
-      id: "search", name: "q", type: "search", list: "known-actions", autocomplete: "off",
+      id: "search", name: "q", type: "search", autocomplete: "off",
       spellcheck: "false", "aria-describedby": "search-help",
       placeholder: "action:order.refund actor:user_42 since:2026-11-01",
     });
-    this.known = h("datalist", { id: "known-actions" });
+    this.completer = new Completer(this.input, known, () => this.form.requestSubmit());
     this.form = h("form", { role: "search", class: "search", "aria-label": "Search the log" },
       h("label", { for: "search" }, "Search"),
-      h("div", { class: "search-row" }, this.input, h("button", { type: "submit" }, "Search")),
-      this.known,
+      h("div", { class: "search-row" }, h("div", { class: "combo" }, this.input, this.completer.node),
+        h("button", { type: "submit" }, "Search")),
       h("p", { id: "search-help", class: "help" },
         "Qualifiers: ", QUALIFIERS.map((q, i) => [i ? ", " : "", h("code", {}, `${q}:`)]),
         "; ", h("code", {}, "action:order.*"), " for a prefix, ",
-        h("code", {}, "-action:audit.read"), " to leave one out. Dates are UTC."));
+        h("code", {}, "-action:audit.read"), " to leave one out. Dates are UTC. ",
+        "Suggestions appear as you type (↓ to list them)."));
     this.form.addEventListener("submit", (event) => {
       event.preventDefault();
-      go(hrefOf({ tab: this.tab, q: this.input.value.trim(), limit: this.limitParam }));
+      this.nav.go(this.nav.href({ tab: this.tab, q: this.input.value.trim(), limit: this.limitParam }));
     });
     this.error = h("p", { role: "alert", class: "error", "data-testid": "log-error" });
     const chart = h("div", { class: "histogram-box", "data-testid": "histogram" });
@@ -60,8 +64,9 @@ class Log extends HTMLElement {
         this.setLive(true);
       }
     });
+    this.exporter = new Exporter();
     this.extras = h("div", { class: "extras" }, chart,
-      h("div", { class: "live" }, this.liveButton, " ", this.liveStatus));
+      h("div", { class: "live" }, this.liveButton, " ", this.liveStatus), this.exporter.node);
     this.status = h("p", { class: "muted", role: "status", "data-testid": "log-status" });
     this.body = h("tbody");
     this.table = h("table", { class: "entries" },
@@ -75,10 +80,11 @@ class Log extends HTMLElement {
       this.pages);
   }
 
-  /** Show the page the address asks for. */
-  async show(api, signedIn, params) {
+  /** Show the page the address asks for (`nav`: how to move, nav.mjs). */
+  async show(api, signedIn, params, nav = pageNav) {
+    this.nav = nav;
     if (!this.tabs) this.build();
-    if (this.api?.credential !== api.credential) this.loadKnownActions(api);
+    known.load(api);
     this.api = api;
     this.signedIn = signedIn;
     this.tab = TABS[params.get("tab")] ? params.get("tab") : "admin";
@@ -86,13 +92,14 @@ class Log extends HTMLElement {
     this.cursor = params.get("cursor");
     this.limitParam = params.get("limit");
     const limit = Math.min(Math.max(Number(this.limitParam) || PAGE, 1), 1000);
-    if (document.activeElement !== this.input || this.input.value.trim() !== this.query) {
+    if (this.getRootNode().activeElement !== this.input || this.input.value.trim() !== this.query) {
       this.input.value = this.query;
     }
-    document.title = `${TABS[this.tab].label} · Trailkeep console`;
+    nav.title(`${TABS[this.tab].label} · Trailkeep console`);
     this.renderTabs();
     const { params: filters, errors } = searchParams(this.tab, this.query);
     this.filters = filters;
+    this.exporter.set(api, filters, errors.length === 0);
     replace(this.error, errors.join(" "));
     this.error.hidden = errors.length === 0;
     if (errors.length) {
@@ -119,8 +126,7 @@ class Log extends HTMLElement {
       if (ticket !== this.ticket) return;
       if (error instanceof ApiError && error.status === 401) {
         // The server no longer takes this credential (expired, revoked): sign in again.
-        clear(sessionStorage);
-        window.dispatchEvent(new CustomEvent("tk-signin", { detail: { message: messageOf(error, signedIn) } }));
+        nav.signedOut(messageOf(error, signedIn));
         return;
       }
       replace(this.body);
@@ -131,7 +137,7 @@ class Log extends HTMLElement {
       return;
     }
     if (ticket !== this.ticket) return;
-    replace(this.body, page.data.map((entry) => row(entry)));
+    replace(this.body, page.data.map((entry) => row(entry, nav.href)));
     const shown = page.data.length;
     replace(this.status, shown === 0 ? "No entries match." :
       `${shown} ${shown === 1 ? "entry" : "entries"}${page.next_cursor ? ", more on the next page" : ""}.`);
@@ -141,7 +147,7 @@ class Log extends HTMLElement {
   /** Put one entry at the top of the table (the live view), if this is the first page. */
   prepend(entry) {
     if (this.cursor || this.body.querySelector(`tr[data-seq="${Number(entry.seq)}"]`)) return false;
-    this.body.prepend(row(entry, true));
+    this.body.prepend(row(entry, this.nav.href, true));
     return true;
   }
 
@@ -162,13 +168,14 @@ class Log extends HTMLElement {
 
   renderTabs() {
     replace(this.tabs, Object.entries(TABS).map(([name, tab]) => h("a", {
-      href: hrefOf({ tab: name, q: this.query, limit: this.limitParam }), "data-nav": true,
+      href: this.nav.href({ tab: name, q: this.query, limit: this.limitParam }), "data-nav": true,
       "aria-current": name === this.tab ? "page" : null, "data-tab": name,
     }, tab.label)));
   }
 
   renderPages(next) {
-    const back = Array.isArray(history.state?.back) ? history.state.back : [];
+    const { go, href: hrefOf, state } = this.nav;
+    const back = Array.isArray(state()?.back) ? state().back : [];
     const here = { tab: this.tab, q: this.query, limit: this.limitParam };
     const button = (label, enabled, onclick) => h("button", {
       type: "button", class: "quiet", disabled: !enabled, onclick,
@@ -180,23 +187,10 @@ class Log extends HTMLElement {
       button("Next", Boolean(next), () => go(
         hrefOf({ ...here, cursor: next }), { back: [...back, this.cursor ?? ""] })));
   }
-
-  async loadKnownActions(api) {
-    try {
-      if (known.credential !== api.credential) {
-        const stats = await api.json("/stats", [["group_by", "action"]]);
-        known.credential = api.credential;
-        known.actions = stats.groups.map((g) => g.key).filter((key) => key !== null).slice(0, 500);
-      }
-      replace(this.known, known.actions.map((action) => h("option", { value: `action:${action}` })));
-    } catch {
-      // Completion is a convenience: a reader without stats still searches.
-    }
-  }
 }
 
-/** One table row; the action links to the entry. */
-function row(entry, fresh = false) {
+/** One table row; the action links to the entry (its address made by `hrefOf`). */
+function row(entry, hrefOf, fresh = false) {
   if (entry.erased) {
     return h("tr", { class: "erased", "data-seq": entry.seq }, h("td", {}, timeOf(entry.time)),
       h("td", { colspan: "5" }, h("a", { href: hrefOf({ entry: entry.id }), "data-nav": true },

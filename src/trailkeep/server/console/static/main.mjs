@@ -3,10 +3,11 @@
 // a URL that can be bookmarked, shared, reloaded, and gone back to.
 
 import { Api } from "./api.mjs";
-import { go, h, replace } from "./dom.mjs";
+import { go, h, hrefOf, replace } from "./dom.mjs";
 import "./entry.mjs";
 import "./log.mjs";
 import * as session from "./session.mjs";
+import { mayManage } from "./settings.mjs";
 import { finishSignIn, signInForm } from "./signin.mjs";
 
 // Same-origin console links are followed in place (a modified click still opens a tab).
@@ -35,12 +36,36 @@ class Who extends HTMLElement {
         h("span", { class: "muted" }, "Signed in: "), h("strong", {}, signedIn.who),
         " ", h("span", { class: "badge", "data-testid": "role" }, role),
         " ", h("span", { class: "muted" }, "app "), h("code", {}, signedIn.app)),
+      viewsNav(signedIn),
       h("button", { type: "button", class: "quiet", onclick: () => signOut() }, "Sign out"));
   }
 
   connectedCallback() {
     this.render();
     window.addEventListener("tk-signin", () => this.render());
+    // The views' links mark the open one (marked, not redrawn: a focused link keeps the focus).
+    window.addEventListener("tk-navigate", () => markView(this));
+    window.addEventListener("popstate", () => markView(this));
+  }
+}
+
+/** Links to the log and the settings, for a sign-in that may manage; nothing otherwise. */
+function viewsNav(signedIn) {
+  if (!mayManage(signedIn)) return null;
+  const nav = h("nav", { class: "views", "aria-label": "Views" },
+    h("a", { href: hrefOf({}), "data-nav": true, "data-view": "log" }, "Log"),
+    h("a", { href: hrefOf({ view: "settings" }), "data-nav": true, "data-view": "settings" }, "Settings"));
+  markView(nav);
+  return nav;
+}
+
+/** Mark the link of the view the address shows. */
+function markView(root) {
+  const settings = new URLSearchParams(location.search).get("view") === "settings";
+  for (const link of root.querySelectorAll("a[data-view]")) {
+    const here = (link.dataset.view === "settings") === settings;
+    if (here) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
   }
 }
 
@@ -106,7 +131,11 @@ class Console extends HTMLElement {
     const api = new Api(signedIn);
     const params = new URLSearchParams(location.search);
     const entry = params.get("entry");
-    if (entry) {
+    if (params.get("view") === "settings" && !entry) {
+      const view = this.querySelector(":scope > tk-settings") ?? document.createElement("tk-settings");
+      if (!view.isConnected) replace(this, view);
+      view.show(api, signedIn, params);
+    } else if (entry) {
       const view = document.createElement("tk-entry");
       view.show(api, signedIn, entry);
       replace(this, view);

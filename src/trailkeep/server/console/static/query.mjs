@@ -16,14 +16,20 @@ export const QUALIFIERS = Object.freeze([
 const DATE = /^\d{4}-\d{2}-\d{2}$/;
 const DATE_TIME = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
 
-/** Split the box's text into terms: `[-]name:value` or a bare word; quotes keep spaces. */
+/**
+ * Split the box's text into terms: `[-]name:value` or a bare word; quotes keep spaces. Each
+ * term has `start` and `end`, its place in the text.
+ */
 export function tokenize(text) {
   const terms = [];
   const pattern = /(-?)(?:([A-Za-z_]+):)?(?:"((?:[^"\\]|\\.)*)"?|(\S+))/g;
   for (const match of String(text).matchAll(pattern)) {
     const [raw, minus, name, quoted, plain] = match;
     const value = quoted !== undefined ? quoted.replace(/\\(.)/g, "$1") : plain ?? "";
-    terms.push({ raw, negated: minus === "-", name: name ? name.toLowerCase() : null, value });
+    terms.push({
+      raw, negated: minus === "-", name: name ? name.toLowerCase() : null, value,
+      start: match.index, end: match.index + raw.length, // where it is typed (for completion)
+    });
   }
   return terms;
 }
