@@ -1,5 +1,4 @@
-"""Counts by day and hour: from seq ranges on SQLite (store/histogram.py), by the grouping scan on
-PostgreSQL, the same counts on both.
+"""Counts by day and hour from seq ranges (store/histogram.py), on SQLite and PostgreSQL.
 
 The log spans several days and a hundred hours, retention has erased a run of its oldest
 entries (keeping some: gaps in the seqs), and every filter's counts are checked against the
