@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["TRAILKEEP_SECRET_KEY_FILE"] = str(run.cache / "secret.key")
     started = time.monotonic()
     from bench import (
+        suite_console,
         suite_governance,
         suite_http,
         suite_ingest,
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     modules = {"ingest": suite_ingest, "http_write": suite_http, "reads": suite_reads,
                "proofs": suite_proofs, "verify": suite_verify, "soak": suite_soak,
                "governance": suite_governance, "stream": suite_stream,
-               "webhooks": suite_webhooks}  # fmt: skip
+               "webhooks": suite_webhooks, "console": suite_console}  # fmt: skip
     failed: list[str] = []
     timings: dict[str, float] = {}
     wants_pg = {"http_write", "governance"} & set(suites)

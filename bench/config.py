@@ -41,6 +41,7 @@ class Sizes:
     webhook_write_rate: float = 2_000.0  # single writes a second while two destinations follow
     webhook_live_seconds: float = 10.0  # how long those writes go on
     webhook_writer_processes: int = 2  # the paced writers, each an asyncio process
+    console_repeats: int = 5  # each console figure is the median of this many
 
 
 FULL = Sizes()
@@ -72,6 +73,7 @@ SMOKE = Sizes(
     webhook_entries=2_000,
     webhook_write_rate=200.0,
     webhook_live_seconds=1.0,
+    console_repeats=2,
 )
 
 SUITES = (
@@ -83,5 +85,6 @@ SUITES = (
     "governance",
     "stream",
     "webhooks",
+    "console",
     "soak",
 )

@@ -26,6 +26,7 @@ TITLES = {
     "governance": "Retention and erasure",
     "stream": "Live stream",
     "webhooks": "Webhook delivery",
+    "console": "The console in a browser",
     "soak": "Memory during an ingest soak",
 }
 

@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 
 from trailkeep.log.query import Filters, GroupBy
-from trailkeep.server.store import pgtext, schema
+from trailkeep.server.store import histogram, pgtext, schema
 
 events = schema.events
 changed = schema.event_changes
@@ -311,6 +311,45 @@ def _group_key(c: Connection, group_by: GroupBy) -> ColumnElement[Any]:
     return func.substr(events.c.time, 1, 10)
 
 
+def _one_index(f: Filters, actions: list[str] | None) -> bool:
+    """True when one index's ``(app_id, value, seq)`` ranges hold every match, so that a seq
+    range's matches are counted from the index alone: one filter at most (besides the time),
+    and an action filter only as a list of actions to seek."""
+    if f.exclude_actions or ((f.actions or f.action_prefix is not None) and actions is None):
+        return False
+    used = (actions is not None, f.actor is not None, f.target_type is not None,
+            f.target_id is not None, f.kind is not None, f.changed_path is not None)  # fmt: skip
+    return sum(used) <= 1
+
+
+def _by_buckets(
+    c: Connection, app_id: str, f: Filters, actions: list[str] | None,
+    bounds: tuple[int, int | None], unit: histogram.Unit,
+) -> list[tuple[str | None, int]] | None:  # fmt: skip
+    """Counts per day or hour from the index alone (see ``histogram``); None when no one
+    index answers the filter, or there are too many buckets."""
+    minus: list[ColumnElement[bool]] | None = None
+    if f.exclude_actions:
+        if actions is not None:
+            # A list of actions to seek: the excluded ones are simply not sought.
+            actions = [a for a in actions if a not in f.exclude_actions]
+            if not actions:
+                return []
+        elif replace(f, exclude_actions=()).on_time_only():
+            # Everything but these actions: the bucket's entries less theirs, both from indexes.
+            minus = [events.c.app_id == app_id, events.c.action.in_(f.exclude_actions)]
+        else:
+            return None
+        f = replace(f, exclude_actions=())
+    if not _one_index(f, actions):
+        return None
+    # Without the seq bounds: each bucket brings its own, clipped to them.
+    where = _conditions(app_id, f, 0, None)
+    if actions is not None:
+        where.append(events.c.action.in_(bindparam("actions", actions, expanding=True)))
+    return histogram.counts(c, app_id, where, f.changed_path, bounds, unit, minus)
+
+
 def stats(
     c: Connection, app_id: str, f: Filters, group_by: GroupBy
 ) -> list[tuple[str | None, int]]:
@@ -320,12 +359,16 @@ def stats(
     if bounds is None:
         return []
     where, actions = _plan(c, app_id, f, *bounds)
-    if f.changed_path is not None:
-        where.append(_changed(app_id, f.changed_path))
     if actions is not None:
         if not actions:
             return []
         where.append(events.c.action.in_(bindparam("actions", actions, expanding=True)))
+    if group_by in ("day", "hour"):
+        found = _by_buckets(c, app_id, f, actions, bounds, "hour" if group_by == "hour" else "day")
+        if found is not None:
+            return found
+    if f.changed_path is not None:
+        where.append(_changed(app_id, f.changed_path))
     key = _group_key(c, group_by).label("key")
     count = func.count().label("count")
     query: Select[Any] = select(key, count).where(*where).group_by(key)
