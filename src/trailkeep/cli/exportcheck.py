@@ -299,9 +299,9 @@ def _check_files(
 
         for _ in range(jobs - 1):
             feed()
-        while (index := take()) is not None:
-            own[index] = check(index)
-            if own[index].error is not None:
+        while (mine := take()) is not None:
+            own[mine] = check(mine)
+            if own[mine].error is not None:
                 failed.set()
         results = []
         for index, record in enumerate(m.files):
