@@ -12,13 +12,11 @@ their stubs, so that the copy in a warehouse forgets what the log forgot.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from queue import Full, Queue
 from typing import Annotated, Any
 
 import orjson
@@ -50,6 +48,7 @@ from trailkeep.cli.exportfiles import (
     strays,
     write_atomic,
 )
+from trailkeep.cli.readahead import ahead
 from trailkeep.log import merkle, seqs
 from trailkeep.sdk import Client, ConnectionFailed, SignedCheckpoint, TrailkeepError
 
@@ -249,45 +248,6 @@ def _columns(lines: list[bytes], block: bytes, fmt: str) -> tuple[Any, Any, Any]
         raise CliError(f"the server's export holds a line that is not an entry ({exc})") from None
 
 
-def _ahead(blocks: Iterator[bytes], depth: int = 16) -> Iterator[bytes]:
-    """The blocks, read on a thread up to ``depth`` ahead of their use.
-
-    Without it the server waits while this process works on a block (its socket buffer is far
-    smaller than a page), and the two take turns instead of working side by side.
-    """
-    queue: Queue[bytes | BaseException | None] = Queue(depth)
-    stop = threading.Event()
-
-    def pump() -> None:
-        try:
-            for block in blocks:
-                while not stop.is_set():
-                    try:
-                        queue.put(block, timeout=0.1)
-                        break
-                    except Full:
-                        continue
-                if stop.is_set():
-                    break
-            queue.put(None)
-        except BaseException as exc:
-            queue.put(exc)
-        finally:
-            close = getattr(blocks, "close", None)
-            if close is not None:
-                close()  # the HTTP response, when the reader stopped early
-
-    thread = threading.Thread(target=pump, name="export-reader", daemon=True)
-    thread.start()
-    try:
-        while (item := queue.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-
-
 def _first(mask: Any) -> int | None:
     """The index of the first true value of a boolean array, or None."""
     found = arrow().compute.indices_nonzero(mask)
@@ -302,7 +262,7 @@ def _pull(run: _Run, until: datetime | None, advance: Any) -> int:
     expected, count = m.next_seq, 0
     stop_time = None if until is None else pa.scalar(until, pa.timestamp("us", tz="UTC"))
     blocks = run.client.audit.export_blocks(after_seq=expected - 1 if expected else None)
-    for block in _ahead(blocks):
+    for block in ahead(blocks):
         lines = block.split(b"\n")[:-1]  # a block is whole lines, each ending in a newline
         seqs, times, table = _columns(lines, block, m.format)
         # The server skips to after_seq where it supports it; an older one sends every entry,
