@@ -12,7 +12,7 @@ from tests.trees import root_of
 from tests.unit.test_verify import APP, export, reserialized
 from trailkeep.log import merkle
 from trailkeep.log.notes import Checkpoint
-from trailkeep.log.verify import VerifyError, check_span, fold, verify_entries
+from trailkeep.log.verify import VerifyError, check_span, fold, spans, verify_entries
 
 LINES, _ = export([{"n": n} for n in range(70)])
 LEAVES = [bytes.fromhex(line[-66:-2].decode()) for line in LINES]
@@ -73,3 +73,30 @@ def test_a_subtree_appended_by_its_hash_is_its_leaves_appended() -> None:
     assert (one.size, one.root()) == (other.size, other.root())
     with pytest.raises(merkle.ProofError):
         other.append_subtree(3, root_of(LEAVES[12:20]))  # 12 is not a multiple of 8
+
+
+@pytest.mark.parametrize("block", [1, 2, 4, 16])
+def test_leaves_hashed_in_blocks_fold_alike(block: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(spans, "BLOCK", block)
+    for first, count, size, cut in [
+        (0, 70, 70, 33),
+        (3, 70, 50, 17),
+        (8, 64, 64, 40),
+        (5, 6, 6, 5),
+    ]:
+        checkpoint = Checkpoint(f"trailkeep.local/{APP}", size, root_of(LEAVES[:size]))
+        parts = [
+            check_span(LINES[first:cut], first, app_id=APP, cuts=(size,)),
+            check_span(LINES[cut:count], cut, app_id=APP, cuts=(size,)),
+        ]
+        left = _frontier(first)
+        whole = verify_entries(LINES[first:count], checkpoint, app_id=APP, first=first, left=left)
+        assert fold(parts, checkpoint, first=first, left=left) == whole
+        assert whole.root == checkpoint.root
+
+
+def test_a_perfect_subtree_is_hashed_as_the_tree_builder_would() -> None:
+    for k in range(7):
+        assert merkle.perfect_root(LEAVES[: 1 << k]) == root_of(LEAVES[: 1 << k])
+    with pytest.raises(merkle.ProofError):
+        merkle.perfect_root(LEAVES[:6])

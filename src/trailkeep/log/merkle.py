@@ -89,6 +89,21 @@ def append_leaves(
     return written, stack
 
 
+def perfect_root(leaf_hashes: Sequence[bytes]) -> bytes:
+    """The root of a complete subtree: ``2**k`` leaf hashes (k ≥ 0), hashed level by level.
+
+    The same as appending them to a TreeBuilder, in about half the time: one comprehension per
+    level instead of Python's loop per leaf.
+    """
+    level = list(leaf_hashes)
+    if not level or len(level) & (len(level) - 1):
+        raise ProofError(f"a complete subtree has 2**k leaves, not {len(level)}")
+    while len(level) > 1:
+        pairs = zip(level[::2], level[1::2], strict=True)
+        level = [_sha256(b"\x01" + left + right).digest() for left, right in pairs]
+    return level[0]
+
+
 class TreeBuilder:
     """Streaming tree head over leaf hashes in O(log n) memory."""
 

@@ -29,6 +29,8 @@ from trailkeep.log.verify.ledger import ACCOUNTING_PREFIXES, Ledger
 
 #: How many entries between two calls of a progress callback.
 PROGRESS_STEP = 4096
+#: The most leaves held before they are hashed into their subtree.
+BLOCK = 1 << 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +99,10 @@ def check_span(
     # the current one (the largest aligned run that still fits before the next cut) is full.
     cut_at = sorted(c for c in cuts if c > first)
     builder, want = merkle.TreeBuilder(), 0
+    # Leaves wait in blocks of up to BLOCK (aligned, so each is a complete subtree) and are
+    # hashed a level at a time: memory stays bounded, and Python loops once per level.
+    pending: list[bytes] = []
+    block = 0
     for entry in entries:
         if not want:
             limit = next((c for c in cut_at if c > seq), None)
@@ -104,22 +110,26 @@ def check_span(
             if limit is not None:
                 level = min(level, (limit - seq).bit_length() - 1)
             builder, want = merkle.TreeBuilder(), 1 << level
+            block = min(want, BLOCK)
         # The server's own bytes first: the common case, checked by one hash and no parse.
         exact_leaf = fast_leaf(seq, entry, app_id) if isinstance(entry, bytes) else None
         if exact_leaf is not None:
-            leaf = exact_leaf
+            pending.append(exact_leaf)
             if cast(bytes, entry).startswith(ACCOUNTING_PREFIXES):
                 ledger.entry(cast(bytes, entry))
         else:
             leaf, stub, exact = _slow_leaf(seq, entry, app_id, ledger)
+            pending.append(leaf)
             erased += stub
             if not exact:
                 parsed.append(seq - first)
-        builder.append(leaf)
-        if builder.size == want:
-            nodes.append(builder.root())
-            want = 0
         seq += 1
+        if len(pending) == block:
+            builder.append_subtree(block.bit_length() - 1, merkle.perfect_root(pending))
+            pending = []
+            if builder.size == want:
+                nodes.append(builder.root())
+                want = 0
         since += 1
         if progress is not None and since == PROGRESS_STEP:
             progress(since)
@@ -128,6 +138,8 @@ def check_span(
         progress(since)
     # The run may stop inside a subtree: the builder's frontier (its complete subtrees, largest
     # first, at an aligned start) is then the rest of the range's decomposition.
+    for leaf in pending:
+        builder.append(leaf)
     if want:
         nodes.extend(builder.frontier())
     return Span(first, seq - first, tuple(nodes), erased, ledger, tuple(parsed))
