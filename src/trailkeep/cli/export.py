@@ -12,12 +12,15 @@ their stubs, so that the copy in a warehouse forgets what the log forgot.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 import orjson
 import typer
@@ -34,7 +37,7 @@ from rich.text import Text
 
 from trailkeep.cli.common import ApiKey, AppOpt, CliError, out
 from trailkeep.cli.events import DEFAULT_SERVER, RETRY, Server
-from trailkeep.cli.exportcols import arrow, table_of
+from trailkeep.cli.exportcols import arrow, block_table, table_of
 from trailkeep.cli.exportfiles import (
     FORMATS,
     MANIFEST,
@@ -229,15 +232,16 @@ def _start(client: Client, app_id: str, fmt: str, since: str | None, size: int) 
                     left=left, erased_size=size)  # fmt: skip
 
 
-def _columns(lines: list[bytes], block: bytes, fmt: str) -> tuple[Any, Any, Any]:
+def _columns(lines: list[bytes], block: bytes, fmt: str, table: Any) -> tuple[Any, Any, Any]:
     """The lines' seqs and times (Arrow arrays), and for Parquet their rows (else None).
 
     For Parquet the seqs and times come from the file's own columns (exportcols, cut from the
-    bytes in C): no entry is parsed in Python, and each is looked at once.
+    bytes in C): no entry is parsed in Python, and each is looked at once. ``table``: those
+    rows, when a worker process made them already.
     """
     pa = arrow()
     if fmt == "parquet":
-        table = table_of(lines, block)
+        table = table if table is not None else table_of(lines, block)
         return table.column("seq").combine_chunks(), table.column("time").combine_chunks(), table
     try:
         docs = [orjson.loads(line) for line in lines]
@@ -248,13 +252,57 @@ def _columns(lines: list[bytes], block: bytes, fmt: str) -> tuple[Any, Any, Any]
         raise CliError(f"the server's export holds a line that is not an entry ({exc})") from None
 
 
+#: Below this many entries to export, the Parquet rows are made in this process: starting a
+#: process per core (Python and Arrow imported again in each) would cost more than it saves.
+PARALLEL_ROWS: Final = 200_000
+
+
+def _tables(blocks: Iterator[bytes], jobs: int) -> Iterator[tuple[bytes, Any]]:
+    """Each block, with its Parquet rows made on one of ``jobs`` processes (None: not made).
+
+    Cutting the columns is most of the export's work, and blocks are independent: each goes to
+    a process, and they come back in order. At most two per process wait, so memory stays
+    bounded however far ahead the server is.
+    """
+    if jobs <= 1:
+        yield from ((block, None) for block in blocks)
+        return
+    window: deque[tuple[bytes, Future[Any]]] = deque()
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        for block in blocks:
+            window.append((block, pool.submit(block_table, block)))
+            if len(window) >= 2 * jobs:
+                done, task = window.popleft()
+                yield done, task.result()
+        while window:
+            done, task = window.popleft()
+            yield done, task.result()
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
+def _jobs(jobs: int | None, fmt: str, total: int) -> int:
+    """How many processes make Parquet rows: ``--jobs``, else one per core but one.
+
+    This process keeps a core busy reading the stream and writing the files. On two cores the
+    default is then none: measured, the processes' hand-offs cost more than they gave
+    (bench/report_notes.md).
+    """
+    if fmt != "parquet":
+        return 1
+    if jobs is not None:
+        return jobs
+    return max(1, (os.cpu_count() or 1) - 1) if total >= PARALLEL_ROWS else 1
+
+
 def _first(mask: Any) -> int | None:
     """The index of the first true value of a boolean array, or None."""
     found = arrow().compute.indices_nonzero(mask)
     return None if not len(found) else int(found[0].as_py())
 
 
-def _pull(run: _Run, until: datetime | None, advance: Any) -> int:
+def _pull(run: _Run, until: datetime | None, advance: Any, jobs: int) -> int:
     """Stream the entries after the manifest's last one, up to the checkpoint; return how many."""
     pa = arrow()
     pc = pa.compute
@@ -262,9 +310,9 @@ def _pull(run: _Run, until: datetime | None, advance: Any) -> int:
     expected, count = m.next_seq, 0
     stop_time = None if until is None else pa.scalar(until, pa.timestamp("us", tz="UTC"))
     blocks = run.client.audit.export_blocks(after_seq=expected - 1 if expected else None)
-    for block in ahead(blocks):
+    for block, made in _tables(ahead(blocks), jobs):
         lines = block.split(b"\n")[:-1]  # a block is whole lines, each ending in a newline
-        seqs, times, table = _columns(lines, block, m.format)
+        seqs, times, table = _columns(lines, block, m.format, made)
         # The server skips to after_seq where it supports it; an older one sends every entry,
         # and those before the resume point are dropped here.
         low = _first(pc.greater_equal(seqs, expected))
@@ -319,6 +367,12 @@ def export(
         int, typer.Option("--rows-per-file", min=1, help="Rows per file at most.")
     ] = 100_000,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar or summary.")] = False,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs", min=1, help="Processes making Parquet rows (default: one per core but one)."
+        ),
+    ] = None,
 ) -> None:
     """Export an app's log to a folder of Parquet, NDJSON or CSV files (resumable)."""
     if fmt not in FORMATS:
@@ -354,7 +408,7 @@ def export(
                 _progress(total, quiet) as advance,
             ):
                 run = _Run(client, app_dir, manifest, signed, rows_per_file, writer)
-                count = _pull(run, until_at, advance)
+                count = _pull(run, until_at, advance, _jobs(jobs, fmt, total))
     except ConnectionFailed as exc:
         raise CliError(f"cannot reach the server: {exc.detail}") from None
     except TrailkeepError as exc:

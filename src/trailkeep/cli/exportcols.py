@@ -246,6 +246,11 @@ def table_of(lines: Sequence[bytes], block: bytes | None = None) -> Any:
     return pa.concat_tables(parts)
 
 
+def block_table(block: bytes) -> Any:
+    """The table of a block of whole lines (each ending in a newline): table_of, for a worker."""
+    return table_of(block.split(b"\n")[:-1], block)
+
+
 # -- checking the columns against the entries ---------------------------------------------
 
 
