@@ -374,7 +374,7 @@ def export(
         ),
     ] = None,
 ) -> None:
-    """Export an app's log to a folder of Parquet, NDJSON or CSV files (resumable)."""
+    """Export an app's log to a folder of Parquet, NDJSON, CSV or OCSF files (resumable)."""
     if fmt not in FORMATS:
         raise CliError(f"--format: one of {', '.join(FORMATS)}, not {fmt!r}")
     if not api_key:
