@@ -233,6 +233,11 @@ def test_an_owner_changes_each_setting_and_each_change_is_logged(
         said = act(page, "button:text-is('Approve')")
         one(server, seeded, "retention.change.approve", said)
         assert "2 of 2" in page.inner_text('[data-testid="pending-retention"]')
+        # Approved by as many owners as it needs: nothing more is offered but cancelling.
+        assert page.locator('[data-testid="pending-approved"]').is_visible()
+        assert (
+            page.locator('[data-testid="pending-retention"] button:text-is("Approve")').count() == 0
+        )
         said = act(page, "button:text-is('Cancel the change')", confirm="Cancel the change")
         one(server, seeded, "retention.change.cancel", said)
         assert page.locator('[data-testid="pending-retention"]').count() == 0

@@ -12,6 +12,9 @@ import { pageNav } from "./nav.mjs";
 import { QUALIFIERS, TABS, searchParams } from "./query.mjs";
 
 const PAGE = 50;
+const LANDING_QUERY = "-action:audit.read";
+// Times show in the viewer's zone (UTC on hover); the column names it.
+const ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone || "local time";
 // The app's known actions, for completion: read once per page load and sign-in (GET /actions, a
 // recorded read), kept across searches and tabs.
 const known = new KnownActions();
@@ -71,7 +74,7 @@ class Log extends HTMLElement {
     this.body = h("tbody");
     this.table = h("table", { class: "entries" },
       h("caption", { class: "visually-hidden" }, "Entries, newest first"),
-      h("thead", {}, h("tr", {}, ["Time", "Actor", "Action", "Target", "Kind", "IP"].map(
+      h("thead", {}, h("tr", {}, [`Time (${ZONE})`, "Actor", "Action", "Target", "Kind", "IP"].map(
         (name) => h("th", { scope: "col" }, name)))),
       this.body);
     this.pages = h("nav", { class: "pages", "aria-label": "Pages" });
@@ -87,8 +90,12 @@ class Log extends HTMLElement {
     known.load(api);
     this.api = api;
     this.signedIn = signedIn;
-    this.tab = TABS[params.get("tab")] ? params.get("tab") : "admin";
-    this.query = params.get("q") ?? "";
+    // The bare landing address opens every entry but the log's records of its own reads: each
+    // page the console shows records one, and they would bury what a person came for. The
+    // search box shows that term, so it can be taken out.
+    const landing = !["tab", "q", "cursor", "limit"].some((name) => params.has(name));
+    this.tab = TABS[params.get("tab")] ? params.get("tab") : "all";
+    this.query = params.get("q") ?? (landing ? LANDING_QUERY : "");
     this.cursor = params.get("cursor");
     this.limitParam = params.get("limit");
     const limit = Math.min(Math.max(Number(this.limitParam) || PAGE, 1), 1000);

@@ -57,6 +57,7 @@ export async function retention(ctx) {
 function pending(ctx, waiting) {
   if (!waiting) return h("p", { class: "muted" }, "No retention change waits.");
   const { api } = ctx;
+  const approved = waiting.approvals >= waiting.approvals_required;
   const approve = h("button", { type: "button" }, "Approve");
   approve.addEventListener("click", () =>
     ctx.run(approve, () => api.send("POST", "/retention-change/approve")));
@@ -71,11 +72,15 @@ function pending(ctx, waiting) {
     h("h3", { id: "pending-title" }, "A shorter retention waits"),
     h("dl", { class: "fields" },
       h("dt", {}, "New retention"), h("dd", {}, retentionText(waiting.retention_days)),
-      h("dt", {}, "Takes effect"), h("dd", {}, when(waiting.effective_at), " (if approved by then)"),
+      h("dt", {}, "Takes effect"),
+      h("dd", {}, when(waiting.effective_at), approved ? "" : " (if approved by then)"),
       h("dt", {}, "Approvals"), h("dd", {}, `${waiting.approvals} of ${waiting.approvals_required}`)),
     h("div", { class: "actions" },
-      ctx.canApprove ? approve
-        : h("span", { class: "muted" }, "A key never approves: an owner's session does."),
+      approved
+        ? h("span", { class: "muted", "data-testid": "pending-approved" },
+          "Approved: nothing more is needed; it takes effect then unless cancelled.")
+        : ctx.canApprove ? approve
+          : h("span", { class: "muted" }, "A key never approves: an owner's session does."),
       cancel));
 }
 
