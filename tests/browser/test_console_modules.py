@@ -80,7 +80,9 @@ def test_every_qualifier_becomes_the_list_apis_parameters(page: Page) -> None:
 
 def test_what_cannot_be_searched_is_said_term_by_term(page: Page) -> None:
     cases = {
-        "refund": "refund: use a qualifier, such as action:refund or actor:refund",
+        "refund": (
+            "refund: use a qualifier, such as action:refund, actor:refund or target:TYPE/refund"
+        ),
         "actor:": "actor:: give a value after the colon",
         "colour:red": "colour:red: unknown qualifier",
         "-actor:bob": "-actor:bob: only action can be excluded",

@@ -109,7 +109,7 @@ class Entry extends HTMLElement {
     parts.push(h("section", { class: "card", "aria-labelledby": "verify-title" },
       h("h3", { id: "verify-title" }, "Proof"),
       h("p", { class: "help" }, "Checks, in this browser, that the entry is in the log that the server signed: its hash, ",
-        "the path to the signed root, and the signature, with the checkpoint key pinned when you signed in."),
+        "the path to the signed root, and the signature, with the checkpoint key this page pinned when it started (at sign-in, in the console)."),
       button, result));
     return h("article", { class: "entry" }, parts);
   }

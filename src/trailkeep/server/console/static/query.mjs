@@ -83,7 +83,7 @@ export function parseQuery(text) {
       continue;
     }
     if (term.name === null) {
-      errors.push(`${term.raw}: use a qualifier, such as action:${term.value} or actor:${term.value}`);
+      errors.push(`${term.raw}: use a qualifier, such as action:${term.value}, actor:${term.value} or target:TYPE/${term.value}`);
       continue;
     }
     if (term.value === "") {
