@@ -335,7 +335,9 @@ def keys_revoke(
 def sessions_mint(
     app_id: AppOpt,
     sub: Annotated[str, typer.Option(help="The end user's id (the actor id).")],
-    role: Annotated[str | None, typer.Option(help="owner, admin, auditor, or any other role.")] = None,
+    role: Annotated[
+        str | None, typer.Option(help="owner, admin, auditor, or any other role.")
+    ] = None,
     name: Annotated[str | None, typer.Option(help="The user's display name.")] = None,
     ttl: Annotated[int, typer.Option(help="Seconds until it expires.", min=1)] = 3600,
     data_dir: DataDir = None,
