@@ -109,7 +109,9 @@ class _Run:
         self.first = 0
         self.date = ""
         self.files = 0
-        self.writing: tuple[Future[FileRecord], int, list[bytes]] | None = None
+        # The file on its way: its record to come, first seq, lines, and its stubs' seqs when
+        # its Parquet rows told them (else the lines are searched).
+        self.writing: tuple[Future[FileRecord], int, list[bytes], list[int] | None] | None = None
 
     def add(self, lines: list[bytes], first: int, date: str, table: Any) -> None:
         """Take the next entries (seqs ``first``…, all of ``date``), cutting a file at each new
@@ -137,18 +139,25 @@ class _Run:
         self.finish()
         task = self.writer.submit(_write, self.app_dir, m.format, relative, self.first,
                                   self.lines, table)  # fmt: skip
-        self.writing = (task, self.first, self.lines)
+        stubs = None
+        if table is not None:
+            found = arrow().compute.indices_nonzero(table.column("erased")).to_pylist()
+            stubs = [self.first + offset for offset in found]
+        self.writing = (task, self.first, self.lines, stubs)
         self.lines, self.tables = [], []
 
     def finish(self) -> None:
         """Wait for the file being written, then list it in the manifest."""
         if self.writing is None:
             return
-        task, first, lines = self.writing
+        task, first, lines, stubs = self.writing
         self.writing = None
         m = self.manifest
         m.files.append(task.result())
-        m.add_stubs(first, lines)
+        if stubs is None:
+            m.add_stubs(first, lines)
+        else:
+            m.add_erased(stubs)
         m.next_seq, m.checkpoint = m.files[-1].last_seq + 1, self.signed.note
         m.tail_proof = (
             self.client.consistency_proof(m.next_seq, self.signed.size)
@@ -335,9 +344,11 @@ def _pull(run: _Run, until: datetime | None, advance: Any, jobs: int) -> int:
         if times.null_count:
             at = expected + _first(pc.is_null(times))  # type: ignore[operator]
             raise CliError(f"the server's export has no time for seq {at}: no date partition")
-        days = pc.run_end_encode(pc.strftime(times, format="%Y-%m-%d"))
+        # A day as a date (a cast) rather than as text (formatting costs ~2 µs an entry).
+        days = pc.run_end_encode(times.cast(pa.date32()))
         start = 0
-        for end, date in zip(days.run_ends.to_pylist(), days.values.to_pylist(), strict=True):
+        dates = [day.isoformat() for day in days.values.to_pylist()]
+        for end, date in zip(days.run_ends.to_pylist(), dates, strict=True):
             part = None if table is None else table.slice(low + start, end - start)
             run.add(lines[low + start : low + end], expected + start, date, part)
             start = end

@@ -84,6 +84,11 @@ class Manifest:
         """The manifest as it is written (indented: people read it)."""
         return orjson.dumps({"kind": KIND, **asdict(self)}, option=orjson.OPT_INDENT_2) + b"\n"
 
+    def add_erased(self, found: Sequence[int]) -> None:
+        """Note these seqs (in increasing order) as exported stubs."""
+        if found:
+            self.erased = seqs.union(self.erased, seqs.runs(found))
+
     def add_stubs(self, first_seq: int, lines: Sequence[bytes]) -> None:
         """Note the stubs among these exported entries (seqs ``first_seq``…) as erased seqs."""
         if b"\n" + STUB_PREFIX not in b"\n" + b"\n".join(lines):
