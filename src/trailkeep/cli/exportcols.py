@@ -124,6 +124,11 @@ def python_rows(lines: Sequence[bytes]) -> list[dict[str, Any]]:
 _TEXT: Final = rb'([^"\\\n]*)'  # a string's inside, without escapes
 _QUOTED: Final = rb'("[^"\\\n]*")'  # a string with its quotes: empty when the key is absent
 _NULLABLE: Final = rb'("[^"\\\n]*"|null)'
+#: A time exactly as the server writes it (``record.format_time``), so that it and the leaf hash
+#: after it sit at fixed places from the end of the line: cut from there, not captured.
+_TIME: Final = rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z"
+#: Where an entry's time is, counted from its end: ``","leaf_hash":"<64 hex>"}`` follows it.
+_TIME_SLICE: Final = (-108, -81)
 #: The server's layout, one line: the groups are _GROUPS, in order. Keys sort as RFC 8785 sorts
 #: them; ``metadata`` runs to the last ``,"seq":`` (greedy), which is the top-level one: after it
 #: come only the target, the time and the leaf hash, whose strings hold no quote.
@@ -134,14 +139,14 @@ _LAYOUT: Final = re.compile(
     + _NULLABLE + rb'(?:,"project":' + _QUOTED + rb')?(?:,"request_id":' + _QUOTED
     + rb')?(?:,"server":' + _QUOTED + rb')?,"user_agent":' + _NULLABLE + rb'\},"id":"' + _TEXT
     + rb'","kind":"' + _TEXT + rb'","metadata":(\{.*\}),"seq":(\d{1,18}),"target":(?:null|\{"id":'
-    + _NULLABLE + rb',"type":' + _QUOTED + rb'\}),"time":"' + _TEXT
-    + rb'","leaf_hash":"([0-9a-f]{64})"\}$',
+    + _NULLABLE + rb',"type":' + _QUOTED + rb'\}),"time":"' + _TIME
+    + rb'","leaf_hash":"[0-9a-f]{64}"\}$',
     re.MULTILINE,
 )  # fmt: skip
 _GROUPS: Final = (
     "action", "actor_id", "actor_name", "actor_role", "actor_type", "changes", "forwarded_by",
     "ip", "project", "request_id", "server", "user_agent", "id", "kind", "metadata", "seq",
-    "target_id", "target_type", "time", "leaf_hash",
+    "target_id", "target_type",
 )  # fmt: skip
 #: Groups captured with their quotes: empty (absent) or ``null`` is a null column value.
 _QUOTED_GROUPS: Final = frozenset(
@@ -150,10 +155,10 @@ _QUOTED_GROUPS: Final = frozenset(
 )  # fmt: skip
 
 
-def _cut(pa: Any, name: str, values: Sequence[bytes]) -> Any:
+def _cut(pa: Any, name: str, values: Any) -> Any:
     """One column from its cut bytes: unquoted, nulls where the key was absent or null."""
     pc = pa.compute
-    column = pa.array(values, pa.binary())
+    column = values if isinstance(values, pa.Array) else pa.array(values, pa.binary())
     if name in _QUOTED_GROUPS:
         absent = pc.or_(pc.equal(column, b""), pc.equal(column, b"null"))
         column = pc.if_else(absent, pa.scalar(None, pa.binary()), pc.binary_slice(column, 1, -1))
@@ -225,7 +230,11 @@ def _layout_table(
     columns = {name: _cut(pa, name, cut[name]) for name in _GROUPS}
     columns["erased"] = pa.array([False] * len(lines), pa.bool_())
     columns["erased_by"] = pa.nulls(len(lines), pa.string())
-    columns["entry"] = _entries(pa, lines, block)
+    entries = _entries(pa, lines, block)
+    columns["entry"] = entries
+    raw = entries.cast(pa.binary())
+    columns["time"] = _cut(pa, "time", pa.compute.binary_slice(raw, *_TIME_SLICE))
+    columns["leaf_hash"] = pa.compute.binary_slice(raw, -66, -2).cast(pa.string())
     return pa.Table.from_pydict({f.name: columns[f.name] for f in schema()}, schema=schema())
 
 
@@ -320,8 +329,6 @@ def rebuilt(table: Any, app_id: str, times: Any) -> Any:
 #: String columns rebuilt between quotes: one holding a quote or a backslash could stand for
 #: other JSON than its own, so such a row is checked from its parse instead.
 _STRING_COLUMNS: Final = (*_TEXT_COLUMNS, "leaf_hash")
-#: Where an entry's time is, counted from its end: ``","leaf_hash":"<64 hex>"}`` follows it.
-_TIME_SLICE: Final = (-108, -81)
 
 
 def _time_texts(table: Any) -> Any:
