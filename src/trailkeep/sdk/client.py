@@ -37,6 +37,13 @@ from .verify import consistency_path
 BLOCK_BYTES = 1 << 20
 
 
+def _without_blank_lines(block: bytes) -> bytes:
+    # The server writes none; a proxy or a hand-made stream might. Each line still ends in \n.
+    if not block.startswith(b"\n") and b"\n\n" not in block:
+        return block
+    return b"".join(line + b"\n" for line in block.split(b"\n") if line)
+
+
 class Client:
     """A Trailkeep client for one app, authenticated with an API key.
 
@@ -358,10 +365,10 @@ class Audit:
                 cut = data.rfind(b"\n") + 1
                 held, count = [data[cut:]], len(data) - cut
                 if cut:
-                    yield data[:cut]
+                    yield _without_blank_lines(data[:cut])
             rest = b"".join(held)
             if rest.strip():
-                yield rest if rest.endswith(b"\n") else rest + b"\n"
+                yield _without_blank_lines(rest if rest.endswith(b"\n") else rest + b"\n")
         except httpx.TransportError as exc:
             raise ConnectionFailed(
                 "connection_failed", None, f"the export stream broke: {exc}"
