@@ -99,7 +99,10 @@ def _check_file(
         # Columns first: a changed entry is named by the column that no longer says what it says.
         bad = set(mismatches(table, app_id))
         _compare(table, lines, sorted(bad), record.first_seq)
-        span = check_span(lines, record.first_seq, app_id=app_id, cuts=cuts)
+        _check_seqs(table, record.first_seq)
+        # The rows rebuilt exactly hold their seq (just checked) and the app's id (rebuilt in).
+        placed = _Placed(len(lines), bad)
+        span = check_span(lines, record.first_seq, app_id=app_id, cuts=cuts, placed=placed)
         _compare(table, lines, sorted(set(span.parsed) - bad), record.first_seq)
         _check_column_dates(table, date, record.first_seq)
     # The entries verified: now the bytes must be the ones the manifest lists.
@@ -109,6 +112,30 @@ def _check_file(
     if sha256_hex(data) != record.sha256:
         raise VerifyError("its SHA-256 differs from the manifest's", record.first_seq)
     return span
+
+
+class _Placed:
+    """Offsets ``0..count-1`` but those in ``bad``, without a set of every one."""
+
+    def __init__(self, count: int, bad: set[int]) -> None:
+        self.count, self.bad = count, bad
+
+    def __contains__(self, offset: object) -> bool:
+        return isinstance(offset, int) and 0 <= offset < self.count and offset not in self.bad
+
+
+def _check_seqs(table: Any, first: int) -> None:
+    """The seq column must run first, first + 1, … (each row's entry says the same)."""
+    pa = arrow()
+    seq = table.column("seq")
+    expected = pa.array(range(first, first + table.num_rows), pa.int64())
+    wrong = pa.compute.indices_nonzero(
+        pa.compute.fill_null(pa.compute.not_equal(seq, expected), True)
+    )
+    if len(wrong):
+        at = first + wrong[0].as_py()
+        found = seq[wrong[0].as_py()].as_py()
+        raise VerifyError(f"out of order: found seq {found!r} where {at} belongs", at)
 
 
 def _check_dates(lines: Sequence[bytes], date: str, first: int) -> None:

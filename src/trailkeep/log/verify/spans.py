@@ -9,7 +9,7 @@ through the tree head the checkpoint signs even when the entries go on beyond it
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import cast
@@ -22,6 +22,7 @@ from trailkeep.log.verify.entries import (
     VerifyError,
     check_head,
     check_ledger,
+    committed_leaf,
     fast_leaf,
     leaf_of,
 )
@@ -85,10 +86,15 @@ def check_span(
     app_id: str | None = None,
     cuts: Sequence[int] = (),
     progress: Callable[[int], None] | None = None,
+    placed: Container[int] = (),
 ) -> Span:
     """Check entries (and stubs) in seq order from ``first``: each against its leaf hash.
 
     ``cuts``: sizes the fold must pass through (a checkpoint's); any number of entries may come.
+    ``placed``: offsets (from ``first``) of entries the caller has already seen to hold their
+    seq and ``app_id`` (``verify --export`` rebuilt them from columns it checked): an entry
+    there in the server's form is only hashed. Those checks only word an error more exactly;
+    the tree root is what binds an entry to its place.
     """
     ledger = Ledger()
     nodes: list[bytes] = []
@@ -112,7 +118,12 @@ def check_span(
             builder, want = merkle.TreeBuilder(), 1 << level
             block = min(want, BLOCK)
         # The server's own bytes first: the common case, checked by one hash and no parse.
-        exact_leaf = fast_leaf(seq, entry, app_id) if isinstance(entry, bytes) else None
+        if not isinstance(entry, bytes):
+            exact_leaf = None
+        elif seq - first in placed:
+            exact_leaf = committed_leaf(entry)
+        else:
+            exact_leaf = fast_leaf(seq, entry, app_id)
         if exact_leaf is not None:
             pending.append(exact_leaf)
             if cast(bytes, entry).startswith(ACCOUNTING_PREFIXES):
