@@ -282,28 +282,51 @@ def _chunks(body: bytes) -> Iterator[bytes]:
         body = rest[size + 2 :]
 
 
+#: Each tail's stderr, read on a thread too: a pipe nobody reads would block it once full.
+_STDERR: dict[int, list[str]] = {}
+
+
 def _tail(live: Server, app: Tenant, *args: str) -> tuple[subprocess.Popen[str], list[str]]:
     """`trailkeep events tail` on the app, its stdout lines collected on a thread."""
     proc = subprocess.Popen(
         [str(BIN), "events", "tail", "--app", app.app_id, "--server", live.url,
          "--api-key", app.key, *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "COLUMNS": "400", "PYTHONIOENCODING": "utf-8"},
+        # faulthandler: should one ever hang, SIGABRT makes it print where (see _stopped).
+        env={**os.environ, "COLUMNS": "400", "PYTHONIOENCODING": "utf-8",
+             "PYTHONFAULTHANDLER": "1"},
     )  # fmt: skip
     lines: list[str] = []
+    _STDERR[proc.pid] = errors = []
 
-    def read() -> None:
-        assert proc.stdout is not None
-        lines.extend(iter(proc.stdout.readline, ""))
+    def read(stream: Any, into: list[str]) -> None:
+        into.extend(iter(stream.readline, ""))
 
-    threading.Thread(target=read, daemon=True).start()
+    threading.Thread(target=read, args=(proc.stdout, lines), daemon=True).start()
+    threading.Thread(target=read, args=(proc.stderr, errors), daemon=True).start()
     return proc, lines
+
+
+def _stopped(proc: subprocess.Popen[str]) -> str:
+    """Wait for a tail sent Ctrl-C to exit cleanly; its stderr."""
+    try:
+        status = proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)  # faulthandler prints every thread's stack
+        proc.wait(10)
+        time.sleep(0.5)
+        stacks = "".join(_STDERR[proc.pid])
+        raise AssertionError(f"the tail did not stop on Ctrl-C:\n{stacks}") from None
+    time.sleep(0.2)  # the reader thread has the last of stderr
+    errors = "".join(_STDERR.pop(proc.pid))
+    assert status == 0, errors
+    return errors
 
 
 def _until(lines: list[str], count: int, proc: subprocess.Popen[str]) -> None:
     deadline = time.monotonic() + 60
     while len(lines) < count:
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        assert proc.poll() is None, "".join(_STDERR.get(proc.pid, []))
         assert time.monotonic() < deadline, f"tail printed {lines}"
         time.sleep(0.05)
 
@@ -328,9 +351,7 @@ def test_events_tail_prints_what_is_written_and_stops_on_ctrl_c(live: Server, ap
             for proc in (as_json, human):
                 proc.send_signal(signal.SIGINT)
         for proc in (as_json, human):
-            assert proc.wait(15) == 0
-            assert proc.stderr is not None
-            assert "Traceback" not in proc.stderr.read()
+            assert "Traceback" not in _stopped(proc)
     assert [json.loads(line) for line in printed] == [*old[1:], new[0], new[2]]
     first = shown[0].split()
     assert first[:4] == [str(new[0]["seq"]), new[0]["time"], new[0]["kind"], "t.new"]
