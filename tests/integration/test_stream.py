@@ -292,6 +292,9 @@ def _tail(live: Server, app: Tenant, *args: str) -> tuple[subprocess.Popen[str],
         [str(BIN), "events", "tail", "--app", app.app_id, "--server", live.url,
          "--api-key", app.key, *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # Ctrl-C as a terminal delivers it, even when this suite runs in the background (where
+        # the shell starts it with SIGINT ignored, which the child would inherit).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         # faulthandler: should one ever hang, SIGABRT makes it print where (see _stopped).
         env={**os.environ, "COLUMNS": "400", "PYTHONIOENCODING": "utf-8",
              "PYTHONFAULTHANDLER": "1"},

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 
 from tests.unit.test_verify import ACTOR, APP, ORIGIN, TIME, metadata
-from trailkeep.cli.export import _tables
 from trailkeep.cli.exportcols import mismatches, python_rows, table_of
+from trailkeep.cli.exportrun import tables
 from trailkeep.log import merkle
 from trailkeep.log.record import EventWrite, prepare, with_leaf_hash
 from trailkeep.server.ids import new_entry_id
@@ -83,7 +83,7 @@ def test_metadata_and_changes_shifted_around_a_nested_copy_are_found() -> None:
 def test_blocks_cut_on_other_processes_come_back_in_order_and_alike() -> None:
     lines = [line({"n": n}, n) for n in range(40)]
     blocks = [b"".join(x + b"\n" for x in lines[i : i + 7]) for i in range(0, 40, 7)]
-    made = list(_tables(iter(blocks), 2))
+    made = list(tables(iter(blocks), 2))
     assert [block for block, _ in made] == blocks
     for block, table in made:
         assert table.equals(table_of(block.split(b"\n")[:-1]))
